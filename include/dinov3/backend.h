@@ -1,0 +1,125 @@
+// The backend interface: every op the DINOv3 forward needs, and nothing else.
+//
+// The model (src/model/) is written once against this interface. A backend owns its memory
+// (DeviceBuffer), prepares weights once at load into whatever layout its kernels want (Weight), and
+// runs ops on buffers. The reference backend (src/backend/reference/) is the oracle: plain loops,
+// reductions in double. New devices add a folder under src/backend/ and one line in registry.cpp.
+//
+// All activations are float32 and row-major. Shapes are passed explicitly with each op.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dinov3/status.h"
+
+namespace dinov3 {
+
+enum class Precision { kF32, kBF16, kInt8 };
+const char* precision_name(Precision p);  // "fp32", "bf16", "int8"
+bool precision_from_name(const std::string& name, Precision* out);
+
+// Memory a backend computes on: `size` float32 values.
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t size) : size_(size) {}
+  virtual ~DeviceBuffer() = default;
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_;
+};
+
+// A parameter prepared once at load (repacked, converted, uploaded: the backend's choice).
+class Weight {
+ public:
+  virtual ~Weight() = default;
+};
+
+enum class Activation { kNone, kGelu };  // GELU is the exact erf form
+
+// What a linear layer does with y_tmp = x W^T + b before storing it.
+struct LinearEpilogue {
+  Activation activation = Activation::kNone;  // y = act(y_tmp)
+  // When set: y += layer_scale * y_tmp (LayerScale + residual add; `activation` must be kNone).
+  const Weight* residual_scale = nullptr;
+};
+
+struct BackendOptions {
+  int threads = 0;                       // 0: one per core
+  Precision precision = Precision::kF32;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+  // Human-readable device: "CPU Intel(R) Xeon(R) ..., avx512f" or a GPU's name.
+  virtual std::string device() const = 0;
+  virtual Precision precision() const { return Precision::kF32; }
+  virtual int threads() const { return 1; }
+
+  // ---- memory -------------------------------------------------------------------------------------
+  virtual Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n_floats) = 0;
+  // Copies n floats between host memory and buffer[offset, offset + n).
+  virtual Status upload(DeviceBuffer& dst, size_t offset, const float* src, size_t n) = 0;
+  virtual Status download(const DeviceBuffer& src, size_t offset, float* dst, size_t n) = 0;
+
+  // ---- weights (host pointers are valid only during the call) ------------------------------------
+  // w: [out, in] as stored by PyTorch; bias: [out] or nullptr.
+  virtual Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* bias, int64_t out,
+                                                         int64_t in) = 0;
+  // A plain vector (LayerNorm weight or bias, LayerScale gamma, prefix tokens).
+  virtual Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) = 0;
+
+  // ---- ops ----------------------------------------------------------------------------------------
+  // tokens[b, t, :] for t < prefix_count: prefix[t*dim .. (t+1)*dim) (cls, then registers);
+  // tokens[b, prefix_count + i*gw + j, :] = conv2d(image, patch, stride patch)[b, :, i, j], where the
+  // patch weight is a linear [dim, channels*patch*patch] over (c, ky, kx)-ordered pixels plus bias.
+  // image: [batch, channels, height, width]; tokens: [batch, prefix_count + (h/patch)*(w/patch), dim].
+  virtual Status embed(const DeviceBuffer& image, int64_t batch, int64_t channels, int64_t height,
+                       int64_t width, int64_t patch, const Weight& patch_linear, const Weight& prefix,
+                       int64_t prefix_count, int64_t dim, DeviceBuffer& tokens) = 0;
+
+  // y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * gamma + beta over `dim`; y may alias x.
+  virtual Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma,
+                            const Weight& beta, float eps, DeviceBuffer& y) = 0;
+
+  // x: [rows, in]; y: [rows, out]. See LinearEpilogue.
+  virtual Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& epilogue,
+                        DeviceBuffer& y) = 0;
+
+  // SwiGLU MLP input half: y = silu(x Wg^T + bg) * (x Wx^T + bx). x: [rows, in]; y: [rows, hidden].
+  virtual Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
+                               DeviceBuffer& y) = 0;
+
+  // Multi-head self-attention with 2-D RoPE on the patch tokens.
+  // qkv: [batch, tokens, 3*heads*head_dim] (q | k | v, head n at columns [n*hd, (n+1)*hd) of each third).
+  // rope: [tokens - prefix_count, 2*head_dim]: sin (first head_dim values) then cos, applied to q and k
+  // of tokens t >= prefix_count as v*cos + rotate_half(v)*sin, rotate_half([a, b]) = [-b, a].
+  // out: [batch, tokens, heads*head_dim] = softmax(q k^T / sqrt(head_dim)) v, heads concatenated.
+  virtual Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads,
+                           int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope,
+                           DeviceBuffer& out) = 0;
+
+  // out[b, :] = mean of x[b, t, :] over t in [begin, end). x: [batch, tokens, dim]; out: [batch, dim].
+  virtual Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin,
+                             int64_t end, DeviceBuffer& out) = 0;
+};
+
+// ---- registry ---------------------------------------------------------------------------------------
+using BackendFactory = std::function<Result<std::unique_ptr<Backend>>(const BackendOptions&)>;
+
+// Backends built into the library: "reference", "cpu" (the default), plus any registered at run time.
+std::vector<std::string> backend_names();
+const char* default_backend_name();
+Result<std::unique_ptr<Backend>> create_backend(const std::string& name, const BackendOptions& options = {});
+// Adds a backend (tests register instrumented ones); replaces an existing one of the same name.
+void register_backend(const std::string& name, BackendFactory factory);
+
+}  // namespace dinov3

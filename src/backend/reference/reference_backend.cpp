@@ -1,0 +1,274 @@
+// The reference backend: plain loops a reviewer can check against SPEC.md line by line.
+// Every reduction (dot products, means, variances, softmax sums) accumulates in double; results are
+// stored as float32. Speed is not a goal here; being obviously right is.
+#include "backend/reference/reference_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "util/cpu_info.h"
+
+namespace dinov3 {
+namespace {
+
+class HostBuffer final : public DeviceBuffer {
+ public:
+  explicit HostBuffer(size_t n) : DeviceBuffer(n), values(n, 0.0f) {}
+  std::vector<float> values;
+};
+
+struct HostLinear final : public Weight {
+  int64_t out = 0, in = 0;
+  std::vector<float> w;     // [out, in]
+  std::vector<float> bias;  // [out], zeros when the layer has none
+};
+
+struct HostVector final : public Weight {
+  std::vector<float> v;
+};
+
+const float* data_of(const DeviceBuffer& b) { return static_cast<const HostBuffer&>(b).values.data(); }
+float* data_of(DeviceBuffer& b) { return static_cast<HostBuffer&>(b).values.data(); }
+const HostLinear& linear_of(const Weight& w) { return static_cast<const HostLinear&>(w); }
+const HostVector& vector_of(const Weight& w) { return static_cast<const HostVector&>(w); }
+
+Status check_size(const DeviceBuffer& b, int64_t needed, const char* what) {
+  if (needed < 0 || static_cast<size_t>(needed) > b.size()) {
+    return make_error(ErrorCode::kInternal, std::string("reference backend: buffer '") + what + "' holds " +
+                                                std::to_string(b.size()) + " values, op needs " +
+                                                std::to_string(needed));
+  }
+  return {};
+}
+
+double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+double silu(double x) { return x / (1.0 + std::exp(-x)); }
+
+// y_tmp[o] = sum_i x[i] * w[o, i] + b[o], in double.
+double dot_bias(const float* x, const HostLinear& w, int64_t o) {
+  double acc = 0.0;
+  const float* row = w.w.data() + o * w.in;
+  for (int64_t i = 0; i < w.in; ++i) acc += static_cast<double>(x[i]) * row[i];
+  return acc + w.bias[o];
+}
+
+class ReferenceBackend final : public Backend {
+ public:
+  std::string name() const override { return "reference"; }
+  std::string device() const override { return cpu_brand_string() + " (scalar reference loops)"; }
+
+  Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override {
+    try {
+      return std::unique_ptr<DeviceBuffer>(new HostBuffer(n));
+    } catch (const std::bad_alloc&) {
+      return make_error(ErrorCode::kOutOfMemory, "reference backend: cannot allocate " + std::to_string(n) +
+                                                     " floats");
+    }
+  }
+
+  Status upload(DeviceBuffer& dst, size_t offset, const float* src, size_t n) override {
+    DINOV3_RETURN_IF_ERROR(check_size(dst, static_cast<int64_t>(offset + n), "upload"));
+    std::memcpy(data_of(dst) + offset, src, n * sizeof(float));
+    return {};
+  }
+
+  Status download(const DeviceBuffer& src, size_t offset, float* dst, size_t n) override {
+    DINOV3_RETURN_IF_ERROR(check_size(src, static_cast<int64_t>(offset + n), "download"));
+    std::memcpy(dst, data_of(src) + offset, n * sizeof(float));
+    return {};
+  }
+
+  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* bias, int64_t out,
+                                                 int64_t in) override {
+    auto lin = std::make_unique<HostLinear>();
+    lin->out = out;
+    lin->in = in;
+    lin->w.assign(w, w + out * in);
+    lin->bias.assign(static_cast<size_t>(out), 0.0f);
+    if (bias != nullptr) std::copy(bias, bias + out, lin->bias.begin());
+    return std::unique_ptr<Weight>(std::move(lin));
+  }
+
+  Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override {
+    auto vec = std::make_unique<HostVector>();
+    vec->v.assign(v, v + n);
+    return std::unique_ptr<Weight>(std::move(vec));
+  }
+
+  Status embed(const DeviceBuffer& image, int64_t batch, int64_t channels, int64_t height, int64_t width,
+               int64_t patch, const Weight& patch_linear, const Weight& prefix, int64_t prefix_count,
+               int64_t dim, DeviceBuffer& tokens) override {
+    const HostLinear& pw = linear_of(patch_linear);
+    const std::vector<float>& pre = vector_of(prefix).v;
+    const int64_t gh = height / patch, gw = width / patch, tokens_per_image = prefix_count + gh * gw;
+    DINOV3_RETURN_IF_ERROR(check_size(image, batch * channels * height * width, "image"));
+    DINOV3_RETURN_IF_ERROR(check_size(tokens, batch * tokens_per_image * dim, "tokens"));
+    const float* img = data_of(image);
+    float* out = data_of(tokens);
+    std::vector<float> pixels(static_cast<size_t>(channels * patch * patch));
+    for (int64_t b = 0; b < batch; ++b) {
+      float* seq = out + b * tokens_per_image * dim;
+      std::copy(pre.begin(), pre.begin() + prefix_count * dim, seq);
+      for (int64_t i = 0; i < gh; ++i) {
+        for (int64_t j = 0; j < gw; ++j) {
+          // Gather the patch in the conv weight's (c, ky, kx) order, then it is one linear row.
+          size_t k = 0;
+          for (int64_t c = 0; c < channels; ++c)
+            for (int64_t ky = 0; ky < patch; ++ky)
+              for (int64_t kx = 0; kx < patch; ++kx)
+                pixels[k++] = img[((b * channels + c) * height + i * patch + ky) * width + j * patch + kx];
+          float* token = seq + (prefix_count + i * gw + j) * dim;
+          for (int64_t o = 0; o < dim; ++o) token[o] = static_cast<float>(dot_bias(pixels.data(), pw, o));
+        }
+      }
+    }
+    return {};
+  }
+
+  Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
+                    float eps, DeviceBuffer& y) override {
+    DINOV3_RETURN_IF_ERROR(check_size(x, rows * dim, "layer_norm x"));
+    DINOV3_RETURN_IF_ERROR(check_size(y, rows * dim, "layer_norm y"));
+    const float* g = vector_of(gamma).v.data();
+    const float* be = vector_of(beta).v.data();
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* in = data_of(x) + r * dim;
+      float* out = data_of(y) + r * dim;
+      double mean = 0.0;
+      for (int64_t i = 0; i < dim; ++i) mean += in[i];
+      mean /= static_cast<double>(dim);
+      double var = 0.0;
+      for (int64_t i = 0; i < dim; ++i) var += (in[i] - mean) * (in[i] - mean);
+      var /= static_cast<double>(dim);  // biased variance, as torch's layer_norm
+      const double inv_std = 1.0 / std::sqrt(var + static_cast<double>(eps));
+      for (int64_t i = 0; i < dim; ++i) out[i] = static_cast<float>((in[i] - mean) * inv_std * g[i] + be[i]);
+    }
+    return {};
+  }
+
+  Status linear(const DeviceBuffer& x, int64_t rows, const Weight& weight, const LinearEpilogue& epilogue,
+                DeviceBuffer& y) override {
+    const HostLinear& w = linear_of(weight);
+    DINOV3_RETURN_IF_ERROR(check_size(x, rows * w.in, "linear x"));
+    DINOV3_RETURN_IF_ERROR(check_size(y, rows * w.out, "linear y"));
+    const float* scale = epilogue.residual_scale ? vector_of(*epilogue.residual_scale).v.data() : nullptr;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* in = data_of(x) + r * w.in;
+      float* out = data_of(y) + r * w.out;
+      for (int64_t o = 0; o < w.out; ++o) {
+        const double v = dot_bias(in, w, o);
+        if (scale != nullptr) {
+          out[o] = static_cast<float>(out[o] + static_cast<double>(scale[o]) * v);
+        } else {
+          out[o] = static_cast<float>(epilogue.activation == Activation::kGelu ? gelu_erf(v) : v);
+        }
+      }
+    }
+    return {};
+  }
+
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
+                       DeviceBuffer& y) override {
+    const HostLinear& wg = linear_of(gate);
+    const HostLinear& wx = linear_of(up);
+    DINOV3_RETURN_IF_ERROR(check_size(x, rows * wg.in, "swiglu x"));
+    DINOV3_RETURN_IF_ERROR(check_size(y, rows * wg.out, "swiglu y"));
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* in = data_of(x) + r * wg.in;
+      float* out = data_of(y) + r * wg.out;
+      for (int64_t o = 0; o < wg.out; ++o) out[o] = static_cast<float>(silu(dot_bias(in, wg, o)) * dot_bias(in, wx, o));
+    }
+    return {};
+  }
+
+  Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
+                   int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out) override {
+    const int64_t dim = heads * head_dim, half = head_dim / 2;
+    DINOV3_RETURN_IF_ERROR(check_size(qkv, batch * tokens * 3 * dim, "attention qkv"));
+    DINOV3_RETURN_IF_ERROR(check_size(rope, (tokens - prefix_count) * 2 * head_dim, "attention rope"));
+    DINOV3_RETURN_IF_ERROR(check_size(out, batch * tokens * dim, "attention out"));
+    const float* table = data_of(rope);
+    // q and k of one head, RoPE applied, as float32 (what the model computes before the matmul).
+    std::vector<float> q(static_cast<size_t>(tokens * head_dim)), k(q.size());
+    std::vector<double> scores(static_cast<size_t>(tokens));
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* base = data_of(qkv) + b * tokens * 3 * dim;
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t t = 0; t < tokens; ++t) {
+          const float* qt = base + t * 3 * dim + h * head_dim;
+          const float* kt = qt + dim;
+          for (int64_t d = 0; d < head_dim; ++d) {
+            if (t < prefix_count) {
+              q[t * head_dim + d] = qt[d];
+              k[t * head_dim + d] = kt[d];
+              continue;
+            }
+            const float* sin_row = table + (t - prefix_count) * 2 * head_dim;
+            const float* cos_row = sin_row + head_dim;
+            // rotate_half(v)[d] = -v[d + half] for the first half, v[d - half] for the second.
+            const int64_t partner = d < half ? d + half : d - half;
+            const double sign = d < half ? -1.0 : 1.0;
+            q[t * head_dim + d] = static_cast<float>(qt[d] * static_cast<double>(cos_row[d]) +
+                                                     sign * qt[partner] * static_cast<double>(sin_row[d]));
+            k[t * head_dim + d] = static_cast<float>(kt[d] * static_cast<double>(cos_row[d]) +
+                                                     sign * kt[partner] * static_cast<double>(sin_row[d]));
+          }
+        }
+        for (int64_t t = 0; t < tokens; ++t) {
+          double max_score = -std::numeric_limits<double>::infinity();
+          for (int64_t s = 0; s < tokens; ++s) {
+            double dot = 0.0;
+            for (int64_t d = 0; d < head_dim; ++d)
+              dot += static_cast<double>(q[t * head_dim + d]) * k[s * head_dim + d];
+            scores[s] = dot * scale;
+            max_score = std::max(max_score, scores[s]);
+          }
+          double sum = 0.0;
+          for (int64_t s = 0; s < tokens; ++s) {
+            scores[s] = std::exp(scores[s] - max_score);
+            sum += scores[s];
+          }
+          float* o = data_of(out) + (b * tokens + t) * dim + h * head_dim;
+          for (int64_t d = 0; d < head_dim; ++d) {
+            double acc = 0.0;
+            for (int64_t s = 0; s < tokens; ++s) acc += scores[s] * base[s * 3 * dim + 2 * dim + h * head_dim + d];
+            o[d] = static_cast<float>(acc / sum);
+          }
+        }
+      }
+    }
+    return {};
+  }
+
+  Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin,
+                     int64_t end, DeviceBuffer& out) override {
+    DINOV3_RETURN_IF_ERROR(check_size(x, batch * tokens * dim, "mean_tokens x"));
+    DINOV3_RETURN_IF_ERROR(check_size(out, batch * dim, "mean_tokens out"));
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t d = 0; d < dim; ++d) {
+        double acc = 0.0;
+        for (int64_t t = begin; t < end; ++t) acc += data_of(x)[(b * tokens + t) * dim + d];
+        data_of(out)[b * dim + d] = static_cast<float>(acc / static_cast<double>(end - begin));
+      }
+    }
+    return {};
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> create_reference_backend(const BackendOptions& options) {
+  if (options.precision != Precision::kF32) {
+    return make_error(ErrorCode::kUnsupported, std::string("the reference backend computes in fp32 only, not ") +
+                                                   precision_name(options.precision));
+  }
+  return std::unique_ptr<Backend>(new ReferenceBackend());
+}
+
+}  // namespace dinov3

@@ -1,0 +1,270 @@
+// The DINOv3 ViT forward, written once against the Backend interface (SPEC.md section 1).
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "dinov3/model.h"
+#include "dinov3/tensor_file.h"
+#include "model/checkpoint.h"
+
+namespace dinov3 {
+
+// Parameters as the backend prepared them; shapes in timm's layout.
+struct Model::Weights {
+  struct Block {
+    std::unique_ptr<Weight> norm1_w, norm1_b;  // (D)
+    std::unique_ptr<Weight> qkv;               // (3D, D), bias (3D) = [q_bias, 0, v_bias] or none
+    std::unique_ptr<Weight> proj;              // (D, D) + bias (D)
+    std::unique_ptr<Weight> gamma_1;           // (D) LayerScale after attention
+    std::unique_ptr<Weight> norm2_w, norm2_b;  // (D)
+    std::unique_ptr<Weight> fc1;               // GELU MLP: (hidden, D) + bias
+    std::unique_ptr<Weight> fc1_g, fc1_x;      // SwiGLU MLP: (hidden, D) + bias each
+    std::unique_ptr<Weight> fc2;               // (D, hidden) + bias
+    std::unique_ptr<Weight> gamma_2;           // (D) LayerScale after the MLP
+  };
+  std::unique_ptr<Weight> patch;   // (D, C*p*p) + bias: the patch conv as a linear
+  std::unique_ptr<Weight> prefix;  // (1+R, D): cls_token then reg_token rows
+  std::vector<Block> blocks;
+  std::unique_ptr<Weight> norm_w, norm_b;  // (D) final norm
+};
+
+// Buffers planned once per input shape and reused by every forward of that shape.
+struct Model::Activations {
+  int64_t batch = 0, height = 0, width = 0;
+  std::unique_ptr<DeviceBuffer> image;   // (B, C, H, W)
+  std::unique_ptr<DeviceBuffer> x;       // (B, T, D) residual stream
+  std::unique_ptr<DeviceBuffer> h;       // (B, T, D) normed stream / attention output
+  std::unique_ptr<DeviceBuffer> qkv;     // (B, T, 3D)
+  std::unique_ptr<DeviceBuffer> attn;    // (B, T, D)
+  std::unique_ptr<DeviceBuffer> hidden;  // (B, T, hidden)
+  std::unique_ptr<DeviceBuffer> rope;    // (P, 2*hd)
+  std::unique_ptr<DeviceBuffer> pooled;  // (B, D)
+};
+
+Model::Model() = default;
+Model::~Model() = default;
+
+namespace {
+
+Result<std::string> read_text_file(const std::string& path, size_t limit) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return make_error(ErrorCode::kNotFound, path + ": no such file");
+  if (static_cast<uint64_t>(st.st_size) > limit)
+    return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(st.st_size) + " bytes is too large");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorCode::kIoError, path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const LoadOptions& options) {
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, options.backend_options));
+  return load(dir, std::move(backend));
+}
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& dir, std::unique_ptr<Backend> backend) {
+  if (!backend) return make_error(ErrorCode::kInvalidArgument, "no backend given");
+  if (!is_directory(dir)) {
+    return make_error(ErrorCode::kNotFound, dir + ": not a model folder (expected config.json and model.safetensors)");
+  }
+  DINOV3_ASSIGN_OR_RETURN(std::string config_text, read_text_file(dir + "/config.json", 16u << 20));
+  Result<ModelConfig> parsed = parse_model_config(config_text);
+  if (!parsed.ok()) return parsed.status().with_context(dir);
+
+  std::unique_ptr<Model> model(new Model());
+  model->dir_ = dir;
+  model->config_ = std::move(parsed).value();
+  model->backend_ = std::move(backend);
+
+  DINOV3_ASSIGN_OR_RETURN(CheckpointFile file, open_checkpoint(dir));
+  Status st = check_checkpoint(file.archive, &model->config_);
+  if (!st.ok()) return st.with_context(file.archive.path());
+  model->weights_info_ = describe_checkpoint(file);
+
+  // Prepare each parameter on the backend, then let its pages go: peak memory stays near one copy.
+  auto weights = std::make_unique<Weights>();
+  const ModelConfig& cfg = model->config_;
+  Backend& be = *model->backend_;
+  WeightLoader loader(file.archive, be);
+  const int64_t D = cfg.embed_dim;
+  DINOV3_ASSIGN_OR_RETURN(weights->patch, loader.linear("patch_embed.proj.weight", "patch_embed.proj.bias"));
+  DINOV3_ASSIGN_OR_RETURN(weights->prefix, loader.prefix_tokens(cfg.num_reg_tokens > 0, D));
+  weights->blocks.resize(static_cast<size_t>(cfg.depth));
+  for (int64_t i = 0; i < cfg.depth; ++i) {
+    Weights::Block& b = weights->blocks[static_cast<size_t>(i)];
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    DINOV3_ASSIGN_OR_RETURN(b.norm1_w, loader.vector(p + "norm1.weight"));
+    DINOV3_ASSIGN_OR_RETURN(b.norm1_b, loader.vector(p + "norm1.bias"));
+    DINOV3_ASSIGN_OR_RETURN(b.qkv, loader.qkv(p, cfg.qkv_bias, D));
+    DINOV3_ASSIGN_OR_RETURN(b.proj, loader.linear(p + "attn.proj.weight", p + "attn.proj.bias"));
+    DINOV3_ASSIGN_OR_RETURN(b.gamma_1, loader.vector(p + "gamma_1"));
+    DINOV3_ASSIGN_OR_RETURN(b.norm2_w, loader.vector(p + "norm2.weight"));
+    DINOV3_ASSIGN_OR_RETURN(b.norm2_b, loader.vector(p + "norm2.bias"));
+    if (cfg.mlp == MlpKind::kGelu) {
+      DINOV3_ASSIGN_OR_RETURN(b.fc1, loader.linear(p + "mlp.fc1.weight", p + "mlp.fc1.bias"));
+    } else {
+      DINOV3_ASSIGN_OR_RETURN(b.fc1_g, loader.linear(p + "mlp.fc1_g.weight", p + "mlp.fc1_g.bias"));
+      DINOV3_ASSIGN_OR_RETURN(b.fc1_x, loader.linear(p + "mlp.fc1_x.weight", p + "mlp.fc1_x.bias"));
+    }
+    DINOV3_ASSIGN_OR_RETURN(b.fc2, loader.linear(p + "mlp.fc2.weight", p + "mlp.fc2.bias"));
+    DINOV3_ASSIGN_OR_RETURN(b.gamma_2, loader.vector(p + "gamma_2"));
+  }
+  DINOV3_ASSIGN_OR_RETURN(weights->norm_w, loader.vector("norm.weight"));
+  DINOV3_ASSIGN_OR_RETURN(weights->norm_b, loader.vector("norm.bias"));
+  model->weights_ = std::move(weights);
+  return model;
+}
+
+Status Model::prepare_activations(int64_t batch, int64_t height, int64_t width) {
+  if (acts_ && acts_->batch == batch && acts_->height == height && acts_->width == width) return {};
+  const ModelConfig& cfg = config_;
+  const int64_t T = cfg.tokens_for(height, width), D = cfg.embed_dim;
+  const int64_t gh = height / cfg.patch_size, gw = width / cfg.patch_size, hd = cfg.head_dim();
+  acts_.reset();  // free the old plan before allocating the new one
+  auto a = std::make_unique<Activations>();
+  auto alloc = [&](std::unique_ptr<DeviceBuffer>* dst, int64_t n) -> Status {
+    DINOV3_ASSIGN_OR_RETURN(*dst, backend_->allocate(static_cast<size_t>(n)));
+    return {};
+  };
+  DINOV3_RETURN_IF_ERROR(alloc(&a->image, batch * cfg.in_chans * height * width));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->x, batch * T * D));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->h, batch * T * D));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->qkv, batch * T * 3 * D));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->attn, batch * T * D));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->hidden, batch * T * cfg.mlp_hidden));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->rope, gh * gw * 2 * hd));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->pooled, batch * D));
+  const Tensor rope = compute_rope_table(gh, gw, hd, cfg.rope_temperature);
+  DINOV3_RETURN_IF_ERROR(backend_->upload(*a->rope, 0, rope.ptr(), rope.data.size()));
+  a->batch = batch;
+  a->height = height;
+  a->width = width;
+  acts_ = std::move(a);
+  return {};
+}
+
+namespace {
+
+// Activation values a forward would hold; beyond this the input is absurd rather than large.
+constexpr int64_t kMaxActivationValues = int64_t{1} << 34;
+
+Status check_input(const ModelConfig& cfg, const Tensor& input) {
+  if (input.shape.size() != 4) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "input must be [B, C, H, W], got " + shape_to_string(input.shape));
+  }
+  const int64_t B = input.shape[0], C = input.shape[1], H = input.shape[2], W = input.shape[3];
+  if (shape_numel(input.shape) != input.numel()) {
+    return make_error(ErrorCode::kInvalidArgument, "input data holds " + std::to_string(input.numel()) +
+                                                       " values, shape " + shape_to_string(input.shape) + " needs " +
+                                                       std::to_string(shape_numel(input.shape)));
+  }
+  if (B <= 0 || H <= 0 || W <= 0) {
+    return make_error(ErrorCode::kInvalidArgument, "input " + shape_to_string(input.shape) + " has an empty dimension");
+  }
+  if (C != cfg.in_chans) {
+    return make_error(ErrorCode::kInvalidArgument, "input has " + std::to_string(C) + " channels, the model takes " +
+                                                       std::to_string(cfg.in_chans));
+  }
+  if (H % cfg.patch_size != 0 || W % cfg.patch_size != 0) {
+    return make_error(ErrorCode::kInvalidArgument, "input size " + std::to_string(H) + "x" + std::to_string(W) +
+                                                       " is not a multiple of the patch size " +
+                                                       std::to_string(cfg.patch_size));
+  }
+  const int64_t T = cfg.tokens_for(H, W);
+  const int64_t widest = std::max(3 * cfg.embed_dim, cfg.mlp_hidden);
+  if (T > kMaxActivationValues / B / widest) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "input " + shape_to_string(input.shape) + " is too large (" + std::to_string(B * T) + " tokens)");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const ModelConfig& cfg = config_;
+  DINOV3_RETURN_IF_ERROR(check_input(cfg, input));
+  const int64_t B = input.shape[0], H = input.shape[2], W = input.shape[3];
+  const int64_t D = cfg.embed_dim, T = cfg.tokens_for(H, W), rows = B * T, prefix = cfg.prefix_tokens();
+
+  std::vector<int> wanted;  // block index -> position in options.intermediate_blocks
+  for (int idx : options.intermediate_blocks) {
+    const int block = idx < 0 ? idx + static_cast<int>(cfg.depth) : idx;
+    if (block < 0 || block >= cfg.depth) {
+      return make_error(ErrorCode::kInvalidArgument, "intermediate block " + std::to_string(idx) + " is out of range for " +
+                                                         std::to_string(cfg.depth) + " blocks");
+    }
+    wanted.push_back(block);
+  }
+  PoolMode pool = options.pool == PoolMode::kDefault ? cfg.global_pool : options.pool;
+
+  DINOV3_RETURN_IF_ERROR(prepare_activations(B, H, W));
+  Activations& a = *acts_;
+  Backend& be = *backend_;
+  const Weights& w = *weights_;
+  ForwardOutput out;
+  auto download = [&](const DeviceBuffer& buf, Shape shape, Tensor* dst) -> Status {
+    *dst = Tensor(std::move(shape));
+    return be.download(buf, 0, dst->ptr(), dst->data.size());
+  };
+
+  DINOV3_RETURN_IF_ERROR(be.upload(*a.image, 0, input.ptr(), input.data.size()));
+  DINOV3_RETURN_IF_ERROR(be.embed(*a.image, B, cfg.in_chans, H, W, cfg.patch_size, *w.patch, *w.prefix, prefix, D, *a.x));
+  if (options.keep_embed) DINOV3_RETURN_IF_ERROR(download(*a.x, {B, T, D}, &out.embed));
+  out.intermediates.resize(wanted.size());
+
+  for (int64_t i = 0; i < cfg.depth; ++i) {
+    const Weights::Block& b = w.blocks[static_cast<size_t>(i)];
+    // x = x + gamma_1 * proj(attn(norm1(x)))
+    DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm1_w, *b.norm1_b, cfg.ln_eps, *a.h));
+    DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, {}, *a.qkv));
+    DINOV3_RETURN_IF_ERROR(be.attention(*a.qkv, B, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn));
+    DINOV3_RETURN_IF_ERROR(be.linear(*a.attn, rows, *b.proj, {Activation::kNone, b.gamma_1.get()}, *a.x));
+    // x = x + gamma_2 * mlp(norm2(x))
+    DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm2_w, *b.norm2_b, cfg.ln_eps, *a.h));
+    if (cfg.mlp == MlpKind::kGelu) {
+      DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.fc1, {Activation::kGelu, nullptr}, *a.hidden));
+    } else {
+      DINOV3_RETURN_IF_ERROR(be.linear_swiglu(*a.h, rows, *b.fc1_g, *b.fc1_x, *a.hidden));
+    }
+    DINOV3_RETURN_IF_ERROR(be.linear(*a.hidden, rows, *b.fc2, {Activation::kNone, b.gamma_2.get()}, *a.x));
+
+    for (size_t k = 0; k < wanted.size(); ++k) {
+      if (wanted[k] != i) continue;
+      out.intermediates[k].block = static_cast<int>(i);
+      if (options.norm_intermediates) {
+        DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *w.norm_w, *w.norm_b, cfg.ln_eps, *a.h));
+        DINOV3_RETURN_IF_ERROR(download(*a.h, {B, T, D}, &out.intermediates[k].tokens));
+      } else {
+        DINOV3_RETURN_IF_ERROR(download(*a.x, {B, T, D}, &out.intermediates[k].tokens));
+      }
+    }
+  }
+
+  DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *w.norm_w, *w.norm_b, cfg.ln_eps, *a.h));
+  DINOV3_RETURN_IF_ERROR(download(*a.h, {B, T, D}, &out.features));
+  if (pool == PoolMode::kToken) {
+    out.pooled = Tensor({B, D});
+    for (int64_t bi = 0; bi < B; ++bi)
+      std::copy_n(out.features.ptr() + bi * T * D, D, out.pooled.ptr() + bi * D);
+  } else {
+    DINOV3_RETURN_IF_ERROR(be.mean_tokens(*a.h, B, T, D, prefix, T, *a.pooled));
+    DINOV3_RETURN_IF_ERROR(download(*a.pooled, {B, D}, &out.pooled));
+  }
+  return out;
+}
+
+}  // namespace dinov3

@@ -1,0 +1,37 @@
+// 2-D RoPE for DINOv3 (SPEC.md section 1.3; timm RotaryEmbeddingDinoV3 with normalize_coords='separate').
+#include <cmath>
+
+#include "dinov3/model.h"
+
+namespace dinov3 {
+
+Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature) {
+  const int64_t quarter = head_dim / 4, half = head_dim / 2;
+  // periods[k] = temperature ** (2k / (hd/2)); timm keeps them as a float32 buffer.
+  std::vector<double> periods(static_cast<size_t>(quarter));
+  for (int64_t k = 0; k < quarter; ++k) {
+    periods[k] = static_cast<float>(std::pow(temperature, 2.0 * static_cast<double>(k) / static_cast<double>(half)));
+  }
+  Tensor table({grid_h * grid_w, 2 * head_dim});
+  std::vector<double> angles(static_cast<size_t>(half));
+  for (int64_t i = 0; i < grid_h; ++i) {
+    for (int64_t j = 0; j < grid_w; ++j) {
+      // Patch centres normalised to [0, 1] per axis, then mapped to [-1, 1].
+      const double ch = 2.0 * ((static_cast<double>(i) + 0.5) / static_cast<double>(grid_h)) - 1.0;
+      const double cw = 2.0 * ((static_cast<double>(j) + 0.5) / static_cast<double>(grid_w)) - 1.0;
+      for (int64_t k = 0; k < quarter; ++k) {
+        angles[k] = 2.0 * M_PI * ch / periods[k];
+        angles[quarter + k] = 2.0 * M_PI * cw / periods[k];
+      }
+      float* row = table.ptr() + (i * grid_w + j) * 2 * head_dim;
+      // Angles tiled twice across the head: [a_0 .. a_{hd/2-1}, a_0 .. a_{hd/2-1}].
+      for (int64_t d = 0; d < head_dim; ++d) {
+        row[d] = static_cast<float>(std::sin(angles[d % half]));
+        row[head_dim + d] = static_cast<float>(std::cos(angles[d % half]));
+      }
+    }
+  }
+  return table;
+}
+
+}  // namespace dinov3

@@ -1,0 +1,19 @@
+// What the CPU is and which instruction sets the OS lets us use (cpuid and XCR0).
+#pragma once
+
+#include <string>
+
+namespace dinov3 {
+
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
+  bool avx512_bf16 = false, avx512_vnni = false;
+};
+
+// Raw capabilities: cpuid bits, masked by what XCR0 says the OS saves (YMM for AVX, ZMM+opmask for AVX-512).
+const CpuFeatures& cpu_features();
+std::string cpu_brand_string();  // "Intel(R) Xeon(R) ..." or "unknown CPU"
+int cpu_core_count();            // logical processors this process may run on
+
+}  // namespace dinov3

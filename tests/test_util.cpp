@@ -1,0 +1,81 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+namespace dinov3::test {
+
+std::string shared_dir() { return DINOV3_SHARED_DIR; }
+std::string fixture(const std::string& rel) { return shared_dir() + "/fixtures/" + rel; }
+std::string cli_path() { return DINOV3_CLI_PATH; }
+
+Compare compare(const Tensor& a, const Tensor& b, size_t offset, size_t n) {
+  if (n == 0) n = b.data.size() - offset;
+  if (a.data.size() < offset + n || b.data.size() < offset + n) throw std::runtime_error("compare: range out of bounds");
+  double diff2 = 0, a2 = 0, b2 = 0, ab = 0, max_abs = 0;
+  for (size_t i = offset; i < offset + n; ++i) {
+    const double x = a.data[i], y = b.data[i];
+    diff2 += (x - y) * (x - y);
+    a2 += x * x;
+    b2 += y * y;
+    ab += x * y;
+    max_abs = std::max(max_abs, std::fabs(x - y));
+  }
+  Compare c;
+  c.rel_l2 = std::sqrt(diff2) / std::max(std::sqrt(b2), 1e-30);
+  c.cosine = ab / std::max(std::sqrt(a2) * std::sqrt(b2), 1e-30);
+  c.max_abs = max_abs;
+  return c;
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "dinov3_test_XXXXXX").string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+CommandResult run_command(const std::string& command) {
+  CommandResult r;
+  const std::string full = command + " 2>&1";
+  FILE* pipe = ::popen(full.c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+}  // namespace dinov3::test

@@ -1,0 +1,43 @@
+// Shared helpers for the tests: fixture paths, comparison metrics, temporary folders.
+#pragma once
+
+#include <string>
+
+#include "dinov3/tensor.h"
+
+namespace dinov3::test {
+
+std::string shared_dir();                       // ../shared
+std::string fixture(const std::string& rel);    // ../shared/fixtures/<rel>
+std::string cli_path();                         // the built dinov3 executable
+
+struct Compare {
+  double rel_l2 = 0.0;    // ||a - b|| / ||b||
+  double cosine = 0.0;
+  double max_abs = 0.0;
+};
+// Over elements [offset, offset + n) of both tensors; n = all when 0.
+Compare compare(const Tensor& a, const Tensor& b, size_t offset = 0, size_t n = 0);
+
+// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+CommandResult run_command(const std::string& command);
+
+}  // namespace dinov3::test
