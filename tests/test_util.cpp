@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "dinov3/metrics.h"
+
 namespace dinov3::test {
 
 std::string shared_dir() { return DINOV3_SHARED_DIR; }
@@ -22,20 +24,8 @@ std::string cli_path() { return DINOV3_CLI_PATH; }
 Compare compare(const Tensor& a, const Tensor& b, size_t offset, size_t n) {
   if (n == 0) n = b.data.size() - offset;
   if (a.data.size() < offset + n || b.data.size() < offset + n) throw std::runtime_error("compare: range out of bounds");
-  double diff2 = 0, a2 = 0, b2 = 0, ab = 0, max_abs = 0;
-  for (size_t i = offset; i < offset + n; ++i) {
-    const double x = a.data[i], y = b.data[i];
-    diff2 += (x - y) * (x - y);
-    a2 += x * x;
-    b2 += y * y;
-    ab += x * y;
-    max_abs = std::max(max_abs, std::fabs(x - y));
-  }
-  Compare c;
-  c.rel_l2 = std::sqrt(diff2) / std::max(std::sqrt(b2), 1e-30);
-  c.cosine = ab / std::max(std::sqrt(a2) * std::sqrt(b2), 1e-30);
-  c.max_abs = max_abs;
-  return c;
+  const Agreement g = compare_outputs(a.ptr() + offset, b.ptr() + offset, n);
+  return {g.rel_error, g.cosine, g.max_abs_diff};
 }
 
 TempDir::TempDir() {

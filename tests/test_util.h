@@ -12,11 +12,11 @@ std::string fixture(const std::string& rel);    // ../shared/fixtures/<rel>
 std::string cli_path();                         // the built dinov3 executable
 
 struct Compare {
-  double rel_l2 = 0.0;    // ||a - b|| / ||b||
+  double rel_l2 = 0.0;  // ||a - b|| / ||b||
   double cosine = 0.0;
   double max_abs = 0.0;
 };
-// Over elements [offset, offset + n) of both tensors; n = all when 0.
+// Over elements [offset, offset + n) of both tensors (n = all when 0); b is the baseline.
 Compare compare(const Tensor& a, const Tensor& b, size_t offset = 0, size_t n = 0);
 
 // A fresh empty folder under the system temp dir, removed when the object dies.

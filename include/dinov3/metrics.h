@@ -1,0 +1,28 @@
+// Numbers the toolkit reports: latency statistics and the agreement between two outputs.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace dinov3 {
+
+struct LatencyStats {
+  size_t count = 0;
+  double mean = 0, stddev = 0, min = 0, max = 0, p50 = 0, p90 = 0, p99 = 0;  // same unit as the samples
+};
+
+// stddev is the sample standard deviation (n - 1); percentiles interpolate linearly between the
+// closest ranks, as numpy.percentile does by default.
+LatencyStats summarize_latencies(std::vector<double> samples);
+
+struct Agreement {
+  double rel_error = 0;     // ||a - b|| / ||b||, b the baseline
+  double cosine = 0;        // a.b / (||a|| ||b||)
+  double mse = 0;           // mean of (a - b)^2
+  double max_abs_diff = 0;  // max |a - b|
+};
+
+// Accumulated in double over n values.
+Agreement compare_outputs(const float* a, const float* baseline, size_t n);
+
+}  // namespace dinov3

@@ -1,0 +1,51 @@
+#include "dinov3/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dinov3 {
+
+LatencyStats summarize_latencies(std::vector<double> samples) {
+  LatencyStats s;
+  s.count = samples.size();
+  if (samples.empty()) return s;
+  std::sort(samples.begin(), samples.end());
+  double sum = 0;
+  for (double v : samples) sum += v;
+  s.mean = sum / static_cast<double>(samples.size());
+  double sq = 0;
+  for (double v : samples) sq += (v - s.mean) * (v - s.mean);
+  s.stddev = samples.size() > 1 ? std::sqrt(sq / static_cast<double>(samples.size() - 1)) : 0.0;
+  s.min = samples.front();
+  s.max = samples.back();
+  auto percentile = [&](double p) {
+    const double rank = p / 100.0 * static_cast<double>(samples.size() - 1);
+    const size_t lo = static_cast<size_t>(std::floor(rank)), hi = std::min(lo + 1, samples.size() - 1);
+    return samples[lo] + (samples[hi] - samples[lo]) * (rank - static_cast<double>(lo));
+  };
+  s.p50 = percentile(50);
+  s.p90 = percentile(90);
+  s.p99 = percentile(99);
+  return s;
+}
+
+Agreement compare_outputs(const float* a, const float* baseline, size_t n) {
+  Agreement r;
+  if (n == 0) return r;
+  double diff2 = 0, a2 = 0, b2 = 0, ab = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double x = a[i], y = baseline[i];
+    diff2 += (x - y) * (x - y);
+    a2 += x * x;
+    b2 += y * y;
+    ab += x * y;
+    r.max_abs_diff = std::max(r.max_abs_diff, std::fabs(x - y));
+  }
+  // A zero baseline only agrees with a zero output.
+  r.rel_error = b2 > 0 ? std::sqrt(diff2 / b2) : (diff2 > 0 ? INFINITY : 0.0);
+  r.cosine = (a2 > 0 && b2 > 0) ? ab / std::sqrt(a2 * b2) : (a2 == b2 ? 1.0 : 0.0);
+  r.mse = diff2 / static_cast<double>(n);
+  return r;
+}
+
+}  // namespace dinov3
