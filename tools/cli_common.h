@@ -1,11 +1,13 @@
-// Pieces every dinov3 command shares: model and backend options, tensor inputs, outputs.
+// Pieces every dinov3 command shares: finding and loading the model, reading inputs, formatting.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
@@ -13,22 +15,43 @@
 namespace dinov3::cli {
 
 struct ModelOptions {
-  std::string model;                          // folder or hub id
+  std::string model;  // folder or hub id; empty: the default hub id, else the bundled test model
   std::string backend = default_backend_name();
   int threads = 0;
   std::string precision = "fp32";
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend = true);
-Result<std::unique_ptr<Model>> load_model(const ModelOptions& opts);
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  bool random_weights = false;  // the bundled test checkpoint: its numbers mean nothing
+};
+// Resolves --model (folder, hub id, or the default with the bundled fallback) and loads it on `backend`.
+Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend);
+// Prints the resolved model and, for random weights, a plain warning.
+void describe_model_source(const LoadedModel& m);
+
+// Inputs given as images (preprocessed as the model's config says) or a preprocessed tensor.
+struct InputOptions {
+  std::vector<std::string> images;
+  std::string input_tensor;  // FILE.safetensors[:NAME]
+  bool exif_transpose = false;
+  int64_t max_pixels = DecodeOptions{}.max_pixels;
+};
+void add_input_options(CLI::App& cmd, InputOptions* opts);
+// The bundled sample photographs (for commands that run on something when given nothing).
+std::vector<std::string> bundled_sample_images();
+// [B, C, H, W] from the images or the tensor; `labels` gets one name per batch row.
+Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::vector<std::string>* labels);
 
 // "FILE.safetensors[:NAME]", NAME defaulting to "input".
 Result<Tensor> load_input_tensor(const std::string& spec);
-
 Result<PoolMode> parse_pool(const std::string& name);
 
-// Writes the lines of a command's result to stdout (the CLI is the only place that prints).
-void print_line(const std::string& line);
 std::string format_values(const float* v, size_t n);
+std::string format_ms(double ms);
+// "[B, T, D]" plus "(1 cls + R registers + P patches)".
+std::string token_breakdown(const ModelConfig& c, int64_t height, int64_t width);
 
 }  // namespace dinov3::cli

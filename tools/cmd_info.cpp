@@ -4,40 +4,47 @@
 
 namespace dinov3::cli {
 
+namespace {
+
+Result<int> run_info(const ModelOptions& opts) {
+  // Loading checks every tensor; the reference backend is enough for that.
+  DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(opts, "reference"));
+  describe_model_source(loaded);
+  const Model& model = *loaded.model;
+  const ModelConfig& c = model.config();
+  const WeightsInfo& w = model.weights_info();
+  const DataConfig& d = c.data;
+  auto line = [](const std::string& key, const std::string& value) {
+    std::printf("%-14s%s\n", (key + ":").c_str(), value.c_str());
+  };
+  line("model", model.directory());
+  line("architecture", c.architecture);
+  line("embed_dim", std::to_string(c.embed_dim));
+  line("depth", std::to_string(c.depth));
+  line("heads", std::to_string(c.num_heads) + " (head_dim " + std::to_string(c.head_dim()) + ")");
+  line("mlp", std::string(c.mlp == MlpKind::kGelu ? "GELU" : "SwiGLU") + ", hidden " + std::to_string(c.mlp_hidden));
+  line("qkv bias", c.qkv_bias ? "q and v" : "none");
+  line("patch", std::to_string(c.patch_size) + ", registers " + std::to_string(c.num_reg_tokens));
+  line("tokens", std::to_string(c.tokens_for(d.height, d.width)) + " at " + std::to_string(d.height) + "x" +
+                     std::to_string(d.width) + " " + token_breakdown(c, d.height, d.width));
+  line("global_pool", pool_mode_name(c.global_pool));
+  line("parameters", std::to_string(w.parameters));
+  line("weights", w.path + " (" + w.format + ", " + w.dtype + ", " + std::to_string(w.bytes) + " bytes)");
+  char crop[32];
+  std::snprintf(crop, sizeof(crop), "%g", d.crop_pct);
+  line("preprocess", "resize " + d.interpolation + ", crop_pct " + crop + ", crop_mode " + d.crop_mode + ", input " +
+                         std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" + std::to_string(d.width));
+  line("normalize", "mean " + format_values(d.mean.data(), 3) + ", std " + format_values(d.std.data(), 3));
+  return 0;
+}
+
+}  // namespace
+
 Command add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a model's architecture, sizes, weights and preprocessing");
   auto opts = std::make_shared<ModelOptions>();
   add_model_options(*cmd, opts.get(), /*with_backend=*/false);
-  return {cmd, [opts]() -> Status {
-            ModelOptions o = *opts;
-            o.backend = "reference";  // loading checks every tensor; the reference backend is enough for that
-            DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, load_model(o));
-            const ModelConfig& c = model->config();
-            const WeightsInfo& w = model->weights_info();
-            const DataConfig& d = c.data;
-            const int64_t gh = d.height / c.patch_size, gw = d.width / c.patch_size;
-            print_line("model:         " + model->directory());
-            print_line("architecture:  " + c.architecture);
-            print_line("embed_dim:     " + std::to_string(c.embed_dim));
-            print_line("depth:         " + std::to_string(c.depth));
-            print_line("heads:         " + std::to_string(c.num_heads) + " (head_dim " + std::to_string(c.head_dim()) + ")");
-            print_line(std::string("mlp:           ") + (c.mlp == MlpKind::kGelu ? "GELU" : "SwiGLU") + ", hidden " +
-                       std::to_string(c.mlp_hidden));
-            print_line(std::string("qkv bias:      ") + (c.qkv_bias ? "q and v" : "none"));
-            print_line("patch:         " + std::to_string(c.patch_size) + ", registers " + std::to_string(c.num_reg_tokens));
-            print_line("tokens:        " + std::to_string(c.tokens_for(d.height, d.width)) + " at " +
-                       std::to_string(d.height) + "x" + std::to_string(d.width) + " (1 cls + " +
-                       std::to_string(c.num_reg_tokens) + " registers + " + std::to_string(gh * gw) + " patches)");
-            print_line(std::string("global_pool:   ") + pool_mode_name(c.global_pool));
-            print_line("parameters:    " + std::to_string(w.parameters));
-            print_line("weights:       " + w.path + " (" + w.format + ", " + w.dtype + ", " +
-                       std::to_string(w.bytes) + " bytes)");
-            print_line("preprocess:    resize " + d.interpolation + ", crop_pct " + std::to_string(d.crop_pct) +
-                       ", crop_mode " + d.crop_mode + ", input " + std::to_string(d.channels) + "x" +
-                       std::to_string(d.height) + "x" + std::to_string(d.width));
-            print_line("normalize:     mean " + format_values(d.mean.data(), 3) + ", std " + format_values(d.std.data(), 3));
-            return {};
-          }};
+  return {cmd, [opts]() { return run_info(*opts); }};
 }
 
 }  // namespace dinov3::cli

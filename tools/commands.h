@@ -1,4 +1,5 @@
-// Each dinov3 command registers itself on the app and returns the function that runs it.
+// Each dinov3 command registers itself on the app and returns the function that runs it. A command's
+// Result is its exit code (accuracy exits 1 on FAIL); an error Status becomes a one-line message.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -10,10 +11,13 @@ namespace dinov3::cli {
 
 struct Command {
   CLI::App* app;
-  std::function<Status()> run;
+  std::function<Result<int>()> run;
 };
 
 Command add_info_command(CLI::App& app);
 Command add_infer_command(CLI::App& app);
+Command add_preprocess_command(CLI::App& app);
+Command add_bench_command(CLI::App& app);
+Command add_accuracy_command(CLI::App& app);
 
 }  // namespace dinov3::cli

@@ -60,6 +60,9 @@ std::vector<std::string> known_architectures();
 // until the weights are checked.
 Result<ModelConfig> parse_model_config(const std::string& json_text);
 
+// Multiply-adds x 2 of one image's forward at height x width (linears, patch embed, attention matmuls).
+double forward_flops(const ModelConfig& config, int64_t height, int64_t width);
+
 // The RoPE table for a gh x gw patch grid: [gh*gw, 2*head_dim], sin (first head_dim values) then cos.
 Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature);
 

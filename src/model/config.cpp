@@ -220,3 +220,20 @@ Result<ModelConfig> parse_model_config(const std::string& json_text) {
 }
 
 }  // namespace dinov3
+
+namespace dinov3 {
+
+double forward_flops(const ModelConfig& c, int64_t height, int64_t width) {
+  const double P = static_cast<double>((height / c.patch_size) * (width / c.patch_size));
+  const double T = static_cast<double>(c.tokens_for(height, width)), D = static_cast<double>(c.embed_dim);
+  const double hidden = static_cast<double>(c.mlp_hidden);
+  const double patch = 2.0 * P * D * static_cast<double>(c.in_chans * c.patch_size * c.patch_size);
+  const double mlp_in = c.mlp == MlpKind::kGelu ? 1.0 : 2.0;  // SwiGLU has gate and up projections
+  const double block = 2.0 * T * D * 3.0 * D        // qkv
+                       + 2.0 * 2.0 * T * T * D      // q k^T and attention x v
+                       + 2.0 * T * D * D            // proj
+                       + 2.0 * T * D * hidden * (mlp_in + 1.0);  // fc1 (+ gate), fc2
+  return patch + static_cast<double>(c.depth) * block;
+}
+
+}  // namespace dinov3

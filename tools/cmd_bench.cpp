@@ -1,0 +1,115 @@
+// dinov3 bench: latency statistics at batch 1 and throughput per batch size, as a report.
+#include <chrono>
+#include <random>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "dinov3/metrics.h"
+#include "report.h"
+
+namespace dinov3::cli {
+
+namespace {
+
+struct BenchOptions {
+  ModelOptions model;
+  int iterations = 20;
+  int warmup = 5;
+  std::vector<int> batch_sizes = {1, 2, 4, 8};
+  int size = 0;  // 0: the model's input size
+  std::string output_dir = "output";
+};
+
+// Timed forwards of one batch size; the input is fixed random data in the normalised pixel range.
+Result<std::vector<double>> time_batch(Model& model, int64_t batch, int64_t size, int warmup, int iterations) {
+  const ModelConfig& c = model.config();
+  Tensor input({batch, c.in_chans, size, size});
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  for (float& v : input.data) v = dist(rng);
+  std::vector<double> ms;
+  for (int i = 0; i < warmup + iterations; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Result<ForwardOutput> out = model.forward(input);
+    if (!out.ok()) return out.status();
+    const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= warmup) ms.push_back(t);
+  }
+  return ms;
+}
+
+nlohmann::ordered_json stats_json(const LatencyStats& s) {
+  return {{"count", s.count}, {"mean", s.mean}, {"stddev", s.stddev}, {"min", s.min}, {"max", s.max},
+          {"p50", s.p50},     {"p90", s.p90},   {"p99", s.p99}};
+}
+
+Result<int> run_bench(const BenchOptions& o) {
+  if (o.iterations < 1 || o.warmup < 0) return make_error(ErrorCode::kInvalidArgument, "need --iterations >= 1, --warmup >= 0");
+  for (int b : o.batch_sizes)
+    if (b < 1 || b > 4096) return make_error(ErrorCode::kInvalidArgument, "batch size " + std::to_string(b) + " is out of range");
+  DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
+  describe_model_source(loaded);
+  Model& model = *loaded.model;
+  const ModelConfig& c = model.config();
+  const int64_t size = o.size > 0 ? o.size : c.data.height;
+  if (size % c.patch_size != 0) {
+    return make_error(ErrorCode::kInvalidArgument, "--size " + std::to_string(size) + " is not a multiple of the patch size " +
+                                                       std::to_string(c.patch_size));
+  }
+  const double gflop = forward_flops(c, size, size) * 1e-9;
+
+  Report r("bench");
+  auto& j = r.json();
+  j["command"] = "bench";
+  j["model"] = {{"dir", model.directory()}, {"architecture", c.architecture}, {"random_weights", loaded.random_weights}};
+  j["context"] = run_context(model);
+  j["size"] = size;
+  j["gflop_per_image"] = gflop;
+  j["iterations"] = o.iterations;
+  j["warmup"] = o.warmup;
+  r.line("model:    " + c.architecture + " at " + std::to_string(size) + "x" + std::to_string(size) + " (" +
+         std::to_string(gflop).substr(0, 6) + " GFLOP/image)");
+  r.line("backend:  " + model.backend().name() + ", " + precision_name(model.backend().precision()) + ", " +
+         std::to_string(model.backend().threads()) + " thread(s) on " + model.backend().device());
+  r.line("build:    " + j["context"]["build"]["commit"].get<std::string>() + ", " + j["context"]["date"].get<std::string>());
+
+  DINOV3_ASSIGN_OR_RETURN(std::vector<double> ms1, time_batch(model, 1, size, o.warmup, o.iterations));
+  const LatencyStats lat = summarize_latencies(ms1);
+  j["latency_ms"] = stats_json(lat);
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "batch 1 latency over %d runs: mean %.2f, stddev %.2f, min %.2f, max %.2f, p50 %.2f, p90 %.2f, p99 %.2f ms",
+                o.iterations, lat.mean, lat.stddev, lat.min, lat.max, lat.p50, lat.p90, lat.p99);
+  r.line(buf);
+  r.line("batch   images/s   ms/batch (mean)   ms/batch (p50)   GFLOP/s");
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (int b : o.batch_sizes) {
+    std::vector<double> ms = ms1;
+    if (b != 1) {
+      DINOV3_ASSIGN_OR_RETURN(ms, time_batch(model, b, size, o.warmup, o.iterations));
+    }
+    const LatencyStats s = summarize_latencies(ms);
+    const double ips = 1000.0 * b / s.mean;
+    std::snprintf(buf, sizeof(buf), "%5d   %8.2f   %15.2f   %14.2f   %7.1f", b, ips, s.mean, s.p50, ips * gflop);
+    r.line(buf);
+    rows.push_back({{"batch", b}, {"images_per_s", ips}, {"gflop_per_s", ips * gflop}, {"ms_per_batch", stats_json(s)}});
+  }
+  j["throughput"] = rows;
+  DINOV3_RETURN_IF_ERROR(r.write(o.output_dir));
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Latency statistics and throughput per batch size");
+  auto opts = std::make_shared<BenchOptions>();
+  add_model_options(*cmd, &opts->model);
+  cmd->add_option("--iterations,-n", opts->iterations, "timed runs per batch size")->capture_default_str();
+  cmd->add_option("--warmup", opts->warmup, "untimed runs first")->capture_default_str();
+  cmd->add_option("--batch-sizes", opts->batch_sizes, "batch sizes for throughput")->delimiter(',')->capture_default_str();
+  cmd->add_option("--size", opts->size, "square input size (default: the model's)");
+  cmd->add_option("--output-dir", opts->output_dir, "where bench.json and bench.log go")->capture_default_str();
+  return {cmd, [opts]() { return run_bench(*opts); }};
+}
+
+}  // namespace dinov3::cli

@@ -1,0 +1,55 @@
+#include "report.h"
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "dinov3/version.h"
+#include "io/file_util.h"
+#include "util/cpu_info.h"
+
+namespace dinov3::cli {
+
+void Report::line(const std::string& text) {
+  std::printf("%s\n", text.c_str());
+  lines_.push_back(text);
+}
+
+Status Report::write(const std::string& output_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(output_dir, ec);
+  if (ec) return make_error(ErrorCode::kIoError, output_dir + ": cannot create the output folder: " + ec.message());
+  const std::string json_text = json_.dump(2) + "\n";
+  std::string log;
+  for (const auto& l : lines_) log += l + "\n";
+  for (const auto& [name, text] : {std::pair{command_ + ".json", json_text}, std::pair{command_ + ".log", log}}) {
+    DINOV3_RETURN_IF_ERROR(write_file_atomic(output_dir + "/" + name, /*overwrite=*/true,
+                                             [&](const WriteFn& w) { return w(text.data(), text.size()); }));
+  }
+  std::printf("report:   %s/%s.json, %s.log\n", output_dir.c_str(), command_.c_str(), command_.c_str());
+  return {};
+}
+
+std::string utc_timestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::ordered_json run_context(Model& model) {
+  Backend& be = model.backend();
+  return {
+      {"machine", {{"cpu", cpu_brand_string()}, {"cores", cpu_core_count()}}},
+      {"backend", be.name()},
+      {"device", be.device()},
+      {"threads", be.threads()},
+      {"precision", precision_name(be.precision())},
+      {"build", {{"version", version_string()}, {"commit", build_commit()}}},
+      {"date", utc_timestamp()},
+  };
+}
+
+}  // namespace dinov3::cli

@@ -1,0 +1,33 @@
+// A command's report: lines printed to stdout and kept as a text log, plus a JSON document; both are
+// written under the output folder as <command>.json and <command>.log for machines to collect.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dinov3/model.h"
+#include "dinov3/status.h"
+
+namespace dinov3::cli {
+
+class Report {
+ public:
+  explicit Report(std::string command) : command_(std::move(command)) {}
+
+  nlohmann::ordered_json& json() { return json_; }
+  void line(const std::string& text);  // prints and logs one line
+  // Writes <dir>/<command>.json and <dir>/<command>.log (replacing a previous run's report).
+  Status write(const std::string& output_dir);
+
+ private:
+  std::string command_;
+  nlohmann::ordered_json json_;
+  std::vector<std::string> lines_;
+};
+
+// Where and how a run happened: machine, backend, threads, precision, build, date.
+nlohmann::ordered_json run_context(Model& model);
+std::string utc_timestamp();
+
+}  // namespace dinov3::cli
