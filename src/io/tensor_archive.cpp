@@ -110,7 +110,7 @@ Result<Tensor> TensorArchive::load_f32(const RawTensor& raw) const {
   Tensor out(raw.shape);
   if (raw.contiguous()) {
     if (raw.dtype == DType::kF32) {
-      std::memcpy(out.ptr(), raw.data, static_cast<size_t>(numel) * 4);
+      if (numel > 0) std::memcpy(out.ptr(), raw.data, static_cast<size_t>(numel) * 4);
     } else {
       for (int64_t i = 0; i < numel; ++i) out.data[i] = read_element(raw.data, i, raw.dtype);
     }

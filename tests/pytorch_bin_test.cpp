@@ -1,0 +1,408 @@
+// open_pytorch_bin: the fixture checkpoints must match their safetensors twins bit for bit, and hostile
+// files (built here byte by byte) must fail with an error that says why, never crash.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dinov3/tensor_file.h"
+#include "test_util.h"
+
+namespace dinov3 {
+namespace {
+
+void put_le(std::string* out, uint64_t value, int nbytes) {
+  for (int i = 0; i < nbytes; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+struct ZipEntry {
+  std::string name;
+  std::string data;
+  uint16_t method = 0;  // 8 = deflate (the data is not really compressed; readers must refuse it first)
+};
+
+// Lays out a minimal zip: local headers each followed by its data, the central directory, the end
+// records. With `zip64`, every size and offset moves into ZIP64 fields as for a multi-gigabyte file.
+std::string make_zip(const std::vector<ZipEntry>& entries, bool zip64 = false) {
+  constexpr uint32_t kMarker = 0xffffffff;
+  std::string out, directory;
+  for (const ZipEntry& entry : entries) {
+    const uint64_t local_offset = out.size();
+    put_le(&out, 0x04034b50, 4);
+    put_le(&out, 20, 2);
+    put_le(&out, 0, 2);  // flags
+    put_le(&out, entry.method, 2);
+    put_le(&out, 0, 4);  // time, date
+    put_le(&out, 0, 4);  // crc32, which readers here do not check
+    put_le(&out, zip64 ? kMarker : entry.data.size(), 4);
+    put_le(&out, zip64 ? kMarker : entry.data.size(), 4);
+    put_le(&out, entry.name.size(), 2);
+    put_le(&out, zip64 ? 20 : 0, 2);
+    out += entry.name;
+    if (zip64) {
+      put_le(&out, 1, 2);
+      put_le(&out, 16, 2);
+      put_le(&out, entry.data.size(), 8);
+      put_le(&out, entry.data.size(), 8);
+    }
+    out += entry.data;
+
+    put_le(&directory, 0x02014b50, 4);
+    put_le(&directory, 45, 2);
+    put_le(&directory, 45, 2);
+    put_le(&directory, 0, 2);
+    put_le(&directory, entry.method, 2);
+    put_le(&directory, 0, 4);
+    put_le(&directory, 0, 4);
+    put_le(&directory, zip64 ? kMarker : entry.data.size(), 4);
+    put_le(&directory, zip64 ? kMarker : entry.data.size(), 4);
+    put_le(&directory, entry.name.size(), 2);
+    put_le(&directory, zip64 ? 28 : 0, 2);
+    put_le(&directory, 0, 2);  // comment
+    put_le(&directory, 0, 2);  // disk
+    put_le(&directory, 0, 2);  // internal attributes
+    put_le(&directory, 0, 4);  // external attributes
+    put_le(&directory, zip64 ? kMarker : local_offset, 4);
+    directory += entry.name;
+    if (zip64) {
+      put_le(&directory, 1, 2);
+      put_le(&directory, 24, 2);
+      put_le(&directory, entry.data.size(), 8);
+      put_le(&directory, entry.data.size(), 8);
+      put_le(&directory, local_offset, 8);
+    }
+  }
+  const uint64_t directory_offset = out.size();
+  out += directory;
+  if (zip64) {
+    const uint64_t record_offset = out.size();
+    put_le(&out, 0x06064b50, 4);
+    put_le(&out, 44, 8);
+    put_le(&out, 45, 2);
+    put_le(&out, 45, 2);
+    put_le(&out, 0, 4);
+    put_le(&out, 0, 4);
+    put_le(&out, entries.size(), 8);
+    put_le(&out, entries.size(), 8);
+    put_le(&out, directory.size(), 8);
+    put_le(&out, directory_offset, 8);
+    put_le(&out, 0x07064b50, 4);
+    put_le(&out, 0, 4);
+    put_le(&out, record_offset, 8);
+    put_le(&out, 1, 4);
+  }
+  put_le(&out, 0x06054b50, 4);
+  put_le(&out, 0, 4);  // disk numbers
+  put_le(&out, zip64 ? 0xffff : entries.size(), 2);
+  put_le(&out, zip64 ? 0xffff : entries.size(), 2);
+  put_le(&out, zip64 ? kMarker : directory.size(), 4);
+  put_le(&out, zip64 ? kMarker : directory_offset, 4);
+  put_le(&out, 0, 2);
+  return out;
+}
+
+// Emits pickle opcodes by name; each call appends one opcode and its operand.
+class Pickle {
+ public:
+  Pickle& op(uint8_t opcode) {
+    bytes_.push_back(static_cast<char>(opcode));
+    return *this;
+  }
+  Pickle& proto(int version) { return op(0x80).raw(version, 1); }
+  Pickle& mark() { return op('('); }
+  Pickle& str(const std::string& s) {
+    op('X').raw(s.size(), 4);
+    bytes_ += s;
+    return *this;
+  }
+  Pickle& short_str(const std::string& s) {
+    op(0x8c).raw(s.size(), 1);
+    bytes_ += s;
+    return *this;
+  }
+  Pickle& integer(int64_t value) {
+    if (value >= 0 && value < 256) return op('K').raw(value, 1);
+    return op('J').raw(static_cast<uint64_t>(value), 4);
+  }
+  Pickle& global(const std::string& module, const std::string& name) {
+    op('c');
+    bytes_ += module + "\n" + name + "\n";
+    return *this;
+  }
+  Pickle& ints(const std::vector<int64_t>& values) {
+    mark();
+    for (const int64_t v : values) integer(v);
+    return op('t');
+  }
+  // torch._utils._rebuild_tensor_v2(<storage key of numel floats>, offset, shape, strides, False, OrderedDict())
+  Pickle& tensor(const std::string& key, int64_t numel, const std::vector<int64_t>& shape,
+                 const std::vector<int64_t>& strides, int64_t offset = 0,
+                 const std::string& storage_type = "FloatStorage") {
+    global("torch._utils", "_rebuild_tensor_v2").mark();
+    mark().str("storage").global("torch", storage_type).str(key).str("cpu").integer(numel).op('t').op('Q');
+    integer(offset).ints(shape).ints(strides).op(0x89);
+    global("collections", "OrderedDict").op(')').op('R');
+    return op('t').op('R');
+  }
+  Pickle& raw(uint64_t value, int nbytes) {
+    put_le(&bytes_, value, nbytes);
+    return *this;
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+struct TensorSpec {
+  std::string name;
+  std::string key;
+  int64_t numel;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+  int64_t offset = 0;
+};
+
+// {name: tensor, ...} as torch.save(state_dict) pickles it with protocol 2.
+std::string state_dict_pickle(const std::vector<TensorSpec>& specs) {
+  Pickle p;
+  p.proto(2).op('}').mark();
+  for (const TensorSpec& s : specs) p.str(s.name).tensor(s.key, s.numel, s.shape, s.strides, s.offset);
+  return p.op('u').op('.').bytes();
+}
+
+std::string float_bytes(int count) {
+  std::vector<float> values(count);
+  for (int i = 0; i < count; ++i) values[i] = static_cast<float>(i);
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+}
+
+std::string checkpoint(const std::string& pickle, const std::vector<ZipEntry>& storages, bool zip64 = false) {
+  std::vector<ZipEntry> entries = {{"archive/data.pkl", pickle}};
+  entries.insert(entries.end(), storages.begin(), storages.end());
+  entries.push_back({"archive/version", "3\n"});
+  return make_zip(entries, zip64);
+}
+
+// One 2x3 float tensor over storage "0".
+std::string small_checkpoint(bool zip64 = false) {
+  return checkpoint(state_dict_pickle({{"w", "0", 6, {2, 3}, {3, 1}}}), {{"archive/data/0", float_bytes(6)}}, zip64);
+}
+
+Result<TensorArchive> open_bytes(const std::string& bytes) {
+  test::TempDir dir;
+  const std::string path = dir.file("pytorch_model.bin");
+  test::write_file(path, bytes);
+  return open_pytorch_bin(path);  // the mapping outlives the unlinked file
+}
+
+void expect_error(const Result<TensorArchive>& result, const std::string& needle) {
+  ASSERT_FALSE(result.ok()) << "expected an error containing: " << needle;
+  EXPECT_NE(result.status().message().find(needle), std::string::npos) << result.status().message();
+}
+
+std::vector<float> values_of(const TensorArchive& archive, const std::string& name) {
+  Result<Tensor> tensor = archive.load_f32(name);
+  EXPECT_TRUE(tensor.ok()) << tensor.status().message();
+  return tensor.ok() ? tensor->data : std::vector<float>{};
+}
+
+class FixtureTest : public testing::TestWithParam<const char*> {};
+
+TEST_P(FixtureTest, MatchesSafetensorsBitwise) {
+  const std::string dir = test::fixture(std::string("models/") + GetParam());
+  Result<TensorArchive> bin = open_pytorch_bin(dir + "/pytorch_model.bin");
+  Result<TensorArchive> reference = open_safetensors(dir + "/model.safetensors");
+  ASSERT_TRUE(bin.ok()) << bin.status().message();
+  ASSERT_TRUE(reference.ok()) << reference.status().message();
+
+  std::set<std::string> bin_names, reference_names;
+  for (const RawTensor& raw : bin->tensors()) bin_names.insert(raw.name);
+  for (const RawTensor& raw : reference->tensors()) reference_names.insert(raw.name);
+  EXPECT_EQ(bin_names, reference_names);
+  EXPECT_EQ(bin_names.size(), bin->tensors().size()) << "duplicate names";
+
+  for (const RawTensor& raw : bin->tensors()) {
+    SCOPED_TRACE(raw.name);
+    const RawTensor* twin = reference->find(raw.name);
+    ASSERT_NE(twin, nullptr);
+    EXPECT_EQ(raw.dtype, twin->dtype);
+    EXPECT_EQ(raw.shape, twin->shape);
+    Result<Tensor> a = bin->load_f32(raw);
+    Result<Tensor> b = reference->load_f32(*twin);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a->data.size(), b->data.size());
+    EXPECT_EQ(std::memcmp(a->data.data(), b->data.data(), a->data.size() * sizeof(float)), 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, FixtureTest, testing::Values("tiny", "tiny_swiglu_qkvb"));
+
+TEST(PytorchBinTest, ReadsStridedViewsOfSharedStorage) {
+  // "t" is the transpose of a 2x3 matrix; "s" is a slice further along the same storage.
+  const std::string pickle = state_dict_pickle({{"t", "0", 12, {3, 2}, {1, 3}}, {"s", "0", 12, {2}, {1}, 5}});
+  Result<TensorArchive> archive = open_bytes(checkpoint(pickle, {{"archive/data/0", float_bytes(12)}}));
+  ASSERT_TRUE(archive.ok()) << archive.status().message();
+  EXPECT_EQ(values_of(*archive, "t"), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_EQ(values_of(*archive, "s"), (std::vector<float>{5, 6}));
+  const RawTensor* t = archive->find("t");
+  const RawTensor* s = archive->find("s");
+  ASSERT_TRUE(t != nullptr && s != nullptr);
+  EXPECT_EQ(t->nbytes, 6 * sizeof(float));
+  EXPECT_EQ(s->data, t->data + 5 * sizeof(float));
+}
+
+TEST(PytorchBinTest, ReadsZip64Layout) {
+  Result<TensorArchive> archive = open_bytes(small_checkpoint(/*zip64=*/true));
+  ASSERT_TRUE(archive.ok()) << archive.status().message();
+  EXPECT_EQ(values_of(*archive, "w"), (std::vector<float>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST(PytorchBinTest, ReadsOrderedDictWithMetadataAndParameters) {
+  // OrderedDict() holding a Parameter, with the `_metadata` attribute set by BUILD, in protocol 4 style
+  // (FRAME, MEMOIZE, STACK_GLOBAL, short strings).
+  Pickle p;
+  p.proto(4).op(0x95).raw(0, 8);
+  p.short_str("collections").short_str("OrderedDict").op(0x93).op(0x94).op(')').op('R').mark();
+  p.str("w").global("torch._utils", "_rebuild_parameter").mark();
+  p.tensor("0", 6, {2, 3}, {3, 1}).op(0x88).op('h').raw(0, 1).op(')').op('R').op('t').op('R');
+  p.op('u');
+  p.op('}').mark().str("_metadata").op('h').raw(0, 1).op(')').op('R').mark();
+  p.str("").op('}').mark().str("version").integer(1).op('u').op('u').op('u').op('b').op('.');
+  Result<TensorArchive> archive = open_bytes(checkpoint(p.bytes(), {{"archive/data/0", float_bytes(6)}}));
+  ASSERT_TRUE(archive.ok()) << archive.status().message();
+  ASSERT_EQ(archive->tensors().size(), 1u);
+  EXPECT_EQ(archive->tensors()[0].shape, (Shape{2, 3}));
+}
+
+TEST(PytorchBinTest, AcceptsLittleEndianByteorderAndRefusesBig) {
+  const std::string pickle = state_dict_pickle({{"w", "0", 6, {2, 3}, {3, 1}}});
+  const auto saved_with = [&](const char* order) {
+    return checkpoint(pickle, {{"archive/byteorder", order}, {"archive/data/0", float_bytes(6)}});
+  };
+  Result<TensorArchive> little = open_bytes(saved_with("little"));
+  EXPECT_TRUE(little.ok()) << little.status().message();
+  expect_error(open_bytes(saved_with("big")), "big-endian");
+}
+
+TEST(PytorchBinTest, RefusesForbiddenGlobals) {
+  const std::string os_system =
+      Pickle().proto(2).global("os", "system").mark().str("ls").op('t').op('R').op('.').bytes();
+  Result<TensorArchive> archive = open_bytes(checkpoint(os_system, {}));
+  expect_error(archive, "pytorch_model.bin: pickle refers to a forbidden global 'os.system'; "
+                        "only state_dict contents are accepted");
+  EXPECT_EQ(archive.status().code(), ErrorCode::kUnsupported);
+
+  const std::string eval = Pickle().proto(4).short_str("builtins").short_str("eval").op(0x93).op('.').bytes();
+  expect_error(open_bytes(checkpoint(eval, {})), "forbidden global 'builtins.eval'");
+
+  // A torch global that is not on the list is refused too, even inside an otherwise valid state_dict.
+  Pickle p;
+  p.proto(2).op('}').mark().str("w").global("torch._utils", "_rebuild_tensor_v2");
+  expect_error(open_bytes(checkpoint(p.global("posix", "system").bytes(), {})), "'posix.system'");
+}
+
+TEST(PytorchBinTest, NamesMissingStorageRecord) {
+  const std::string pickle = state_dict_pickle({{"a", "0", 6, {6}, {1}}, {"b", "3", 6, {6}, {1}}});
+  expect_error(open_bytes(checkpoint(pickle, {{"archive/data/0", float_bytes(6)}})),
+               "zip record missing: archive/data/3");
+}
+
+TEST(PytorchBinTest, RefusesCompressedRecord) {
+  const std::string pickle = state_dict_pickle({{"w", "0", 6, {6}, {1}}});
+  expect_error(open_bytes(checkpoint(pickle, {{"archive/data/0", float_bytes(6), /*method=*/8}})),
+               "compressed zip entries are not supported");
+}
+
+TEST(PytorchBinTest, RefusesStorageSmallerThanTheTensor) {
+  // The persistent id claims 6 elements, the record holds 4.
+  expect_error(open_bytes(checkpoint(state_dict_pickle({{"w", "0", 6, {2, 3}, {3, 1}}}),
+                                     {{"archive/data/0", float_bytes(4)}})),
+               "claims 6 elements");
+  // The storage is whole, but the shape and strides reach past it.
+  expect_error(open_bytes(checkpoint(state_dict_pickle({{"w", "0", 6, {3, 3}, {3, 1}}}),
+                                     {{"archive/data/0", float_bytes(6)}})),
+               "reaches element 8");
+  expect_error(open_bytes(checkpoint(state_dict_pickle({{"w", "0", 6, {2, 3}, {3, 1}, 1}}),
+                                     {{"archive/data/0", float_bytes(6)}})),
+               "reaches element 6");
+  expect_error(open_bytes(checkpoint(state_dict_pickle({{"w", "0", 6, {2, 3}, {-3, 1}}}),
+                                     {{"archive/data/0", float_bytes(6)}})),
+               "strides");
+}
+
+TEST(PytorchBinTest, RejectsEveryTruncation) {
+  const std::string whole = small_checkpoint();
+  for (size_t length = 0; length < whole.size(); ++length)
+    EXPECT_FALSE(open_bytes(whole.substr(0, length)).ok()) << "cut at " << length;
+  const std::string whole64 = small_checkpoint(/*zip64=*/true);
+  for (size_t length = 0; length < whole64.size(); ++length)
+    EXPECT_FALSE(open_bytes(whole64.substr(0, length)).ok()) << "zip64, cut at " << length;
+}
+
+TEST(PytorchBinTest, RejectsCentralDirectoryCutShort) {
+  // Bytes vanish from the middle of the central directory while the end record still describes it whole.
+  const std::string whole = small_checkpoint();
+  const size_t directory = whole.find("PK\x01\x02");
+  ASSERT_NE(directory, std::string::npos);
+  const size_t eocd = whole.size() - 22;
+  for (size_t cut = directory + 1; cut < eocd; cut += 7) {
+    const std::string broken = whole.substr(0, cut) + whole.substr(eocd);
+    EXPECT_FALSE(open_bytes(broken).ok()) << "cut at " << cut;
+  }
+}
+
+TEST(PytorchBinTest, SurvivesCorruptedBytes) {
+  // Whatever one overwritten byte does, opening fails cleanly or yields tensors that load in bounds.
+  for (const bool zip64 : {false, true}) {
+    const std::string whole = small_checkpoint(zip64);
+    for (size_t pos = 0; pos < whole.size(); ++pos) {
+      for (const char value : {'\x00', '\x7f', '\xff'}) {
+        std::string corrupt = whole;
+        corrupt[pos] = value;
+        Result<TensorArchive> archive = open_bytes(corrupt);
+        if (!archive.ok()) continue;
+        for (const RawTensor& raw : archive->tensors())
+          EXPECT_TRUE(archive->load_f32(raw).ok()) << "byte " << pos << " set to " << int(value);
+      }
+    }
+  }
+}
+
+TEST(PytorchBinTest, RejectsUnknownOpcode) {
+  const std::string pickle = Pickle().proto(2).op('}').op(0xff).op('.').bytes();
+  expect_error(open_bytes(checkpoint(pickle, {})), "opcode 0xff at byte 3");
+  // INST ('i') would construct an arbitrary class in protocol 0; it is not part of the subset.
+  expect_error(open_bytes(checkpoint(Pickle().op('i').bytes(), {})), "opcode 0x69");
+}
+
+TEST(PytorchBinTest, RejectsFilesThatAreNotCheckpoints) {
+  expect_error(open_bytes(""), "not a zip archive");
+  expect_error(open_bytes("this is a text file, not a zip archive at all"), "not a zip archive");
+  expect_error(open_bytes(make_zip({{"weights.txt", "1 2 3"}})), "data.pkl");
+  expect_error(open_bytes(checkpoint(Pickle().proto(2).op(']').op('.').bytes(), {})), "list, not a state_dict");
+  expect_error(open_bytes(checkpoint(Pickle().proto(2).op('}').bytes(), {})), "without a STOP");
+  expect_error(open_bytes(checkpoint(Pickle().proto(2).op(0x87).bytes(), {})), "underflow");
+}
+
+TEST(PytorchBinTest, BoundsNestingMemoAndLengths) {
+  Pickle deep;
+  deep.proto(2);
+  for (int i = 0; i < 100000; ++i) deep.mark();
+  expect_error(open_bytes(checkpoint(deep.bytes(), {})), "nests MARKs too deeply");
+  Pickle tall;
+  tall.proto(2);
+  for (int i = 0; i < (1 << 20) + 1; ++i) tall.op('N');
+  expect_error(open_bytes(checkpoint(tall.bytes(), {})), "stack is too deep");
+
+  expect_error(open_bytes(checkpoint(Pickle().proto(2).op('j').raw(0xffffffff, 4).bytes(), {})),
+               "memo has no entry 4294967295");
+  expect_error(open_bytes(checkpoint(Pickle().proto(2).op('X').raw(0xffffffff, 4).bytes(), {})), "truncated");
+  expect_error(open_bytes(checkpoint(Pickle().proto(2).op(0x8a).raw(9, 1).bytes(), {})), "wider than 64 bits");
+}
+
+}  // namespace
+}  // namespace dinov3
