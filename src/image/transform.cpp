@@ -1,0 +1,202 @@
+// timm's eval geometry (transforms_imagenet_eval in timm 1.0 on torchvision 0.14), ToTensor and
+// Normalize. The crop is folded into the resize: only the pixels that survive it are computed.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "dinov3/image.h"
+#include "image/decoders.h"
+#include "image/resample.h"
+
+namespace dinov3 {
+namespace {
+
+// Python's round() of a float: to the nearest integer, ties to even.
+double python_round(double v) {
+  const double lower = std::floor(v);
+  const double frac = v - lower;
+  if (frac > 0.5) return lower + 1;
+  if (frac < 0.5) return lower;
+  return std::fmod(lower, 2.0) == 0.0 ? lower : lower + 1;
+}
+
+// Where the crop of one axis starts in the resized image: torchvision's CenterCrop (and timm's
+// CenterCropOrPad) pads a too-small side by (crop - size) // 2 in front, otherwise starts at
+// int(round((size - crop) / 2.0)).
+int crop_offset(int size, int crop) {
+  if (crop > size) return -((crop - size) / 2);
+  return static_cast<int>(python_round((size - crop) / 2.0));
+}
+
+struct Geometry {
+  int resize_w = 0, resize_h = 0;
+  Interpolation interpolation = Interpolation::kBicubic;
+  int offset_x = 0, offset_y = 0;  // output pixel (x, y) is resized pixel (x + offset_x, y + offset_y)
+  uint8_t fill[3] = {0, 0, 0};     // color of output pixels outside the resized image
+};
+
+Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& config) {
+  if (config.height <= 0 || config.width <= 0) {
+    return make_error(ErrorCode::kInvalidArgument, "preprocess: the input size must be positive");
+  }
+  if (!(config.crop_pct > 0.0) || !std::isfinite(config.crop_pct)) {
+    return make_error(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be a positive number");
+  }
+  const double scale_h = std::floor(config.height / config.crop_pct);
+  const double scale_w = std::floor(config.width / config.crop_pct);
+  Geometry g;
+  g.interpolation = config.interpolation;
+  double new_h = 0, new_w = 0;
+  // ResizeKeepRatio: scale both sides by one ratio, taken from the longer (border) or the shorter
+  // (center, non-square) side, and round each size.
+  auto keep_ratio = [&](bool longest) {
+    const double ratio_h = height / scale_h, ratio_w = width / scale_w;
+    const double ratio = longest ? std::max(ratio_h, ratio_w) : std::min(ratio_h, ratio_w);
+    new_h = python_round(height / ratio);
+    new_w = python_round(width / ratio);
+  };
+  switch (config.crop_mode) {
+    case CropMode::kCenter:
+      if (scale_h == scale_w) {
+        // torchvision Resize(int): the shorter side becomes `scale`, the longer int(scale * long / short).
+        const double scale = scale_h;
+        if (width <= height) {
+          new_w = scale;
+          new_h = std::trunc(scale * height / width);
+        } else {
+          new_h = scale;
+          new_w = std::trunc(scale * width / height);
+        }
+      } else {
+        keep_ratio(false);
+        // timm builds this ResizeKeepRatio without passing the interpolation, so it uses its default.
+        g.interpolation = Interpolation::kBilinear;
+      }
+      break;
+    case CropMode::kSquash:
+      new_h = scale_h;
+      new_w = scale_w;
+      break;
+    case CropMode::kBorder:
+      keep_ratio(true);
+      for (int c = 0; c < 3; ++c) {
+        g.fill[c] = static_cast<uint8_t>(std::clamp(python_round(255.0 * config.mean[c]), 0.0, 255.0));
+      }
+      break;
+  }
+  constexpr double kMaxSide = 1 << 30;
+  if (!(new_w >= 1 && new_h >= 1 && new_w <= kMaxSide && new_h <= kMaxSide)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "preprocess: a " + std::to_string(width) + "x" + std::to_string(height) +
+                          " image cannot be resized for this input size (its aspect ratio is too extreme)");
+  }
+  g.resize_w = static_cast<int>(new_w);
+  g.resize_h = static_cast<int>(new_h);
+  g.offset_x = crop_offset(g.resize_w, config.width);
+  g.offset_y = crop_offset(g.resize_h, config.height);
+  return g;
+}
+
+}  // namespace
+
+Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config) {
+  if (in.width <= 0 || in.height <= 0 || in.pixels.size() != size_t(in.width) * size_t(in.height) * 3) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "preprocess: the image is empty or its pixel buffer has the wrong size");
+  }
+  DINOV3_ASSIGN_OR_RETURN(const Geometry g, plan_geometry(in.width, in.height, config));
+  // The part of the output covered by the resized image, in resized coordinates.
+  image_detail::OutputWindow window;
+  window.x = std::max(0, g.offset_x);
+  window.y = std::max(0, g.offset_y);
+  window.width = std::min(g.resize_w, g.offset_x + config.width) - window.x;
+  window.height = std::min(g.resize_h, g.offset_y + config.height) - window.y;
+  DINOV3_ASSIGN_OR_RETURN(ImageRGB8 resized, image_detail::resize_window(in, g.resize_w, g.resize_h, window,
+                                                                         g.interpolation, ResampleKernel::kAuto));
+  if (window.width == config.width && window.height == config.height) return resized;
+
+  ImageRGB8 out;
+  DINOV3_RETURN_IF_ERROR(image_detail::allocate_image(config.width, config.height, &out));
+  for (size_t i = 0; i < out.pixels.size(); i += 3) std::memcpy(&out.pixels[i], g.fill, 3);
+  const int dst_x = window.x - g.offset_x, dst_y = window.y - g.offset_y;
+  for (int y = 0; y < window.height; ++y) {
+    std::memcpy(&out.pixels[(size_t(dst_y + y) * out.width + dst_x) * 3], &resized.pixels[size_t(y) * window.width * 3],
+                size_t(window.width) * 3);
+  }
+  return out;
+}
+
+Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out) {
+  if (image.width != config.width || image.height != config.height ||
+      image.pixels.size() != size_t(image.width) * size_t(image.height) * 3) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "normalize: image is " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                          ", expected " + std::to_string(config.width) + "x" + std::to_string(config.height));
+  }
+  // ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
+  // possible results per channel gives exactly those values.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    if (config.std[c] == 0.0f) return make_error(ErrorCode::kInvalidArgument, "normalize: std must be nonzero");
+    for (int v = 0; v < 256; ++v) table[c][v] = (static_cast<float>(v) / 255.0f - config.mean[c]) / config.std[c];
+  }
+  const size_t plane = size_t(image.width) * size_t(image.height);
+  const uint8_t* px = image.pixels.data();
+  for (size_t i = 0; i < plane; ++i) {
+    out[i] = table[0][px[3 * i]];
+    out[plane + i] = table[1][px[3 * i + 1]];
+    out[2 * plane + i] = table[2][px[3 * i + 2]];
+  }
+  return {};
+}
+
+Result<Tensor> preprocess_image_file(const std::string& path, const PreprocessConfig& config,
+                                     const DecodeOptions& options) {
+  DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 image, decode_image_file(path, options));
+  Result<ImageRGB8> input = transform_rgb8(image, config);
+  if (!input.ok()) return input.status().with_context(path);
+  Tensor tensor({3, config.height, config.width});
+  DINOV3_RETURN_IF_ERROR(to_normalized_chw(*input, config, tensor.ptr()));
+  return tensor;
+}
+
+bool parse_interpolation(const std::string& name, Interpolation* out) {
+  if (name == "bicubic") {
+    *out = Interpolation::kBicubic;
+  } else if (name == "bilinear") {
+    *out = Interpolation::kBilinear;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool parse_crop_mode(const std::string& name, CropMode* out) {
+  if (name == "center") {
+    *out = CropMode::kCenter;
+  } else if (name == "squash") {
+    *out = CropMode::kSquash;
+  } else if (name == "border") {
+    *out = CropMode::kBorder;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+const char* interpolation_name(Interpolation interpolation) {
+  return interpolation == Interpolation::kBicubic ? "bicubic" : "bilinear";
+}
+
+const char* crop_mode_name(CropMode mode) {
+  switch (mode) {
+    case CropMode::kCenter: return "center";
+    case CropMode::kSquash: return "squash";
+    case CropMode::kBorder: return "border";
+  }
+  return "center";
+}
+
+}  // namespace dinov3
