@@ -1,0 +1,290 @@
+// The dinov3 commands end to end, run in-process: reports hold every field, accuracy passes and fails
+// when it should, hub ids resolve from a fake cache, and images give timm's numbers.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli.h"
+#include "dinov3/backend.h"
+#include "dinov3/hub.h"
+#include "dinov3/metrics.h"
+#include "dinov3/tensor_file.h"
+#include "backend/reference/reference_backend.h"
+#include "test_util.h"
+
+namespace dinov3 {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const std::string kTiny = test::fixture("models/tiny");
+const std::string kVits = test::fixture("models/vits16");
+
+int dinov3(std::vector<std::string> args) {
+  args.insert(args.begin(), "dinov3");
+  return cli::run_cli(args);
+}
+
+json read_json(const std::string& path) { return json::parse(test::read_file(path)); }
+
+// The reference backend with Gaussian noise added to every linear layer's output: a backend that is
+// deliberately wrong, so the accuracy tool must say FAIL.
+class NoisyBackend final : public Backend {
+ public:
+  explicit NoisyBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return "noisy"; }
+  std::string device() const override { return "reference + noise"; }
+  Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override { return inner_->allocate(n); }
+  Status upload(DeviceBuffer& d, size_t o, const float* s, size_t n) override { return inner_->upload(d, o, s, n); }
+  Status download(const DeviceBuffer& s, size_t o, float* d, size_t n) override { return inner_->download(s, o, d, n); }
+  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {
+    out_dims_.push_back(out);
+    return inner_->prepare_linear(w, b, out, in);
+  }
+  Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override { return inner_->prepare_vector(v, n); }
+  Status embed(const DeviceBuffer& image, int64_t b, int64_t c, int64_t h, int64_t w, int64_t p, const Weight& pl,
+               const Weight& pre, int64_t pc, int64_t d, DeviceBuffer& tokens) override {
+    return inner_->embed(image, b, c, h, w, p, pl, pre, pc, d, tokens);
+  }
+  Status layer_norm(const DeviceBuffer& x, int64_t r, int64_t d, const Weight& g, const Weight& b, float eps,
+                    DeviceBuffer& y) override {
+    return inner_->layer_norm(x, r, d, g, b, eps, y);
+  }
+  Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e, DeviceBuffer& y) override {
+    DINOV3_RETURN_IF_ERROR(inner_->linear(x, rows, w, e, y));
+    return add_noise(y);
+  }
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y) override {
+    DINOV3_RETURN_IF_ERROR(inner_->linear_swiglu(x, rows, g, u, y));
+    return add_noise(y);
+  }
+  Status attention(const DeviceBuffer& qkv, int64_t b, int64_t t, int64_t h, int64_t hd, int64_t pc,
+                   const DeviceBuffer& rope, DeviceBuffer& out) override {
+    return inner_->attention(qkv, b, t, h, hd, pc, rope, out);
+  }
+  Status mean_tokens(const DeviceBuffer& x, int64_t b, int64_t t, int64_t d, int64_t begin, int64_t end,
+                     DeviceBuffer& out) override {
+    return inner_->mean_tokens(x, b, t, d, begin, end, out);
+  }
+
+ private:
+  Status add_noise(DeviceBuffer& y) {
+    std::vector<float> v(y.size());
+    DINOV3_RETURN_IF_ERROR(inner_->download(y, 0, v.data(), v.size()));
+    std::normal_distribution<float> noise(0.0f, 0.5f);
+    for (float& f : v) f += noise(rng_);
+    return inner_->upload(y, 0, v.data(), v.size());
+  }
+  std::unique_ptr<Backend> inner_;
+  std::vector<int64_t> out_dims_;
+  std::mt19937 rng_{7};
+};
+
+TEST(Stats, KnownDurations) {
+  const LatencyStats s = summarize_latencies({10, 1, 9, 2, 8, 3, 7, 4, 6, 5});
+  EXPECT_EQ(s.count, 10u);
+  EXPECT_DOUBLE_EQ(s.mean, 5.5);
+  EXPECT_NEAR(s.stddev, 3.0276503540974917, 1e-12);  // sample standard deviation
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 10);
+  EXPECT_DOUBLE_EQ(s.p50, 5.5);
+  EXPECT_NEAR(s.p90, 9.1, 1e-12);  // numpy.percentile(range(1, 11), 90)
+  EXPECT_NEAR(s.p99, 9.91, 1e-12);
+  const LatencyStats one = summarize_latencies({4.0});
+  EXPECT_DOUBLE_EQ(one.p99, 4.0);
+  EXPECT_DOUBLE_EQ(one.stddev, 0.0);
+}
+
+TEST(Metrics, KnownVectors) {
+  const float a[] = {1, 2, 2}, b[] = {1, 2, 3};
+  const Agreement g = compare_outputs(a, b, 3);
+  EXPECT_NEAR(g.rel_error, 1.0 / std::sqrt(14.0), 1e-12);
+  EXPECT_NEAR(g.cosine, 11.0 / (3.0 * std::sqrt(14.0)), 1e-12);
+  EXPECT_NEAR(g.mse, 1.0 / 3.0, 1e-12);
+  EXPECT_DOUBLE_EQ(g.max_abs_diff, 1.0);
+}
+
+TEST(Hub, ResolvesFromFakeCache) {
+  test::TempDir cache;
+  const fs::path repo = fs::path(cache.path()) / "models--timm--vit_small_patch16_dinov3.lvd1689m";
+  fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots" / "0123abcd");
+  fs::create_directories(repo / "snapshots" / "older");
+  test::write_file((repo / "refs" / "main").string(), "0123abcd");
+  for (const char* f : {"config.json", "model.safetensors"}) {
+    fs::copy_file(kTiny + "/" + f, repo / "snapshots" / "0123abcd" / f);
+    fs::copy_file(kTiny + "/" + f, repo / "snapshots" / "older" / f);
+  }
+  ::setenv("HF_HUB_CACHE", cache.path().c_str(), 1);
+  Result<ModelLocation> loc = resolve_model(kDefaultModelId);
+  ASSERT_TRUE(loc.ok()) << loc.status().message();
+  EXPECT_EQ(loc->dir, (repo / "snapshots" / "0123abcd").string());
+
+  // HF_HOME/hub is the next place.
+  ::unsetenv("HF_HUB_CACHE");
+  test::TempDir home;
+  fs::create_directories(fs::path(home.path()) / "hub");
+  fs::rename(repo, fs::path(home.path()) / "hub" / repo.filename());
+  ::setenv("HF_HOME", home.path().c_str(), 1);
+  loc = resolve_model(kDefaultModelId);
+  ASSERT_TRUE(loc.ok()) << loc.status().message();
+  EXPECT_NE(loc->dir.find(home.path()), std::string::npos);
+
+  test::TempDir out;
+  EXPECT_EQ(dinov3({"info", "--model", kDefaultModelId}), 0);
+  EXPECT_EQ(dinov3({"infer", "--model", kDefaultModelId, "--output-dir", out.path()}), 0);
+  EXPECT_EQ(read_json(out.file("infer.json"))["model"]["dir"].get<std::string>(), loc->dir);
+
+  ::setenv("HF_HOME", cache.path().c_str(), 1);  // an empty cache
+  Result<ModelLocation> missing = resolve_model("timm/vit_nonexistent_dinov3");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/opt/atomgit/weight/vit_nonexistent_dinov3"), std::string::npos);
+  EXPECT_NE(missing.status().message().find("models--timm--vit_nonexistent_dinov3"), std::string::npos);
+  ::unsetenv("HF_HOME");
+}
+
+TEST(Infer, ReportHoldsEveryField) {
+  test::TempDir out;
+  const std::string save = out.file("out.safetensors");
+  ASSERT_EQ(dinov3({"infer", "--model", kTiny, "--backend", "reference", "--image", test::fixture("images/rocket.jpg"),
+                    "--output-dir", out.path(), "--save", save, "--layers", "0,-1"}),
+            0);
+  const json j = read_json(out.file("infer.json"));
+  EXPECT_EQ(j["model"]["architecture"], "vit_small_patch16_dinov3");
+  EXPECT_EQ(j["context"]["backend"], "reference");
+  EXPECT_TRUE(j["context"]["device"].is_string());
+  EXPECT_TRUE(j["context"]["machine"]["cpu"].is_string());
+  EXPECT_EQ(j["input"]["shape"], json::array({1, 3, 256, 256}));
+  EXPECT_GT(j["latency_ms"]["p50"].get<double>(), 0.0);
+  EXPECT_EQ(j["features"]["shape"], json::array({1, 261, 64}));
+  EXPECT_EQ(j["features"]["tokens"]["registers"], 4);
+  EXPECT_EQ(j["features"]["tokens"]["patches"], 256);
+  EXPECT_EQ(j["pooled"]["shape"], json::array({1, 64}));
+  EXPECT_EQ(j["pooled"]["first_values"].size(), 5u);
+  EXPECT_TRUE(fs::exists(out.file("infer.log")));
+  Result<TensorArchive> saved = open_safetensors(save);
+  ASSERT_TRUE(saved.ok());
+  EXPECT_NE(saved->find("blocks.0"), nullptr);
+  EXPECT_NE(saved->find("blocks.1"), nullptr);
+  EXPECT_EQ(saved->load_f32("pooled")->data[0], j["pooled"]["first_values"][0].get<float>());
+
+  // An existing --save file is kept unless --overwrite.
+  const std::string before = test::read_file(save);
+  EXPECT_EQ(dinov3({"infer", "--model", kTiny, "--output-dir", out.path(), "--save", save, "--pool", "token"}), 1);
+  EXPECT_EQ(test::read_file(save), before);
+  EXPECT_EQ(dinov3({"infer", "--model", kTiny, "--output-dir", out.path(), "--save", save, "--pool", "token", "--overwrite"}), 0);
+  EXPECT_NE(test::read_file(save), before);
+}
+
+TEST(Infer, ImagesGiveTimmNumbers) {
+  // The vits16 fixture's expected outputs came from these three files through timm's preprocessing.
+  test::TempDir out;
+  const std::string save = out.file("vits.safetensors");
+  ASSERT_EQ(dinov3({"infer", "--model", kVits, "--image", test::fixture("images/rocket.jpg"), "--image",
+                    test::fixture("images/chelsea.png"), "--image", test::fixture("images/camera.png"), "--save", save,
+                    "--output-dir", out.path(), "--runs", "1", "--warmup", "0"}),
+            0);
+  Result<TensorArchive> got = open_safetensors(save);
+  Result<TensorArchive> want = open_safetensors(kVits + "/expected.safetensors");
+  ASSERT_TRUE(got.ok() && want.ok());
+  for (const char* name : {"features", "pooled"}) {
+    const Tensor a = *got->load_f32(name), b = *want->load_f32(name);
+    ASSERT_EQ(a.shape, b.shape);
+    const size_t per = b.data.size() / 3;
+    for (size_t i = 0; i < 3; ++i) {
+      const test::Compare c = test::compare(a, b, i * per, per);
+      EXPECT_LE(c.rel_l2, 1e-5) << name << " image " << i;
+      EXPECT_GE(c.cosine, 0.99999) << name << " image " << i;
+    }
+  }
+}
+
+TEST(Bench, ReportHoldsEveryField) {
+  test::TempDir out;
+  ASSERT_EQ(dinov3({"bench", "--model", kTiny, "--iterations", "3", "--warmup", "1", "--batch-sizes", "1,2", "--size",
+                    "64", "--threads", "1", "--output-dir", out.path()}),
+            0);
+  const json j = read_json(out.file("bench.json"));
+  for (const char* k : {"count", "mean", "stddev", "min", "max", "p50", "p90", "p99"})
+    EXPECT_TRUE(j["latency_ms"].contains(k)) << k;
+  EXPECT_EQ(j["latency_ms"]["count"], 3);
+  EXPECT_LE(j["latency_ms"]["min"].get<double>(), j["latency_ms"]["p50"].get<double>());
+  EXPECT_LE(j["latency_ms"]["p50"].get<double>(), j["latency_ms"]["max"].get<double>());
+  ASSERT_EQ(j["throughput"].size(), 2u);
+  EXPECT_EQ(j["throughput"][1]["batch"], 2);
+  EXPECT_GT(j["throughput"][1]["images_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["context"]["threads"], 1);
+  EXPECT_EQ(j["context"]["precision"], "fp32");
+  EXPECT_TRUE(j["context"]["build"]["commit"].is_string());
+  EXPECT_TRUE(j["context"]["date"].is_string());
+  EXPECT_EQ(j["size"], 64);
+  EXPECT_EQ(dinov3({"bench", "--model", kTiny, "--size", "60", "--output-dir", out.path()}), 1);
+}
+
+TEST(Accuracy, ReferenceAgainstItselfPasses) {
+  test::TempDir out;
+  ASSERT_EQ(dinov3({"accuracy", "--model", kTiny, "--backend", "reference", "--output-dir", out.path()}), 0);
+  const json j = read_json(out.file("accuracy.json"));
+  EXPECT_EQ(j["overall"], "PASS");
+  for (const char* output : {"pooled", "features"}) {
+    for (const char* metric : {"rel_error", "cosine", "mse", "max_abs_diff"}) {
+      EXPECT_EQ(j[output][metric]["verdict"], "PASS") << output << " " << metric;
+    }
+    EXPECT_EQ(j[output]["rel_error"]["value"].get<double>(), 0.0);
+    EXPECT_EQ(j[output]["per_input"].size(), 3u);  // the bundled sample images
+    EXPECT_TRUE(j[output]["worst_input"].is_string());
+  }
+  EXPECT_EQ(j["context"]["precision"], "fp32");
+}
+
+TEST(Accuracy, NoisyBackendFails) {
+  register_backend("noisy", [](const BackendOptions& o) -> Result<std::unique_ptr<Backend>> {
+    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> inner, create_reference_backend(o));
+    return std::unique_ptr<Backend>(new NoisyBackend(std::move(inner)));
+  });
+  test::TempDir out;
+  EXPECT_EQ(dinov3({"accuracy", "--model", kTiny, "--backend", "noisy", "--image", test::fixture("images/rocket.jpg"),
+                    "--output-dir", out.path()}),
+            1);
+  const json j = read_json(out.file("accuracy.json"));
+  EXPECT_EQ(j["overall"], "FAIL");
+  EXPECT_EQ(j["features"]["rel_error"]["verdict"], "FAIL");
+  EXPECT_GT(j["features"]["rel_error"]["value"].get<double>(), 0.01);
+}
+
+TEST(Cli, ErrorsAndUsage) {
+  test::TempDir out;
+  EXPECT_EQ(dinov3({"info", "--model", "/no/such/folder"}), 1);
+  EXPECT_EQ(dinov3({"infer", "--model", kTiny, "--bogus-flag"}), 2);
+  EXPECT_EQ(dinov3({}), 2);
+  EXPECT_EQ(dinov3({"infer", "--model", kTiny, "--image", test::fixture("images/bad/truncated.jpg"), "--output-dir",
+                    out.path()}),
+            1);
+  EXPECT_EQ(dinov3({"infer", "--model", kTiny, "--backend", "nope", "--output-dir", out.path()}), 1);
+  EXPECT_EQ(dinov3({"infer", "--model", kTiny, "--pool", "max", "--output-dir", out.path()}), 1);
+  for (const char* cmd : {"info", "infer", "preprocess", "bench", "accuracy"}) EXPECT_EQ(dinov3({cmd, "--help"}), 0) << cmd;
+}
+
+TEST(Cli, BinaryPrintsOneLineErrors) {
+  const test::CommandResult r = test::run_command(test::cli_path() + " infer --model /no/such/folder");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find("/no/such/folder"), std::string::npos);
+}
+
+TEST(Preprocess, WritesTimmTensor) {
+  test::TempDir out;
+  const std::string save = out.file("pre.safetensors");
+  ASSERT_EQ(dinov3({"preprocess", "--model", kVits, "--image", test::fixture("images/chelsea.png"), "--save", save}), 0);
+  const Tensor got = *open_safetensors(save)->load_f32("input");
+  const Tensor want = *open_safetensors(test::fixture("preprocess_vits16.safetensors"))->load_f32("chelsea.png");
+  ASSERT_EQ(got.shape, (Shape{1, 3, 256, 256}));
+  EXPECT_LE(test::compare(got, want).max_abs, 1e-6);
+}
+
+}  // namespace
+}  // namespace dinov3
