@@ -23,6 +23,10 @@ struct GoldenCase {
   std::string backend;
 };
 
+void PrintTo(const GoldenCase& c, std::ostream* os) {
+  *os << c.model << "/" << c.expected << " via " << c.format << " on " << c.backend;
+}
+
 std::string case_name(const testing::TestParamInfo<GoldenCase>& info) {
   std::string n = info.param.model + "_" + info.param.expected + "_" + info.param.format + "_" + info.param.backend;
   for (char& c : n)
