@@ -13,7 +13,7 @@ int run_cli(const std::vector<std::string>& args) {
   app.set_version_flag("--version", std::string("dinov3 ") + version_string() + " (" + build_commit() + ")");
   const std::vector<Command> commands = {
       add_info_command(app),  add_infer_command(app),    add_preprocess_command(app),
-      add_bench_command(app), add_accuracy_command(app),
+      add_bench_command(app), add_accuracy_command(app), add_embed_command(app),
   };
   std::vector<std::string> reversed(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));
   try {

@@ -1,0 +1,305 @@
+// dinov3 embed: a whole image collection to one float32 .npy (or .safetensors) plus an index of paths.
+// Decoding and preprocessing run on worker threads ahead of the model; finished rows are kept in a
+// resumable state so a killed run loses at most the batch in flight.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "dinov3/pipeline.h"
+#include "embed_store.h"
+#include "util/cpu_info.h"
+
+namespace dinov3::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct EmbedOptions {
+  ModelOptions model;
+  std::vector<std::string> inputs;
+  std::string out;
+  int batch_size = 8;
+  std::string pool = "default";
+  bool normalize = false;
+  bool features = false;
+  std::vector<int> layers;
+  std::string format;  // npy or safetensors; default from the extension
+  bool overwrite = false;
+  bool resume = false;
+  bool quiet = false;
+  int workers = 1;
+  bool exif_transpose = false;
+  int64_t max_pixels = DecodeOptions{}.max_pixels;
+};
+
+bool has_image_extension(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* e : {".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+    if (ext == e) return true;
+  return false;
+}
+
+// Files as given; folders searched recursively for images (sorted, so a resume sees the same order);
+// @list.txt read one path per line.
+Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& specs) {
+  std::vector<std::string> out;
+  for (const auto& spec : specs) {
+    if (!spec.empty() && spec[0] == '@') {
+      std::ifstream in(spec.substr(1));
+      if (!in) return make_error(ErrorCode::kNotFound, spec.substr(1) + ": cannot read the input list");
+      for (std::string line; std::getline(in, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (!line.empty()) out.push_back(line);
+      }
+      continue;
+    }
+    std::error_code ec;
+    if (fs::is_directory(spec, ec)) {
+      std::vector<std::string> found;
+      for (fs::recursive_directory_iterator it(spec, fs::directory_options::skip_permission_denied, ec), end;
+           !ec && it != end; it.increment(ec)) {
+        if (it->is_regular_file(ec) && has_image_extension(it->path())) found.push_back(it->path().string());
+      }
+      if (ec) return make_error(ErrorCode::kIoError, spec + ": cannot list: " + ec.message());
+      std::sort(found.begin(), found.end());
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      out.push_back(spec);  // a missing file is reported as skipped, like any unreadable one
+    }
+  }
+  return out;
+}
+
+// Preprocessed images, produced in input order by worker threads a bounded distance ahead of the model.
+class Prefetcher {
+ public:
+  struct Item {
+    bool ok = false;
+    std::string reason;
+    Tensor chw;
+  };
+
+  Prefetcher(const std::vector<std::string>& paths, size_t first, size_t window, int workers,
+             const PreprocessConfig& pc, const DecodeOptions& dec)
+      : paths_(paths), next_(first), consume_(first), window_(window), pc_(pc), dec_(dec) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~Prefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  Item take(size_t index) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return ready_.count(index) > 0; });
+    Item item = std::move(ready_[index]);
+    ready_.erase(index);
+    consume_ = index + 1;
+    cv_.notify_all();
+    return item;
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      size_t index;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || (next_ < paths_.size() && next_ < consume_ + window_); });
+        if (stop_) return;
+        index = next_++;
+      }
+      Item item;
+      Result<Tensor> t = preprocess_image_file(paths_[index], pc_, dec_);
+      if (t.ok()) {
+        item.ok = true;
+        item.chw = std::move(t).value();
+      } else {
+        item.reason = t.status().message();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ready_[index] = std::move(item);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  const std::vector<std::string>& paths_;
+  size_t next_, consume_, window_;
+  PreprocessConfig pc_;
+  DecodeOptions dec_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<size_t, Item> ready_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+void l2_normalize_rows(float* data, size_t rows, size_t width) {
+  for (size_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (size_t i = 0; i < width; ++i) ss += static_cast<double>(data[r * width + i]) * data[r * width + i];
+    const double inv = ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
+    for (size_t i = 0; i < width; ++i) data[r * width + i] = static_cast<float>(data[r * width + i] * inv);
+  }
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  else std::snprintf(buf, sizeof(buf), "%.1fs", s);
+  return buf;
+}
+
+Result<int> run_embed(const EmbedOptions& o) {
+  if (o.inputs.empty()) return make_error(ErrorCode::kInvalidArgument, "no inputs (files, folders or @list.txt)");
+  if (o.batch_size < 1 || o.batch_size > 4096) return make_error(ErrorCode::kInvalidArgument, "--batch-size must be in [1, 4096]");
+  if (o.workers < 1 || o.workers > 256) return make_error(ErrorCode::kInvalidArgument, "--workers must be in [1, 256]");
+  if (o.features && !o.layers.empty()) return make_error(ErrorCode::kInvalidArgument, "give --features or --layers, not both");
+  std::string format = o.format;
+  if (format.empty()) format = fs::path(o.out).extension() == ".safetensors" ? "safetensors" : "npy";
+  if (format != "npy" && format != "safetensors") return make_error(ErrorCode::kInvalidArgument, "--format must be npy or safetensors");
+  DINOV3_ASSIGN_OR_RETURN(PoolMode pool, parse_pool(o.pool));
+  DINOV3_ASSIGN_OR_RETURN(std::vector<std::string> paths, expand_inputs(o.inputs));
+  if (paths.empty()) return make_error(ErrorCode::kInvalidArgument, "the inputs hold no image files");
+
+  DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
+  Model& model = *loaded.model;
+  const ModelConfig& c = model.config();
+  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for(c));
+  const int64_t T = c.tokens_for(pc.height, pc.width), D = c.embed_dim;
+  Shape row_shape = {D};
+  if (o.features) row_shape = {T, D};
+  if (!o.layers.empty()) row_shape = {static_cast<int64_t>(o.layers.size()), T, D};
+  const auto row_numel = static_cast<size_t>(shape_numel(row_shape));
+
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<EmbedStore> store, EmbedStore::open(o.out, paths, row_shape, o.resume, o.overwrite));
+  const size_t start = store->done().size();
+  const bool progress = !o.quiet && ::isatty(STDERR_FILENO);
+  if (!o.quiet) {
+    describe_model_source(loaded);
+    std::fprintf(stderr, "embed: %zu inputs%s, batch %d, %s on %s\n", paths.size(),
+                 start > 0 ? (", resuming after " + std::to_string(start)).c_str() : "", o.batch_size,
+                 model.backend().name().c_str(), model.backend().device().c_str());
+  }
+
+  DecodeOptions dec;
+  dec.exif_transpose = o.exif_transpose;
+  dec.max_pixels = o.max_pixels;
+  Prefetcher prefetch(paths, start, static_cast<size_t>(o.batch_size) * 3, o.workers, pc, dec);
+  ForwardOptions fo;
+  fo.pool = pool;
+  fo.intermediate_blocks = o.layers;
+  const auto t_start = Clock::now();
+  double model_seconds = 0;
+  size_t embedded = 0, skipped = 0;
+  const int64_t per_image = 3 * static_cast<int64_t>(pc.height) * pc.width;
+  for (size_t i = start; i < paths.size();) {
+    std::vector<DoneEntry> entries;
+    Tensor batch({o.batch_size, 3, pc.height, pc.width});
+    int64_t n = 0;
+    for (; i < paths.size() && n < o.batch_size; ++i) {
+      Prefetcher::Item item = prefetch.take(i);
+      if (!item.ok) {
+        entries.push_back({paths[i], false, item.reason});
+        ++skipped;
+        if (!o.quiet) std::fprintf(stderr, "%sskipped: %s\n", progress ? "\r\033[K" : "", item.reason.c_str());
+        continue;
+      }
+      std::copy(item.chw.data.begin(), item.chw.data.end(), batch.data.begin() + n * per_image);
+      entries.push_back({paths[i], true, ""});
+      ++n;
+    }
+    std::vector<float> rows;
+    if (n > 0) {
+      batch.shape[0] = n;
+      batch.data.resize(static_cast<size_t>(n * per_image));
+      const auto t0 = Clock::now();
+      DINOV3_ASSIGN_OR_RETURN(ForwardOutput out, model.forward(batch, fo));
+      model_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      rows.resize(static_cast<size_t>(n) * row_numel);
+      if (o.features) {
+        rows = std::move(out.features.data);
+      } else if (!o.layers.empty()) {
+        const size_t block = static_cast<size_t>(T * D);
+        for (int64_t b = 0; b < n; ++b)
+          for (size_t l = 0; l < o.layers.size(); ++l)
+            std::copy_n(out.intermediates[l].tokens.ptr() + b * static_cast<int64_t>(block), block,
+                        rows.data() + (static_cast<size_t>(b) * o.layers.size() + l) * block);
+      } else {
+        rows = std::move(out.pooled.data);
+      }
+      // --normalize applies to each D-wide vector (every token of every layer for the token outputs).
+      if (o.normalize) l2_normalize_rows(rows.data(), rows.size() / static_cast<size_t>(D), static_cast<size_t>(D));
+    }
+    DINOV3_RETURN_IF_ERROR(store->append(rows.data(), static_cast<size_t>(n), entries));
+    embedded += static_cast<size_t>(n);
+    if (progress) {
+      const double el = std::chrono::duration<double>(Clock::now() - t_start).count();
+      const double rate = static_cast<double>(i - start) / std::max(el, 1e-9);
+      std::fprintf(stderr, "\r\033[K%zu/%zu  %.1f img/s  ETA %s", i, paths.size(), rate,
+                   format_duration(static_cast<double>(paths.size() - i) / std::max(rate, 1e-9)).c_str());
+    }
+  }
+  const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
+  DINOV3_RETURN_IF_ERROR(store->publish(format));
+  if (!o.quiet) {
+    if (progress) std::fprintf(stderr, "\r\033[K");
+    size_t skipped_total = 0;
+    for (const auto& e : store->done()) skipped_total += e.ok ? 0 : 1;
+    std::fprintf(stderr, "embed: %zu rows in %s (%zu this run, %zu skipped in all) in %s\n", store->rows(), o.out.c_str(),
+                 embedded, skipped_total, format_duration(total).c_str());
+    for (const auto& e : store->done())
+      if (!e.ok) std::fprintf(stderr, "  skipped: %s\n", e.reason.c_str());
+    if (embedded > 0) {
+      std::fprintf(stderr, "embed: end to end %.2f img/s, model only %.2f img/s (%.0f%%)\n", embedded / total,
+                   embedded / model_seconds, 100.0 * model_seconds / total);
+    }
+    std::fprintf(stderr, "embed: index %s\n", EmbedStore::index_path(o.out).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_embed_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("embed", "Embed image files, folders or @lists into one .npy with an index of paths");
+  auto opts = std::make_shared<EmbedOptions>();
+  add_model_options(*cmd, &opts->model);
+  cmd->add_option("inputs", opts->inputs, "image files, folders (searched recursively) or @list.txt")->required();
+  cmd->add_option("-o,--output", opts->out, "output .npy (or .safetensors); the index goes beside it")->required();
+  cmd->add_option("--batch-size", opts->batch_size, "images per forward")->capture_default_str();
+  cmd->add_option("--pool", opts->pool, "pooled output: avg, token or default")->capture_default_str();
+  cmd->add_flag("--normalize", opts->normalize, "L2-normalise each output vector");
+  cmd->add_flag("--features", opts->features, "write all tokens [N, T, D] instead of pooled [N, D]");
+  cmd->add_option("--layers", opts->layers, "write these blocks' tokens [N, L, T, D]")->delimiter(',');
+  cmd->add_option("--format", opts->format, "npy or safetensors (default: from the file name)");
+  cmd->add_flag("--overwrite", opts->overwrite, "replace an existing output (and any interrupted run)");
+  cmd->add_flag("--resume", opts->resume, "continue an interrupted run with the same inputs");
+  cmd->add_flag("--quiet,-q", opts->quiet, "no progress or summary");
+  cmd->add_option("--workers", opts->workers, "decoding threads")->capture_default_str();
+  cmd->add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
+  cmd->add_option("--max-pixels", opts->max_pixels, "skip images with more pixels than this")->capture_default_str();
+  return {cmd, [opts]() { return run_embed(*opts); }};
+}
+
+}  // namespace dinov3::cli
