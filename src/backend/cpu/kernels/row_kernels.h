@@ -1,0 +1,136 @@
+// Row-wise kernels (LayerNorm, online-softmax step), generic over an Ops type.
+#pragma once
+
+#include <math.h>  // exp2f, sqrtf, fmaxf: plain C functions, never ISA-specific inline copies
+#include <cstdint>
+#include <limits>
+
+#include "backend/cpu/simd/vec_math.h"
+
+namespace dinov3::cpu {
+namespace {
+
+// Two passes over the row in float32 (mean, then the centred sum of squares), which keeps the variance
+// accurate to a few ulp without Welford's divisions.
+template <class O>
+void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const float* gamma, const float* beta,
+                     float eps) {
+  using V = typename O::V;
+  constexpr int W = O::kLanes;
+  const int64_t full = dim - dim % W;
+  const int tail = static_cast<int>(dim - full);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = x + r * dim;
+    float* out = y + r * dim;
+    V s0 = O::zero(), s1 = O::zero();
+    int64_t i = 0;
+    for (; i + 2 * W <= full; i += 2 * W) {
+      s0 = O::add(s0, O::load(in + i));
+      s1 = O::add(s1, O::load(in + i + W));
+    }
+    for (; i < full; i += W) s0 = O::add(s0, O::load(in + i));
+    if (tail > 0) s1 = O::add(s1, O::load_first(in + full, tail));
+    const float mean = O::reduce_add(O::add(s0, s1)) / static_cast<float>(dim);
+    const V vmean = O::set1(mean);
+    V q0 = O::zero(), q1 = O::zero();
+    for (i = 0; i + 2 * W <= full; i += 2 * W) {
+      const V d0 = O::sub(O::load(in + i), vmean), d1 = O::sub(O::load(in + i + W), vmean);
+      q0 = O::fmadd(d0, d0, q0);
+      q1 = O::fmadd(d1, d1, q1);
+    }
+    for (; i < full; i += W) {
+      const V d = O::sub(O::load(in + i), vmean);
+      q0 = O::fmadd(d, d, q0);
+    }
+    if (tail > 0) {
+      const V d = O::keep_first(O::sub(O::load_first(in + full, tail), vmean), tail);
+      q1 = O::fmadd(d, d, q1);
+    }
+    const float var = O::reduce_add(O::add(q0, q1)) / static_cast<float>(dim);
+    const V inv_std = O::set1(1.0f / sqrtf(var + eps));
+    for (i = 0; i < full; i += W) {
+      const V n = O::mul(O::sub(O::load(in + i), vmean), inv_std);
+      O::store(out + i, O::fmadd(n, O::load(gamma + i), O::load(beta + i)));
+    }
+    if (tail > 0) {
+      const V n = O::mul(O::sub(O::load_first(in + full, tail), vmean), inv_std);
+      O::store_first(out + full, O::fmadd(n, O::load_first(gamma + full, tail), O::load_first(beta + full, tail)),
+                     tail);
+    }
+  }
+}
+
+template <class O>
+void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale) {
+  using V = typename O::V;
+  constexpr int W = O::kLanes;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + r * lds;
+    V m = O::set1(kNegInf);
+    int c = 0;
+    for (; c + W <= cols; c += W) m = O::max(m, O::load(row + c));
+    if (c < cols) m = O::max(m, O::load_first_or(row + c, cols - c, kNegInf));
+    const float old_max = row_max[r];
+    const float new_max = fmaxf(old_max, O::reduce_max(m));
+    const float alpha = old_max == kNegInf ? 0.0f : exp2f(old_max - new_max);
+    const V vmax = O::set1(new_max);
+    V sum0 = O::zero(), sum1 = O::zero();
+    c = 0;
+    for (; c + 2 * W <= cols; c += 2 * W) {
+      const V e0 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
+      const V e1 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + W), vmax));
+      O::store(row + c, e0);
+      O::store(row + c + W, e1);
+      sum0 = O::add(sum0, e0);
+      sum1 = O::add(sum1, e1);
+    }
+    for (; c + W <= cols; c += W) {
+      const V e = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
+      O::store(row + c, e);
+      sum0 = O::add(sum0, e);
+    }
+    if (c < cols) {
+      const int n = cols - c;
+      const V e = O::keep_first(exp2_nonpositive_f32<O>(O::sub(O::load_first(row + c, n), vmax)), n);
+      O::store_first(row + c, e, n);
+      sum1 = O::add(sum1, e);
+    }
+    row_max[r] = new_max;
+    rescale[r] = alpha;
+    row_sum[r] = row_sum[r] * alpha + O::reduce_add(O::add(sum0, sum1));
+  }
+}
+
+template <class O>
+void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
+               float* dst) {
+  using V = typename O::V;
+  constexpr int W = O::kLanes;
+  const int64_t half = head_dim / 2;
+  const V vs = O::set1(scale);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = src + r * ld;
+    float* y = dst + r * head_dim;
+    if (table == nullptr) {
+      for (int64_t d = 0; d < head_dim; d += W) {
+        const int n = static_cast<int>(head_dim - d);
+        O::store_first(y + d, O::mul(O::load_first(x + d, n), vs), n);
+      }
+      continue;
+    }
+    const float* sn = table + r * 2 * head_dim;
+    const float* cs = sn + head_dim;
+    for (int64_t d = 0; d < half; d += W) {
+      const int n = static_cast<int>(half - d);
+      const V a = O::load_first(x + d, n), b = O::load_first(x + half + d, n);
+      const V lo = O::fnmadd(b, O::load_first(sn + d, n), O::mul(a, O::load_first(cs + d, n)));
+      const V hi = O::fmadd(a, O::load_first(sn + half + d, n), O::mul(b, O::load_first(cs + half + d, n)));
+      O::store_first(y + d, O::mul(lo, vs), n);
+      O::store_first(y + half + d, O::mul(hi, vs), n);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dinov3::cpu

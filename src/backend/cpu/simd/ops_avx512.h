@@ -1,0 +1,56 @@
+// 16-lane float32 vector operations for AVX-512F. Include only from files compiled with -mavx512f; every
+// function has internal linkage so no AVX-512 copy can be merged into baseline code by the linker.
+#pragma once
+
+#include <immintrin.h>
+
+// GCC 12's AVX-512 intrinsics (max, min, scalef, roundscale, reductions) pass _mm512_undefined_ps() as the
+// unused merge source, which -Wuninitialized reports once inlined here; the value is never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace dinov3::cpu {
+namespace {
+
+struct OpsAvx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+
+  static __mmask16 first(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  // Lanes >= n are neither read nor written (masked accesses do not fault on them).
+  static V load_first(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
+  static V load_first_or(const float* p, int n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), first(n), p);
+  }
+  static void store_first(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first(n), v); }
+  static V keep_first(V v, int n) { return _mm512_maskz_mov_ps(first(n), v); }
+
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }   // a * b + c
+  static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a * b
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V abs(V a) { return _mm512_abs_ps(a); }
+  static V round_nearest(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // p * 2^n for integral n (vscalefps handles the exponent arithmetic).
+  static V scale_pow2(V p, V n) { return _mm512_scalef_ps(p, n); }
+  static V select_lt(V a, V b, V x, V y) {  // a < b ? x : y
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
+  }
+  static float reduce_add(V a) { return _mm512_reduce_add_ps(a); }
+  static float reduce_max(V a) { return _mm512_reduce_max_ps(a); }
+};
+
+}  // namespace
+}  // namespace dinov3::cpu

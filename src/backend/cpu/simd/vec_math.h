@@ -1,0 +1,102 @@
+// Vectorised transcendental functions, generic over an Ops type (ops_avx512.h, ops_avx2.h, ops_scalar.h).
+// Accuracy targets a few float32 ulp so the fused epilogues agree with the double-precision reference.
+#pragma once
+
+namespace dinov3::cpu {
+namespace {
+
+// e^x for x in about [-87.3, 88.7] (clamped outside): x = n ln2 + r with |r| <= ln2/2, e^r by its degree-7
+// Taylor polynomial (truncation error r^8/8! < 6e-9), then scaled by 2^n. ln2 is split so n*ln2_hi is exact.
+template <class O>
+typename O::V exp_f32(typename O::V x) {
+  using V = typename O::V;
+  x = O::min(O::max(x, O::set1(-87.33654f)), O::set1(88.72283f));
+  const V n = O::round_nearest(O::mul(x, O::set1(1.44269504f)));
+  V r = O::fnmadd(n, O::set1(0.693359375f), x);
+  r = O::fnmadd(n, O::set1(-2.12194440e-4f), r);
+  V p = O::set1(1.0f / 5040.0f);
+  p = O::fmadd(p, r, O::set1(1.0f / 720.0f));
+  p = O::fmadd(p, r, O::set1(1.0f / 120.0f));
+  p = O::fmadd(p, r, O::set1(1.0f / 24.0f));
+  p = O::fmadd(p, r, O::set1(1.0f / 6.0f));
+  p = O::fmadd(p, r, O::set1(0.5f));
+  p = O::fmadd(p, r, O::set1(1.0f));
+  p = O::fmadd(p, r, O::set1(1.0f));
+  return O::scale_pow2(p, n);
+}
+
+// 2^x for x <= 0 (softmax weights in base-2 units): x = n + r with |r| <= 1/2 exact, 2^r by a degree-6
+// Chebyshev fit (max rel. error 8e-8 in float32). Below -126 the result would be subnormal; it is held at
+// 2^-126, which is zero next to the row maximum's weight of 1.
+template <class O>
+typename O::V exp2_nonpositive_f32(typename O::V x) {
+  using V = typename O::V;
+  x = O::max(x, O::set1(-126.0f));
+  const V n = O::round_nearest(x);
+  const V r = O::sub(x, n);
+  V p = O::set1(1.546144485e-04f);
+  p = O::fmadd(p, r, O::set1(1.340042800e-03f));
+  p = O::fmadd(p, r, O::set1(9.618056938e-03f));
+  p = O::fmadd(p, r, O::set1(5.550327152e-02f));
+  p = O::fmadd(p, r, O::set1(2.402265072e-01f));
+  p = O::fmadd(p, r, O::set1(6.931471825e-01f));
+  p = O::fmadd(p, r, O::set1(1.0f));
+  return O::scale_pow2(p, n);
+}
+
+// GELU with the exact erf: 0.5 x (1 + erf(x / sqrt 2)). With z = x / sqrt 2:
+//  |z| < 0.5: erf(z) = z P(z^2), P a degree-4 Chebyshev fit (max rel. error 1.7e-7 in float32);
+//  |z| >= 0.5: erfc(|z|) = exp(-z^2) Q(|z|), Q = erfc(z) exp(z^2) fitted by degree 13 on [0.5, 4] (1.6e-7),
+//             then 1 + erf(z) = erfc(|z|) for z < 0 (no cancellation in the small negative tail) and
+//             2 - erfc(|z|) otherwise.
+// erfc's relative error in the tail is ~2 z^2 times that of its argument, so z^2 = x^2 / 2 is taken from x
+// (not from the rounded z) as hi + lo with an FMA. Past |z| = 4, Q is held at Q(4): there erfc < 1.6e-8, so
+// the positive side is exact in float32 and the negative side is below 1e-8 in magnitude.
+template <class O>
+typename O::V gelu_erf_f32(typename O::V x) {
+  using V = typename O::V;
+  const V z = O::mul(x, O::set1(0.70710678f));
+  const V az = O::abs(z);
+  const V zz = O::mul(z, z);
+  V p = O::set1(4.719082732e-03f);
+  p = O::fmadd(p, zz, O::set1(-2.675773203e-02f));
+  p = O::fmadd(p, zz, O::set1(1.128283143e-01f));
+  p = O::fmadd(p, zz, O::set1(-3.761260808e-01f));
+  p = O::fmadd(p, zz, O::set1(1.128379107e+00f));
+  const V one_plus_erf_small = O::fmadd(z, p, O::set1(1.0f));
+
+  const V s = O::sub(O::min(az, O::set1(4.0f)), O::set1(2.25f));
+  V q = O::set1(-7.297582982e-08f);
+  q = O::fmadd(q, s, O::set1(2.983796890e-07f));
+  q = O::fmadd(q, s, O::set1(-4.138350107e-07f));
+  q = O::fmadd(q, s, O::set1(1.497845801e-06f));
+  q = O::fmadd(q, s, O::set1(-8.517729839e-06f));
+  q = O::fmadd(q, s, O::set1(3.090965038e-05f));
+  q = O::fmadd(q, s, O::set1(-1.023153745e-04f));
+  q = O::fmadd(q, s, O::set1(3.468151554e-04f));
+  q = O::fmadd(q, s, O::set1(-1.143939095e-03f));
+  q = O::fmadd(q, s, O::set1(3.619888797e-03f));
+  q = O::fmadd(q, s, O::set1(-1.100201998e-02f));
+  q = O::fmadd(q, s, O::set1(3.199245408e-02f));
+  q = O::fmadd(q, s, O::set1(-8.848650753e-02f));
+  q = O::fmadd(q, s, O::set1(2.310872674e-01f));
+  const V xx = O::mul(x, x);
+  const V xx_err = O::fmadd(x, x, O::sub(O::zero(), xx));  // x*x - xx: exact with a fused FMA, else 0
+  const V half = O::set1(0.5f);
+  // exp(-(xx + xx_err) / 2) = exp(-xx / 2) * (1 - xx_err / 2) to first order (xx_err / xx <= 2^-24).
+  const V e = O::mul(exp_f32<O>(O::mul(O::set1(-0.5f), xx)), O::fnmadd(xx_err, half, O::set1(1.0f)));
+  const V erfc_az = O::mul(q, e);
+  const V one_plus_erf_large = O::select_lt(z, O::zero(), erfc_az, O::sub(O::set1(2.0f), erfc_az));
+
+  const V one_plus_erf = O::select_lt(az, half, one_plus_erf_small, one_plus_erf_large);
+  return O::mul(O::mul(half, x), one_plus_erf);
+}
+
+// silu(g) = g / (1 + e^-g); the clamp inside exp_f32 keeps both tails finite.
+template <class O>
+typename O::V silu_f32(typename O::V g) {
+  return O::div(g, O::add(O::set1(1.0f), exp_f32<O>(O::sub(O::zero(), g))));
+}
+
+}  // namespace
+}  // namespace dinov3::cpu
