@@ -3,6 +3,7 @@
 // relative L2 1e-5 and cosine 0.99999 per image (fixtures/README.md).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "dinov3/backend.h"
@@ -131,6 +132,66 @@ TEST(RopeTest, MatchesTimmTable) {
     const test::Compare cmp = test::compare(got, *want);
     EXPECT_LE(cmp.max_abs, 1e-6) << c.file;
   }
+}
+
+}  // namespace
+}  // namespace dinov3
+
+namespace dinov3 {
+namespace {
+
+uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fff + ((u >> 16) & 1);  // round to nearest even
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// F16/BF16 checkpoints load as the float32 checkpoint of the same rounded values: identical outputs.
+TEST(ReducedPrecisionCheckpoint, Bf16LoadsAsItsRoundedFloat32) {
+  const std::string src = test::fixture("models/tiny");
+  Result<TensorArchive> a = open_safetensors(src + "/model.safetensors");
+  ASSERT_TRUE(a.ok());
+  test::TempDir bf16_dir, f32_dir;
+  std::string header = "{", data;
+  std::vector<std::pair<std::string, Tensor>> rounded;
+  for (const auto& raw : a->tensors()) {
+    Tensor t = *a->load_f32(raw);
+    const size_t begin = data.size();
+    for (float& v : t.data) {
+      const uint16_t h = to_bf16(v);
+      data.append(reinterpret_cast<const char*>(&h), 2);
+      v = from_bf16(h);
+    }
+    header += (header.size() > 1 ? "," : "") + std::string("\"") + raw.name + "\":{\"dtype\":\"BF16\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
+    header += "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(data.size()) + "]}";
+    rounded.emplace_back(raw.name, std::move(t));
+  }
+  header += "}";
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  test::write_file(bf16_dir.file("model.safetensors"), len + header + data);
+  std::vector<NamedTensor> named;
+  for (const auto& [n, t] : rounded) named.push_back({n, &t});
+  ASSERT_TRUE(save_safetensors(f32_dir.file("model.safetensors"), named).ok());
+  for (const auto* d : {&bf16_dir, &f32_dir}) std::filesystem::copy_file(src + "/config.json", d->file("config.json"));
+
+  LoadOptions lo;
+  lo.backend = "reference";
+  Result<std::unique_ptr<Model>> m16 = Model::load(bf16_dir.path(), lo), m32 = Model::load(f32_dir.path(), lo);
+  ASSERT_TRUE(m16.ok()) << m16.status().message();
+  ASSERT_TRUE(m32.ok()) << m32.status().message();
+  EXPECT_EQ((*m16)->weights_info().dtype, "BF16");
+  const Tensor input = *open_safetensors(src + "/expected.safetensors")->load_f32("input");
+  EXPECT_EQ((*m16)->forward(input)->features.data, (*m32)->forward(input)->features.data);
 }
 
 }  // namespace
