@@ -69,8 +69,7 @@ Result<int> run_accuracy(AccuracyOptions o) {
   Report r("accuracy");
   auto& j = r.json();
   j["command"] = "accuracy";
-  j["model"] = {{"dir", model.directory()}, {"architecture", model.config().architecture},
-                {"random_weights", test_model.random_weights}};
+  j["model"] = model_json(test_model);
   j["context"] = run_context(model);
   j["baseline"] = {{"backend", o.baseline}, {"precision", "fp32"}, {"device", base_model.model->backend().device()}};
   j["inputs"] = labels;

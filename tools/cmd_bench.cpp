@@ -61,7 +61,7 @@ Result<int> run_bench(const BenchOptions& o) {
   Report r("bench");
   auto& j = r.json();
   j["command"] = "bench";
-  j["model"] = {{"dir", model.directory()}, {"architecture", c.architecture}, {"random_weights", loaded.random_weights}};
+  j["model"] = model_json(loaded);
   j["context"] = run_context(model);
   j["size"] = size;
   j["gflop_per_image"] = gflop;

@@ -67,7 +67,7 @@ Result<int> run_infer(InferOptions o) {
 
   auto& j = r.json();
   j["command"] = "infer";
-  j["model"] = {{"dir", model.directory()}, {"architecture", c.architecture}, {"random_weights", loaded.random_weights}};
+  j["model"] = model_json(loaded);
   j["context"] = run_context(model);
   j["input"] = {{"shape", input.shape}, {"sources", labels}};
   j["latency_ms"] = {{"warmup", o.warmup}, {"runs", o.runs}, {"p50", lat.p50}, {"mean", lat.mean}, {"min", lat.min}, {"max", lat.max}};

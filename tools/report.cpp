@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "cli_common.h"
 #include "dinov3/version.h"
 #include "io/file_util.h"
 #include "util/cpu_info.h"
@@ -50,6 +51,12 @@ nlohmann::ordered_json run_context(Model& model) {
       {"build", {{"version", version_string()}, {"commit", build_commit()}}},
       {"date", utc_timestamp()},
   };
+}
+
+nlohmann::ordered_json model_json(const LoadedModel& loaded) {
+  return {{"dir", loaded.model->directory()},
+          {"architecture", loaded.model->config().architecture},
+          {"random_weights", loaded.random_weights}};
 }
 
 }  // namespace dinov3::cli

@@ -26,8 +26,12 @@ class Report {
   std::vector<std::string> lines_;
 };
 
+struct LoadedModel;
+
 // Where and how a run happened: machine, backend, threads, precision, build, date.
 nlohmann::ordered_json run_context(Model& model);
+// Which model ran: folder, architecture, and whether its weights are the bundled random ones.
+nlohmann::ordered_json model_json(const LoadedModel& loaded);
 std::string utc_timestamp();
 
 }  // namespace dinov3::cli
