@@ -73,13 +73,13 @@ class ReferenceBackend final : public Backend {
 
   Status upload(DeviceBuffer& dst, size_t offset, const float* src, size_t n) override {
     DINOV3_RETURN_IF_ERROR(check_size(dst, static_cast<int64_t>(offset + n), "upload"));
-    std::memcpy(data_of(dst) + offset, src, n * sizeof(float));
+    if (n > 0) std::memcpy(data_of(dst) + offset, src, n * sizeof(float));
     return {};
   }
 
   Status download(const DeviceBuffer& src, size_t offset, float* dst, size_t n) override {
     DINOV3_RETURN_IF_ERROR(check_size(src, static_cast<int64_t>(offset + n), "download"));
-    std::memcpy(dst, data_of(src) + offset, n * sizeof(float));
+    if (n > 0) std::memcpy(dst, data_of(src) + offset, n * sizeof(float));
     return {};
   }
 
