@@ -8,7 +8,7 @@
 namespace dinov3::cli {
 
 int run_cli(const std::vector<std::string>& args) {
-  CLI::App app{"dinov3: DINOv3 vision transformer features, as timm computes them"};
+  CLI::App app{"dinov3: DINOv3 vision transformer features, as timm computes them", "dinov3"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("dinov3 ") + version_string() + " (" + build_commit() + ")");
   const std::vector<Command> commands = {

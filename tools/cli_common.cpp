@@ -64,7 +64,7 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
 
 void describe_model_source(const LoadedModel& m) {
   if (!m.random_weights) return;
-  std::printf(
+  std::fprintf(stderr,
       "NOTE: %s holds a small test checkpoint with RANDOM weights; its numbers mean nothing.\n"
       "      Put the real weights (%s) in the Hugging Face cache or pass --model DIR.\n",
       m.model->directory().c_str(), kDefaultModelId);

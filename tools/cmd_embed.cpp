@@ -195,8 +195,8 @@ Result<int> run_embed(const EmbedOptions& o) {
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<EmbedStore> store, EmbedStore::open(o.out, paths, row_shape, o.resume, o.overwrite));
   const size_t start = store->done().size();
   const bool progress = !o.quiet && ::isatty(STDERR_FILENO);
+  describe_model_source(loaded);  // even with --quiet: an index built on random weights must not pass unnoticed
   if (!o.quiet) {
-    describe_model_source(loaded);
     std::fprintf(stderr, "embed: %zu inputs%s, batch %d, %s on %s\n", paths.size(),
                  start > 0 ? (", resuming after " + std::to_string(start)).c_str() : "", o.batch_size,
                  model.backend().name().c_str(), model.backend().device().c_str());
