@@ -7,6 +7,7 @@
 // largest K here (1536): 2e-6 leaves ample margin while still catching any indexing or epilogue mistake
 // (those give errors of order 1e-2 and up).
 #include <gtest/gtest.h>
+#include <xmmintrin.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -378,6 +379,18 @@ TEST_P(CpuBackendTest, ThreadCountDoesNotChangeResults) {
   }
 }
 
+TEST_P(CpuBackendTest, EmptyInputsAreNoOps) {
+  CPU_OR_SKIP(cpu);
+  const std::vector<float> w(64 * 32, 0.01f);
+  auto wt = linear_weight(*cpu, w, nullptr, 64, 32);
+  auto x = cpu->allocate(1);
+  auto y = cpu->allocate(1);
+  EXPECT_TRUE(cpu->linear(**x, 0, *wt, {}, **y).ok());
+  EXPECT_TRUE(cpu->linear_swiglu(**x, 0, *wt, *wt, **y).ok());
+  auto g = vector_weight(*cpu, std::vector<float>(32, 1.0f));
+  EXPECT_TRUE(cpu->layer_norm(**x, 0, 32, *g, *g, 1e-6f, **y).ok());
+}
+
 TEST_P(CpuBackendTest, RejectsUndersizedBuffers) {
   CPU_OR_SKIP(cpu);
   const std::vector<float> w(64 * 32, 0.01f);
@@ -385,6 +398,18 @@ TEST_P(CpuBackendTest, RejectsUndersizedBuffers) {
   auto x = cpu->allocate(10 * 32);
   auto y = cpu->allocate(10 * 64 - 1);
   EXPECT_EQ(cpu->linear(**x, 10, *wt, {}, **y).code(), ErrorCode::kInvalidArgument);
+}
+
+// Kernels flush subnormals (FTZ/DAZ) for speed, but the caller's floating-point environment is restored.
+TEST_P(CpuBackendTest, LeavesTheCallersFloatingPointEnvironmentAlone) {
+  CPU_OR_SKIP(cpu);
+  const std::vector<float> w(64 * 32, 0.01f);
+  auto wt = linear_weight(*cpu, w, nullptr, 64, 32);
+  auto x = upload(*cpu, random_vector(100 * 32, 1));
+  auto y = cpu->allocate(100 * 64);
+  const unsigned before = _mm_getcsr();
+  ASSERT_TRUE(cpu->linear(*x, 100, *wt, {}, **y).ok());
+  EXPECT_EQ(_mm_getcsr(), before);
 }
 
 std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) { return cpu::isa_name(info.param); }

@@ -2,6 +2,7 @@
 
 #include <xmmintrin.h>  // _mm_getcsr / _mm_setcsr (SSE, part of baseline x86-64)
 
+#include <algorithm>
 #include <chrono>
 
 namespace dinov3::cpu {
@@ -10,6 +11,12 @@ namespace {
 // How long an idle thread polls before sleeping: long enough to bridge the gap between two ops of a
 // forward pass, short enough not to hold a core when the engine is idle.
 constexpr auto kSpin = std::chrono::microseconds(200);
+
+constexpr int64_t kMaxTasksPerJob = 0xFFFF;  // the job word's 16-bit task count
+
+uint32_t generation_of(uint64_t job) { return static_cast<uint32_t>(job >> 32); }
+int64_t tasks_of(uint64_t job) { return static_cast<int64_t>((job >> 16) & 0xFFFF); }
+int64_t next_of(uint64_t job) { return static_cast<int64_t>(job & 0xFFFF); }
 
 inline void cpu_relax() { __builtin_ia32_pause(); }
 
@@ -32,16 +39,16 @@ class ScopedFlushDenormals {
   unsigned saved_;
 };
 
-// Polls until `value` differs from `old` or the spin budget is spent; true if it changed.
-template <class T>
-bool spin_while_equal(const std::atomic<T>& value, T old) {
+// Polls `ready` until it holds or the spin budget is spent; returns its last value.
+template <class Ready>
+bool spin_until(Ready&& ready) {
   const auto deadline = std::chrono::steady_clock::now() + kSpin;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
-      if (value.load(std::memory_order_acquire) != old) return true;
+      if (ready()) return true;
       cpu_relax();
     }
-    if (std::chrono::steady_clock::now() > deadline) return false;
+    if (std::chrono::steady_clock::now() > deadline) return ready();
   }
 }
 
@@ -55,17 +62,46 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_.store(true, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    job_.store(static_cast<uint64_t>(++generation_) << 32, std::memory_order_release);
   }
   job_ready_.notify_all();
   for (std::thread& w : workers_) w.join();
 }
 
-void ThreadPool::work(int thread) {
+// Claims and runs tasks of `job` (a value read from job_) until none is left or a newer job replaced it.
+void ThreadPool::claim_tasks(uint64_t job, int thread) {
+  const uint32_t generation = generation_of(job);
   for (;;) {
-    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= tasks_) return;
-    invoke_(ctx_, task, thread);
+    if (generation_of(job) != generation || next_of(job) >= tasks_of(job)) return;
+    if (!job_.compare_exchange_weak(job, job + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      continue;  // `job` now holds the current word
+    }
+    // The claim pins the job: the caller waits for this task, so ctx_, invoke_ and first_ are stable.
+    invoke_(ctx_, first_ + next_of(job), thread);
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks_of(job)) {
+      std::lock_guard<std::mutex> lock(mutex_);  // orders the wake-up after the caller's check
+      job_done_.notify_one();
+    }
+    job = job_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::run_job(int64_t first, int64_t tasks, void* ctx, Invoke invoke) {
+  ctx_ = ctx;
+  invoke_ = invoke;
+  first_ = first;
+  done_.store(0, std::memory_order_relaxed);
+  const uint64_t job = (static_cast<uint64_t>(++generation_) << 32) | (static_cast<uint64_t>(tasks) << 16);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_.store(job, std::memory_order_release);
+  }
+  job_ready_.notify_all();
+  claim_tasks(job, 0);
+  auto finished = [&] { return done_.load(std::memory_order_acquire) == tasks; };
+  if (!spin_until(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    job_done_.wait(lock, finished);
   }
 }
 
@@ -76,23 +112,8 @@ void ThreadPool::dispatch(int64_t tasks, void* ctx, Invoke invoke) {
     for (int64_t t = 0; t < tasks; ++t) invoke(ctx, t, 0);
     return;
   }
-  tasks_ = tasks;
-  ctx_ = ctx;
-  invoke_ = invoke;
-  next_task_.store(0, std::memory_order_relaxed);
-  busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  job_ready_.notify_all();
-  work(0);
-  for (int busy = busy_workers_.load(std::memory_order_acquire); busy != 0;
-       busy = busy_workers_.load(std::memory_order_acquire)) {
-    if (!spin_while_equal(busy_workers_, busy)) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      job_done_.wait(lock, [&] { return busy_workers_.load(std::memory_order_acquire) != busy; });
-    }
+  for (int64_t first = 0; first < tasks; first += kMaxTasksPerJob) {
+    run_job(first, std::min(kMaxTasksPerJob, tasks - first), ctx, invoke);
   }
 }
 
@@ -102,17 +123,15 @@ void ThreadPool::worker_main(int thread) {
   // scheduled is still seen as new.
   uint32_t seen = 0;
   for (;;) {
-    if (!spin_while_equal(generation_, seen)) {
+    auto new_job = [&] { return generation_of(job_.load(std::memory_order_acquire)) != seen; };
+    if (!spin_until(new_job)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      job_ready_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      job_ready_.wait(lock, new_job);
     }
-    seen = generation_.load(std::memory_order_acquire);
-    if (stop_.load(std::memory_order_relaxed)) return;
-    work(thread);
-    if (busy_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(mutex_);  // orders the wake-up after the caller's check
-      job_done_.notify_one();
-    }
+    if (stop_.load(std::memory_order_acquire)) return;
+    const uint64_t job = job_.load(std::memory_order_acquire);
+    seen = generation_of(job);
+    claim_tasks(job, thread);
   }
 }
 

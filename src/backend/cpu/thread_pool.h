@@ -1,15 +1,16 @@
-// A fixed pool of worker threads created once per backend. run() hands out task indices through an atomic
-// counter (the caller's thread takes part as thread 0) and returns when all tasks are done. Idle workers
-// spin briefly, so back-to-back ops do not pay a wake-up, then sleep on a condition variable. (Sleeping
-// uses a mutex and condition variable rather than std::atomic::wait: libstdc++ 12's atomic wait can miss
-// a notify and leave a worker asleep forever.) Every task runs with subnormals flushed to zero (see
-// thread_pool.cpp).
+// A fixed pool of worker threads created once per backend. run() publishes a job; every thread, the caller
+// included (as thread 0), claims task indices from one atomic word, and run() returns once all tasks are
+// done. The caller waits only for tasks that were actually claimed, never for a worker that has not woken
+// up yet: on a shared, oversubscribed machine a descheduled worker then costs nothing instead of a whole
+// scheduler time slice per op. Idle workers spin briefly, so back-to-back ops do not pay a wake-up, then
+// sleep on a condition variable (not std::atomic::wait: libstdc++ 12's can miss a notify and leave a
+// worker asleep forever). Every task runs with subnormals flushed to zero (see thread_pool.cpp).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -34,21 +35,25 @@ class ThreadPool {
  private:
   using Invoke = void (*)(void* ctx, int64_t task, int thread);
   void dispatch(int64_t tasks, void* ctx, Invoke invoke);
-  void work(int thread);
+  void run_job(int64_t first, int64_t tasks, void* ctx, Invoke invoke);
+  void claim_tasks(uint64_t job, int thread);
   void worker_main(int thread);
 
   std::vector<std::thread> workers_;
-  // The current job, published by the release increment of generation_.
-  int64_t tasks_ = 0;
+  // The job word: generation (32 bits) | task count (16) | next unclaimed task (16). Claiming is a CAS on
+  // the whole word, so a late worker can never take a task of a job other than the one it read.
+  alignas(64) std::atomic<uint64_t> job_{0};
+  alignas(64) std::atomic<int64_t> done_{0};  // tasks of the current job finished
+  // The current job's callback and first task index: written before job_ is published and stable until
+  // done_ reaches the task count.
   void* ctx_ = nullptr;
   Invoke invoke_ = nullptr;
-  alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int64_t> next_task_{0};
-  alignas(64) std::atomic<int> busy_workers_{0};
+  int64_t first_ = 0;
+  uint32_t generation_ = 0;  // the caller's count of published jobs
   std::atomic<bool> stop_{false};
-  std::mutex mutex_;                  // guards sleeping on the two condition variables below
-  std::condition_variable job_ready_;   // generation_ changed
-  std::condition_variable job_done_;    // busy_workers_ reached 0
+  std::mutex mutex_;                   // guards sleeping on the condition variables below
+  std::condition_variable job_ready_;  // job_ got a new generation
+  std::condition_variable job_done_;   // done_ reached the task count
 };
 
 }  // namespace dinov3::cpu

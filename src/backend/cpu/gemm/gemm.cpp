@@ -46,6 +46,7 @@ GemmPlan plan_gemm(int64_t rows, int64_t panels, int64_t k, int mr, int nr, int 
 
 void gemm_linear(const CpuKernels& kernels, ThreadPool& pool, const float* a, int64_t lda, int64_t rows,
                  const PackedLinear& w, TileEpilogue epilogue, const float* scale, float* c, int64_t ldc) {
+  if (rows <= 0) return;
   const int nr = kernels.nr;
   const GemmPlan plan = plan_gemm(rows, w.panels, w.in, kernels.mr, nr, pool.size());
   pool.run(plan.tasks(), [&](int64_t task, int) {
@@ -73,6 +74,7 @@ size_t swiglu_scratch_floats(const CpuKernels& kernels) { return static_cast<siz
 void gemm_swiglu(const CpuKernels& kernels, ThreadPool& pool, ThreadScratch& scratch, const float* a,
                  int64_t lda, int64_t rows, const PackedLinear& gate, const PackedLinear& up, float* c,
                  int64_t ldc) {
+  if (rows <= 0) return;
   const int nr = kernels.nr;
   // Both weights stream through the cache per panel, so a block holds half as many panels of each.
   const GemmPlan plan = plan_gemm(rows, gate.panels, 2 * gate.in, kernels.mr, nr, pool.size());

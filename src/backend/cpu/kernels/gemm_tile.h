@@ -23,7 +23,8 @@ void gemm_tile_rows(const GemmTile& t) {
   const float* a = t.a;
   const float* b = t.b;
   const int64_t lda = t.lda;
-  for (int64_t k = 0; k < t.k; ++k, b += NR) {
+  const int64_t depth = t.k;
+  for (int64_t k = 0; k < depth; ++k, b += NR) {
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = O::load(b + v * W);
     for (int r = 0; r < MR; ++r) {
@@ -32,18 +33,18 @@ void gemm_tile_rows(const GemmTile& t) {
     }
   }
 
-  if (t.bias != nullptr) {
-    for (int v = 0; v < NV; ++v) {
-      const V bias = O::load(t.bias + v * W);
-      for (int r = 0; r < MR; ++r) acc[r][v] = O::add(acc[r][v], bias);
-    }
-  }
+  // The accumulators leave registers once, here, for an epilogue that may call out-of-line vector math.
+  alignas(64) float out[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) O::store(&out[r][v * W], acc[r][v]);
+
   for (int r = 0; r < MR; ++r) {
     float* c = t.c + r * t.ldc;
     for (int v = 0; v < NV; ++v) {
       const int n = t.cols - v * W;  // lanes of this vector inside the tile (may be <= 0 or > W)
       if (n <= 0) break;
-      V y = acc[r][v];
+      V y = O::load(&out[r][v * W]);
+      if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
       switch (t.epilogue) {
         case TileEpilogue::kStore:
           break;

@@ -19,7 +19,9 @@ struct OpsAvx2 {
   static V set1(float v) { return _mm256_set1_ps(v); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  // set1 of a loaded value (still one vbroadcastss): GCC treats _mm256_broadcast_ss as reading arbitrary
+  // memory, which pins the GEMM accumulators to the stack.
+  static V broadcast(const float* p) { return _mm256_set1_ps(*p); }
   // Lanes >= n are neither read nor written (vmaskmov does not fault on masked-out lanes).
   static V load_first(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
   static V load_first_or(const float* p, int n, float fill) {
