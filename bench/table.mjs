@@ -27,6 +27,7 @@ for (const sub of fs.readdirSync(dir).sort()) {
               prec: j.context.precision, gflop: j.gflop_per_image, date: j.context.date, machine: j.context.machine });
 }
 const fmt = (v, d = 1) => (v === undefined || v === null ? '-' : v.toFixed(d));
+const ratio = (v) => (v === undefined ? '-' : `${v.toFixed(2)}x`);
 const cpu = rows.find((r) => r.machine)?.machine;
 console.log(`${cpu ? `${cpu.cpu}, ${cpu.cores} cores` : ''}, ${threads} threads, ViT-S/16 256x256, ${rows.find((r) => r.date)?.date ?? ''}`);
 console.log('| engine | ms @1 (p50) | img/s @1 | @2 | @4 | @8 | GFLOP/s (best) | of peak | ms @1 vs ORT | img/s @8 vs ORT |');
@@ -39,5 +40,5 @@ for (const r of rows) {
   const ratioMs = ort[1] && r.ms1 ? r.ms1 / ort[1].median : undefined;
   const ratioTp = ort[8] && r.ips[3] ? r.ips[3] / ort[8].img_per_s : undefined;
   console.log(`| ${r.name} | ${fmt(r.ms1)} | ${r.ips.map((v) => fmt(v)).join(' | ')} | ${fmt(achieved, 0)} | ` +
-              `${fmt((100 * achieved) / peak, 0)}% | ${fmt(ratioMs, 2)}x | ${fmt(ratioTp, 2)}x |`);
+              `${fmt((100 * achieved) / peak, 0)}% | ${ratio(ratioMs)} | ${ratio(ratioTp)} |`);
 }
