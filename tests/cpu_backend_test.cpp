@@ -441,11 +441,5 @@ TEST(CpuBackendOptions, DefaultsToOneThreadPerCoreAndReportsIt) {
       << (*be)->device();
 }
 
-TEST(CpuBackendOptions, ReducedPrecisionIsNotYetSupported) {
-  BackendOptions options;
-  options.precision = Precision::kBF16;
-  EXPECT_EQ(create_cpu_backend(options).status().code(), ErrorCode::kUnsupported);
-}
-
 }  // namespace
 }  // namespace dinov3

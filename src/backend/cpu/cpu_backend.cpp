@@ -10,6 +10,8 @@
 #include "backend/cpu/attention/attention.h"
 #include "backend/cpu/gemm/gemm.h"
 #include "backend/cpu/gemm/packed_linear.h"
+#include "backend/cpu/lowp/attention_bf16.h"
+#include "backend/cpu/lowp/lowp_gemm.h"
 #include "backend/cpu/thread_pool.h"
 #include "util/cpu_info.h"
 
@@ -45,6 +47,17 @@ const float* data_of(const DeviceBuffer& b) { return static_cast<const CpuBuffer
 float* data_of(DeviceBuffer& b) { return static_cast<CpuBuffer&>(b).data.get(); }
 const cpu::PackedLinear& linear_of(const Weight& w) { return static_cast<const cpu::PackedLinear&>(w); }
 const CpuVector& vector_of(const Weight& w) { return static_cast<const CpuVector&>(w); }
+const cpu::lowp::LowpLinear& lowp_linear_of(const Weight& w) { return static_cast<const cpu::lowp::LowpLinear&>(w); }
+
+struct LinearDims {
+  int64_t out = 0, in = 0;
+};
+
+// A flag variable is set when present and not "0" or empty.
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] != '\0' && std::string(v) != "0";
+}
 
 Status check_size(const DeviceBuffer& b, int64_t needed, const char* what) {
   if (needed < 0 || static_cast<size_t>(needed) > b.size()) {
@@ -85,14 +98,23 @@ const cpu::CpuKernels& kernels_for(Isa isa) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(Isa isa, int threads, std::string isa_note)
-      : kernels_(kernels_for(isa)), pool_(threads), scratch_(threads), isa_note_(std::move(isa_note)) {}
+  CpuBackend(Isa isa, Precision precision, const cpu::lowp::LowpKernels& lowp, int threads, std::string isa_note)
+      : kernels_(kernels_for(isa)),
+        precision_(precision),
+        lowp_(lowp),
+        pool_(threads),
+        scratch_(threads),
+        isa_note_(std::move(isa_note)) {}
 
   std::string name() const override { return "cpu"; }
   std::string device() const override {
-    return cpu_brand_string() + ", " + cpu::isa_name(kernels_.isa) + isa_note_ + " (" +
+    std::string lowp_note;
+    if (precision_ == Precision::kBF16) lowp_note = std::string(", bf16 ") + lowp_.bf16_name;
+    if (precision_ == Precision::kInt8) lowp_note = std::string(", int8 ") + lowp_.int8_name;
+    return cpu_brand_string() + ", " + cpu::isa_name(kernels_.isa) + isa_note_ + lowp_note + " (" +
            std::to_string(pool_.size()) + (pool_.size() == 1 ? " thread)" : " threads)");
   }
+  Precision precision() const override { return precision_; }
   int threads() const override { return pool_.size(); }
 
   Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override {
@@ -121,7 +143,13 @@ class CpuBackend final : public Backend {
       return make_error(ErrorCode::kInvalidArgument, "cpu backend: linear shape [" + std::to_string(out) + ", " +
                                                          std::to_string(in) + "] is empty");
     }
+    if (precision_ == Precision::kInt8 && in > cpu::lowp::kInt8MaxIn) {
+      return make_error(ErrorCode::kUnsupported, "cpu backend: int8 linear layers take at most " +
+                                                     std::to_string(cpu::lowp::kInt8MaxIn) + " inputs, not " +
+                                                     std::to_string(in));
+    }
     try {
+      if (lowp()) return std::unique_ptr<Weight>(cpu::lowp::pack_linear_lowp(precision_, w, bias, out, in));
       return std::unique_ptr<Weight>(cpu::pack_linear(w, bias, out, in, kernels_.nr));
     } catch (const std::bad_alloc&) {
       return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate a packed linear weight");
@@ -143,7 +171,7 @@ class CpuBackend final : public Backend {
   Status embed(const DeviceBuffer& image, int64_t batch, int64_t channels, int64_t height, int64_t width,
                int64_t patch, const Weight& patch_linear, const Weight& prefix, int64_t prefix_count,
                int64_t dim, DeviceBuffer& tokens) override {
-    const cpu::PackedLinear& pw = linear_of(patch_linear);
+    const LinearDims pw = dims_of(patch_linear);
     if (patch <= 0 || pw.in != channels * patch * patch || pw.out != dim) {
       return make_error(ErrorCode::kInvalidArgument, "cpu backend: embed weight does not match the patch shape");
     }
@@ -177,8 +205,8 @@ class CpuBackend final : public Backend {
       });
       float* seq = data_of(tokens) + b * per_image * dim;
       std::memcpy(seq, vector_of(prefix).v.get(), static_cast<size_t>(prefix_count * dim) * sizeof(float));
-      cpu::gemm_linear(kernels_, pool_, a, cols, patches, pw, cpu::TileEpilogue::kStore, nullptr,
-                       seq + prefix_count * dim, dim);
+      DINOV3_RETURN_IF_ERROR(run_linear(a, cols, patches, patch_linear, cpu::TileEpilogue::kStore, nullptr,
+                                        seq + prefix_count * dim, dim));
     }
     return {};
   }
@@ -204,7 +232,7 @@ class CpuBackend final : public Backend {
 
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& weight, const LinearEpilogue& epilogue,
                 DeviceBuffer& y) override {
-    const cpu::PackedLinear& w = linear_of(weight);
+    const LinearDims w = dims_of(weight);
     DINOV3_RETURN_IF_ERROR(check_size(x, rows * w.in, "linear x"));
     DINOV3_RETURN_IF_ERROR(check_size(y, rows * w.out, "linear y"));
     cpu::TileEpilogue op = epilogue.activation == Activation::kGelu ? cpu::TileEpilogue::kGelu
@@ -218,21 +246,26 @@ class CpuBackend final : public Backend {
       op = cpu::TileEpilogue::kScaleAdd;
       scale = vector_of(*epilogue.residual_scale).v.get();
     }
-    cpu::gemm_linear(kernels_, pool_, data_of(x), w.in, rows, w, op, scale, data_of(y), w.out);
-    return {};
+    return run_linear(data_of(x), w.in, rows, weight, op, scale, data_of(y), w.out);
   }
 
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
                        DeviceBuffer& y) override {
-    const cpu::PackedLinear& wg = linear_of(gate);
-    const cpu::PackedLinear& wu = linear_of(up);
+    const LinearDims wg = dims_of(gate);
+    const LinearDims wu = dims_of(up);
     if (wg.out != wu.out || wg.in != wu.in) {
       return make_error(ErrorCode::kInvalidArgument, "cpu backend: swiglu gate and up shapes differ");
     }
     DINOV3_RETURN_IF_ERROR(check_size(x, rows * wg.in, "swiglu x"));
     DINOV3_RETURN_IF_ERROR(check_size(y, rows * wg.out, "swiglu y"));
+    if (lowp()) {
+      DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::swiglu_scratch_floats_lowp()));
+      return cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, data_of(x), wg.in, rows,
+                                         lowp_linear_of(gate), lowp_linear_of(up), data_of(y), wg.out);
+    }
     DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::swiglu_scratch_floats(kernels_)));
-    cpu::gemm_swiglu(kernels_, pool_, scratch_, data_of(x), wg.in, rows, wg, wu, data_of(y), wg.out);
+    cpu::gemm_swiglu(kernels_, pool_, scratch_, data_of(x), wg.in, rows, linear_of(gate), linear_of(up), data_of(y),
+                     wg.out);
     return {};
   }
 
@@ -247,6 +280,11 @@ class CpuBackend final : public Backend {
     DINOV3_RETURN_IF_ERROR(check_size(out, batch * tokens * dim, "attention out"));
     if (batch == 0 || tokens == 0) return {};
     const cpu::AttentionShape shape{batch, tokens, heads, head_dim, prefix_count};
+    if (lowp()) {  // bf16 products for both reduced precisions
+      DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::attention_bf16_scratch_floats(lowp_, shape, pool_.size())));
+      cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope), data_of(out));
+      return {};
+    }
     DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::attention_scratch_floats(kernels_, shape, pool_.size())));
     cpu::attention(kernels_, pool_, scratch_, shape, data_of(qkv), data_of(rope), data_of(out));
     return {};
@@ -274,6 +312,23 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Every linear weight of a backend is packed for its precision: a PackedLinear for fp32, else a LowpLinear.
+  bool lowp() const { return precision_ != Precision::kF32; }
+
+  LinearDims dims_of(const Weight& w) const {
+    if (lowp()) return {lowp_linear_of(w).out, lowp_linear_of(w).in};
+    return {linear_of(w).out, linear_of(w).in};
+  }
+
+  Status run_linear(const float* a, int64_t lda, int64_t rows, const Weight& w, cpu::TileEpilogue op,
+                    const float* scale, float* c, int64_t ldc) {
+    if (lowp()) {
+      return cpu::lowp::gemm_linear_lowp(lowp_, pool_, staging_, a, lda, rows, lowp_linear_of(w), op, scale, c, ldc);
+    }
+    cpu::gemm_linear(kernels_, pool_, a, lda, rows, linear_of(w), op, scale, c, ldc);
+    return {};
+  }
+
   Status reserve_scratch(size_t floats_per_thread) {
     try {
       scratch_.reserve(floats_per_thread);
@@ -284,6 +339,9 @@ class CpuBackend final : public Backend {
   }
 
   const cpu::CpuKernels& kernels_;
+  Precision precision_;
+  const cpu::lowp::LowpKernels& lowp_;
+  cpu::lowp::LowpStaging staging_;  // activations converted for the current reduced-precision GEMM
   cpu::ThreadPool pool_;
   cpu::ThreadScratch scratch_;
   cpu::AlignedPtr patches_;  // im2col matrix of one image, grown to the largest seen
@@ -292,16 +350,19 @@ class CpuBackend final : public Backend {
 };
 
 Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options, Isa isa, std::string note) {
-  if (options.precision != Precision::kF32) {
-    return make_error(ErrorCode::kUnsupported, std::string("the cpu backend computes in fp32 only for now, not ") +
-                                                   precision_name(options.precision));
-  }
   if (options.threads < 0) {
     return make_error(ErrorCode::kInvalidArgument, "cpu backend: negative thread count");
   }
   const int threads = options.threads == 0 ? std::max(1, cpu_core_count()) : options.threads;
+  // bf16 and int8 linear layers: AVX512_BF16 / AVX512_VNNI tiles where the CPU has them (and the
+  // DINOV3_CPU_NO_BF16 / DINOV3_CPU_NO_VNNI test switches are off), else the AVX-512F emulation (same bits)
+  // or, below AVX-512, the portable kernels.
+  const CpuFeatures& f = cpu_features();
+  const cpu::lowp::LowpKernels& lowp = cpu::lowp::select_lowp_kernels(
+      isa == Isa::kAvx512, f.avx512_bf16 && !env_flag("DINOV3_CPU_NO_BF16"),
+      f.avx512_vnni && !env_flag("DINOV3_CPU_NO_VNNI"));
   try {
-    return std::unique_ptr<Backend>(new CpuBackend(isa, threads, std::move(note)));
+    return std::unique_ptr<Backend>(new CpuBackend(isa, options.precision, lowp, threads, std::move(note)));
   } catch (const std::system_error& e) {
     return make_error(ErrorCode::kInternal, std::string("cpu backend: cannot start worker threads: ") + e.what());
   }

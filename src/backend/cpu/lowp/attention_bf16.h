@@ -1,0 +1,23 @@
+// Fused attention with bf16 matrix products: the float32 driver's structure (attention/attention.cpp) with
+// Q K^T and P V on the bf16 micro-tile. RoPE, the softmax statistics (running max and sum) and the output
+// accumulation stay float32; q, k, v and the softmax weights P are rounded to bf16 as GEMM inputs.
+#pragma once
+
+#include <cstddef>
+
+#include "backend/cpu/aligned_floats.h"
+#include "backend/cpu/attention/attention.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/thread_pool.h"
+
+namespace dinov3::cpu::lowp {
+
+// Per-thread scratch floats attention_bf16() needs for this shape on `threads` threads.
+size_t attention_bf16_scratch_floats(const LowpKernels& lowp, const AttentionShape& shape, int threads);
+
+// As cpu::attention; `kernels` supplies RoPE and the softmax step, `lowp` the bf16 tiles.
+void attention_bf16(const CpuKernels& kernels, const LowpKernels& lowp, ThreadPool& pool, ThreadScratch& scratch,
+                    const AttentionShape& shape, const float* qkv, const float* rope, float* out);
+
+}  // namespace dinov3::cpu::lowp

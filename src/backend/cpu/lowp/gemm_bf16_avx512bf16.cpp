@@ -1,0 +1,56 @@
+// bf16 GEMM micro-tile on AVX512_BF16 (compiled with -mavx512bf16 on top of AVX-512F/BW/DQ/VL; reached
+// only through select_lowp_kernels after the runtime check).
+//
+// Tile 14x32 as in the float32 kernel: 28 zmm accumulators, 2 B vectors, 1 broadcast. Per K pair: 2 B
+// loads (32 columns x 2 bf16), 14 broadcasts of a row's bf16 pair, 28 vdpbf16ps, each doing two
+// multiply-adds per lane: twice the float32 work per instruction.
+#include <cstring>
+#include <utility>
+
+#include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/lowp/tile_store.h"
+#include "backend/cpu/simd/ops_avx512.h"
+
+namespace dinov3::cpu::lowp {
+namespace {
+
+constexpr int kMr = 14;
+
+template <int MR>
+void gemm_bf16_rows(const LowpTile& t) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const uint8_t* b = t.b;
+  for (int64_t kp = 0; kp < t.k_groups; ++kp, b += 2 * kNr * 2) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 64);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, t.a + r * t.lda + kp * 4, sizeof(pair));
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(pair);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+    }
+  }
+  alignas(64) float out[MR][kNr];
+  for (int r = 0; r < MR; ++r) {
+    _mm512_store_ps(&out[r][0], acc[r][0]);
+    _mm512_store_ps(&out[r][16], acc[r][1]);
+  }
+  store_tile<OpsAvx512, MR>(t.out, out);
+}
+
+template <int... R>
+void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
+  using Fn = void (*)(const LowpTile&);
+  static constexpr Fn kByRows[] = {&gemm_bf16_rows<R + 1>...};
+  kByRows[t.out.rows - 1](t);
+}
+
+}  // namespace
+
+void gemm_bf16_14x32_avx512bf16(const LowpTile& t) { dispatch_rows(t, std::make_integer_sequence<int, kMr>{}); }
+
+}  // namespace dinov3::cpu::lowp

@@ -1,0 +1,116 @@
+// AVX-512F kernels of the reduced-precision paths (compiled with -mavx512f -mavx512bw -mavx512dq
+// -mavx512vl -mfma): operand preparation for both, and the bf16 micro-tile for CPUs without AVX512_BF16.
+//
+// The emulated tile reproduces vdpbf16ps bit for bit. Per lane, vdpbf16ps computes
+//   acc = (acc + a[1] * b[1]) + a[0] * b[0]
+// (the odd element of each pair first), each step rounded to nearest even with denormals flushed. A
+// product of two bf16 values has at most 16 significant bits, so it is exact in float32 and each step is
+// exactly one rounding of an exact sum: an FMA (or a multiply then add) in the same order gives the same
+// float32, and the backend runs every task with FTZ/DAZ. bf16 -> float32 is a 16-bit shift (even element)
+// or a mask (odd element) of the packed pair.
+#include <cstring>
+#include <utility>
+
+#include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/lowp/tile_store.h"
+#include "backend/cpu/simd/ops_avx512.h"
+
+namespace dinov3::cpu::lowp {
+namespace {
+
+// 12 rows: 24 accumulators + 4 split B vectors + 2 split A values fit the 32 zmm registers.
+constexpr int kMrEmulated = 12;
+
+__m512 even_of(__m512i pairs) { return _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16)); }
+__m512 odd_of(__m512i pairs) { return _mm512_castsi512_ps(_mm512_and_si512(pairs, _mm512_set1_epi32(-65536))); }
+
+template <int MR>
+void gemm_bf16_emulated_rows(const LowpTile& t) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const uint8_t* b = t.b;
+  for (int64_t kp = 0; kp < t.k_groups; ++kp, b += 2 * kNr * 2) {
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+    const __m512 b0_even = even_of(b0), b0_odd = odd_of(b0), b1_even = even_of(b1), b1_odd = odd_of(b1);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, t.a + r * t.lda + kp * 4, sizeof(pair));
+      const __m512i a = _mm512_set1_epi32(pair);
+      const __m512 a_even = even_of(a), a_odd = odd_of(a);
+      acc[r][0] = _mm512_fmadd_ps(a_even, b0_even, _mm512_fmadd_ps(a_odd, b0_odd, acc[r][0]));
+      acc[r][1] = _mm512_fmadd_ps(a_even, b1_even, _mm512_fmadd_ps(a_odd, b1_odd, acc[r][1]));
+    }
+  }
+  alignas(64) float out[MR][kNr];
+  for (int r = 0; r < MR; ++r) {
+    _mm512_store_ps(&out[r][0], acc[r][0]);
+    _mm512_store_ps(&out[r][16], acc[r][1]);
+  }
+  store_tile<OpsAvx512, MR>(t.out, out);
+}
+
+template <int... R>
+void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
+  using Fn = void (*)(const LowpTile&);
+  static constexpr Fn kByRows[] = {&gemm_bf16_emulated_rows<R + 1>...};
+  kByRows[t.out.rows - 1](t);
+}
+
+// bf16_from_float (bf16.h) on 16 lanes.
+__m256i bf16_from_float16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i hi = _mm512_srli_epi32(u, 16);
+  const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
+  r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+__mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+
+}  // namespace
+
+void gemm_bf16_12x32_avx512_emulated(const LowpTile& t) {
+  dispatch_rows(t, std::make_integer_sequence<int, kMrEmulated>{});
+}
+
+void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * ldx;
+    uint16_t* d = dst + r * k_pad;
+    for (int64_t i = 0; i < k; i += 16) {
+      const __mmask16 m = first(k - i);
+      _mm256_mask_storeu_epi16(d + i, m, bf16_from_float16(_mm512_maskz_loadu_ps(m, src + i)));
+    }
+    for (int64_t i = k; i < k_pad; ++i) d[i] = 0;
+  }
+}
+
+void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint8_t* dst,
+                       float* scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * ldx;
+    uint8_t* d = dst + r * k_pad;
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(first(k - i), src + i)));
+    const float m = _mm512_reduce_max_ps(amax);
+    scale[r] = m / 127.0f;
+    const __m512 inv = _mm512_set1_ps(m > 0.0f ? 127.0f / m : 0.0f);
+    const __m512i bias = _mm512_set1_epi32(128);
+    for (int64_t i = 0; i < k; i += 16) {
+      const __mmask16 mk = first(k - i);
+      // cvtps rounds with MXCSR's mode, nearest-even, like nearbyint in the scalar path.
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, src + i), inv));
+      _mm_mask_storeu_epi8(d + i, mk, _mm512_cvtepi32_epi8(_mm512_add_epi32(q, bias)));
+    }
+    for (int64_t i = k; i < k_pad; ++i) d[i] = 128;
+  }
+}
+
+}  // namespace dinov3::cpu::lowp

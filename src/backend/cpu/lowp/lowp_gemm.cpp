@@ -1,0 +1,137 @@
+#include "backend/cpu/lowp/lowp_gemm.h"
+
+#include <algorithm>
+#include <new>
+#include <string>
+
+#include "backend/cpu/gemm/gemm.h"
+
+namespace dinov3::cpu::lowp {
+namespace {
+
+constexpr int64_t kConvertRowsPerTask = 16;
+constexpr int kMaxMr = 14;
+
+int mr_of(const LowpKernels& k, Precision p) { return p == Precision::kInt8 ? k.int8_mr : k.bf16_mr; }
+
+// Converts a[0, rows) into staging as w's kernels expect it.
+Status prepare_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
+                    int64_t lda, int64_t rows, const LowpLinear& w) {
+  const int64_t row_bytes = w.k_pad * element_bytes(w.precision);
+  DINOV3_RETURN_IF_ERROR(staging.reserve(rows, row_bytes));
+  uint8_t* dst = staging.rows_data();
+  float* scales = staging.row_scales();
+  pool.run((rows + kConvertRowsPerTask - 1) / kConvertRowsPerTask, [&](int64_t task, int) {
+    const int64_t r0 = task * kConvertRowsPerTask, n = std::min(kConvertRowsPerTask, rows - r0);
+    if (w.precision == Precision::kInt8) {
+      kernels.to_u8_rows(a + r0 * lda, lda, n, w.in, w.k_pad, dst + r0 * row_bytes, scales + r0);
+    } else {
+      kernels.to_bf16_rows(a + r0 * lda, lda, n, w.in, w.k_pad, reinterpret_cast<uint16_t*>(dst + r0 * row_bytes));
+    }
+  });
+  return {};
+}
+
+// The tile over rows [row0, row0 + tile_rows) and panel p of w; the caller fills the epilogue fields.
+LowpTile make_tile(LowpStaging& staging, const LowpLinear& w, int64_t row0, int tile_rows, int64_t p) {
+  LowpTile t;
+  const int64_t row_bytes = w.k_pad * element_bytes(w.precision);
+  t.a = staging.rows_data() + row0 * row_bytes;
+  t.lda = row_bytes;
+  t.b = w.panel(p);
+  t.k_groups = w.k_pad / k_group(w.precision);
+  t.row_scale = staging.row_scales() + row0;
+  if (w.precision == Precision::kInt8) {
+    t.col_scale = w.col_scale.get() + p * kNr;
+    t.col_offset = w.col_offset.get() + p * kNr;
+  }
+  t.out.rows = tile_rows;
+  t.out.cols = static_cast<int>(std::min<int64_t>(kNr, w.out - p * kNr));
+  t.out.bias = w.has_bias ? w.bias.get() + p * kNr : nullptr;
+  return t;
+}
+
+// Runs fn(row0, tile_rows, panel) for every tile, blocked like the float32 GEMM (gemm.h's plan).
+template <class Fn>
+void for_each_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, int mr, int64_t k_weight, Fn&& fn) {
+  // plan_gemm sizes panel blocks in float32 units of K; hand it the panel's size in 4-byte lanes.
+  const GemmPlan plan = plan_gemm(rows, w.panels, k_weight * w.k_pad * element_bytes(w.precision) / 4, mr, kNr,
+                                  pool.size());
+  pool.run(plan.tasks(), [&](int64_t task, int thread) {
+    const int64_t mb = task % plan.m_blocks, nb = task / plan.m_blocks;
+    const int64_t t_end = std::min(plan.m_tiles, (mb + 1) * plan.tiles_per_block);
+    const int64_t p_begin = nb * plan.panels_per_block;
+    const int64_t p_end = std::min(plan.panels, p_begin + plan.panels_per_block);
+    for (int64_t t = mb * plan.tiles_per_block; t < t_end; ++t) {
+      const int64_t row0 = t * mr;
+      const int tile_rows = static_cast<int>(std::min<int64_t>(mr, rows - row0));
+      for (int64_t p = p_begin; p < p_end; ++p) fn(row0, tile_rows, p, thread);
+    }
+  });
+}
+
+}  // namespace
+
+Status LowpStaging::reserve(int64_t rows, int64_t row_bytes) {
+  try {
+    if (rows * row_bytes > data_bytes_) {
+      data_ = allocate_bytes(static_cast<size_t>(rows * row_bytes));
+      data_bytes_ = rows * row_bytes;
+    }
+    if (rows > scale_count_) {
+      scales_ = allocate_aligned(static_cast<size_t>(rows));
+      scale_count_ = rows;
+    }
+  } catch (const std::bad_alloc&) {
+    return make_error(ErrorCode::kOutOfMemory,
+                      "cpu backend: cannot allocate " + std::to_string(rows * row_bytes) + " bytes of converted activations");
+  }
+  return {};
+}
+
+Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
+                        int64_t lda, int64_t rows, const LowpLinear& w, TileEpilogue epilogue, const float* scale,
+                        float* c, int64_t ldc) {
+  if (rows <= 0) return {};
+  DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, w));
+  const bool int8 = w.precision == Precision::kInt8;
+  const auto tile_fn = int8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
+  for_each_tile(pool, rows, w, mr_of(kernels, w.precision), 1, [&](int64_t row0, int tile_rows, int64_t p, int) {
+    LowpTile t = make_tile(staging, w, row0, tile_rows, p);
+    t.out.c = c + row0 * ldc + p * kNr;
+    t.out.ldc = ldc;
+    t.out.epilogue = epilogue;
+    if (scale != nullptr) t.out.scale = scale + p * kNr;
+    tile_fn(t);
+  });
+  return {};
+}
+
+size_t swiglu_scratch_floats_lowp() { return static_cast<size_t>(kMaxMr * kNr); }
+
+Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, ThreadScratch& scratch,
+                        const float* a, int64_t lda, int64_t rows, const LowpLinear& gate, const LowpLinear& up,
+                        float* c, int64_t ldc) {
+  if (rows <= 0) return {};
+  DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, gate));
+  const auto tile_fn = gate.precision == Precision::kInt8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
+  // Both weights stream through the cache per panel, so a block holds half as many panels of each.
+  for_each_tile(pool, rows, gate, mr_of(kernels, gate.precision), 2,
+                [&](int64_t row0, int tile_rows, int64_t p, int thread) {
+                  float* gate_tile = scratch.get(thread);  // [mr, 32]: the gate pre-activation, L1-resident
+                  LowpTile t = make_tile(staging, gate, row0, tile_rows, p);
+                  t.out.c = gate_tile;
+                  t.out.ldc = kNr;
+                  tile_fn(t);
+                  LowpTile u = make_tile(staging, up, row0, tile_rows, p);
+                  u.out.c = c + row0 * ldc + p * kNr;
+                  u.out.ldc = ldc;
+                  u.out.epilogue = TileEpilogue::kSwiglu;
+                  u.out.aux = gate_tile;
+                  u.out.ld_aux = kNr;
+                  tile_fn(u);
+                });
+  return {};
+}
+
+}  // namespace dinov3::cpu::lowp

@@ -1,0 +1,41 @@
+// Reduced-precision GEMM drivers: convert the activation rows once per call (bf16, or shifted int8 with a
+// scale per row), then run the packed-panel micro-tiles over the thread pool with the float32 drivers'
+// task plan (gemm/gemm.h) and epilogues.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/aligned_floats.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/lowp/lowp_linear.h"
+#include "backend/cpu/thread_pool.h"
+#include "dinov3/status.h"
+
+namespace dinov3::cpu::lowp {
+
+// The converted activations of the current call; grows only, so steady-state runs allocate nothing.
+class LowpStaging {
+ public:
+  Status reserve(int64_t rows, int64_t row_bytes);
+  uint8_t* rows_data() { return data_.get(); }
+  float* row_scales() { return scales_.get(); }
+
+ private:
+  AlignedBytes data_;
+  AlignedPtr scales_;
+  int64_t data_bytes_ = 0, scale_count_ = 0;
+};
+
+// c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]).
+Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
+                        int64_t lda, int64_t rows, const LowpLinear& w, TileEpilogue epilogue, const float* scale,
+                        float* c, int64_t ldc);
+
+// c = silu(a · gate^T + bg) * (a · up^T + bu). Needs scratch.reserve(swiglu_scratch_floats_lowp()).
+size_t swiglu_scratch_floats_lowp();
+Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, ThreadScratch& scratch,
+                        const float* a, int64_t lda, int64_t rows, const LowpLinear& gate, const LowpLinear& up,
+                        float* c, int64_t ldc);
+
+}  // namespace dinov3::cpu::lowp

@@ -1,0 +1,111 @@
+#include "backend/cpu/lowp/lowp_linear.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/lowp/bf16.h"
+
+namespace dinov3::cpu::lowp {
+
+AlignedBytes allocate_bytes(size_t n) {
+  const size_t bytes = n == 0 ? 1 : n;
+  auto* p = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(kCacheLine)));
+  std::memset(p, 0, bytes);
+  return AlignedBytes(p);
+}
+
+void pack_bf16_transposed(const float* m, int64_t ld, int64_t rows, int64_t cols, int64_t k_pad, uint16_t* dst) {
+  const int64_t panels = (rows + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int64_t k = 0; k < k_pad; ++k) {
+      uint16_t* out = dst + (p * k_pad + (k & ~int64_t{1})) * kNr + (k & 1);
+      for (int64_t j = 0; j < kNr; ++j) {
+        const int64_t n = p * kNr + j;
+        out[2 * j] = n < rows && k < cols ? bf16_from_float(m[n * ld + k]) : 0;
+      }
+    }
+  }
+}
+
+// A K pair of one row is one 32-bit word, so the transposition moves words.
+void pack_bf16_rows_transposed(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst) {
+  const int64_t panels = (rows + kNr - 1) / kNr, pairs = k_pad / 2;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint16_t* panel = dst + p * k_pad * kNr;
+    for (int64_t j = 0; j < kNr; ++j) {
+      const int64_t n = p * kNr + j;
+      for (int64_t kp = 0; kp < pairs; ++kp) {
+        uint32_t word = 0;
+        if (n < rows) std::memcpy(&word, m + n * ld + 2 * kp, sizeof(word));
+        std::memcpy(panel + (kp * kNr + j) * 2, &word, sizeof(word));
+      }
+    }
+  }
+}
+
+void pack_bf16_rows_plain(const uint16_t* m, int64_t ld, int64_t rows, int64_t cols, int64_t k_pad, uint16_t* dst) {
+  const int64_t panels = (cols + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t valid = std::min<int64_t>(kNr, cols - p * kNr);
+    for (int64_t k = 0; k < k_pad; ++k) {
+      uint16_t* out = dst + (p * k_pad + (k & ~int64_t{1})) * kNr + (k & 1);
+      int64_t j = 0;
+      if (k < rows) {
+        for (const uint16_t* src = m + k * ld + p * kNr; j < valid; ++j) out[2 * j] = src[j];
+      }
+      for (; j < kNr; ++j) out[2 * j] = 0;
+    }
+  }
+}
+
+namespace {
+
+// Symmetric per output channel: scale = max|w| / 127, q = round(w / scale). The column sum feeds the
+// activation-shift correction (lowp_kernels.h).
+void pack_int8(const float* w, LowpLinear& lin) {
+  auto* dst = reinterpret_cast<int8_t*>(lin.data.get());
+  for (int64_t n = 0; n < lin.out; ++n) {
+    const float* row = w + n * lin.in;
+    double m = 0.0;
+    for (int64_t k = 0; k < lin.in; ++k) m = std::max(m, std::fabs(static_cast<double>(row[k])));
+    const int64_t p = n / kNr, j = n % kNr;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < lin.in; ++k) {
+      const double q = m > 0.0 ? std::nearbyint(row[k] * 127.0 / m) : 0.0;
+      const auto qi = static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
+      dst[((p * lin.k_pad / 4 + k / 4) * kNr + j) * 4 + k % 4] = qi;
+      sum += qi;
+    }
+    lin.col_scale[n] = static_cast<float>(m / 127.0);
+    lin.col_offset[n] = 128 * sum;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w, const float* bias, int64_t out,
+                                             int64_t in) {
+  auto lin = std::make_unique<LowpLinear>();
+  lin->precision = precision;
+  lin->out = out;
+  lin->in = in;
+  const int64_t group = k_group(precision);
+  lin->k_pad = (in + group - 1) / group * group;
+  lin->panels = (out + kNr - 1) / kNr;
+  const int64_t cols = lin->panels * kNr;
+  lin->data = allocate_bytes(static_cast<size_t>(cols * lin->k_pad * element_bytes(precision)));
+  lin->bias = allocate_aligned(static_cast<size_t>(cols));
+  if (bias != nullptr) std::copy(bias, bias + out, lin->bias.get());
+  lin->has_bias = bias != nullptr;
+  if (precision == Precision::kInt8) {
+    lin->col_scale = allocate_aligned(static_cast<size_t>(cols));
+    lin->col_offset = std::make_unique<int32_t[]>(static_cast<size_t>(cols));
+    pack_int8(w, *lin);
+  } else {
+    pack_bf16_transposed(w, in, out, in, lin->k_pad, reinterpret_cast<uint16_t*>(lin->data.get()));
+  }
+  return lin;
+}
+
+}  // namespace dinov3::cpu::lowp

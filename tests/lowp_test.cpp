@@ -1,0 +1,554 @@
+// The reduced-precision (bf16, int8) paths of the cpu backend: every micro-tile and driver against the
+// reference backend, the emulated bf16 path against the AVX512_BF16 one bit for bit, and whole models
+// against the fixtures' timm outputs with the accuracy tool's thresholds.
+//
+// Tolerances (relative L2, ||got - want|| / ||want||), derived rather than fitted:
+// * Arithmetic. Fed operands already rounded the way the kernel rounds them (bf16, or the int8 grid with
+//   its scales), the reference computes the same dot products exactly in double. What is left is float32
+//   accumulation (bf16: one rounding per step, eps * sqrt(K) ~ 6e-8 * 40 for K <= 1536; int8: exact
+//   integer sums, then two float32 multiplies) and the float32 epilogues: the float32 GEMM tolerance
+//   2e-6 of cpu_backend_test applies unchanged.
+// * bf16 rounding. RNE to 8 significant bits gives each operand a relative error |d| <= 2^-9. A product's
+//   error is x w (d_x + d_w); summed over K independent terms, E[err^2] <= 2 * 2^-18 * sum (x w)^2 while,
+//   for independent zero-mean data, E[y^2] = sum (x w)^2. So rel L2 <= sqrt(2) * 2^-9 = 2.8e-3 (expected
+//   about 1/sqrt(3) of that, 1.6e-3, since the rounding error is uniform, not always at its bound).
+// * int8 rounding. A symmetric grid of step max/127 has a uniform error of RMS step/sqrt(12), relative to
+//   the operand's RMS: (max/rms) / (127 sqrt(12)). Weights here are uniform (max/rms = sqrt(3)),
+//   activations Gaussian (max/rms <= 4.5 over a row), so rel L2 <= sqrt(3 + 4.5^2) / (127 sqrt(12)) = 1.1e-2.
+// * Models. bf16: the accuracy tool's thresholds, per image: rel L2 < 1e-2 and cosine > 0.999 for the
+//   features and the pooled embedding. int8 meets the cosine threshold but not the rel L2 one (README.md):
+//   each weight kind (patch, qkv, proj, fc1, fc2) on its per-channel grid perturbs the output by about
+//   (max/rms) / (127 sqrt(12)) ~ 0.6-0.9% (max/rms ~ 3-4 for these weights), five kinds in quadrature give
+//   ~2%, per-token activations ~1% more in quadrature: rel L2 < 3e-2 bounds that and still catches a
+//   broken int8 path (errors of order 1 and up).
+#include <gtest/gtest.h>
+#include <xmmintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/lowp/bf16.h"
+#include "backend/cpu/lowp/lowp_gemm.h"
+#include "backend/reference/reference_backend.h"
+#include "cli.h"
+#include "dinov3/model.h"
+#include "dinov3/tensor_file.h"
+#include "test_util.h"
+#include "util/cpu_info.h"
+
+namespace dinov3 {
+namespace {
+
+using cpu::TileEpilogue;
+namespace lowp = cpu::lowp;
+
+constexpr double kArithmeticTol = 2e-6;
+const double kBf16RoundingTol = std::sqrt(2.0) * std::ldexp(1.0, -9);
+const double kInt8RoundingTol = std::sqrt(3.0 + 4.5 * 4.5) / (127.0 * std::sqrt(12.0));
+constexpr double kModelMaxRelL2 = 1e-2;
+constexpr double kModelMinCosine = 0.999;
+constexpr double kInt8ModelMaxRelL2 = 3e-2;
+
+std::vector<float> gaussian(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<float> uniform(size_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / (den > 0.0 ? den : 1.0));
+}
+
+// ---- the operands as the kernels see them --------------------------------------------------------------
+
+std::vector<float> bf16_rounded(std::vector<float> v) {
+  for (float& x : v) x = lowp::float_from_bf16(lowp::bf16_from_float(x));
+  return v;
+}
+
+// Activations on their per-row int8 grid (lowp_kernels.h: scale = max|x| / 127, q = round(x / scale)).
+std::vector<float> int8_rows_rounded(std::vector<float> v, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = v.data() + r * cols;
+    float m = 0.0f;
+    for (int64_t i = 0; i < cols; ++i) m = std::max(m, std::fabs(row[i]));
+    const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+    for (int64_t i = 0; i < cols; ++i) row[i] = std::nearbyint(row[i] * inv) * (m / 127.0f);
+  }
+  return v;
+}
+
+// Weights on their per-output-channel grid (lowp_linear.cpp: scale and rounding in double).
+std::vector<float> int8_weights_rounded(std::vector<float> w, int64_t out, int64_t in) {
+  for (int64_t n = 0; n < out; ++n) {
+    float* row = w.data() + n * in;
+    double m = 0.0;
+    for (int64_t k = 0; k < in; ++k) m = std::max(m, std::fabs(static_cast<double>(row[k])));
+    for (int64_t k = 0; k < in; ++k) {
+      row[k] = m > 0.0 ? static_cast<float>(std::nearbyint(row[k] * 127.0 / m)) * static_cast<float>(m / 127.0) : 0.0f;
+    }
+  }
+  return w;
+}
+
+// ---- the reference backend as the oracle ------------------------------------------------------------
+
+enum class Epi { kStore, kGelu, kResidual, kSwiglu };
+
+struct LinearCase {
+  int64_t rows, out, in;
+};
+const LinearCase kCases[] = {
+    {261, 1152, 384}, {261, 384, 1536}, {523, 384, 384}, {1, 1, 1}, {7, 100, 63}, {29, 33, 1537}, {15, 64, 6},
+};
+
+struct Operands {
+  std::vector<float> x, w, w2, bias, bias2, y0, gamma;
+};
+
+Operands make_operands(const LinearCase& c, uint32_t seed) {
+  Operands o;
+  const float bound = 1.0f / std::sqrt(static_cast<float>(c.in));
+  o.x = gaussian(static_cast<size_t>(c.rows * c.in), seed);
+  o.w = uniform(static_cast<size_t>(c.out * c.in), seed + 1, -bound, bound);
+  o.w2 = uniform(static_cast<size_t>(c.out * c.in), seed + 2, -bound, bound);
+  o.bias = uniform(static_cast<size_t>(c.out), seed + 3, -0.5f, 0.5f);
+  o.bias2 = uniform(static_cast<size_t>(c.out), seed + 4, -0.5f, 0.5f);
+  o.y0 = gaussian(static_cast<size_t>(c.rows * c.out), seed + 5);
+  o.gamma = uniform(static_cast<size_t>(c.out), seed + 6, 0.05f, 1.0f);
+  return o;
+}
+
+std::unique_ptr<Backend> reference() {
+  auto r = create_reference_backend({});
+  EXPECT_TRUE(r.ok());
+  return std::move(r).value();
+}
+
+std::unique_ptr<DeviceBuffer> upload(Backend& be, const std::vector<float>& v) {
+  auto buf = be.allocate(v.size());
+  EXPECT_TRUE(buf.ok());
+  EXPECT_TRUE(be.upload(**buf, 0, v.data(), v.size()).ok());
+  return std::move(buf).value();
+}
+
+std::vector<float> download(Backend& be, const DeviceBuffer& b) {
+  std::vector<float> v(b.size());
+  EXPECT_TRUE(be.download(b, 0, v.data(), v.size()).ok());
+  return v;
+}
+
+// The layer through any Backend: y0 is the residual stream (kResidual) or overwritten.
+std::vector<float> backend_linear(Backend& be, const LinearCase& c, const Operands& o, Epi epi) {
+  auto w = be.prepare_linear(o.w.data(), o.bias.data(), c.out, c.in);
+  auto w2 = be.prepare_linear(o.w2.data(), o.bias2.data(), c.out, c.in);
+  auto gamma = be.prepare_vector(o.gamma.data(), c.out);
+  EXPECT_TRUE(w.ok() && w2.ok() && gamma.ok());
+  auto x = upload(be, o.x);
+  auto y = upload(be, o.y0);
+  if (epi == Epi::kSwiglu) {
+    EXPECT_TRUE(be.linear_swiglu(*x, c.rows, **w2, **w, *y).ok());
+  } else {
+    LinearEpilogue e;
+    if (epi == Epi::kGelu) e.activation = Activation::kGelu;
+    if (epi == Epi::kResidual) e.residual_scale = gamma->get();
+    EXPECT_TRUE(be.linear(*x, c.rows, **w, e, *y).ok());
+  }
+  return download(be, *y);
+}
+
+// The reference on operands already rounded as `precision` rounds them.
+std::vector<float> oracle_on_rounded(const LinearCase& c, Operands o, Precision precision, Epi epi) {
+  if (precision == Precision::kBF16) {
+    o.x = bf16_rounded(o.x);
+    o.w = bf16_rounded(o.w);
+    o.w2 = bf16_rounded(o.w2);
+  } else {
+    o.x = int8_rows_rounded(o.x, c.rows, c.in);
+    o.w = int8_weights_rounded(o.w, c.out, c.in);
+    o.w2 = int8_weights_rounded(o.w2, c.out, c.in);
+  }
+  auto ref = reference();
+  return backend_linear(*ref, c, o, epi);
+}
+
+// ---- the kernel sets, driven directly -----------------------------------------------------------------
+
+enum class KernelSet { kScalar, kAvx512Emulated, kBest };
+
+const char* kernel_set_name(KernelSet k) {
+  switch (k) {
+    case KernelSet::kScalar: return "scalar";
+    case KernelSet::kAvx512Emulated: return "avx512f_emulated";
+    case KernelSet::kBest: return "best";
+  }
+  return "?";
+}
+
+bool machine_has_avx512() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.fma;
+}
+
+// nullptr where the machine cannot run the set.
+const lowp::LowpKernels* kernels_for(KernelSet k) {
+  const CpuFeatures& f = cpu_features();
+  switch (k) {
+    case KernelSet::kScalar: return &lowp::select_lowp_kernels(false, false, false);
+    case KernelSet::kAvx512Emulated:
+      return machine_has_avx512() ? &lowp::select_lowp_kernels(true, false, false) : nullptr;
+    case KernelSet::kBest:
+      return machine_has_avx512() ? &lowp::select_lowp_kernels(true, f.avx512_bf16, f.avx512_vnni) : nullptr;
+  }
+  return nullptr;
+}
+
+// The layer through the lowp drivers with FTZ/DAZ, as the backend's threads run them.
+std::vector<float> lowp_linear(const lowp::LowpKernels& k, Precision precision, const LinearCase& c,
+                               const Operands& o, Epi epi) {
+  auto w = lowp::pack_linear_lowp(precision, o.w.data(), o.bias.data(), c.out, c.in);
+  auto w2 = lowp::pack_linear_lowp(precision, o.w2.data(), o.bias2.data(), c.out, c.in);
+  cpu::ThreadPool pool(2);
+  cpu::ThreadScratch scratch(pool.size());
+  scratch.reserve(lowp::swiglu_scratch_floats_lowp());
+  lowp::LowpStaging staging;
+  std::vector<float> y = o.y0;
+  Status s;
+  if (epi == Epi::kSwiglu) {
+    s = lowp::gemm_swiglu_lowp(k, pool, staging, scratch, o.x.data(), c.in, c.rows, *w2, *w, y.data(), c.out);
+  } else {
+    const TileEpilogue op = epi == Epi::kGelu       ? TileEpilogue::kGelu
+                            : epi == Epi::kResidual ? TileEpilogue::kScaleAdd
+                                                    : TileEpilogue::kStore;
+    s = lowp::gemm_linear_lowp(k, pool, staging, o.x.data(), c.in, c.rows, *w, op, o.gamma.data(), y.data(), c.out);
+  }
+  EXPECT_TRUE(s.ok()) << s.message();
+  return y;
+}
+
+struct KernelParam {
+  KernelSet set;
+  Precision precision;
+};
+
+std::string kernel_param_name(const testing::TestParamInfo<KernelParam>& info) {
+  return std::string(kernel_set_name(info.param.set)) + "_" + precision_name(info.param.precision);
+}
+
+class LowpKernelTest : public testing::TestWithParam<KernelParam> {};
+
+TEST_P(LowpKernelTest, ArithmeticMatchesReferenceOnRoundedOperands) {
+  const lowp::LowpKernels* k = kernels_for(GetParam().set);
+  if (k == nullptr) GTEST_SKIP() << "this machine cannot run these kernels";
+  for (const LinearCase& c : kCases) {
+    const Operands o = make_operands(c, 11);
+    for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
+      const auto got = lowp_linear(*k, GetParam().precision, c, o, epi);
+      const auto want = oracle_on_rounded(c, o, GetParam().precision, epi);
+      EXPECT_LE(rel_l2(got, want), kArithmeticTol)
+          << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
+    }
+  }
+}
+
+TEST_P(LowpKernelTest, RoundingErrorWithinPrecisionBound) {
+  const lowp::LowpKernels* k = kernels_for(GetParam().set);
+  if (k == nullptr) GTEST_SKIP() << "this machine cannot run these kernels";
+  const double tol = GetParam().precision == Precision::kBF16 ? kBf16RoundingTol : kInt8RoundingTol;
+  auto ref = reference();
+  for (const LinearCase& c : kCases) {
+    if (c.in < 64) continue;  // the bounds are statistical: they need K terms to average over
+    Operands o = make_operands(c, 23);
+    std::fill(o.bias.begin(), o.bias.end(), 0.0f);  // the error of the dot products alone
+    const auto got = lowp_linear(*k, GetParam().precision, c, o, Epi::kStore);
+    const auto want = backend_linear(*ref, c, o, Epi::kStore);
+    EXPECT_LE(rel_l2(got, want), tol) << c.rows << "x" << c.out << "x" << c.in;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, LowpKernelTest,
+                         testing::Values(KernelParam{KernelSet::kScalar, Precision::kBF16},
+                                         KernelParam{KernelSet::kScalar, Precision::kInt8},
+                                         KernelParam{KernelSet::kAvx512Emulated, Precision::kBF16},
+                                         KernelParam{KernelSet::kAvx512Emulated, Precision::kInt8},
+                                         KernelParam{KernelSet::kBest, Precision::kBF16},
+                                         KernelParam{KernelSet::kBest, Precision::kInt8}),
+                         kernel_param_name);
+
+TEST(Bf16, RoundsToNearestEven) {
+  EXPECT_EQ(lowp::bf16_from_float(1.0f), 0x3F80);
+  EXPECT_EQ(lowp::bf16_from_float(1.0f + 0x1p-8f), 0x3F80);        // tie, down to even
+  EXPECT_EQ(lowp::bf16_from_float(1.0f + 3 * 0x1p-8f), 0x3F82);    // tie, up to even
+  EXPECT_EQ(lowp::bf16_from_float(1.0f + 0x1p-8f + 0x1p-20f), 0x3F81);
+  EXPECT_EQ(lowp::bf16_from_float(-2.0f), 0xC000);
+  EXPECT_EQ(lowp::bf16_from_float(std::numeric_limits<float>::infinity()), 0x7F80);
+  EXPECT_EQ(lowp::bf16_from_float(std::numeric_limits<float>::max()), 0x7F80);  // rounds up to infinity
+  EXPECT_EQ(lowp::bf16_from_float(-std::numeric_limits<float>::denorm_min()), 0x8000);
+  EXPECT_TRUE(std::isnan(lowp::float_from_bf16(lowp::bf16_from_float(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+// Where both exist, the emulated tile must give the AVX512_BF16 tile's float32 bits (the same store code
+// runs after both), and the scalar tile the same dot products (its epilogue multiply-adds are not fused,
+// so it is compared on plain stores).
+TEST(Bf16, EmulationIsBitExact) {
+  const lowp::LowpKernels* best = kernels_for(KernelSet::kBest);
+  const lowp::LowpKernels* emulated = kernels_for(KernelSet::kAvx512Emulated);
+  const lowp::LowpKernels* scalar = kernels_for(KernelSet::kScalar);
+  for (const LinearCase& c : kCases) {
+    const Operands o = make_operands(c, 31);
+    const auto plain = lowp_linear(*scalar, Precision::kBF16, c, o, Epi::kStore);
+    if (emulated == nullptr) continue;
+    for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
+      const auto em = lowp_linear(*emulated, Precision::kBF16, c, o, epi);
+      if (epi == Epi::kStore) {
+        EXPECT_EQ(std::memcmp(em.data(), plain.data(), em.size() * sizeof(float)), 0);
+      }
+      if (std::strcmp(best->bf16_name, "avx512bf16") != 0) continue;
+      const auto native = lowp_linear(*best, Precision::kBF16, c, o, epi);
+      EXPECT_EQ(std::memcmp(em.data(), native.data(), em.size() * sizeof(float)), 0)
+          << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
+    }
+  }
+}
+
+TEST(Int8, VnniMatchesScalarBitExact) {
+  const lowp::LowpKernels* best = kernels_for(KernelSet::kBest);
+  if (best == nullptr || std::strcmp(best->int8_name, "avx512vnni") != 0) GTEST_SKIP() << "no AVX512_VNNI";
+  for (const LinearCase& c : kCases) {
+    const Operands o = make_operands(c, 37);
+    const auto a = lowp_linear(*best, Precision::kInt8, c, o, Epi::kStore);
+    const auto b = lowp_linear(*kernels_for(KernelSet::kScalar), Precision::kInt8, c, o, Epi::kStore);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.rows << "x" << c.out << "x" << c.in;
+  }
+}
+
+// ---- the cpu backend at reduced precision ------------------------------------------------------------
+
+std::unique_ptr<Backend> cpu_backend(Precision precision) {
+  BackendOptions options;
+  options.threads = 2;
+  options.precision = precision;
+  auto r = create_cpu_backend(options);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? std::move(r).value() : nullptr;
+}
+
+TEST(LowpBackend, ReportsItsPrecision) {
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kInt8}) {
+    auto be = cpu_backend(p);
+    ASSERT_NE(be, nullptr);
+    EXPECT_EQ(be->precision(), p);
+    if (p != Precision::kF32) {
+      EXPECT_NE(be->device().find(precision_name(p)), std::string::npos) << be->device();
+    }
+  }
+}
+
+TEST(LowpBackend, LayersMatchReferenceOnRoundedOperands) {
+  for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+    auto be = cpu_backend(p);
+    ASSERT_NE(be, nullptr);
+    for (const LinearCase& c : kCases) {
+      const Operands o = make_operands(c, 41);
+      for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
+        EXPECT_LE(rel_l2(backend_linear(*be, c, o, epi), oracle_on_rounded(c, o, p, epi)), kArithmeticTol)
+            << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
+      }
+    }
+  }
+}
+
+// The patch embedding is a bf16 GEMM over im2col rows: rounding the image rounds every operand.
+TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
+  const int64_t batch = 2, channels = 3, height = 48, width = 80, patch = 16, dim = 64, prefix = 5;
+  const int64_t tokens = prefix + (height / patch) * (width / patch);
+  const int64_t in = channels * patch * patch;
+  const auto image = gaussian(static_cast<size_t>(batch * channels * height * width), 51);
+  const auto w = uniform(static_cast<size_t>(dim * in), 52, -0.05f, 0.05f);
+  const auto bias = uniform(static_cast<size_t>(dim), 53, -0.5f, 0.5f);
+  const auto prefix_tokens = gaussian(static_cast<size_t>(prefix * dim), 54);
+  auto run = [&](Backend& be, const std::vector<float>& img, const std::vector<float>& weight) {
+    auto lin = be.prepare_linear(weight.data(), bias.data(), dim, in);
+    auto pre = be.prepare_vector(prefix_tokens.data(), prefix * dim);
+    EXPECT_TRUE(lin.ok() && pre.ok());
+    auto x = upload(be, img);
+    auto y = be.allocate(static_cast<size_t>(batch * tokens * dim));
+    EXPECT_TRUE(y.ok());
+    EXPECT_TRUE(be.embed(*x, batch, channels, height, width, patch, **lin, **pre, prefix, dim, **y).ok());
+    return download(be, **y);
+  };
+  auto cpu = cpu_backend(Precision::kBF16);
+  auto ref = reference();
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_LE(rel_l2(run(*cpu, image, w), run(*ref, bf16_rounded(image), bf16_rounded(w))), kArithmeticTol);
+}
+
+// bf16 attention against the float32 reference. Per output row O = sum_j p_j v_j (p normalised), three
+// bf16 roundings reach it, each independent across terms: v (relative RMS <= 2^-9), p (<= 2^-9) and the
+// scores. A score is q.k * log2(e)/sqrt(head_dim) with q, k rounded: its error has RMS <= sqrt(2) 2^-9 times
+// sqrt(sum_d (q_d k_d)^2) * log2(e)/sqrt(head_dim), which is sqrt(2) 2^-9 log2(e) for unit-variance data,
+// and p = 2^s turns it into a relative error of ln(2) times that: sqrt(2) 2^-9. In quadrature:
+// sqrt(1 + 1 + 2) 2^-9 = 2^-8.
+const double kBf16AttentionTol = std::ldexp(1.0, -8);
+
+struct AttentionCase {
+  int64_t batch, tokens, heads, head_dim, prefix;
+};
+
+std::vector<float> rope_table(int64_t patches, int64_t head_dim, uint32_t seed) {
+  const auto angles = uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
+  std::vector<float> t(static_cast<size_t>(patches * 2 * head_dim));
+  for (int64_t p = 0; p < patches; ++p) {
+    for (int64_t d = 0; d < head_dim; ++d) {
+      const float a = angles[static_cast<size_t>(p * head_dim + d)];
+      t[static_cast<size_t>(p * 2 * head_dim + d)] = std::sin(a);
+      t[static_cast<size_t>(p * 2 * head_dim + head_dim + d)] = std::cos(a);
+    }
+  }
+  return t;
+}
+
+std::vector<float> run_attention(Backend& be, const AttentionCase& c, const std::vector<float>& qkv,
+                                 const std::vector<float>& rope) {
+  auto qb = upload(be, qkv);
+  auto rb = upload(be, rope);
+  auto ob = be.allocate(static_cast<size_t>(c.batch * c.tokens * c.heads * c.head_dim));
+  EXPECT_TRUE(ob.ok());
+  const Status s = be.attention(*qb, c.batch, c.tokens, c.heads, c.head_dim, c.prefix, *rb, **ob);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return download(be, **ob);
+}
+
+TEST(LowpBackend, Bf16AttentionWithinPrecisionBound) {
+  const AttentionCase cases[] = {
+      {1, 261, 6, 64, 5}, {2, 21, 3, 32, 5}, {3, 7, 1, 6, 0}, {1, 21, 2, 64, 21},
+      {1, 1100, 1, 64, 1},  // several key blocks: the online-softmax rescaling path
+      {1, 37, 2, 40, 3},    // head_dim not a whole panel, odd token count
+  };
+  auto cpu = cpu_backend(Precision::kBF16);
+  auto ref = reference();
+  ASSERT_NE(cpu, nullptr);
+  uint32_t seed = 300;
+  for (const AttentionCase& c : cases) {
+    const auto qkv = gaussian(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
+    const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
+    const double err = rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope));
+    std::printf("attention %lldx%lld heads %lld hd %lld: rel %.3g\n", (long long)c.batch, (long long)c.tokens, (long long)c.heads, (long long)c.head_dim, err);
+    EXPECT_LE(err, kBf16AttentionTol) << c.batch << "x" << c.tokens << " heads " << c.heads << " head_dim " << c.head_dim;
+  }
+}
+
+// ---- whole models against timm --------------------------------------------------------------------------
+
+struct ModelCase {
+  const char* model;
+  Precision precision;
+};
+
+std::string model_case_name(const testing::TestParamInfo<ModelCase>& info) {
+  return std::string(info.param.model) + "_" + precision_name(info.param.precision);
+}
+
+Result<ForwardOutput> forward_fixture(const std::string& model, Precision precision, Tensor* want_features,
+                                      Tensor* want_pooled) {
+  const std::string dir = test::fixture("models/" + model);
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.precision = precision;
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::load(dir, lo));
+  DINOV3_ASSIGN_OR_RETURN(TensorArchive expected, open_safetensors(dir + "/expected.safetensors"));
+  DINOV3_ASSIGN_OR_RETURN(Tensor input, expected.load_f32("input"));
+  if (want_features != nullptr) {
+    DINOV3_ASSIGN_OR_RETURN(*want_features, expected.load_f32("features"));
+  }
+  if (want_pooled != nullptr) {
+    DINOV3_ASSIGN_OR_RETURN(*want_pooled, expected.load_f32("pooled"));
+  }
+  return m->forward(input, {});
+}
+
+class LowpGoldenTest : public testing::TestWithParam<ModelCase> {};
+
+TEST_P(LowpGoldenTest, MeetsAccuracyThresholdsPerImage) {
+  Tensor want_features, want_pooled;
+  Result<ForwardOutput> out = forward_fixture(GetParam().model, GetParam().precision, &want_features, &want_pooled);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  for (const auto& [what, got, want] : {std::tuple<const char*, const Tensor*, const Tensor*>{"features", &out->features, &want_features},
+                                        {"pooled", &out->pooled, &want_pooled}}) {
+    ASSERT_EQ(got->shape, want->shape) << what;
+    const size_t per_image = want->data.size() / static_cast<size_t>(want->shape[0]);
+    for (int64_t b = 0; b < want->shape[0]; ++b) {
+      const test::Compare c = test::compare(*got, *want, static_cast<size_t>(b) * per_image, per_image);
+      std::printf("[ %s %s ] %s image %lld: rel L2 %.3e, cosine %.6f\n", GetParam().model,
+                  precision_name(GetParam().precision), what, static_cast<long long>(b), c.rel_l2, c.cosine);
+      EXPECT_LT(c.rel_l2, GetParam().precision == Precision::kInt8 ? kInt8ModelMaxRelL2 : kModelMaxRelL2)
+          << what << " image " << b;
+      EXPECT_GT(c.cosine, kModelMinCosine) << what << " image " << b;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, LowpGoldenTest,
+                         testing::Values(ModelCase{"vits16", Precision::kBF16}, ModelCase{"tiny", Precision::kBF16},
+                                         ModelCase{"tiny_swiglu_qkvb", Precision::kBF16},
+                                         ModelCase{"vits16", Precision::kInt8}, ModelCase{"tiny", Precision::kInt8},
+                                         ModelCase{"tiny_swiglu_qkvb", Precision::kInt8}),
+                         model_case_name);
+
+// DINOV3_CPU_NO_BF16=1 forces the AVX-512F emulation (or, without AVX-512, the portable kernels): the
+// whole model must come out bit for bit as on the AVX512_BF16 path.
+TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
+  ::unsetenv("DINOV3_CPU_NO_BF16");
+  Result<ForwardOutput> native = forward_fixture("vits16", Precision::kBF16, nullptr, nullptr);
+  ::setenv("DINOV3_CPU_NO_BF16", "1", 1);
+  auto be = cpu_backend(Precision::kBF16);
+  ASSERT_NE(be, nullptr);
+  EXPECT_EQ(be->device().find("avx512bf16"), std::string::npos) << be->device();
+  Result<ForwardOutput> emulated = forward_fixture("vits16", Precision::kBF16, nullptr, nullptr);
+  ::unsetenv("DINOV3_CPU_NO_BF16");
+  ASSERT_TRUE(native.ok()) << native.status().message();
+  ASSERT_TRUE(emulated.ok()) << emulated.status().message();
+  ASSERT_EQ(native->features.data.size(), emulated->features.data.size());
+  EXPECT_EQ(std::memcmp(native->features.data.data(), emulated->features.data.data(),
+                        native->features.data.size() * sizeof(float)),
+            0);
+  EXPECT_EQ(std::memcmp(native->pooled.data.data(), emulated->pooled.data.data(),
+                        native->pooled.data.size() * sizeof(float)),
+            0);
+}
+
+TEST(LowpCli, AccuracyBf16Passes) {
+  test::TempDir out;
+  EXPECT_EQ(cli::run_cli({"dinov3", "accuracy", "--precision", "bf16", "--backend", "cpu", "--model",
+                          test::fixture("models/vits16"), "--output-dir", out.path()}),
+            0);
+  const std::string report = test::read_file(out.file("accuracy.json"));
+  EXPECT_NE(report.find("\"precision\": \"bf16\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dinov3
