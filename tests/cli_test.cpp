@@ -13,6 +13,7 @@
 #include "dinov3/metrics.h"
 #include "dinov3/tensor_file.h"
 #include "backend/reference/reference_backend.h"
+#include "forwarding_backend.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -33,54 +34,28 @@ json read_json(const std::string& path) { return json::parse(test::read_file(pat
 
 // The reference backend with Gaussian noise added to every linear layer's output: a backend that is
 // deliberately wrong, so the accuracy tool must say FAIL.
-class NoisyBackend final : public Backend {
+class NoisyBackend final : public test::ForwardingBackend {
  public:
-  explicit NoisyBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  using ForwardingBackend::ForwardingBackend;
   std::string name() const override { return "noisy"; }
   std::string device() const override { return "reference + noise"; }
-  Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override { return inner_->allocate(n); }
-  Status upload(DeviceBuffer& d, size_t o, const float* s, size_t n) override { return inner_->upload(d, o, s, n); }
-  Status download(const DeviceBuffer& s, size_t o, float* d, size_t n) override { return inner_->download(s, o, d, n); }
-  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {
-    out_dims_.push_back(out);
-    return inner_->prepare_linear(w, b, out, in);
-  }
-  Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override { return inner_->prepare_vector(v, n); }
-  Status embed(const DeviceBuffer& image, int64_t b, int64_t c, int64_t h, int64_t w, int64_t p, const Weight& pl,
-               const Weight& pre, int64_t pc, int64_t d, DeviceBuffer& tokens) override {
-    return inner_->embed(image, b, c, h, w, p, pl, pre, pc, d, tokens);
-  }
-  Status layer_norm(const DeviceBuffer& x, int64_t r, int64_t d, const Weight& g, const Weight& b, float eps,
-                    DeviceBuffer& y) override {
-    return inner_->layer_norm(x, r, d, g, b, eps, y);
-  }
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(inner_->linear(x, rows, w, e, y));
+    DINOV3_RETURN_IF_ERROR(inner().linear(x, rows, w, e, y));
     return add_noise(y);
   }
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(inner_->linear_swiglu(x, rows, g, u, y));
+    DINOV3_RETURN_IF_ERROR(inner().linear_swiglu(x, rows, g, u, y));
     return add_noise(y);
-  }
-  Status attention(const DeviceBuffer& qkv, int64_t b, int64_t t, int64_t h, int64_t hd, int64_t pc,
-                   const DeviceBuffer& rope, DeviceBuffer& out) override {
-    return inner_->attention(qkv, b, t, h, hd, pc, rope, out);
-  }
-  Status mean_tokens(const DeviceBuffer& x, int64_t b, int64_t t, int64_t d, int64_t begin, int64_t end,
-                     DeviceBuffer& out) override {
-    return inner_->mean_tokens(x, b, t, d, begin, end, out);
   }
 
  private:
   Status add_noise(DeviceBuffer& y) {
     std::vector<float> v(y.size());
-    DINOV3_RETURN_IF_ERROR(inner_->download(y, 0, v.data(), v.size()));
+    DINOV3_RETURN_IF_ERROR(inner().download(y, 0, v.data(), v.size()));
     std::normal_distribution<float> noise(0.0f, 0.5f);
     for (float& f : v) f += noise(rng_);
-    return inner_->upload(y, 0, v.data(), v.size());
+    return inner().upload(y, 0, v.data(), v.size());
   }
-  std::unique_ptr<Backend> inner_;
-  std::vector<int64_t> out_dims_;
   std::mt19937 rng_{7};
 };
 

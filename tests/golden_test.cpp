@@ -9,6 +9,8 @@
 #include "dinov3/backend.h"
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
+#include "backend/reference/reference_backend.h"
+#include "forwarding_backend.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -192,6 +194,48 @@ TEST(ReducedPrecisionCheckpoint, Bf16LoadsAsItsRoundedFloat32) {
   EXPECT_EQ((*m16)->weights_info().dtype, "BF16");
   const Tensor input = *open_safetensors(src + "/expected.safetensors")->load_f32("input");
   EXPECT_EQ((*m16)->forward(input)->features.data, (*m32)->forward(input)->features.data);
+}
+
+}  // namespace
+}  // namespace dinov3
+
+namespace dinov3 {
+namespace {
+
+// The reference backend asking for one image per pass: a batch then runs as several passes.
+class OneImagePerPass final : public test::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  int64_t max_rows_per_pass(int64_t) const override { return 1; }
+};
+
+TEST(Passes, SubBatchesGiveTimmNumbersAndEqualOnePass) {
+  const std::string dir = test::fixture("models/tiny_swiglu_qkvb");
+  const Tensor input = *open_safetensors(dir + "/expected.safetensors")->load_f32("input");
+  Result<std::unique_ptr<Backend>> inner = create_reference_backend({});
+  ASSERT_TRUE(inner.ok());
+  Result<std::unique_ptr<Model>> split = Model::load(dir, std::make_unique<OneImagePerPass>(std::move(*inner)));
+  LoadOptions lo;
+  lo.backend = "reference";
+  Result<std::unique_ptr<Model>> whole = Model::load(dir, lo);
+  ASSERT_TRUE(split.ok() && whole.ok());
+  ForwardOptions fo;
+  fo.keep_embed = true;
+  fo.intermediate_blocks = {0, -1};
+  fo.norm_intermediates = true;
+  Result<ForwardOutput> a = (*split)->forward(input, fo), b = (*whole)->forward(input, fo);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(input.shape[0], 2);  // two passes
+  EXPECT_EQ(a->features.data, b->features.data);
+  EXPECT_EQ(a->pooled.data, b->pooled.data);
+  EXPECT_EQ(a->embed.data, b->embed.data);
+  ASSERT_EQ(a->intermediates.size(), 2u);
+  EXPECT_EQ(a->intermediates[1].block, 1);
+  EXPECT_EQ(a->intermediates[0].tokens.data, b->intermediates[0].tokens.data);
+  EXPECT_EQ(a->intermediates[1].tokens.data, b->intermediates[1].tokens.data);
+  fo = {};
+  fo.pool = PoolMode::kToken;
+  EXPECT_EQ((*split)->forward(input, fo)->pooled.data, (*whole)->forward(input, fo)->pooled.data);
 }
 
 }  // namespace

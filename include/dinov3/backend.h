@@ -63,6 +63,10 @@ class Backend {
   virtual std::string device() const = 0;
   virtual Precision precision() const { return Precision::kF32; }
   virtual int threads() const { return 1; }
+  // Rows (batch x tokens) this backend prefers per forward pass, given the activation floats the model
+  // keeps per row; a larger batch runs as consecutive sub-batches of at most this many rows (at least one
+  // image each). 0: no limit.
+  virtual int64_t max_rows_per_pass(int64_t floats_per_row) const { return 0; }
 
   // ---- memory -------------------------------------------------------------------------------------
   virtual Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n_floats) = 0;

@@ -122,8 +122,17 @@ class Model {
  private:
   struct Weights;
   struct Activations;
+  struct Pass {
+    std::vector<int> blocks;  // intermediate blocks to return, in the order asked
+    bool norm_blocks = false;
+    bool keep_embed = false;
+    bool mean_pool = true;
+  };
   Model();
   Status prepare_activations(int64_t batch, int64_t height, int64_t width);
+  // One pass of n images through every block; outputs land at images [b0, b0 + n) of `out`.
+  Status run_pass(const float* images, int64_t n, int64_t height, int64_t width, int64_t b0, const Pass& pass,
+                  ForwardOutput* out);
 
   std::string dir_;
   ModelConfig config_;

@@ -198,40 +198,67 @@ Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& 
   const ModelConfig& cfg = config_;
   DINOV3_RETURN_IF_ERROR(check_input(cfg, input));
   const int64_t B = input.shape[0], H = input.shape[2], W = input.shape[3];
-  const int64_t D = cfg.embed_dim, T = cfg.tokens_for(H, W), rows = B * T, prefix = cfg.prefix_tokens();
+  const int64_t D = cfg.embed_dim, T = cfg.tokens_for(H, W);
 
-  std::vector<int> wanted;  // block index -> position in options.intermediate_blocks
+  Pass pass;
   for (int idx : options.intermediate_blocks) {
     const int block = idx < 0 ? idx + static_cast<int>(cfg.depth) : idx;
     if (block < 0 || block >= cfg.depth) {
       return make_error(ErrorCode::kInvalidArgument, "intermediate block " + std::to_string(idx) + " is out of range for " +
                                                          std::to_string(cfg.depth) + " blocks");
     }
-    wanted.push_back(block);
+    pass.blocks.push_back(block);
   }
-  PoolMode pool = options.pool == PoolMode::kDefault ? cfg.global_pool : options.pool;
+  pass.norm_blocks = options.norm_intermediates;
+  pass.keep_embed = options.keep_embed;
+  const PoolMode pool = options.pool == PoolMode::kDefault ? cfg.global_pool : options.pool;
+  pass.mean_pool = pool != PoolMode::kToken;
 
-  DINOV3_RETURN_IF_ERROR(prepare_activations(B, H, W));
+  // A backend may prefer fewer rows per pass (activations that stay in its caches): the batch then runs
+  // as consecutive sub-batches through the same planned buffers, each image's numbers unchanged.
+  const int64_t floats_per_row = 5 * D + cfg.mlp_hidden;  // x, h, attn, qkv (3D), hidden
+  const int64_t max_rows = backend_->max_rows_per_pass(floats_per_row);
+  const int64_t chunk = max_rows > 0 ? std::clamp<int64_t>(max_rows / T, 1, B) : B;
+  DINOV3_RETURN_IF_ERROR(prepare_activations(chunk, H, W));
+
+  ForwardOutput out;
+  out.features = Tensor({B, T, D});
+  out.pooled = Tensor({B, D});
+  if (options.keep_embed) out.embed = Tensor({B, T, D});
+  for (int block : pass.blocks) out.intermediates.push_back({block, Tensor({B, T, D})});
+  const int64_t image_values = cfg.in_chans * H * W;
+  for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+    const int64_t n = std::min(chunk, B - b0);
+    DINOV3_RETURN_IF_ERROR(run_pass(input.ptr() + b0 * image_values, n, H, W, b0, pass, &out));
+  }
+  if (pool == PoolMode::kToken) {
+    for (int64_t b = 0; b < B; ++b) std::copy_n(out.features.ptr() + b * T * D, D, out.pooled.ptr() + b * D);
+  }
+  return out;
+}
+
+Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int64_t b0, const Pass& pass,
+                       ForwardOutput* out) {
+  const ModelConfig& cfg = config_;
+  const int64_t D = cfg.embed_dim, T = cfg.tokens_for(H, W), rows = n * T, prefix = cfg.prefix_tokens();
   Activations& a = *acts_;
   Backend& be = *backend_;
   const Weights& w = *weights_;
-  ForwardOutput out;
-  auto download = [&](const DeviceBuffer& buf, Shape shape, Tensor* dst) -> Status {
-    *dst = Tensor(std::move(shape));
-    return be.download(buf, 0, dst->ptr(), dst->data.size());
+  // Copies the pass's n rows of a [*, T, D] buffer into images [b0, b0 + n) of `dst`.
+  auto download = [&](const DeviceBuffer& buf, int64_t row_values, Tensor* dst) {
+    return be.download(buf, 0, dst->ptr() + b0 * row_values, static_cast<size_t>(n * row_values));
   };
 
-  DINOV3_RETURN_IF_ERROR(be.upload(*a.image, 0, input.ptr(), input.data.size()));
-  DINOV3_RETURN_IF_ERROR(be.embed(*a.image, B, cfg.in_chans, H, W, cfg.patch_size, *w.patch, *w.prefix, prefix, D, *a.x));
-  if (options.keep_embed) DINOV3_RETURN_IF_ERROR(download(*a.x, {B, T, D}, &out.embed));
-  out.intermediates.resize(wanted.size());
+  DINOV3_RETURN_IF_ERROR(be.upload(*a.image, 0, images, static_cast<size_t>(n * cfg.in_chans * H * W)));
+  DINOV3_RETURN_IF_ERROR(be.embed(*a.image, n, cfg.in_chans, H, W, cfg.patch_size, *w.patch, *w.prefix, prefix, D, *a.x));
+  if (pass.keep_embed) DINOV3_RETURN_IF_ERROR(download(*a.x, T * D, &out->embed));
 
   for (int64_t i = 0; i < cfg.depth; ++i) {
     const Weights::Block& b = w.blocks[static_cast<size_t>(i)];
     // x = x + gamma_1 * proj(attn(norm1(x)))
     DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm1_w, *b.norm1_b, cfg.ln_eps, *a.h));
     DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, {}, *a.qkv));
-    DINOV3_RETURN_IF_ERROR(be.attention(*a.qkv, B, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn));
+    DINOV3_RETURN_IF_ERROR(be.attention(*a.qkv, n, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn));
     DINOV3_RETURN_IF_ERROR(be.linear(*a.attn, rows, *b.proj, {Activation::kNone, b.gamma_1.get()}, *a.x));
     // x = x + gamma_2 * mlp(norm2(x))
     DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm2_w, *b.norm2_b, cfg.ln_eps, *a.h));
@@ -242,29 +269,24 @@ Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& 
     }
     DINOV3_RETURN_IF_ERROR(be.linear(*a.hidden, rows, *b.fc2, {Activation::kNone, b.gamma_2.get()}, *a.x));
 
-    for (size_t k = 0; k < wanted.size(); ++k) {
-      if (wanted[k] != i) continue;
-      out.intermediates[k].block = static_cast<int>(i);
-      if (options.norm_intermediates) {
+    for (size_t k = 0; k < pass.blocks.size(); ++k) {
+      if (pass.blocks[k] != i) continue;
+      if (pass.norm_blocks) {
         DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *w.norm_w, *w.norm_b, cfg.ln_eps, *a.h));
-        DINOV3_RETURN_IF_ERROR(download(*a.h, {B, T, D}, &out.intermediates[k].tokens));
+        DINOV3_RETURN_IF_ERROR(download(*a.h, T * D, &out->intermediates[k].tokens));
       } else {
-        DINOV3_RETURN_IF_ERROR(download(*a.x, {B, T, D}, &out.intermediates[k].tokens));
+        DINOV3_RETURN_IF_ERROR(download(*a.x, T * D, &out->intermediates[k].tokens));
       }
     }
   }
 
   DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *w.norm_w, *w.norm_b, cfg.ln_eps, *a.h));
-  DINOV3_RETURN_IF_ERROR(download(*a.h, {B, T, D}, &out.features));
-  if (pool == PoolMode::kToken) {
-    out.pooled = Tensor({B, D});
-    for (int64_t bi = 0; bi < B; ++bi)
-      std::copy_n(out.features.ptr() + bi * T * D, D, out.pooled.ptr() + bi * D);
-  } else {
-    DINOV3_RETURN_IF_ERROR(be.mean_tokens(*a.h, B, T, D, prefix, T, *a.pooled));
-    DINOV3_RETURN_IF_ERROR(download(*a.pooled, {B, D}, &out.pooled));
+  DINOV3_RETURN_IF_ERROR(download(*a.h, T * D, &out->features));
+  if (pass.mean_pool) {
+    DINOV3_RETURN_IF_ERROR(be.mean_tokens(*a.h, n, T, D, prefix, T, *a.pooled));
+    DINOV3_RETURN_IF_ERROR(download(*a.pooled, D, &out->pooled));
   }
-  return out;
+  return {};
 }
 
 }  // namespace dinov3

@@ -1,0 +1,55 @@
+// A backend that forwards every call to another one: tests derive from it to change one behaviour
+// (add noise, force small passes) and keep the rest exactly as the wrapped backend computes it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "dinov3/backend.h"
+
+namespace dinov3::test {
+
+class ForwardingBackend : public Backend {
+ public:
+  explicit ForwardingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  std::string device() const override { return inner_->device(); }
+  int64_t max_rows_per_pass(int64_t floats_per_row) const override { return inner_->max_rows_per_pass(floats_per_row); }
+  Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override { return inner_->allocate(n); }
+  Status upload(DeviceBuffer& d, size_t o, const float* s, size_t n) override { return inner_->upload(d, o, s, n); }
+  Status download(const DeviceBuffer& s, size_t o, float* d, size_t n) override { return inner_->download(s, o, d, n); }
+  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {
+    return inner_->prepare_linear(w, b, out, in);
+  }
+  Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override { return inner_->prepare_vector(v, n); }
+  Status embed(const DeviceBuffer& image, int64_t b, int64_t c, int64_t h, int64_t w, int64_t p, const Weight& pl,
+               const Weight& pre, int64_t pc, int64_t d, DeviceBuffer& tokens) override {
+    return inner_->embed(image, b, c, h, w, p, pl, pre, pc, d, tokens);
+  }
+  Status layer_norm(const DeviceBuffer& x, int64_t r, int64_t d, const Weight& g, const Weight& b, float eps,
+                    DeviceBuffer& y) override {
+    return inner_->layer_norm(x, r, d, g, b, eps, y);
+  }
+  Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e, DeviceBuffer& y) override {
+    return inner_->linear(x, rows, w, e, y);
+  }
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y) override {
+    return inner_->linear_swiglu(x, rows, g, u, y);
+  }
+  Status attention(const DeviceBuffer& qkv, int64_t b, int64_t t, int64_t h, int64_t hd, int64_t pc,
+                   const DeviceBuffer& rope, DeviceBuffer& out) override {
+    return inner_->attention(qkv, b, t, h, hd, pc, rope, out);
+  }
+  Status mean_tokens(const DeviceBuffer& x, int64_t b, int64_t t, int64_t d, int64_t begin, int64_t end,
+                     DeviceBuffer& out) override {
+    return inner_->mean_tokens(x, b, t, d, begin, end, out);
+  }
+
+ protected:
+  Backend& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+};
+
+}  // namespace dinov3::test
