@@ -1,12 +1,12 @@
 // The register-blocked GEMM micro-kernel, generic over an Ops type and the tile shape MR x (NV vectors).
 // Accumulators stay in registers over the whole K (no C traffic until the store); A is broadcast one
-// element per row per k, B is one packed panel row of NV vectors per k. The store applies the epilogue.
+// element per row per k, B is one packed panel row of NV vectors per k. store_tile applies the epilogue.
 #pragma once
 
 #include <utility>
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/simd/vec_math.h"
+#include "backend/cpu/kernels/tile_store.h"
 
 namespace dinov3::cpu {
 namespace {
@@ -38,37 +38,7 @@ void gemm_tile_rows(const GemmTile& t) {
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) O::store(&out[r][v * W], acc[r][v]);
 
-  for (int r = 0; r < MR; ++r) {
-    float* c = t.c + r * t.ldc;
-    for (int v = 0; v < NV; ++v) {
-      const int n = t.cols - v * W;  // lanes of this vector inside the tile (may be <= 0 or > W)
-      if (n <= 0) break;
-      V y = O::load(&out[r][v * W]);
-      if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
-      switch (t.epilogue) {
-        case TileEpilogue::kStore:
-          break;
-        case TileEpilogue::kGelu:
-          y = gelu_erf_f32<O>(y);
-          break;
-        case TileEpilogue::kScaleAdd:
-          y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c + v * W, n));
-          break;
-        case TileEpilogue::kSwiglu:
-          y = O::mul(silu_f32<O>(O::load_first(t.aux + r * t.ld_aux + v * W, n)), y);
-          break;
-        case TileEpilogue::kAttentionRows:
-          if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c + v * W, n), O::set1(t.row_scale[r]), y);
-          if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
-          break;
-      }
-      if (n >= W) {
-        O::store(c + v * W, y);
-      } else {
-        O::store_first(c + v * W, y, n);
-      }
-    }
-  }
+  store_tile<O>(t, &out[0][0], NR);
 }
 
 // Ragged row counts (the last tile of M) run an instantiation with exactly that many rows.

@@ -9,7 +9,8 @@
 #include <utility>
 
 #include "backend/cpu/lowp/lowp_kernels.h"
-#include "backend/cpu/lowp/tile_store.h"
+#include "backend/cpu/kernels/tile_store.h"
+#include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/cpu/simd/ops_avx512.h"
 
 namespace dinov3::cpu::lowp {
@@ -52,7 +53,7 @@ void gemm_u8s8_rows(const LowpTile& t) {
     _mm512_store_ps(&out[r][0], _mm512_mul_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(rs, cs0)));
     _mm512_store_ps(&out[r][16], _mm512_mul_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(rs, cs1)));
   }
-  store_tile<OpsAvx512, MR>(t.out, out);
+  store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
 }
 
 template <int... R>

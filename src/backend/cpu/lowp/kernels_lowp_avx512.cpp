@@ -12,7 +12,8 @@
 #include <utility>
 
 #include "backend/cpu/lowp/lowp_kernels.h"
-#include "backend/cpu/lowp/tile_store.h"
+#include "backend/cpu/kernels/tile_store.h"
+#include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/cpu/simd/ops_avx512.h"
 
 namespace dinov3::cpu::lowp {
@@ -48,7 +49,7 @@ void gemm_bf16_emulated_rows(const LowpTile& t) {
     _mm512_store_ps(&out[r][0], acc[r][0]);
     _mm512_store_ps(&out[r][16], acc[r][1]);
   }
-  store_tile<OpsAvx512, MR>(t.out, out);
+  store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
 }
 
 template <int... R>

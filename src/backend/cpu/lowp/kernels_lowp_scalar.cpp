@@ -7,7 +7,8 @@
 
 #include "backend/cpu/lowp/bf16.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
-#include "backend/cpu/lowp/tile_store.h"
+#include "backend/cpu/kernels/tile_store.h"
+#include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/cpu/simd/ops_scalar.h"
 
 namespace dinov3::cpu::lowp {
@@ -38,7 +39,7 @@ void gemm_bf16_4x32_scalar(const LowpTile& t) {
       }
     }
   }
-  store_tile<OpsScalar, kMrScalar>(t.out, acc);
+  store_tile<OpsScalar>(t.out, &acc[0][0], kNr);
 }
 
 void gemm_u8s8_4x32_scalar(const LowpTile& t) {
@@ -54,7 +55,7 @@ void gemm_u8s8_4x32_scalar(const LowpTile& t) {
       acc[r][j] = static_cast<float>(s - t.col_offset[j]) * (t.row_scale[r] * t.col_scale[j]);
     }
   }
-  store_tile<OpsScalar, kMrScalar>(t.out, acc);
+  store_tile<OpsScalar>(t.out, &acc[0][0], kNr);
 }
 
 void to_bf16_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {

@@ -1,24 +1,24 @@
-// The shared store of the reduced-precision micro-tiles: acc holds the float32 tile (already dequantised
-// for int8); bias and the GemmTile epilogue are applied exactly as the float32 kernels do. Generic over an
-// Ops type (simd/ops_*.h); include only from the per-ISA kernel files.
+// The store every GEMM micro-tile ends with: the float32 accumulators of a t.rows x t.cols tile (already
+// dequantised for int8) get the bias and the GemmTile epilogue, then go to C with masked stores on the
+// ragged edge. Generic over an Ops type (simd/ops_*.h); include only from the per-ISA kernel files.
 #pragma once
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/cpu/simd/vec_math.h"
 
-namespace dinov3::cpu::lowp {
+namespace dinov3::cpu {
 namespace {
 
-template <class O, int MR>
-void store_tile(const GemmTile& t, const float (&acc)[MR][kNr]) {
+// acc: row r of the tile starts at acc + r * ld_acc, vector-aligned.
+template <class O>
+void store_tile(const GemmTile& t, const float* acc, int ld_acc) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   for (int r = 0; r < t.rows; ++r) {
     float* c = t.c + r * t.ldc;
     for (int v = 0; v * W < t.cols; ++v) {
-      const int n = t.cols - v * W;
-      V y = O::load(&acc[r][v * W]);
+      const int n = t.cols - v * W;  // lanes of this vector inside the tile (may be > W)
+      V y = O::load(acc + r * ld_acc + v * W);
       if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
       switch (t.epilogue) {
         case TileEpilogue::kStore:
@@ -47,4 +47,4 @@ void store_tile(const GemmTile& t, const float (&acc)[MR][kNr]) {
 }
 
 }  // namespace
-}  // namespace dinov3::cpu::lowp
+}  // namespace dinov3::cpu
