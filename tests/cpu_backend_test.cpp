@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "test_util.h"
 #include "backend/reference/reference_backend.h"
 
 namespace dinov3 {
@@ -26,32 +27,6 @@ using cpu::Isa;
 constexpr double kGemmTol = 2e-6;       // float32 dot products, K <= 1536 (see above)
 constexpr double kNormTol = 1e-6;       // two-pass float32 mean/variance over <= 1000 values
 constexpr double kAttentionTol = 2e-6;  // float32 q.k (K = head_dim), exp to ~2 ulp, P.V over <= 300 keys
-
-std::vector<float> random_vector(size_t n, uint32_t seed, float mean = 0.0f, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(mean, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<float> uniform_vector(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / (den > 0.0 ? den : 1.0));
-}
 
 std::unique_ptr<DeviceBuffer> upload(Backend& be, const std::vector<float>& v) {
   auto buf = be.allocate(v.size());
@@ -118,11 +93,11 @@ enum class Epi { kNone, kGelu, kResidual };
 void check_linear(Backend& cpu, const LinearCase& c, Epi epi, bool with_bias, uint32_t seed) {
   auto ref = reference();
   const float bound = 1.0f / std::sqrt(static_cast<float>(c.in));
-  const auto w = uniform_vector(static_cast<size_t>(c.out * c.in), seed, -bound, bound);
-  const auto bias = uniform_vector(static_cast<size_t>(c.out), seed + 1, -0.5f, 0.5f);
-  const auto x = random_vector(static_cast<size_t>(c.rows * c.in), seed + 2);
-  const auto y0 = random_vector(static_cast<size_t>(c.rows * c.out), seed + 3);  // residual stream
-  const auto gamma = uniform_vector(static_cast<size_t>(c.out), seed + 4, 0.05f, 1.0f);
+  const auto w = test::random_uniform(static_cast<size_t>(c.out * c.in), seed, -bound, bound);
+  const auto bias = test::random_uniform(static_cast<size_t>(c.out), seed + 1, -0.5f, 0.5f);
+  const auto x = test::random_normal(static_cast<size_t>(c.rows * c.in), seed + 2);
+  const auto y0 = test::random_normal(static_cast<size_t>(c.rows * c.out), seed + 3);  // residual stream
+  const auto gamma = test::random_uniform(static_cast<size_t>(c.out), seed + 4, 0.05f, 1.0f);
   std::vector<float> results[2];
   Backend* backends[2] = {ref.get(), &cpu};
   for (int i = 0; i < 2; ++i) {
@@ -137,7 +112,7 @@ void check_linear(Backend& cpu, const LinearCase& c, Epi epi, bool with_bias, ui
     ASSERT_TRUE(be.linear(*xb, c.rows, *wt, e, *yb).ok());
     results[i] = download(be, *yb);
   }
-  EXPECT_LE(rel_l2(results[1], results[0]), kGemmTol)
+  EXPECT_LE(test::rel_l2(results[1], results[0]), kGemmTol)
       << "rows " << c.rows << " out " << c.out << " in " << c.in << " epilogue " << static_cast<int>(epi)
       << " bias " << with_bias;
 }
@@ -195,11 +170,11 @@ TEST_P(CpuBackendTest, SwigluMatchesReference) {
   uint32_t seed = 3000;
   for (const LinearCase& c : cases) {
     const float bound = 1.0f / std::sqrt(static_cast<float>(c.in));
-    const auto wg = uniform_vector(static_cast<size_t>(c.out * c.in), ++seed, -bound, bound);
-    const auto wu = uniform_vector(static_cast<size_t>(c.out * c.in), ++seed, -bound, bound);
-    const auto bg = uniform_vector(static_cast<size_t>(c.out), ++seed, -0.5f, 0.5f);
-    const auto bu = uniform_vector(static_cast<size_t>(c.out), ++seed, -0.5f, 0.5f);
-    const auto x = random_vector(static_cast<size_t>(c.rows * c.in), ++seed, 0.0f, 2.0f);
+    const auto wg = test::random_uniform(static_cast<size_t>(c.out * c.in), ++seed, -bound, bound);
+    const auto wu = test::random_uniform(static_cast<size_t>(c.out * c.in), ++seed, -bound, bound);
+    const auto bg = test::random_uniform(static_cast<size_t>(c.out), ++seed, -0.5f, 0.5f);
+    const auto bu = test::random_uniform(static_cast<size_t>(c.out), ++seed, -0.5f, 0.5f);
+    const auto x = test::random_normal(static_cast<size_t>(c.rows * c.in), ++seed, 0.0f, 2.0f);
     std::vector<float> results[2];
     Backend* backends[2] = {ref.get(), cpu.get()};
     for (int i = 0; i < 2; ++i) {
@@ -210,7 +185,7 @@ TEST_P(CpuBackendTest, SwigluMatchesReference) {
       ASSERT_TRUE(backends[i]->linear_swiglu(*xb, c.rows, *g, *u, **yb).ok());
       results[i] = download(*backends[i], **yb);
     }
-    EXPECT_LE(rel_l2(results[1], results[0]), kGemmTol) << "rows " << c.rows << " out " << c.out;
+    EXPECT_LE(test::rel_l2(results[1], results[0]), kGemmTol) << "rows " << c.rows << " out " << c.out;
   }
 }
 
@@ -221,9 +196,9 @@ TEST_P(CpuBackendTest, LayerNormMatchesReference) {
   for (int64_t rows : {1, 7, 261, 523}) {
     for (int64_t dim : {64, 100, 384, 1000}) {
       // An offset mean, as in the residual stream, so a one-pass variance would visibly lose digits.
-      const auto x = random_vector(static_cast<size_t>(rows * dim), ++seed, 3.0f, 2.0f);
-      const auto g = uniform_vector(static_cast<size_t>(dim), ++seed, 0.5f, 1.5f);
-      const auto b = uniform_vector(static_cast<size_t>(dim), ++seed, -0.5f, 0.5f);
+      const auto x = test::random_normal(static_cast<size_t>(rows * dim), ++seed, 3.0f, 2.0f);
+      const auto g = test::random_uniform(static_cast<size_t>(dim), ++seed, 0.5f, 1.5f);
+      const auto b = test::random_uniform(static_cast<size_t>(dim), ++seed, -0.5f, 0.5f);
       std::vector<float> results[2], in_place;
       Backend* backends[2] = {ref.get(), cpu.get()};
       for (int i = 0; i < 2; ++i) {
@@ -238,7 +213,7 @@ TEST_P(CpuBackendTest, LayerNormMatchesReference) {
           in_place = download(*backends[i], *xb);
         }
       }
-      EXPECT_LE(rel_l2(results[1], results[0]), kNormTol) << "rows " << rows << " dim " << dim;
+      EXPECT_LE(test::rel_l2(results[1], results[0]), kNormTol) << "rows " << rows << " dim " << dim;
       EXPECT_EQ(in_place, results[1]) << "in-place layer_norm differs, rows " << rows << " dim " << dim;
     }
   }
@@ -250,7 +225,7 @@ struct AttentionCase {
 
 // A RoPE table like the model's: sin then cos of per-token, per-frequency angles.
 std::vector<float> rope_table(int64_t patches, int64_t head_dim, uint32_t seed) {
-  const auto angles = uniform_vector(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
+  const auto angles = test::random_uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
   std::vector<float> t(static_cast<size_t>(patches * 2 * head_dim));
   for (int64_t p = 0; p < patches; ++p)
     for (int64_t d = 0; d < head_dim; ++d) {
@@ -283,11 +258,11 @@ TEST_P(CpuBackendTest, AttentionMatchesReference) {
   auto ref = reference();
   uint32_t seed = 5000;
   for (const AttentionCase& c : kAttentionCases) {
-    const auto qkv = random_vector(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
+    const auto qkv = test::random_normal(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
     const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
     const auto want = run_attention(*ref, c, qkv, rope);
     const auto got = run_attention(*cpu, c, qkv, rope);
-    EXPECT_LE(rel_l2(got, want), kAttentionTol)
+    EXPECT_LE(test::rel_l2(got, want), kAttentionTol)
         << "batch " << c.batch << " tokens " << c.tokens << " heads " << c.heads << " head_dim " << c.head_dim;
   }
 }
@@ -297,10 +272,10 @@ TEST_P(CpuBackendTest, AttentionWithLargeScores) {
   CPU_OR_SKIP(cpu);
   auto ref = reference();
   const AttentionCase c{1, 261, 2, 64, 5};
-  const auto qkv = random_vector(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), 77, 0.0f, 4.0f);
+  const auto qkv = test::random_normal(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), 77, 0.0f, 4.0f);
   const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, 78);
   // Scores reach |q.k|/8 ~ 100: float32 rounding of the logits (eps * 100) bounds the agreement.
-  EXPECT_LE(rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope)), 5e-5);
+  EXPECT_LE(test::rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope)), 5e-5);
 }
 
 TEST_P(CpuBackendTest, EmbedMatchesReference) {
@@ -313,10 +288,10 @@ TEST_P(CpuBackendTest, EmbedMatchesReference) {
   for (const Case& c : {Case{1, 3, 256, 256, 16, 384, 5}, Case{2, 3, 64, 48, 16, 100, 5}, Case{1, 1, 8, 8, 4, 7, 0}}) {
     const int64_t in = c.channels * c.patch * c.patch;
     const float bound = 1.0f / std::sqrt(static_cast<float>(in));
-    const auto w = uniform_vector(static_cast<size_t>(c.dim * in), ++seed, -bound, bound);
-    const auto bias = uniform_vector(static_cast<size_t>(c.dim), ++seed, -0.1f, 0.1f);
-    const auto prefix = random_vector(static_cast<size_t>(std::max<int64_t>(1, c.prefix * c.dim)), ++seed);
-    const auto image = random_vector(static_cast<size_t>(c.batch * c.channels * c.height * c.width), ++seed);
+    const auto w = test::random_uniform(static_cast<size_t>(c.dim * in), ++seed, -bound, bound);
+    const auto bias = test::random_uniform(static_cast<size_t>(c.dim), ++seed, -0.1f, 0.1f);
+    const auto prefix = test::random_normal(static_cast<size_t>(std::max<int64_t>(1, c.prefix * c.dim)), ++seed);
+    const auto image = test::random_normal(static_cast<size_t>(c.batch * c.channels * c.height * c.width), ++seed);
     const int64_t tokens = c.prefix + (c.height / c.patch) * (c.width / c.patch);
     std::vector<float> results[2];
     Backend* backends[2] = {ref.get(), cpu.get()};
@@ -330,14 +305,14 @@ TEST_P(CpuBackendTest, EmbedMatchesReference) {
       ASSERT_TRUE(s.ok()) << s.message();
       results[i] = download(*backends[i], **tb);
     }
-    EXPECT_LE(rel_l2(results[1], results[0]), kGemmTol) << "image " << c.height << "x" << c.width;
+    EXPECT_LE(test::rel_l2(results[1], results[0]), kGemmTol) << "image " << c.height << "x" << c.width;
   }
 }
 
 TEST_P(CpuBackendTest, MeanTokensMatchesReference) {
   CPU_OR_SKIP(cpu);
   auto ref = reference();
-  const auto x = random_vector(2 * 261 * 384, 7000);
+  const auto x = test::random_normal(2 * 261 * 384, 7000);
   std::vector<float> results[2];
   Backend* backends[2] = {ref.get(), cpu.get()};
   for (int i = 0; i < 2; ++i) {
@@ -347,7 +322,7 @@ TEST_P(CpuBackendTest, MeanTokensMatchesReference) {
     results[i] = download(*backends[i], **ob);
   }
   // Double accumulation on both sides: only the final rounding can differ.
-  EXPECT_LE(rel_l2(results[1], results[0]), 1e-7);
+  EXPECT_LE(test::rel_l2(results[1], results[0]), 1e-7);
 }
 
 // Every output element is computed by one micro-kernel call over the full K, and tile boundaries do not
@@ -358,8 +333,8 @@ TEST_P(CpuBackendTest, ThreadCountDoesNotChangeResults) {
     CPU_OR_SKIP(cpu, threads);
     ASSERT_EQ(cpu->threads(), threads);
     const LinearCase c{523, 1536, 384};
-    const auto w = uniform_vector(static_cast<size_t>(c.out * c.in), 1, -0.05f, 0.05f);
-    const auto x = random_vector(static_cast<size_t>(c.rows * c.in), 2);
+    const auto w = test::random_uniform(static_cast<size_t>(c.out * c.in), 1, -0.05f, 0.05f);
+    const auto x = test::random_normal(static_cast<size_t>(c.rows * c.in), 2);
     auto wt = linear_weight(*cpu, w, nullptr, c.out, c.in);
     auto xb = upload(*cpu, x);
     auto yb = cpu->allocate(static_cast<size_t>(c.rows * c.out));
@@ -368,7 +343,7 @@ TEST_P(CpuBackendTest, ThreadCountDoesNotChangeResults) {
     ASSERT_TRUE(cpu->linear(*xb, c.rows, *wt, e, **yb).ok());
     const auto lin = download(*cpu, **yb);
     const AttentionCase a{2, 261, 6, 64, 5};
-    const auto att = run_attention(*cpu, a, random_vector(2 * 261 * 3 * 384, 3), rope_table(256, 64, 4));
+    const auto att = run_attention(*cpu, a, test::random_normal(2 * 261 * 3 * 384, 3), rope_table(256, 64, 4));
     if (threads == 1) {
       first_linear = lin;
       first_attention = att;
@@ -405,7 +380,7 @@ TEST_P(CpuBackendTest, LeavesTheCallersFloatingPointEnvironmentAlone) {
   CPU_OR_SKIP(cpu);
   const std::vector<float> w(64 * 32, 0.01f);
   auto wt = linear_weight(*cpu, w, nullptr, 64, 32);
-  auto x = upload(*cpu, random_vector(100 * 32, 1));
+  auto x = upload(*cpu, test::random_normal(100 * 32, 1));
   auto y = cpu->allocate(100 * 64);
   const unsigned before = _mm_getcsr();
   ASSERT_TRUE(cpu->linear(*x, 100, *wt, {}, **y).ok());

@@ -57,32 +57,6 @@ constexpr double kModelMaxRelL2 = 1e-2;
 constexpr double kModelMinCosine = 0.999;
 constexpr double kInt8ModelMaxRelL2 = 3e-2;
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / (den > 0.0 ? den : 1.0));
-}
-
 // ---- the operands as the kernels see them --------------------------------------------------------------
 
 std::vector<float> bf16_rounded(std::vector<float> v) {
@@ -133,13 +107,13 @@ struct Operands {
 Operands make_operands(const LinearCase& c, uint32_t seed) {
   Operands o;
   const float bound = 1.0f / std::sqrt(static_cast<float>(c.in));
-  o.x = gaussian(static_cast<size_t>(c.rows * c.in), seed);
-  o.w = uniform(static_cast<size_t>(c.out * c.in), seed + 1, -bound, bound);
-  o.w2 = uniform(static_cast<size_t>(c.out * c.in), seed + 2, -bound, bound);
-  o.bias = uniform(static_cast<size_t>(c.out), seed + 3, -0.5f, 0.5f);
-  o.bias2 = uniform(static_cast<size_t>(c.out), seed + 4, -0.5f, 0.5f);
-  o.y0 = gaussian(static_cast<size_t>(c.rows * c.out), seed + 5);
-  o.gamma = uniform(static_cast<size_t>(c.out), seed + 6, 0.05f, 1.0f);
+  o.x = test::random_normal(static_cast<size_t>(c.rows * c.in), seed);
+  o.w = test::random_uniform(static_cast<size_t>(c.out * c.in), seed + 1, -bound, bound);
+  o.w2 = test::random_uniform(static_cast<size_t>(c.out * c.in), seed + 2, -bound, bound);
+  o.bias = test::random_uniform(static_cast<size_t>(c.out), seed + 3, -0.5f, 0.5f);
+  o.bias2 = test::random_uniform(static_cast<size_t>(c.out), seed + 4, -0.5f, 0.5f);
+  o.y0 = test::random_normal(static_cast<size_t>(c.rows * c.out), seed + 5);
+  o.gamma = test::random_uniform(static_cast<size_t>(c.out), seed + 6, 0.05f, 1.0f);
   return o;
 }
 
@@ -269,7 +243,7 @@ TEST_P(LowpKernelTest, ArithmeticMatchesReferenceOnRoundedOperands) {
     for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
       const auto got = lowp_linear(*k, GetParam().precision, c, o, epi);
       const auto want = oracle_on_rounded(c, o, GetParam().precision, epi);
-      EXPECT_LE(rel_l2(got, want), kArithmeticTol)
+      EXPECT_LE(test::rel_l2(got, want), kArithmeticTol)
           << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
     }
   }
@@ -286,7 +260,7 @@ TEST_P(LowpKernelTest, RoundingErrorWithinPrecisionBound) {
     std::fill(o.bias.begin(), o.bias.end(), 0.0f);  // the error of the dot products alone
     const auto got = lowp_linear(*k, GetParam().precision, c, o, Epi::kStore);
     const auto want = backend_linear(*ref, c, o, Epi::kStore);
-    EXPECT_LE(rel_l2(got, want), tol) << c.rows << "x" << c.out << "x" << c.in;
+    EXPECT_LE(test::rel_l2(got, want), tol) << c.rows << "x" << c.out << "x" << c.in;
   }
 }
 
@@ -375,7 +349,7 @@ TEST(LowpBackend, LayersMatchReferenceOnRoundedOperands) {
     for (const LinearCase& c : kCases) {
       const Operands o = make_operands(c, 41);
       for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
-        EXPECT_LE(rel_l2(backend_linear(*be, c, o, epi), oracle_on_rounded(c, o, p, epi)), kArithmeticTol)
+        EXPECT_LE(test::rel_l2(backend_linear(*be, c, o, epi), oracle_on_rounded(c, o, p, epi)), kArithmeticTol)
             << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
       }
     }
@@ -387,10 +361,10 @@ TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
   const int64_t batch = 2, channels = 3, height = 48, width = 80, patch = 16, dim = 64, prefix = 5;
   const int64_t tokens = prefix + (height / patch) * (width / patch);
   const int64_t in = channels * patch * patch;
-  const auto image = gaussian(static_cast<size_t>(batch * channels * height * width), 51);
-  const auto w = uniform(static_cast<size_t>(dim * in), 52, -0.05f, 0.05f);
-  const auto bias = uniform(static_cast<size_t>(dim), 53, -0.5f, 0.5f);
-  const auto prefix_tokens = gaussian(static_cast<size_t>(prefix * dim), 54);
+  const auto image = test::random_normal(static_cast<size_t>(batch * channels * height * width), 51);
+  const auto w = test::random_uniform(static_cast<size_t>(dim * in), 52, -0.05f, 0.05f);
+  const auto bias = test::random_uniform(static_cast<size_t>(dim), 53, -0.5f, 0.5f);
+  const auto prefix_tokens = test::random_normal(static_cast<size_t>(prefix * dim), 54);
   auto run = [&](Backend& be, const std::vector<float>& img, const std::vector<float>& weight) {
     auto lin = be.prepare_linear(weight.data(), bias.data(), dim, in);
     auto pre = be.prepare_vector(prefix_tokens.data(), prefix * dim);
@@ -404,7 +378,7 @@ TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
   auto cpu = cpu_backend(Precision::kBF16);
   auto ref = reference();
   ASSERT_NE(cpu, nullptr);
-  EXPECT_LE(rel_l2(run(*cpu, image, w), run(*ref, bf16_rounded(image), bf16_rounded(w))), kArithmeticTol);
+  EXPECT_LE(test::rel_l2(run(*cpu, image, w), run(*ref, bf16_rounded(image), bf16_rounded(w))), kArithmeticTol);
 }
 
 // bf16 attention against the float32 reference. Per output row O = sum_j p_j v_j (p normalised), three
@@ -420,7 +394,7 @@ struct AttentionCase {
 };
 
 std::vector<float> rope_table(int64_t patches, int64_t head_dim, uint32_t seed) {
-  const auto angles = uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
+  const auto angles = test::random_uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
   std::vector<float> t(static_cast<size_t>(patches * 2 * head_dim));
   for (int64_t p = 0; p < patches; ++p) {
     for (int64_t d = 0; d < head_dim; ++d) {
@@ -454,9 +428,9 @@ TEST(LowpBackend, Bf16AttentionWithinPrecisionBound) {
   ASSERT_NE(cpu, nullptr);
   uint32_t seed = 300;
   for (const AttentionCase& c : cases) {
-    const auto qkv = gaussian(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
+    const auto qkv = test::random_normal(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
     const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
-    const double err = rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope));
+    const double err = test::rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope));
     std::printf("attention %lldx%lld heads %lld hd %lld: rel %.3g\n", (long long)c.batch, (long long)c.tokens, (long long)c.heads, (long long)c.head_dim, err);
     EXPECT_LE(err, kBf16AttentionTol) << c.batch << "x" << c.tokens << " heads " << c.heads << " head_dim " << c.head_dim;
   }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -26,6 +27,32 @@ Compare compare(const Tensor& a, const Tensor& b, size_t offset, size_t n) {
   if (a.data.size() < offset + n || b.data.size() < offset + n) throw std::runtime_error("compare: range out of bounds");
   const Agreement g = compare_outputs(a.ptr() + offset, b.ptr() + offset, n);
   return {g.rel_error, g.cosine, g.max_abs_diff};
+}
+
+std::vector<float> random_normal(size_t n, uint32_t seed, float mean, float stddev) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(mean, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<float> random_uniform(size_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / (den > 0.0 ? den : 1.0));
 }
 
 TempDir::TempDir() {

@@ -1,7 +1,9 @@
 // Shared helpers for the tests: fixture paths, comparison metrics, temporary folders.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dinov3/tensor.h"
 
@@ -18,6 +20,12 @@ struct Compare {
 };
 // Over elements [offset, offset + n) of both tensors (n = all when 0); b is the baseline.
 Compare compare(const Tensor& a, const Tensor& b, size_t offset = 0, size_t n = 0);
+
+// Deterministic random data for kernel tests.
+std::vector<float> random_normal(size_t n, uint32_t seed, float mean = 0.0f, float stddev = 1.0f);
+std::vector<float> random_uniform(size_t n, uint32_t seed, float lo, float hi);
+// ||got - want|| / ||want|| in double (the denominator taken as 1 for an all-zero `want`).
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want);
 
 // A fresh empty folder under the system temp dir, removed when the object dies.
 class TempDir {
