@@ -67,23 +67,37 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int r = 0; r < rows; ++r) {
     float* row = s + r * lds;
-    V m = O::set1(kNegInf);
+    // Four independent chains in both passes: a row is only ~17 vectors, so a single max or sum chain
+    // would leave the row latency-bound.
+    V m0 = O::set1(kNegInf), m1 = m0, m2 = m0, m3 = m0;
     int c = 0;
-    for (; c + W <= cols; c += W) m = O::max(m, O::load(row + c));
-    if (c < cols) m = O::max(m, O::load_first_or(row + c, cols - c, kNegInf));
+    for (; c + 4 * W <= cols; c += 4 * W) {
+      m0 = O::max(m0, O::load(row + c));
+      m1 = O::max(m1, O::load(row + c + W));
+      m2 = O::max(m2, O::load(row + c + 2 * W));
+      m3 = O::max(m3, O::load(row + c + 3 * W));
+    }
+    for (; c + W <= cols; c += W) m0 = O::max(m0, O::load(row + c));
+    if (c < cols) m1 = O::max(m1, O::load_first_or(row + c, cols - c, kNegInf));
     const float old_max = row_max[r];
-    const float new_max = fmaxf(old_max, O::reduce_max(m));
+    const float new_max = fmaxf(old_max, O::reduce_max(O::max(O::max(m0, m1), O::max(m2, m3))));
     const float alpha = old_max == kNegInf ? 0.0f : exp2f(old_max - new_max);
     const V vmax = O::set1(new_max);
-    V sum0 = O::zero(), sum1 = O::zero();
+    V sum0 = O::zero(), sum1 = O::zero(), sum2 = O::zero(), sum3 = O::zero();
     c = 0;
-    for (; c + 2 * W <= cols; c += 2 * W) {
+    for (; c + 4 * W <= cols; c += 4 * W) {
       const V e0 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
       const V e1 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + W), vmax));
+      const V e2 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + 2 * W), vmax));
+      const V e3 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + 3 * W), vmax));
       O::store(row + c, e0);
       O::store(row + c + W, e1);
+      O::store(row + c + 2 * W, e2);
+      O::store(row + c + 3 * W, e3);
       sum0 = O::add(sum0, e0);
       sum1 = O::add(sum1, e1);
+      sum2 = O::add(sum2, e2);
+      sum3 = O::add(sum3, e3);
     }
     for (; c + W <= cols; c += W) {
       const V e = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
@@ -98,7 +112,7 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
     }
     row_max[r] = new_max;
     rescale[r] = alpha;
-    row_sum[r] = row_sum[r] * alpha + O::reduce_add(O::add(sum0, sum1));
+    row_sum[r] = row_sum[r] * alpha + O::reduce_add(O::add(O::add(sum0, sum1), O::add(sum2, sum3)));
   }
 }
 

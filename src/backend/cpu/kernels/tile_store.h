@@ -9,40 +9,48 @@
 namespace dinov3::cpu {
 namespace {
 
+// Epilogues made of a few adds and multiplies: a micro-kernel applies them to its accumulator registers
+// directly. GELU and SwiGLU call out to long vector-math sequences and go through store_tile instead.
+inline bool epilogue_in_registers(TileEpilogue e) {
+  return e != TileEpilogue::kGelu && e != TileEpilogue::kSwiglu;
+}
+
+// Bias, epilogue and store of vector v of tile row r; n = lanes of the vector inside the tile (may be > W).
+template <class O>
+inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n) {
+  constexpr int W = O::kLanes;
+  float* c = t.c + r * t.ldc + v * W;
+  if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
+  switch (t.epilogue) {
+    case TileEpilogue::kStore:
+      break;
+    case TileEpilogue::kGelu:
+      y = gelu_erf_f32<O>(y);
+      break;
+    case TileEpilogue::kScaleAdd:
+      y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c, n));
+      break;
+    case TileEpilogue::kSwiglu:
+      y = O::mul(silu_f32<O>(O::load_first(t.aux + r * t.ld_aux + v * W, n)), y);
+      break;
+    case TileEpilogue::kAttentionRows:
+      if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c, n), O::set1(t.row_scale[r]), y);
+      if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
+      break;
+  }
+  if (n >= W) {
+    O::store(c, y);
+  } else {
+    O::store_first(c, y, n);
+  }
+}
+
 // acc: row r of the tile starts at acc + r * ld_acc, vector-aligned.
 template <class O>
 void store_tile(const GemmTile& t, const float* acc, int ld_acc) {
-  using V = typename O::V;
   constexpr int W = O::kLanes;
   for (int r = 0; r < t.rows; ++r) {
-    float* c = t.c + r * t.ldc;
-    for (int v = 0; v * W < t.cols; ++v) {
-      const int n = t.cols - v * W;  // lanes of this vector inside the tile (may be > W)
-      V y = O::load(acc + r * ld_acc + v * W);
-      if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
-      switch (t.epilogue) {
-        case TileEpilogue::kStore:
-          break;
-        case TileEpilogue::kGelu:
-          y = gelu_erf_f32<O>(y);
-          break;
-        case TileEpilogue::kScaleAdd:
-          y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c + v * W, n));
-          break;
-        case TileEpilogue::kSwiglu:
-          y = O::mul(silu_f32<O>(O::load_first(t.aux + r * t.ld_aux + v * W, n)), y);
-          break;
-        case TileEpilogue::kAttentionRows:
-          if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c + v * W, n), O::set1(t.row_scale[r]), y);
-          if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
-          break;
-      }
-      if (n >= W) {
-        O::store(c + v * W, y);
-      } else {
-        O::store_first(c + v * W, y, n);
-      }
-    }
+    for (int v = 0; v * W < t.cols; ++v) store_vector<O>(t, O::load(acc + r * ld_acc + v * W), r, v, t.cols - v * W);
   }
 }
 
