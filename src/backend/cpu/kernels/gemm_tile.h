@@ -1,7 +1,7 @@
 // The register-blocked GEMM micro-kernel, generic over an Ops type and the tile shape MR x (NV vectors).
 // Accumulators stay in registers over the whole K (no C traffic until the store); A is broadcast one
-// element per row per k, B is one packed panel row of NV vectors per k. Short epilogues run on the accumulator
-// registers; store_tile serves the long ones.
+// element per row per k, B is one packed panel row of NV vectors per k. store_accumulators applies the
+// epilogue.
 #pragma once
 
 #include <utility>
@@ -34,19 +34,7 @@ void gemm_tile_rows(const GemmTile& t) {
     }
   }
 
-  if (epilogue_in_registers(t.epilogue)) {
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) {
-        if (v * W < t.cols) store_vector<O>(t, acc[r][v], r, v, t.cols - v * W);
-      }
-    return;
-  }
-  // Otherwise the accumulators leave registers once, here, for an epilogue that calls out-of-line vector math.
-  alignas(64) float out[MR][NR];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) O::store(&out[r][v * W], acc[r][v]);
-
-  store_tile<O>(t, &out[0][0], NR);
+  store_accumulators<O>(t, acc);
 }
 
 // Ragged row counts (the last tile of M) run an instantiation with exactly that many rows.

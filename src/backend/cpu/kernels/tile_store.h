@@ -54,5 +54,23 @@ void store_tile(const GemmTile& t, const float* acc, int ld_acc) {
   }
 }
 
+// Stores a micro-kernel's MR x NV accumulator registers: short epilogues straight from the registers, the
+// long ones after one pass through an L1 copy (the vector-math calls would otherwise spill them anyway).
+template <class O, int MR, int NV>
+void store_accumulators(const GemmTile& t, const typename O::V (&acc)[MR][NV]) {
+  constexpr int W = O::kLanes;
+  if (epilogue_in_registers(t.epilogue)) {
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) {
+        if (v * W < t.cols) store_vector<O>(t, acc[r][v], r, v, t.cols - v * W);
+      }
+    return;
+  }
+  alignas(64) float out[MR][NV * W];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) O::store(&out[r][v * W], acc[r][v]);
+  store_tile<O>(t, &out[0][0], NV * W);
+}
+
 }  // namespace
 }  // namespace dinov3::cpu

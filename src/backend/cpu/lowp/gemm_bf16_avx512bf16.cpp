@@ -35,12 +35,7 @@ void gemm_bf16_rows(const LowpTile& t) {
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
     }
   }
-  alignas(64) float out[MR][kNr];
-  for (int r = 0; r < MR; ++r) {
-    _mm512_store_ps(&out[r][0], acc[r][0]);
-    _mm512_store_ps(&out[r][16], acc[r][1]);
-  }
-  store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
+  store_accumulators<OpsAvx512>(t.out, acc);
 }
 
 template <int... R>
