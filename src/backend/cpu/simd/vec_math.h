@@ -2,6 +2,8 @@
 // Accuracy targets a few float32 ulp so the fused epilogues agree with the double-precision reference.
 #pragma once
 
+#include "backend/cpu/simd/erfc_table.h"
+
 namespace dinov3::cpu {
 namespace {
 
@@ -44,6 +46,32 @@ typename O::V exp2_nonpositive_f32(typename O::V x) {
   return O::scale_pow2(p, n);
 }
 
+// Ops types with a one-instruction 32-entry table lookup (AVX-512's vpermt2ps) take the table GELU.
+template <class O>
+concept HasLookup32 = requires(const float* t, typename O::V v) { O::lookup32(t, v); };
+
+// GELU with the exact erf from the erfc polynomials of erfc_table.h (32 intervals of 9/64 over a = |z| in
+// [0, 4.5), z = x / sqrt 2, degree 7, no exp): 1 + erf(z) = erfc(|z|) for z < 0 and 2 - erfc(|z|) otherwise,
+// so the negative tail keeps its relative accuracy. erfc's relative error grows like 2 a^2 times that of a,
+// so s = a - centre is formed from |x| with 1/sqrt 2 split in two (hi * |x| - centre in one FMA, exact to
+// ~4e-9). Past a = 4.5, erfc < 2e-10 is taken as 0: |gelu(x)| < 7e-10 there.
+template <class O>
+  requires HasLookup32<O>
+typename O::V gelu_erf_f32(typename O::V x) {
+  using V = typename O::V;
+  constexpr float kWidth = 9.0f / 64.0f;
+  const V ax = O::abs(x);
+  const V index = O::floor(O::min(O::mul(ax, O::set1(0.70710678f / kWidth)), O::set1(31.0f)));
+  const V centre = O::fmadd(index, O::set1(kWidth), O::set1(0.5f * kWidth));
+  V s = O::fmadd(ax, O::set1(0.707106769f), O::sub(O::zero(), centre));  // 1/sqrt 2 = 0.707106769 + 1.21e-8
+  s = O::fmadd(ax, O::set1(1.21016175e-08f), s);
+  V p = O::lookup32(kErfcTable[7], index);
+  for (int k = 6; k >= 0; --k) p = O::fmadd(p, s, O::lookup32(kErfcTable[k], index));
+  const V erfc_a = O::select_lt(ax, O::set1(4.5f * 1.41421356f), p, O::zero());
+  const V one_plus_erf = O::select_lt(x, O::zero(), erfc_a, O::sub(O::set1(2.0f), erfc_a));
+  return O::mul(O::mul(O::set1(0.5f), x), one_plus_erf);
+}
+
 // GELU with the exact erf: 0.5 x (1 + erf(x / sqrt 2)). With z = x / sqrt 2:
 //  |z| < 0.5: erf(z) = z P(z^2), P a degree-4 Chebyshev fit (max rel. error 1.7e-7 in float32);
 //  |z| >= 0.5: erfc(|z|) = exp(-z^2) Q(|z|), Q = erfc(z) exp(z^2) fitted by degree 13 on [0.5, 4] (1.6e-7),
@@ -53,6 +81,7 @@ typename O::V exp2_nonpositive_f32(typename O::V x) {
 // (not from the rounded z) as hi + lo with an FMA. Past |z| = 4, Q is held at Q(4): there erfc < 1.6e-8, so
 // the positive side is exact in float32 and the negative side is below 1e-8 in magnitude.
 template <class O>
+  requires(!HasLookup32<O>)
 typename O::V gelu_erf_f32(typename O::V x) {
   using V = typename O::V;
   const V z = O::mul(x, O::set1(0.70710678f));
