@@ -25,7 +25,11 @@ void gemm_tile_rows(const GemmTile& t) {
   const float* b = t.b;
   const int64_t lda = t.lda;
   const int64_t depth = t.k;
-  for (int64_t k = 0; k < depth; ++k, b += NR) {
+  // Panels are contiguous: while this one streams from L2, pull the next one (usually this tile's next
+  // call) towards L2 too, so a weight's first touch in a forward pass does not wait on memory.
+  const char* next = reinterpret_cast<const char*>(b + depth * NR);
+  for (int64_t k = 0; k < depth; ++k, b += NR, next += NR * sizeof(float)) {
+    for (int line = 0; line < NR * static_cast<int>(sizeof(float)); line += 64) __builtin_prefetch(next + line, 0, 2);
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = O::load(b + v * W);
     for (int r = 0; r < MR; ++r) {
