@@ -1,4 +1,4 @@
-// Fused attention with bf16 matrix products: the float32 driver's structure (attention/attention.cpp) with
+// Fused attention with bf16 matrix products: the shared flash driver (attention/attention_driver.h) with
 // Q K^T and P V on the bf16 micro-tile. RoPE, the softmax statistics (running max and sum) and the output
 // accumulation stay float32; q, k, v and the softmax weights P are rounded to bf16 as GEMM inputs.
 #pragma once

@@ -1,0 +1,134 @@
+// The flash-attention driver shared by the float32 and bf16 paths. A task is (batch, head, query chunk).
+// It applies RoPE to the head's queries and keys and packs Q, K^T and V for the operand type once; then,
+// per query tile of `mr` rows and per key block, S = Q K^T goes to an L1-resident [mr, key block] buffer,
+// the online-softmax step turns it into P (running max and sum per row), and O = O * rescale + P V
+// accumulates straight into `out` (normalised by the row sums in the store of the last key block).
+// The tokens x tokens score matrix never exists; with ViT-S at 256 px (261 tokens) one key block covers
+// all keys, so the softmax is exact in one pass.
+//
+// An Operands type supplies what depends on the element type of the matrix products:
+//   int mr() const, int nr() const                 the micro-tile shape
+//   int64_t scratch_floats(const AttentionSplit&, const AttentionShape&) const
+//                                                   its own per-thread regions (Q, K^T, V, ...)
+//   void load_head(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_rows,
+//                  const float* k, const float* v, int64_t ld_v) const
+//                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]) and
+//                                                   the V rows (row stride ld_v) of one head
+//   void scores(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_row,
+//               int rows, int64_t j0, int64_t keys, float* s) const
+//                                                   s[rows, keys] (row stride key_block) = Q K^T for query
+//                                                   rows [q_row, q_row + rows) of the chunk (q: its float rows)
+//   void accumulate(float* ws, const AttentionSplit&, const AttentionShape&, const float* p, int rows,
+//                   int64_t j0, int64_t keys, const GemmTile& epilogue) const
+//                                                   O (epilogue.c, .ldc, .row_scale, .row_post) += P V
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "backend/cpu/attention/attention.h"
+
+namespace dinov3::cpu {
+
+struct AttentionSplit {
+  int64_t q_chunks = 1, chunk_rows = 0, key_block = 0;
+};
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+inline AttentionSplit split_attention(const AttentionShape& sh, int mr, int nr, int threads) {
+  constexpr int64_t kMaxKeyBlock = 512;
+  AttentionSplit s;
+  const int64_t bh = sh.batch * sh.heads;
+  // Few (batch, head) pairs for the threads: split queries too, at the cost of re-packing K and V.
+  s.q_chunks = bh >= 2 * threads ? 1 : std::min<int64_t>((2 * threads + bh - 1) / bh, (sh.tokens + mr - 1) / mr);
+  s.chunk_rows = round_up((sh.tokens + s.q_chunks - 1) / s.q_chunks, mr);
+  s.key_block = std::min(round_up(sh.tokens, nr), round_up(kMaxKeyBlock, nr));
+  return s;
+}
+
+// Per-thread floats of the driver's own regions after the operands': S ([mr, key block]) and the row
+// statistics (4 x mr).
+inline int64_t driver_scratch_floats(const AttentionSplit& s, int mr) {
+  return round_up(mr * s.key_block, 16) + round_up(4 * mr, 16);
+}
+
+// dst[t - t0, :] = RoPE(src[t, :]) * scale for t in [t0, t1): prefix tokens are only scaled.
+inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t ld, int64_t t0, int64_t t1,
+                            const AttentionShape& sh, const float* rope, float scale, float* dst) {
+  const int64_t hd = sh.head_dim;
+  const int64_t split = std::clamp(sh.prefix, t0, t1);
+  if (split > t0) kernels.rope_rows(src + t0 * ld, ld, split - t0, nullptr, hd, scale, dst);
+  if (t1 > split) {
+    kernels.rope_rows(src + split * ld, ld, t1 - split, rope + (split - sh.prefix) * 2 * hd, hd, scale,
+                      dst + (split - t0) * hd);
+  }
+}
+
+template <class Operands>
+size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape& sh, int threads) {
+  const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), threads);
+  // RoPE'd q and k rows in float32, then the operands' packed forms, then S and the statistics.
+  const int64_t rows = round_up(split.chunk_rows * sh.head_dim, 16) + round_up(sh.tokens * sh.head_dim, 16);
+  return static_cast<size_t>(rows + ops.scratch_floats(split, sh) + driver_scratch_floats(split, ops.mr()));
+}
+
+template <class Operands>
+void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
+                     const AttentionShape& sh, const float* qkv, const float* rope, float* out) {
+  const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), pool.size());
+  const int64_t dim = sh.heads * sh.head_dim, hd = sh.head_dim, T = sh.tokens;
+  const int mr = ops.mr();
+  const int64_t q_floats = round_up(split.chunk_rows * hd, 16), k_floats = round_up(T * hd, 16);
+  const int64_t ops_floats = ops.scratch_floats(split, sh);
+  // 1/sqrt(head_dim) and log2(e) are folded into q, so scores come out in base-2 units for the softmax.
+  const float q_scale = 1.44269504f / std::sqrt(static_cast<float>(hd));
+
+  pool.run(sh.batch * sh.heads * split.q_chunks, [&](int64_t task, int thread) {
+    const int64_t chunk = task % split.q_chunks, bh = task / split.q_chunks;
+    const int64_t b = bh / sh.heads, h = bh % sh.heads;
+    const int64_t q0 = chunk * split.chunk_rows, q1 = std::min(T, q0 + split.chunk_rows);
+    if (q0 >= q1) return;
+    float* q = scratch.get(thread);
+    float* k = q + q_floats;
+    float* ws = k + k_floats;  // the operands' regions
+    float* s = ws + ops_floats;
+    float* row_max = s + round_up(mr * split.key_block, 16);
+    float* row_sum = row_max + mr;
+    float* rescale = row_sum + mr;
+    float* inv_sum = rescale + mr;
+
+    const float* base = qkv + b * T * 3 * dim + h * hd;
+    rope_token_rows(kernels, base, 3 * dim, q0, q1, sh, rope, q_scale, q);
+    rope_token_rows(kernels, base + dim, 3 * dim, 0, T, sh, rope, 1.0f, k);
+    ops.load_head(ws, split, sh, q, q1 - q0, k, base + 2 * dim, 3 * dim);
+
+    for (int64_t i0 = q0; i0 < q1; i0 += mr) {
+      const int rows = static_cast<int>(std::min<int64_t>(mr, q1 - i0));
+      std::fill(row_max, row_max + mr, -std::numeric_limits<float>::infinity());
+      std::fill(row_sum, row_sum + mr, 0.0f);
+      for (int64_t j0 = 0; j0 < T; j0 += split.key_block) {
+        const int64_t keys = std::min(split.key_block, T - j0);
+        ops.scores(ws, split, sh, q, i0 - q0, rows, j0, keys, s);
+        kernels.softmax_block(s, split.key_block, rows, static_cast<int>(keys), row_max, row_sum, rescale);
+        const bool last = j0 + keys >= T;
+        if (last) {
+          for (int r = 0; r < rows; ++r) inv_sum[r] = 1.0f / row_sum[r];
+        }
+        // O = O * rescale + P V, normalised by the row sums after the last key block.
+        GemmTile o;
+        o.c = out + (b * T + i0) * dim + h * hd;
+        o.ldc = dim;
+        o.rows = rows;
+        o.epilogue = TileEpilogue::kAttentionRows;
+        o.row_scale = j0 == 0 ? nullptr : rescale;
+        o.row_post = last ? inv_sum : nullptr;
+        ops.accumulate(ws, split, sh, s, rows, j0, keys, o);
+      }
+    }
+  });
+}
+
+}  // namespace dinov3::cpu
