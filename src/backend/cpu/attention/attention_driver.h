@@ -49,12 +49,6 @@ inline AttentionSplit split_attention(const AttentionShape& sh, int mr, int nr, 
   return s;
 }
 
-// Per-thread floats of the driver's own regions after the operands': S ([mr, key block]) and the row
-// statistics (4 x mr).
-inline int64_t driver_scratch_floats(const AttentionSplit& s, int mr) {
-  return round_up(mr * s.key_block, 16) + round_up(4 * mr, 16);
-}
-
 // dst[t - t0, :] = RoPE(src[t, :]) * scale for t in [t0, t1): prefix tokens are only scaled.
 inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t ld, int64_t t0, int64_t t1,
                             const AttentionShape& sh, const float* rope, float scale, float* dst) {
@@ -67,12 +61,33 @@ inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t
   }
 }
 
+// Offsets (floats) of a thread's scratch regions, each a multiple of 16 floats: the RoPE'd q and k rows in
+// float32, the operands' packed forms, S ([mr, key block]) and the row statistics (4 x mr).
+struct AttentionScratch {
+  int64_t q = 0, k = 0, ops = 0, s = 0, stats = 0, total = 0;
+};
+
+template <class Operands>
+AttentionScratch attention_scratch(const Operands& ops, const AttentionSplit& split, const AttentionShape& sh) {
+  AttentionScratch l;
+  int64_t at = 0;
+  auto take = [&at](int64_t n) {
+    const int64_t begin = at;
+    at += round_up(n, 16);
+    return begin;
+  };
+  l.q = take(split.chunk_rows * sh.head_dim);
+  l.k = take(sh.tokens * sh.head_dim);
+  l.ops = take(ops.scratch_floats(split, sh));
+  l.s = take(ops.mr() * split.key_block);
+  l.stats = take(4 * ops.mr());
+  l.total = at;
+  return l;
+}
+
 template <class Operands>
 size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape& sh, int threads) {
-  const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), threads);
-  // RoPE'd q and k rows in float32, then the operands' packed forms, then S and the statistics.
-  const int64_t rows = round_up(split.chunk_rows * sh.head_dim, 16) + round_up(sh.tokens * sh.head_dim, 16);
-  return static_cast<size_t>(rows + ops.scratch_floats(split, sh) + driver_scratch_floats(split, ops.mr()));
+  return static_cast<size_t>(attention_scratch(ops, split_attention(sh, ops.mr(), ops.nr(), threads), sh).total);
 }
 
 template <class Operands>
@@ -81,8 +96,7 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
   const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), pool.size());
   const int64_t dim = sh.heads * sh.head_dim, hd = sh.head_dim, T = sh.tokens;
   const int mr = ops.mr();
-  const int64_t q_floats = round_up(split.chunk_rows * hd, 16), k_floats = round_up(T * hd, 16);
-  const int64_t ops_floats = ops.scratch_floats(split, sh);
+  const AttentionScratch l = attention_scratch(ops, split, sh);
   // 1/sqrt(head_dim) and log2(e) are folded into q, so scores come out in base-2 units for the softmax.
   const float q_scale = 1.44269504f / std::sqrt(static_cast<float>(hd));
 
@@ -91,11 +105,12 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
     const int64_t b = bh / sh.heads, h = bh % sh.heads;
     const int64_t q0 = chunk * split.chunk_rows, q1 = std::min(T, q0 + split.chunk_rows);
     if (q0 >= q1) return;
-    float* q = scratch.get(thread);
-    float* k = q + q_floats;
-    float* ws = k + k_floats;  // the operands' regions
-    float* s = ws + ops_floats;
-    float* row_max = s + round_up(mr * split.key_block, 16);
+    float* scratch_base = scratch.get(thread);
+    float* q = scratch_base + l.q;
+    float* k = scratch_base + l.k;
+    float* ws = scratch_base + l.ops;  // the operands' regions
+    float* s = scratch_base + l.s;
+    float* row_max = scratch_base + l.stats;
     float* row_sum = row_max + mr;
     float* rescale = row_sum + mr;
     float* inv_sum = rescale + mr;
