@@ -12,21 +12,6 @@ constexpr int64_t kTasksPerThread = 12;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Runs fn(row0, rows, panel) for every (row tile, panel) of task `task`, row tiles outermost so one
-// tile's A rows stay in L1 while the task's panels go by.
-template <class Fn>
-void for_each_tile(const GemmPlan& plan, int64_t task, int64_t rows, int mr, Fn&& fn) {
-  const int64_t mb = task % plan.m_blocks, nb = task / plan.m_blocks;
-  const int64_t t_end = std::min(plan.m_tiles, (mb + 1) * plan.tiles_per_block);
-  const int64_t p_begin = nb * plan.panels_per_block;
-  const int64_t p_end = std::min(plan.panels, p_begin + plan.panels_per_block);
-  for (int64_t t = mb * plan.tiles_per_block; t < t_end; ++t) {
-    const int64_t row0 = t * mr;
-    const int tile_rows = static_cast<int>(std::min<int64_t>(mr, rows - row0));
-    for (int64_t p = p_begin; p < p_end; ++p) fn(row0, tile_rows, p);
-  }
-}
-
 }  // namespace
 
 GemmPlan plan_gemm(int64_t rows, int64_t panels, int64_t k, int mr, int nr, int threads) {

@@ -51,22 +51,15 @@ LowpTile make_tile(LowpStaging& staging, const LowpLinear& w, int64_t row0, int 
   return t;
 }
 
-// Runs fn(row0, tile_rows, panel) for every tile, blocked like the float32 GEMM (gemm.h's plan).
+// Runs fn(row0, tile_rows, panel, thread) for every tile, blocked like the float32 GEMM (gemm.h's plan).
 template <class Fn>
-void for_each_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, int mr, int64_t k_weight, Fn&& fn) {
+void for_each_thread_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, int mr, int64_t k_weight, Fn&& fn) {
   // plan_gemm sizes panel blocks in float32 units of K; hand it the panel's size in 4-byte lanes.
   const GemmPlan plan = plan_gemm(rows, w.panels, k_weight * w.k_pad * element_bytes(w.precision) / 4, mr, kNr,
                                   pool.size());
   pool.run(plan.tasks(), [&](int64_t task, int thread) {
-    const int64_t mb = task % plan.m_blocks, nb = task / plan.m_blocks;
-    const int64_t t_end = std::min(plan.m_tiles, (mb + 1) * plan.tiles_per_block);
-    const int64_t p_begin = nb * plan.panels_per_block;
-    const int64_t p_end = std::min(plan.panels, p_begin + plan.panels_per_block);
-    for (int64_t t = mb * plan.tiles_per_block; t < t_end; ++t) {
-      const int64_t row0 = t * mr;
-      const int tile_rows = static_cast<int>(std::min<int64_t>(mr, rows - row0));
-      for (int64_t p = p_begin; p < p_end; ++p) fn(row0, tile_rows, p, thread);
-    }
+    cpu::for_each_tile(plan, task, rows, mr,
+                       [&](int64_t row0, int tile_rows, int64_t p) { fn(row0, tile_rows, p, thread); });
   });
 }
 
@@ -96,7 +89,7 @@ Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
   DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, w));
   const bool int8 = w.precision == Precision::kInt8;
   const auto tile_fn = int8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
-  for_each_tile(pool, rows, w, mr_of(kernels, w.precision), 1, [&](int64_t row0, int tile_rows, int64_t p, int) {
+  for_each_thread_tile(pool, rows, w, mr_of(kernels, w.precision), 1, [&](int64_t row0, int tile_rows, int64_t p, int) {
     LowpTile t = make_tile(staging, w, row0, tile_rows, p);
     t.out.c = c + row0 * ldc + p * kNr;
     t.out.ldc = ldc;
@@ -116,7 +109,7 @@ Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
   DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, gate));
   const auto tile_fn = gate.precision == Precision::kInt8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
   // Both weights stream through the cache per panel, so a block holds half as many panels of each.
-  for_each_tile(pool, rows, gate, mr_of(kernels, gate.precision), 2,
+  for_each_thread_tile(pool, rows, gate, mr_of(kernels, gate.precision), 2,
                 [&](int64_t row0, int tile_rows, int64_t p, int thread) {
                   float* gate_tile = scratch.get(thread);  // [mr, 32]: the gate pre-activation, L1-resident
                   LowpTile t = make_tile(staging, gate, row0, tile_rows, p);
