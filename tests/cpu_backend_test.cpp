@@ -224,19 +224,6 @@ struct AttentionCase {
   int64_t batch, tokens, heads, head_dim, prefix;
 };
 
-// A RoPE table like the model's: sin then cos of per-token, per-frequency angles.
-std::vector<float> rope_table(int64_t patches, int64_t head_dim, uint32_t seed) {
-  const auto angles = test::random_uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
-  std::vector<float> t(static_cast<size_t>(patches * 2 * head_dim));
-  for (int64_t p = 0; p < patches; ++p)
-    for (int64_t d = 0; d < head_dim; ++d) {
-      const float a = angles[static_cast<size_t>(p * head_dim + d)];
-      t[static_cast<size_t>(p * 2 * head_dim + d)] = std::sin(a);
-      t[static_cast<size_t>(p * 2 * head_dim + head_dim + d)] = std::cos(a);
-    }
-  return t;
-}
-
 std::vector<float> run_attention(Backend& be, const AttentionCase& c, const std::vector<float>& qkv,
                                  const std::vector<float>& rope) {
   auto qb = upload(be, qkv);
@@ -260,7 +247,7 @@ TEST_P(CpuBackendTest, AttentionMatchesReference) {
   uint32_t seed = 5000;
   for (const AttentionCase& c : kAttentionCases) {
     const auto qkv = test::random_normal(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
-    const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
+    const auto rope = test::random_rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
     const auto want = run_attention(*ref, c, qkv, rope);
     const auto got = run_attention(*cpu, c, qkv, rope);
     EXPECT_LE(test::rel_l2(got, want), kAttentionTol)
@@ -274,7 +261,7 @@ TEST_P(CpuBackendTest, AttentionWithLargeScores) {
   auto ref = reference();
   const AttentionCase c{1, 261, 2, 64, 5};
   const auto qkv = test::random_normal(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), 77, 0.0f, 4.0f);
-  const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, 78);
+  const auto rope = test::random_rope_table(c.tokens - c.prefix, c.head_dim, 78);
   // Scores reach |q.k|/8 ~ 100: float32 rounding of the logits (eps * 100) bounds the agreement.
   EXPECT_LE(test::rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope)), 5e-5);
 }
@@ -344,7 +331,8 @@ TEST_P(CpuBackendTest, ThreadCountDoesNotChangeResults) {
     ASSERT_TRUE(cpu->linear(*xb, c.rows, *wt, e, **yb).ok());
     const auto lin = download(*cpu, **yb);
     const AttentionCase a{2, 261, 6, 64, 5};
-    const auto att = run_attention(*cpu, a, test::random_normal(2 * 261 * 3 * 384, 3), rope_table(256, 64, 4));
+    const auto att =
+        run_attention(*cpu, a, test::random_normal(2 * 261 * 3 * 384, 3), test::random_rope_table(256, 64, 4));
     if (threads == 1) {
       first_linear = lin;
       first_attention = att;

@@ -393,19 +393,6 @@ struct AttentionCase {
   int64_t batch, tokens, heads, head_dim, prefix;
 };
 
-std::vector<float> rope_table(int64_t patches, int64_t head_dim, uint32_t seed) {
-  const auto angles = test::random_uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
-  std::vector<float> t(static_cast<size_t>(patches * 2 * head_dim));
-  for (int64_t p = 0; p < patches; ++p) {
-    for (int64_t d = 0; d < head_dim; ++d) {
-      const float a = angles[static_cast<size_t>(p * head_dim + d)];
-      t[static_cast<size_t>(p * 2 * head_dim + d)] = std::sin(a);
-      t[static_cast<size_t>(p * 2 * head_dim + head_dim + d)] = std::cos(a);
-    }
-  }
-  return t;
-}
-
 std::vector<float> run_attention(Backend& be, const AttentionCase& c, const std::vector<float>& qkv,
                                  const std::vector<float>& rope) {
   auto qb = upload(be, qkv);
@@ -429,7 +416,7 @@ TEST(LowpBackend, Bf16AttentionWithinPrecisionBound) {
   uint32_t seed = 300;
   for (const AttentionCase& c : cases) {
     const auto qkv = test::random_normal(static_cast<size_t>(c.batch * c.tokens * 3 * c.heads * c.head_dim), ++seed);
-    const auto rope = rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
+    const auto rope = test::random_rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
     const double err = test::rel_l2(run_attention(*cpu, c, qkv, rope), run_attention(*ref, c, qkv, rope));
     std::printf("attention %lldx%lld heads %lld hd %lld: rel %.3g\n", (long long)c.batch, (long long)c.tokens, (long long)c.heads, (long long)c.head_dim, err);
     EXPECT_LE(err, kBf16AttentionTol) << c.batch << "x" << c.tokens << " heads " << c.heads << " head_dim " << c.head_dim;

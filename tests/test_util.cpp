@@ -45,6 +45,19 @@ std::vector<float> random_uniform(size_t n, uint32_t seed, float lo, float hi) {
   return v;
 }
 
+std::vector<float> random_rope_table(int64_t patches, int64_t head_dim, uint32_t seed) {
+  const auto angles = random_uniform(static_cast<size_t>(patches * head_dim), seed, -20.0f, 20.0f);
+  std::vector<float> t(static_cast<size_t>(patches * 2 * head_dim));
+  for (int64_t p = 0; p < patches; ++p) {
+    for (int64_t d = 0; d < head_dim; ++d) {
+      const float a = angles[static_cast<size_t>(p * head_dim + d)];
+      t[static_cast<size_t>(p * 2 * head_dim + d)] = std::sin(a);
+      t[static_cast<size_t>(p * 2 * head_dim + head_dim + d)] = std::cos(a);
+    }
+  }
+  return t;
+}
+
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
   double num = 0.0, den = 0.0;
   for (size_t i = 0; i < want.size(); ++i) {

@@ -24,6 +24,8 @@ Compare compare(const Tensor& a, const Tensor& b, size_t offset = 0, size_t n = 
 // Deterministic random data for kernel tests.
 std::vector<float> random_normal(size_t n, uint32_t seed, float mean = 0.0f, float stddev = 1.0f);
 std::vector<float> random_uniform(size_t n, uint32_t seed, float lo, float hi);
+// A RoPE table shaped like the model's ([patches, 2 * head_dim]: sines then cosines) of random angles.
+std::vector<float> random_rope_table(int64_t patches, int64_t head_dim, uint32_t seed);
 // ||got - want|| / ||want|| in double (the denominator taken as 1 for an all-zero `want`).
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want);
 
