@@ -22,7 +22,9 @@ for (const sub of fs.readdirSync(dir).sort()) {
   const file = path.join(dir, sub, 'bench.json');
   if (!fs.existsSync(file)) continue;
   const j = JSON.parse(fs.readFileSync(file, 'utf8'));
-  const by = Object.fromEntries(j.throughput.map((t) => [t.batch, t.images_per_s]));
+  // Images per second from the median batch time, the statistic the ONNX Runtime anchor uses, so both
+  // engines' columns mean the same thing (bench.json's images_per_s is from the mean).
+  const by = Object.fromEntries(j.throughput.map((t) => [t.batch, (1000 * t.batch) / t.ms_per_batch.p50]));
   rows.push({ name: `dinov3 ${j.context.backend} ${j.context.precision}`, ms1: j.latency_ms.p50, ips: batches.map((b) => by[b]),
               prec: j.context.precision, gflop: j.gflop_per_image, date: j.context.date, machine: j.context.machine });
 }
