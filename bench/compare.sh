@@ -27,7 +27,7 @@ scripts/install_deps.sh
 scripts/build.sh >/dev/null
 out=output/compare
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/ort.jsonl
+rm -rf "$out"/cpu-* "$out"/reference-* "$out"/ort.jsonl "$out"/ort.txt  # no stale rows from an earlier run
 
 ort_home=$(../shared/anchors/setup.sh)
 echo "# ONNX Runtime anchor"
