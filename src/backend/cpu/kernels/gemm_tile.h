@@ -1,7 +1,7 @@
 // The register-blocked GEMM micro-kernel, generic over an Ops type and the tile shape MR x (NV vectors).
 // Accumulators stay in registers over the whole K (no C traffic until the store); A is broadcast one
-// element per row per k, B is one packed panel row of NV vectors per k. store_accumulators applies the
-// epilogue.
+// element per row per k, B is the first NV vectors of one packed panel row (PV vectors wide) per k.
+// store_accumulators applies the epilogue.
 #pragma once
 
 #include <utility>
@@ -12,11 +12,11 @@
 namespace dinov3::cpu {
 namespace {
 
-template <class O, int MR, int NV>
+template <class O, int MR, int NV, int PV = NV>
 void gemm_tile_rows(const GemmTile& t) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
-  constexpr int NR = W * NV;
+  constexpr int NR = W * PV;  // the panel's row stride
   V acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = O::zero();
@@ -42,16 +42,21 @@ void gemm_tile_rows(const GemmTile& t) {
 }
 
 // Ragged row counts (the last tile of M) run an instantiation with exactly that many rows.
-template <class O, int MR, int NV, int... R>
+template <class O, int NV, int PV, int... R>
 void gemm_tile_dispatch(const GemmTile& t, std::integer_sequence<int, R...>) {
   using Fn = void (*)(const GemmTile&);
-  static constexpr Fn kByRows[] = {&gemm_tile_rows<O, R + 1, NV>...};
+  static constexpr Fn kByRows[] = {&gemm_tile_rows<O, R + 1, NV, PV>...};
   kByRows[t.rows - 1](t);
 }
 
+// A last panel with at most one vector of real columns (attention's 261 keys = 8 x 32 + 5) runs a
+// one-vector tile: half the FMAs of the full width, which would only multiply zero padding.
 template <class O, int MR, int NV>
 void gemm_tile(const GemmTile& t) {
-  gemm_tile_dispatch<O, MR, NV>(t, std::make_integer_sequence<int, MR>{});
+  if constexpr (NV == 2) {
+    if (t.cols <= O::kLanes) return gemm_tile_dispatch<O, 1, NV>(t, std::make_integer_sequence<int, MR>{});
+  }
+  gemm_tile_dispatch<O, NV, NV>(t, std::make_integer_sequence<int, MR>{});
 }
 
 }  // namespace
