@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Side-by-side speed of dinov3.cpp and ONNX Runtime on this machine, in one run (the machine is shared and
-# noisy: compare ratios from the same run). Builds Release, runs `dinov3 bench` for each backend and
-# precision, runs the ONNX Runtime anchor (../shared/anchors), and prints one table.
+# Side-by-side speed of dinov3.cpp and ONNX Runtime on this machine, in one run. Builds Release, then runs
+# `--rounds` rounds, each the ONNX Runtime anchor (../shared/anchors) followed at once by `dinov3 bench`
+# for each precision, and prints one table: each figure is the median over the rounds, and each ratio the
+# median of the rounds' own ratios. A shared machine drifts between fast and slow stretches that last
+# minutes, and each engine can catch one alone; alternating them in short rounds keeps such a stretch from
+# deciding a ratio. The reference backend runs once (batch 1, few runs).
 #
-#   bench/compare.sh [--threads 2] [--runs 20] [--model DIR] [--precisions fp32,bf16,int8]
+#   bench/compare.sh [--threads 2] [--runs 20] [--rounds 3] [--model DIR] [--precisions fp32,bf16,int8]
 #
 # Peak figures: PEAK_GFLOPS_FP32 / PEAK_GFLOPS_BF16 / PEAK_GFLOPS_INT8 per core (defaults: this machine's
 # anchors README: 287 fp32 FMA, 528 bf16 dot products; int8 VNNI taken as 2x bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 runs=20 model=../shared/fixtures/models/vits16 precisions=fp32
+threads=2 runs=20 rounds=3 model=../shared/fixtures/models/vits16 precisions=fp32
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --precisions) precisions=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -27,20 +31,24 @@ scripts/install_deps.sh
 scripts/build.sh >/dev/null
 out=output/compare
 mkdir -p "$out"
-rm -rf "$out"/cpu-* "$out"/reference-* "$out"/ort.jsonl "$out"/ort.txt  # no stale rows from an earlier run
+rm -rf "$out"/round-* "$out"/reference-* "$out"/cpu-* "$out"/ort.jsonl "$out"/ort.txt  # no stale rows from an earlier run
 
 ort_home=$(../shared/anchors/setup.sh)
-echo "# ONNX Runtime anchor"
-ORT_HOME=$ort_home node ../shared/anchors/ort_bench.mjs --batches 1,2,4,8 --runs "$runs" --threads "$threads" \
-  --json "$out/ort.jsonl" | tee "$out/ort.txt"
-
+for r in $(seq 1 "$rounds"); do
+  dir=$out/round-$r
+  mkdir -p "$dir"
+  echo "# round $r of $rounds: ONNX Runtime anchor"
+  ORT_HOME=$ort_home node ../shared/anchors/ort_bench.mjs --batches 1,2,4,8 --runs "$runs" --threads "$threads" \
+    --json "$dir/ort.jsonl" | tee "$dir/ort.txt"
+  for p in ${precisions//,/ }; do
+    echo "# round $r of $rounds: dinov3 cpu backend, $p"
+    build/bin/dinov3 bench --model "$model" --backend cpu --precision "$p" --threads "$threads" --iterations "$runs" \
+      --warmup 5 --batch-sizes 1,2,4,8 --output-dir "$dir/cpu-$p" >/dev/null
+    grep -E '^ +[0-9]+ ' "$dir/cpu-$p/bench.log"
+  done
+done
 echo "# dinov3 reference backend (plain loops: batch 1, few runs)"
 build/bin/dinov3 bench --model "$model" --backend reference --threads "$threads" --iterations 2 --warmup 1 \
   --batch-sizes 1 --output-dir "$out/reference-fp32" >/dev/null
-for p in ${precisions//,/ }; do
-  echo "# dinov3 cpu backend, $p"
-  build/bin/dinov3 bench --model "$model" --backend cpu --precision "$p" --threads "$threads" --iterations "$runs" \
-    --warmup 5 --batch-sizes 1,2,4,8 --output-dir "$out/cpu-$p" >/dev/null
-done
 echo
 node bench/table.mjs "$out" "$threads"

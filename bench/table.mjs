@@ -1,4 +1,8 @@
-// Formats output/compare/* (dinov3 bench reports and the ONNX Runtime anchor's JSON lines) as one table.
+// Formats output/compare (bench/compare.sh: rounds of the ONNX Runtime anchor's JSON lines and dinov3 bench
+// reports, plus one reference-backend report) as one table. Every engine's images/s is batch / median batch
+// time, the statistic the anchor uses (bench.json's images_per_s is from the mean). Each figure is the
+// median over the rounds; each ratio is the median of the per-round ratios (dinov3 against the ONNX Runtime
+// run of the same round).
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -9,38 +13,85 @@ const perCore = {
   bf16: Number(process.env.PEAK_GFLOPS_BF16 || 528),
   int8: Number(process.env.PEAK_GFLOPS_INT8 || 1056),
 };
-const ort = {};
-for (const line of fs.readFileSync(path.join(dir, 'ort.jsonl'), 'utf8').split('\n').filter(Boolean)) {
-  const r = JSON.parse(line);
-  ort[r.batch] = r;
-}
 const batches = [1, 2, 4, 8];
-const rows = [];
-const gflop = 12.49;
-rows.push({ name: 'onnxruntime fp32', ms1: ort[1]?.median, ips: batches.map((b) => ort[b]?.img_per_s), prec: 'fp32' });
-for (const sub of fs.readdirSync(dir).sort()) {
-  const file = path.join(dir, sub, 'bench.json');
-  if (!fs.existsSync(file)) continue;
+const gflopOrt = 12.49;
+
+const median = (xs) => {
+  const v = xs.filter((x) => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+
+// One engine's figures in one round: ms at batch 1 (p50) and images/s per batch size.
+const readOrt = (file) => {
+  const by = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+    const r = JSON.parse(line);
+    by[r.batch] = r;
+  }
+  return { ms1: by[1]?.median, ips: batches.map((b) => by[b]?.img_per_s) };
+};
+const readBench = (file) => {
   const j = JSON.parse(fs.readFileSync(file, 'utf8'));
-  // Images per second from the median batch time, the statistic the ONNX Runtime anchor uses, so both
-  // engines' columns mean the same thing (bench.json's images_per_s is from the mean).
   const by = Object.fromEntries(j.throughput.map((t) => [t.batch, (1000 * t.batch) / t.ms_per_batch.p50]));
-  rows.push({ name: `dinov3 ${j.context.backend} ${j.context.precision}`, ms1: j.latency_ms.p50, ips: batches.map((b) => by[b]),
-              prec: j.context.precision, gflop: j.gflop_per_image, date: j.context.date, machine: j.context.machine });
+  return { ms1: j.latency_ms.p50, ips: batches.map((b) => by[b]), json: j };
+};
+
+const rounds = fs.readdirSync(dir).filter((d) => /^round-\d+$/.test(d))
+  .sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
+const engines = new Map();  // name -> {prec, gflop, date, machine, runs: [{round, ms1, ips}]}
+const add = (name, info, round, figures) => {
+  if (!engines.has(name)) engines.set(name, { ...info, runs: [] });
+  engines.get(name).runs.push({ round, ...figures });
+};
+for (const round of rounds) {
+  const rdir = path.join(dir, round);
+  if (fs.existsSync(path.join(rdir, 'ort.jsonl'))) {
+    add('onnxruntime fp32', { prec: 'fp32', gflop: gflopOrt }, round, readOrt(path.join(rdir, 'ort.jsonl')));
+  }
+  for (const sub of fs.readdirSync(rdir).sort()) {
+    const file = path.join(rdir, sub, 'bench.json');
+    if (!fs.existsSync(file)) continue;
+    const f = readBench(file);
+    const c = f.json.context;
+    add(`dinov3 ${c.backend} ${c.precision}`, { prec: c.precision, gflop: f.json.gflop_per_image, date: c.date, machine: c.machine }, round, f);
+  }
 }
-const fmt = (v, d = 1) => (v === undefined || v === null ? '-' : v.toFixed(d));
+const refFile = path.join(dir, 'reference-fp32', 'bench.json');
+if (fs.existsSync(refFile)) {
+  const f = readBench(refFile);
+  add('dinov3 reference fp32', { prec: 'fp32', gflop: f.json.gflop_per_image, date: f.json.context.date, machine: f.json.context.machine }, null, f);
+}
+
+const ort = engines.get('onnxruntime fp32');
+const ortIn = (round) => ort?.runs.find((r) => r.round === round);
+const fmt = (v, d = 1) => (v === undefined ? '-' : v.toFixed(d));
 const ratio = (v) => (v === undefined ? '-' : `${v.toFixed(2)}x`);
-const cpu = rows.find((r) => r.machine)?.machine;
-console.log(`${cpu ? `${cpu.cpu}, ${cpu.cores} cores` : ''}, ${threads} threads, ViT-S/16 256x256, ${rows.find((r) => r.date)?.date ?? ''}`);
+const first = [...engines.values()].find((e) => e.machine);
+const dates = [...engines.values()].map((e) => e.date).filter(Boolean).sort();
+console.log(`${first ? `${first.machine.cpu}, ${first.machine.cores} cores` : ''}, ${threads} threads, ViT-S/16 256x256, ` +
+            `${rounds.length} round(s), ${dates[0] ?? ''}`);
 console.log('| engine | ms @1 (p50) | img/s @1 | @2 | @4 | @8 | GFLOP/s (best) | of peak | ms @1 vs ORT | img/s @8 vs ORT |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');
-for (const r of rows) {
-  const g = r.gflop ?? gflop;
-  const best = Math.max(...r.ips.filter((v) => v !== undefined));
-  const achieved = best * g;
-  const peak = perCore[r.prec] * threads;
-  const ratioMs = ort[1] && r.ms1 ? r.ms1 / ort[1].median : undefined;
-  const ratioTp = ort[8] && r.ips[3] ? r.ips[3] / ort[8].img_per_s : undefined;
-  console.log(`| ${r.name} | ${fmt(r.ms1)} | ${r.ips.map((v) => fmt(v)).join(' | ')} | ${fmt(achieved, 0)} | ` +
-              `${fmt((100 * achieved) / peak, 0)}% | ${ratio(ratioMs)} | ${ratio(ratioTp)} |`);
+const perRound = [];
+for (const [name, e] of engines) {
+  const ms1 = median(e.runs.map((r) => r.ms1));
+  const ips = batches.map((_, i) => median(e.runs.map((r) => r.ips[i])));
+  const best = Math.max(...ips.filter((v) => v !== undefined));
+  const achieved = best * e.gflop;
+  const peak = perCore[e.prec] * threads;
+  // Ratios within a round; the reference backend (run once, after the rounds) against the rounds' median.
+  const pairs = e.runs.map((r) => [r, r.round === null ? { ms1: median(ort?.runs.map((o) => o.ms1) ?? []), ips: [] } : ortIn(r.round)]);
+  const rMs = median(pairs.map(([r, o]) => (o?.ms1 && r.ms1 ? r.ms1 / o.ms1 : undefined)));
+  const rTp = median(pairs.map(([r, o]) => (o?.ips[3] && r.ips[3] ? r.ips[3] / o.ips[3] : undefined)));
+  console.log(`| ${name} | ${fmt(ms1)} | ${ips.map((v) => fmt(v)).join(' | ')} | ${fmt(achieved, 0)} | ` +
+              `${fmt((100 * achieved) / peak, 0)}% | ${ratio(rMs)} | ${ratio(rTp)} |`);
+  if (name !== 'onnxruntime fp32' && e.runs.length > 1) {
+    perRound.push(`${name}: ` + pairs.map(([r, o]) =>
+      `${r.round} ${o?.ms1 && r.ms1 ? ratio(r.ms1 / o.ms1) : '-'} @1, ${o?.ips[3] && r.ips[3] ? ratio(r.ips[3] / o.ips[3]) : '-'} @8`).join('; '));
+  }
+}
+if (perRound.length > 0) {
+  console.log('\nPer-round ratios to ONNX Runtime (ms @1, img/s @8):');
+  for (const line of perRound) console.log(`  ${line}`);
 }
