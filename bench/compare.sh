@@ -6,13 +6,13 @@
 # minutes, and each engine can catch one alone; alternating them in short rounds keeps such a stretch from
 # deciding a ratio. The reference backend runs once (batch 1, few runs).
 #
-#   bench/compare.sh [--threads 2] [--runs 20] [--rounds 3] [--model DIR] [--precisions fp32,bf16,int8]
+#   bench/compare.sh [--threads 2] [--runs 20] [--rounds 5] [--model DIR] [--precisions fp32,bf16,int8]
 #
 # Peak figures: PEAK_GFLOPS_FP32 / PEAK_GFLOPS_BF16 / PEAK_GFLOPS_INT8 per core (defaults: this machine's
 # anchors README: 287 fp32 FMA, 528 bf16 dot products; int8 VNNI taken as 2x bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 runs=20 rounds=3 model=../shared/fixtures/models/vits16 precisions=fp32
+threads=2 runs=20 rounds=5 model=../shared/fixtures/models/vits16 precisions=fp32
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
