@@ -81,14 +81,17 @@ for (const [name, e] of engines) {
   const achieved = best * e.gflop;
   const peak = perCore[e.prec] * threads;
   // Ratios within a round; the reference backend (run once, after the rounds) against the rounds' median.
-  const pairs = e.runs.map((r) => [r, r.round === null ? { ms1: median(ort?.runs.map((o) => o.ms1) ?? []), ips: [] } : ortIn(r.round)]);
-  const rMs = median(pairs.map(([r, o]) => (o?.ms1 && r.ms1 ? r.ms1 / o.ms1 : undefined)));
-  const rTp = median(pairs.map(([r, o]) => (o?.ips[3] && r.ips[3] ? r.ips[3] / o.ips[3] : undefined)));
+  const ortMedian = { ms1: median(ort?.runs.map((o) => o.ms1) ?? []), ips: [] };
+  const quotient = (a, b) => (a && b ? a / b : undefined);
+  const pairs = e.runs.map((r) => {
+    const o = r.round === null ? ortMedian : ortIn(r.round);
+    return { round: r.round, ms: quotient(r.ms1, o?.ms1), tp: quotient(r.ips[3], o?.ips[3]) };
+  });
   console.log(`| ${name} | ${fmt(ms1)} | ${ips.map((v) => fmt(v)).join(' | ')} | ${fmt(achieved, 0)} | ` +
-              `${fmt((100 * achieved) / peak, 0)}% | ${ratio(rMs)} | ${ratio(rTp)} |`);
+              `${fmt((100 * achieved) / peak, 0)}% | ${ratio(median(pairs.map((p) => p.ms)))} | ` +
+              `${ratio(median(pairs.map((p) => p.tp)))} |`);
   if (name !== 'onnxruntime fp32' && e.runs.length > 1) {
-    perRound.push(`${name}: ` + pairs.map(([r, o]) =>
-      `${r.round} ${o?.ms1 && r.ms1 ? ratio(r.ms1 / o.ms1) : '-'} @1, ${o?.ips[3] && r.ips[3] ? ratio(r.ips[3] / o.ips[3]) : '-'} @8`).join('; '));
+    perRound.push(`${name}: ` + pairs.map((p) => `${p.round} ${ratio(p.ms)} @1, ${ratio(p.tp)} @8`).join('; '));
   }
 }
 if (perRound.length > 0) {
