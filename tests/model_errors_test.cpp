@@ -24,6 +24,14 @@ struct ModelCopy {
     fs::copy_file(test::fixture(kTiny + "/model.safetensors"), dir.file("model.safetensors"));
   }
   std::string weights() const { return dir.file("model.safetensors"); }
+  // Replaces the first `from` in config.json with `to` (the fixture must contain `from`).
+  void edit_config(const std::string& from, const std::string& to) const {
+    std::string cfg = test::read_file(dir.file("config.json"));
+    const size_t at = cfg.find(from);
+    ASSERT_NE(at, std::string::npos) << "config.json has no " << from;
+    cfg.replace(at, from.size(), to);
+    test::write_file(dir.file("config.json"), cfg);
+  }
 };
 
 Status load_status(const std::string& dir) {
@@ -175,17 +183,13 @@ TEST(ModelErrors, ExtraTensorIsNamed) {
 
 TEST(ModelErrors, DepthFromModelArgsMustMatchWeights) {
   ModelCopy m;
-  std::string cfg = test::read_file(m.dir.file("config.json"));
-  cfg.replace(cfg.find("\"depth\": 2"), 10, "\"depth\": 3");
-  test::write_file(m.dir.file("config.json"), cfg);
+  m.edit_config("\"depth\": 2", "\"depth\": 3");
   expect_error(load_status(m.dir.path()), ErrorCode::kFormatError, "missing tensor 'blocks.2.");
 }
 
 TEST(ModelErrors, UnknownArchitecture) {
   ModelCopy m;
-  std::string cfg = test::read_file(m.dir.file("config.json"));
-  cfg.replace(cfg.find("vit_small_patch16_dinov3"), 24, "vit_tiny_patch16_dinov9");
-  test::write_file(m.dir.file("config.json"), cfg);
+  m.edit_config("vit_small_patch16_dinov3", "vit_tiny_patch16_dinov9");
   expect_error(load_status(m.dir.path()), ErrorCode::kUnsupported, "unknown architecture 'vit_tiny_patch16_dinov9'");
 }
 
@@ -197,17 +201,13 @@ TEST(ModelErrors, ConfigNotJson) {
 
 TEST(ModelErrors, UnknownModelArg) {
   ModelCopy m;
-  std::string cfg = test::read_file(m.dir.file("config.json"));
-  cfg.replace(cfg.find("\"num_heads\": 2"), 14, "\"num_heads\": 2, \"warp_factor\": 9");
-  test::write_file(m.dir.file("config.json"), cfg);
+  m.edit_config("\"num_heads\": 2", "\"num_heads\": 2, \"warp_factor\": 9");
   expect_error(load_status(m.dir.path()), ErrorCode::kUnsupported, "warp_factor");
 }
 
 TEST(ModelErrors, HeadsMustDivideEmbedDim) {
   ModelCopy m;
-  std::string cfg = test::read_file(m.dir.file("config.json"));
-  cfg.replace(cfg.find("\"num_heads\": 2"), 14, "\"num_heads\": 3");
-  test::write_file(m.dir.file("config.json"), cfg);
+  m.edit_config("\"num_heads\": 2", "\"num_heads\": 3");
   expect_error(load_status(m.dir.path()), ErrorCode::kFormatError, "not divisible");
 }
 
