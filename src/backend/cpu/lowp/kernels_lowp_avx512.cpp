@@ -44,12 +44,7 @@ void gemm_bf16_emulated_rows(const LowpTile& t) {
       acc[r][1] = _mm512_fmadd_ps(a_even, b1_even, _mm512_fmadd_ps(a_odd, b1_odd, acc[r][1]));
     }
   }
-  alignas(64) float out[MR][kNr];
-  for (int r = 0; r < MR; ++r) {
-    _mm512_store_ps(&out[r][0], acc[r][0]);
-    _mm512_store_ps(&out[r][16], acc[r][1]);
-  }
-  store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
+  store_accumulators<OpsAvx512>(t.out, acc);
 }
 
 template <int... R>
