@@ -50,10 +50,11 @@ struct Model::Activations {
 
 namespace {
 
+// Floats per token row of the widest activation buffer, the one qkv and the MLP hidden share.
+int64_t wide_floats_per_row(const ModelConfig& cfg) { return std::max<int64_t>(3 * cfg.embed_dim, cfg.mlp_hidden); }
+
 // Activation floats per token row (x, h and the shared qkv / hidden buffer; see Model::Activations).
-int64_t activation_floats_per_row(const ModelConfig& cfg) {
-  return 2 * cfg.embed_dim + std::max<int64_t>(3 * cfg.embed_dim, cfg.mlp_hidden);
-}
+int64_t activation_floats_per_row(const ModelConfig& cfg) { return 2 * cfg.embed_dim + wide_floats_per_row(cfg); }
 
 }  // namespace
 
@@ -153,7 +154,7 @@ Status Model::prepare_activations(int64_t batch, int64_t height, int64_t width) 
   DINOV3_RETURN_IF_ERROR(alloc(&a->image, batch * cfg.in_chans * height * width));
   DINOV3_RETURN_IF_ERROR(alloc(&a->x, batch * T * D));
   DINOV3_RETURN_IF_ERROR(alloc(&a->h, batch * T * D));
-  DINOV3_RETURN_IF_ERROR(alloc(&a->wide, batch * T * std::max<int64_t>(3 * D, cfg.mlp_hidden)));
+  DINOV3_RETURN_IF_ERROR(alloc(&a->wide, batch * T * wide_floats_per_row(cfg)));
   a->qkv = a->wide.get();
   a->attn = a->h.get();
   a->hidden = a->wide.get();
@@ -197,8 +198,7 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
                                                        std::to_string(cfg.patch_size));
   }
   const int64_t T = cfg.tokens_for(H, W);
-  const int64_t widest = std::max(3 * cfg.embed_dim, cfg.mlp_hidden);
-  if (T > kMaxActivationValues / B / widest) {
+  if (T > kMaxActivationValues / B / wide_floats_per_row(cfg)) {
     return make_error(ErrorCode::kInvalidArgument,
                       "input " + shape_to_string(input.shape) + " is too large (" + std::to_string(B * T) + " tokens)");
   }
