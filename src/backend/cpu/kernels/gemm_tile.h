@@ -53,7 +53,7 @@ void gemm_tile_dispatch(const GemmTile& t, std::integer_sequence<int, R...>) {
 // one-vector tile: half the FMAs of the full width, which would only multiply zero padding.
 template <class O, int MR, int NV>
 void gemm_tile(const GemmTile& t) {
-  if constexpr (NV == 2) {
+  if constexpr (NV > 1) {
     if (t.cols <= O::kLanes) return gemm_tile_dispatch<O, 1, NV>(t, std::make_integer_sequence<int, MR>{});
   }
   gemm_tile_dispatch<O, NV, NV>(t, std::make_integer_sequence<int, MR>{});
