@@ -32,8 +32,21 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
 // Prints the resolved model and, for random weights, a plain warning.
 void describe_model_source(const LoadedModel& m);
 
-// Inputs given as images (preprocessed as the model's config says) or a preprocessed tensor.
+// Flags that override the preprocessing defaults of the model's layout (empty / 0: the model's).
+struct PreprocessOverrides {
+  std::string interpolation;  // bicubic | bilinear
+  std::string crop_mode;      // center | squash | border
+  double crop_pct = 0;
+  std::vector<float> mean, std;
+};
+void add_preprocess_options(CLI::App& cmd, PreprocessOverrides* opts);
+// The model's preprocessing (its layout's defaults) with the overrides applied.
+Result<PreprocessConfig> preprocess_for(const Model& model, const PreprocessOverrides& overrides);
+nlohmann::ordered_json preprocess_json(const PreprocessConfig& config);
+
+// Inputs given as images (preprocessed as the model's layout says) or a preprocessed tensor.
 struct InputOptions {
+  PreprocessOverrides preprocess;
   std::vector<std::string> images;
   std::string input_tensor;  // FILE.safetensors[:NAME]
   bool exif_transpose = false;

@@ -55,6 +55,8 @@ struct PreprocessConfig {
   CropMode crop_mode = CropMode::kCenter;
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  double rescale_factor = 1.0 / 255.0;  // ToTensor's 1/255 (divides, as torchvision); HF's rescale_factor
+  bool normalize = true;                // false: the rescaled values as they are (HF do_normalize false)
 };
 
 // Which implementation of the resampling kernels runs. Every one gives identical pixels; forcing one
@@ -70,7 +72,8 @@ Result<ImageRGB8> resize_rgb8(const ImageRGB8& in, int out_w, int out_h, Interpo
 // config.height x config.width. 8-bit in, 8-bit out.
 Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config);
 
-// ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32. `image` must already be
+// ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32 (v * rescale_factor for
+// another rescale factor; no mean/std step when normalize is false). `image` must already be
 // config.width x config.height; `out` holds 3 * height * width floats.
 Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out);
 

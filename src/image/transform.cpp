@@ -138,9 +138,15 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
   // ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
   // possible results per channel gives exactly those values.
   float table[3][256];
+  const bool to_tensor = config.rescale_factor == 1.0 / 255.0;
   for (int c = 0; c < 3; ++c) {
-    if (config.std[c] == 0.0f) return make_error(ErrorCode::kInvalidArgument, "normalize: std must be nonzero");
-    for (int v = 0; v < 256; ++v) table[c][v] = (static_cast<float>(v) / 255.0f - config.mean[c]) / config.std[c];
+    if (config.normalize && !(std::isfinite(config.std[c]) && config.std[c] != 0.0f && std::isfinite(config.mean[c])))
+      return make_error(ErrorCode::kInvalidArgument, "normalize: mean must be finite and std finite and nonzero");
+    for (int v = 0; v < 256; ++v) {
+      const float scaled = to_tensor ? static_cast<float>(v) / 255.0f
+                                     : static_cast<float>(static_cast<float>(v) * static_cast<float>(config.rescale_factor));
+      table[c][v] = config.normalize ? (scaled - config.mean[c]) / config.std[c] : scaled;
+    }
   }
   const size_t plane = size_t(image.width) * size_t(image.height);
   const uint8_t* px = image.pixels.data();

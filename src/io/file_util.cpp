@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 namespace dinov3 {
@@ -73,6 +75,20 @@ Status write_file_atomic(const std::string& path, bool overwrite, const std::fun
     return make_error(ErrorCode::kIoError, path + ": cannot rename into place: " + reason);
   }
   return {};
+}
+
+Result<std::string> read_text_file(const std::string& path, size_t limit) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return make_error(ErrorCode::kNotFound, path + ": no such file");
+  if (!S_ISREG(st.st_mode)) return make_error(ErrorCode::kInvalidArgument, path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > limit)
+    return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(st.st_size) + " bytes is too large");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorCode::kIoError, path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return make_error(ErrorCode::kIoError, path + ": read error");
+  return ss.str();
 }
 
 }  // namespace dinov3

@@ -17,4 +17,7 @@ Status write_file_atomic(const std::string& path, bool overwrite, const std::fun
 
 bool file_exists(const std::string& path);
 
+// A small text file (a config, an index) read whole; larger than `limit` bytes is an error.
+Result<std::string> read_text_file(const std::string& path, size_t limit = 16u << 20);
+
 }  // namespace dinov3

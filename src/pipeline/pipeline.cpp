@@ -8,11 +8,11 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
   const DataConfig& d = config.data;
   PreprocessConfig p;
   if (!parse_interpolation(d.interpolation, &p.interpolation)) {
-    return make_error(ErrorCode::kUnsupported, "pretrained_cfg.interpolation '" + d.interpolation +
+    return make_error(ErrorCode::kUnsupported, "interpolation '" + d.interpolation +
                                                    "' is not supported (bicubic or bilinear)");
   }
   if (!parse_crop_mode(d.crop_mode, &p.crop_mode)) {
-    return make_error(ErrorCode::kUnsupported, "pretrained_cfg.crop_mode '" + d.crop_mode +
+    return make_error(ErrorCode::kUnsupported, "crop_mode '" + d.crop_mode +
                                                    "' is not supported (center, squash or border)");
   }
   if (d.channels != 3) {
@@ -28,6 +28,8 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
   p.crop_pct = d.crop_pct;
   p.mean = d.mean;
   p.std = d.std;
+  p.rescale_factor = d.rescale_factor;
+  p.normalize = d.normalize;
   return p;
 }
 
