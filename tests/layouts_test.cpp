@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <limits>
 
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/tensor_file.h"
@@ -83,6 +86,13 @@ TEST_P(LayoutGoldenTest, MatchesTheLayoutsOwnForward) {
   ASSERT_TRUE(out.ok()) << out.status().message();
   expect_close_per_image(out->features, load_tensor(file, "features"), "features");
   expect_close_per_image(out->pooled, load_tensor(file, "pooled"), "pooled (CLS)");
+  const Tensor want = load_tensor(file, "features");
+  double worst = 0;
+  const size_t per_image = want.data.size() / static_cast<size_t>(want.shape[0]);
+  for (int64_t b = 0; b < want.shape[0]; ++b)
+    worst = std::max(worst, test::compare(out->features, want, static_cast<size_t>(b) * per_image, per_image).rel_l2);
+  std::printf("parity %s/%s on %s: features worst-image rel L2 %.3g\n", lc.model.c_str(), lc.expected.c_str(),
+              lc.backend.c_str(), worst);
 }
 
 std::vector<LayoutCase> layout_cases() {
@@ -445,6 +455,76 @@ TEST(LayoutRecognitionTest, SingleNonCheckpointFileIsAnError) {
   expect_load_error(tmp.file("weights.pth"), "Meta's torch.save .pth");
   // A timm pytorch_model.bin given alone is not Meta's layout: its patch embedding is there, the periods are not.
   expect_load_error(test::fixture("models/tiny/pytorch_model.bin"), "no tensor 'rope_embed.periods'");
+}
+
+// ---- The command line on every layout ----
+
+int dinov3(std::vector<std::string> args) {
+  args.insert(args.begin(), "dinov3");
+  return cli::run_cli(args);
+}
+
+TEST(LayoutCliTest, InferFromAnImageFileGivesTheLayoutsNumbersAndReportsItsDefaults) {
+  for (const auto& [model, pre_file] : {std::pair{"tiny_hf", "preprocess_hf.safetensors"},
+                                        std::pair{"tiny_swiglu_qkvb_meta", "preprocess_meta.safetensors"}}) {
+    test::TempDir tmp;
+    const std::string dir = test::fixture(std::string("models/") + model);
+    ASSERT_EQ(dinov3({"infer", "--model", dir, "--image", test::fixture("images/chelsea.png"), "--save",
+                      tmp.file("out.safetensors"), "--output-dir", tmp.path(), "--runs", "1", "--warmup", "0"}),
+              0);
+    // The same numbers as the library on the reference tensor of that layout's preprocessing.
+    std::unique_ptr<Model> m = load_ok(dir);
+    ASSERT_TRUE(m);
+    Tensor input = load_tensor(test::fixture(pre_file), "chelsea.png");
+    input.shape.insert(input.shape.begin(), 1);
+    Result<ForwardOutput> want = m->forward(input);
+    ASSERT_TRUE(want.ok());
+    expect_close_per_image(load_tensor(tmp.file("out.safetensors"), "features"), want->features, model);
+    expect_close_per_image(load_tensor(tmp.file("out.safetensors"), "pooled"), want->pooled, model);
+
+    const auto report = nlohmann::json::parse(test::read_file(tmp.file("infer.json")));
+    EXPECT_EQ(report["model"]["layout"], std::string(model).ends_with("_hf") ? "hf" : "meta");
+    EXPECT_EQ(report["model"]["default_pool"], "token");
+    EXPECT_EQ(report["model"]["default_preprocess"]["crop_mode"], "squash");
+    EXPECT_EQ(report["model"]["default_preprocess"]["interpolation"], "bilinear");
+    EXPECT_EQ(report["pooled"]["pool"], "token");
+  }
+}
+
+TEST(LayoutCliTest, FlagsOverrideTheLayoutsDefaults) {
+  test::TempDir tmp;
+  const std::string dir = test::fixture("models/tiny_meta");
+  const std::string image = test::fixture("images/chelsea.png");
+  ASSERT_EQ(dinov3({"infer", "--model", dir, "--image", image, "--save", tmp.file("avg.safetensors"), "--pool", "avg",
+                    "--interpolation", "bicubic", "--mean", "0.5,0.5,0.5", "--output-dir", tmp.path(), "--runs", "1"}),
+            0);
+  std::unique_ptr<Model> m = load_ok(dir);
+  ASSERT_TRUE(m);
+  PreprocessConfig pc = *preprocess_config_for(m->config());
+  pc.interpolation = Interpolation::kBicubic;
+  pc.mean = {0.5f, 0.5f, 0.5f};
+  Result<Tensor> input = preprocess_image_file(image, pc);
+  ASSERT_TRUE(input.ok());
+  input->shape.insert(input->shape.begin(), 1);
+  ForwardOptions fo;
+  fo.pool = PoolMode::kAvg;
+  Result<ForwardOutput> want = m->forward(*input, fo);
+  ASSERT_TRUE(want.ok());
+  expect_close_per_image(load_tensor(tmp.file("avg.safetensors"), "pooled"), want->pooled, "avg pooled");
+  EXPECT_NE(dinov3({"infer", "--model", dir, "--image", image, "--std", "1,0,1", "--output-dir", tmp.path()}), 0);
+}
+
+TEST(LayoutCliTest, InfoNamesTheLayout) {
+  for (const char* model : {"tiny", "tiny_meta", "tiny_hf"}) {
+    testing::internal::CaptureStdout();
+    const int rc = dinov3({"info", "--model", test::fixture(std::string("models/") + model)});
+    const std::string out = testing::internal::GetCapturedStdout();
+    ASSERT_EQ(rc, 0) << model;
+    const std::string want = std::string(model) == "tiny" ? "timm" : std::string(model) == "tiny_meta" ? "meta" : "hf";
+    EXPECT_NE(out.find("layout:       " + want), std::string::npos) << out;
+    EXPECT_NE(out.find("pool:"), std::string::npos) << out;
+    EXPECT_NE(out.find("from:"), std::string::npos) << out;
+  }
 }
 
 }  // namespace
