@@ -36,8 +36,8 @@ def build_repo(folder, lfs_names):
         with open(os.path.join(folder, name), "rb") as f:
             files[name] = (f.read(), name in lfs_names)
     files["README.md"] = (README, False)
-    files[".gitattributes"] = (b"".join(b"%s filter=lfs diff=lfs merge=lfs -text\n" % n.encode() for n in lfs_names),
-                               False)
+    attributes = b"".join(b"%s filter=lfs diff=lfs merge=lfs -text\n" % n.encode() for n in sorted(lfs_names))
+    files[".gitattributes"] = (attributes, False)
     files["nested/deeper/notes.txt"] = (NOTES, False)
     return files
 
