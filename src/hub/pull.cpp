@@ -57,6 +57,16 @@ struct Session {
     on_event(e);
   }
   std::string where() const { return repo_id + "@" + revision; }
+  // Says how many files the commit gives; returns the event each file's events start from.
+  PullEvent announce(size_t count, const std::string& commit) const {
+    PullEvent e;
+    e.kind = PullEvent::Kind::kListed;
+    e.count = static_cast<int>(count);
+    e.message = commit;
+    emit(e);
+    e.message.clear();
+    return e;
+  }
 };
 
 std::string read_token() {
@@ -516,11 +526,7 @@ Result<PullResult> pull_offline(const Session& s, const PullOptions& o, const fs
                                                 ".pth)" + hint);
   }
   const std::vector<std::string> files = select_files(present, o.include);
-  PullEvent event;
-  event.kind = PullEvent::Kind::kListed;
-  event.count = static_cast<int>(files.size());
-  event.message = result.commit;
-  s.emit(event);
+  PullEvent event = s.announce(files.size(), result.commit);
   for (size_t i = 0; i < files.size(); ++i) {
     PulledFile pf;
     pf.name = files[i];
@@ -554,15 +560,10 @@ Result<PullResult> pull_online(const Session& s, const PullOptions& o, const fs:
   for (const auto& f : files) {
     if (!is_safe_relative(f)) return make_error(ErrorCode::kFormatError, s.where() + ": unsafe file name '" + f + "'");
   }
-  PullEvent event;
-  event.kind = PullEvent::Kind::kListed;
-  event.count = static_cast<int>(files.size());
-  event.message = listing.commit;
-  s.emit(event);
+  PullEvent event = s.announce(files.size(), listing.commit);
   for (size_t i = 0; i < files.size(); ++i) {
     event.file = files[i];
     event.index = static_cast<int>(i);
-    event.message.clear();
     DINOV3_ASSIGN_OR_RETURN(PulledFile pf, pull_file(s, repo_dir, listing.commit, files[i], o.max_retries, event));
     result.files.push_back(std::move(pf));
   }
