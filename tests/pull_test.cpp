@@ -378,6 +378,19 @@ TEST_F(Pull, ClearErrors) {
   EXPECT_NE(r.status().message().find("HF_HUB_OFFLINE=1"), std::string::npos);
 }
 
+// A cache that cannot be written (here blobs/ is a file: root ignores permissions) is an error naming the path.
+TEST_F(Pull, ADiskErrorNamesThePath) {
+  HubServer server;
+  fs::create_directories(repo_dir());
+  test::write_file((repo_dir() / "blobs").string(), "in the way");
+  Result<PullResult> r = pull_repo(options(server));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find((repo_dir() / "blobs").string() + ": cannot create"), std::string::npos)
+      << r.status().message();
+  EXPECT_FALSE(fs::exists(repo_dir() / "snapshots"));
+  EXPECT_FALSE(fs::exists(repo_dir() / "refs"));
+}
+
 TEST_F(Pull, FollowsTheRelativeRedirectsOfARenamedRepository) {
   HubServer server({"--renamed", "timm/old-name"});
   Result<PullResult> r = pull_repo(options(server, "timm/old-name"));
