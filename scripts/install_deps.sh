@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config git
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line
+  libcurl4-openssl-dev libssl-dev              # dinov3 pull: HTTP, sha256 (libcrypto)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
 )
 
