@@ -70,11 +70,21 @@ void describe_model_source(const LoadedModel& m) {
       m.model->directory().c_str(), kDefaultModelId);
 }
 
+void add_size_options(CLI::App& cmd, InputSize* size) {
+  auto* s = cmd.add_option("--size", size->size,
+                           "square model input: each side S rounded to the nearest multiple of the patch size (16)");
+  auto* l = cmd.add_option("--long-side", size->long_side,
+                           "model input keeping the image's aspect ratio: longer side L, shorter L * short / long, "
+                           "each rounded to the nearest multiple of the patch size (16)");
+  s->excludes(l);
+}
+
 void add_input_options(CLI::App& cmd, InputOptions* opts) {
   cmd.add_option("--image,-i", opts->images, "image file(s), run as one batch (JPEG, PNG, WebP, BMP)");
   cmd.add_option("--input-tensor", opts->input_tensor, "preprocessed input [B,3,H,W]: FILE.safetensors[:NAME]");
   cmd.add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
   cmd.add_option("--max-pixels", opts->max_pixels, "refuse images with more pixels than this")->capture_default_str();
+  add_size_options(cmd, &opts->size);
 }
 
 std::vector<std::string> bundled_sample_images() {
@@ -87,6 +97,9 @@ Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::ve
     return make_error(ErrorCode::kInvalidArgument, "give --image or --input-tensor, not both");
   }
   labels->clear();
+  if (!opts.input_tensor.empty() && opts.size.given()) {
+    return make_error(ErrorCode::kInvalidArgument, "--size and --long-side apply to images, not to --input-tensor");
+  }
   if (!opts.input_tensor.empty()) {
     DINOV3_ASSIGN_OR_RETURN(Tensor t, load_input_tensor(opts.input_tensor));
     if (t.shape.size() == 3) t.shape.insert(t.shape.begin(), 1);  // one [C, H, W] image
@@ -95,12 +108,11 @@ Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::ve
     return t;
   }
   if (opts.images.empty()) return make_error(ErrorCode::kInvalidArgument, "no input: give --image or --input-tensor");
-  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for(model.config()));
   DecodeOptions dec;
   dec.exif_transpose = opts.exif_transpose;
   dec.max_pixels = opts.max_pixels;
   *labels = opts.images;
-  return load_image_batch(opts.images, pc, dec);
+  return load_image_batch(opts.images, model.config(), opts.size, dec);
 }
 
 Result<Tensor> load_input_tensor(const std::string& spec) {

@@ -43,6 +43,7 @@ struct EmbedOptions {
   int workers = 1;
   bool exif_transpose = false;
   int64_t max_pixels = DecodeOptions{}.max_pixels;
+  InputSize size;
 };
 
 bool has_image_extension(const fs::path& p) {
@@ -185,7 +186,7 @@ Result<int> run_embed(const EmbedOptions& o) {
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
   Model& model = *loaded.model;
   const ModelConfig& c = model.config();
-  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for(c));
+  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for_size(c, o.size));
   const int64_t T = c.tokens_for(pc.height, pc.width), D = c.embed_dim;
   Shape row_shape = {D};
   if (o.features) row_shape = {T, D};
@@ -299,6 +300,7 @@ Command add_embed_command(CLI::App& app) {
   cmd->add_option("--workers", opts->workers, "decoding threads")->capture_default_str();
   cmd->add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
   cmd->add_option("--max-pixels", opts->max_pixels, "skip images with more pixels than this")->capture_default_str();
+  add_size_options(*cmd, &opts->size);
   return {cmd, [opts]() { return run_embed(*opts); }};
 }
 
