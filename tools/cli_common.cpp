@@ -76,6 +76,8 @@ void add_size_options(CLI::App& cmd, InputSize* size) {
   auto* l = cmd.add_option("--long-side", size->long_side,
                            "model input keeping the image's aspect ratio: longer side L, shorter L * short / long, "
                            "each rounded to the nearest multiple of the patch size (16)");
+  s->check(CLI::PositiveNumber);
+  l->check(CLI::PositiveNumber);
   s->excludes(l);
 }
 
