@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dinov3/image.h"
+#include "image/png_handlers.h"
 #include "io/file_util.h"
 
 namespace dinov3 {
@@ -23,14 +24,6 @@ struct PngWriter {
   bool out_of_memory = false;
   char message[256] = {};
 };
-
-[[noreturn]] void on_png_error(png_structp png, png_const_charp message) {
-  auto* w = static_cast<PngWriter*>(png_get_error_ptr(png));
-  std::snprintf(w->message, sizeof(w->message), "%s", message);
-  png_longjmp(png, 1);
-}
-
-void on_png_warning(png_structp, png_const_charp) {}
 
 void append_bytes(png_structp png, png_bytep data, size_t n) {
   auto* w = static_cast<PngWriter*>(png_get_io_ptr(png));
@@ -68,7 +61,8 @@ Result<std::vector<uint8_t>> encode_png(const ImageRGB8& image) {
   std::vector<uint8_t> bytes;
   PngWriter w;
   w.out = &bytes;
-  w.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w, on_png_error, on_png_warning);
+  w.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w, image_detail::on_png_error<PngWriter>,
+                                  image_detail::on_png_warning);
   if (w.png == nullptr) return make_error(ErrorCode::kOutOfMemory, "cannot create a PNG writer");
   w.info = png_create_info_struct(w.png);
   if (w.info == nullptr) {
