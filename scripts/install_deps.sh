@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
-  libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders
+  libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders (libpng also writes the pictures)
+  libeigen3-dev                                # PCA of dense features
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line
   libcurl4-openssl-dev libssl-dev              # dinov3 pull: HTTP, sha256 (libcrypto)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks

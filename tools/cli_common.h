@@ -9,6 +9,7 @@
 
 #include "dinov3/image.h"
 #include "dinov3/model.h"
+#include "dinov3/pipeline.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
 
@@ -38,19 +39,26 @@ struct PreprocessOverrides {
   std::string crop_mode;      // center | squash | border
   double crop_pct = 0;
   std::vector<float> mean, std;
+  bool given() const { return !interpolation.empty() || !crop_mode.empty() || crop_pct != 0 || !mean.empty() || !std.empty(); }
 };
 void add_preprocess_options(CLI::App& cmd, PreprocessOverrides* opts);
-// The model's preprocessing (its layout's defaults) with the overrides applied.
-Result<PreprocessConfig> preprocess_for(const Model& model, const PreprocessOverrides& overrides);
+// The model's configuration with its preprocessing (its layout's defaults) overridden by the flags.
+Result<ModelConfig> with_preprocess_overrides(const ModelConfig& config, const PreprocessOverrides& overrides);
 nlohmann::ordered_json preprocess_json(const PreprocessConfig& config);
 
 // Inputs given as images (preprocessed as the model's layout says) or a preprocessed tensor.
+// --size S / --long-side L: the resolution of the model input (dinov3/pipeline.h, InputSize).
+void add_size_options(CLI::App& cmd, InputSize* size);
+
+// Inputs given as images (preprocessed as the model's config says, at --size / --long-side when given)
+// or a preprocessed tensor.
 struct InputOptions {
   PreprocessOverrides preprocess;
   std::vector<std::string> images;
   std::string input_tensor;  // FILE.safetensors[:NAME]
   bool exif_transpose = false;
   int64_t max_pixels = DecodeOptions{}.max_pixels;
+  InputSize size;
 };
 void add_input_options(CLI::App& cmd, InputOptions* opts);
 // The bundled sample photographs (for commands that run on something when given nothing).

@@ -44,6 +44,7 @@ struct EmbedOptions {
   bool exif_transpose = false;
   int64_t max_pixels = DecodeOptions{}.max_pixels;
   PreprocessOverrides preprocess;
+  InputSize size;
 };
 
 bool has_image_extension(const fs::path& p) {
@@ -186,7 +187,8 @@ Result<int> run_embed(const EmbedOptions& o) {
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
   Model& model = *loaded.model;
   const ModelConfig& c = model.config();
-  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_for(model, o.preprocess));
+  DINOV3_ASSIGN_OR_RETURN(const ModelConfig preprocess_model, with_preprocess_overrides(c, o.preprocess));
+  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for_size(preprocess_model, o.size));
   const int64_t T = c.tokens_for(pc.height, pc.width), D = c.embed_dim;
   Shape row_shape = {D};
   if (o.features) row_shape = {T, D};
@@ -301,6 +303,7 @@ Command add_embed_command(CLI::App& app) {
   cmd->add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
   cmd->add_option("--max-pixels", opts->max_pixels, "skip images with more pixels than this")->capture_default_str();
   add_preprocess_options(*cmd, &opts->preprocess);
+  add_size_options(*cmd, &opts->size);
   return {cmd, [opts]() { return run_embed(*opts); }};
 }
 
