@@ -7,6 +7,8 @@ packages=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
+  python3-dev pybind11-dev python3-pybind11    # the Python module
+  python3-numpy python3-pytest python3-pil python3-setuptools  # the Python package, its tests, pip install
 )
 
 missing=()
