@@ -61,7 +61,7 @@ Result<ModelLocation> resolve_model(const std::string& spec) {
   ModelLocation loc;
   std::error_code ec;
   if (spec.empty()) return make_error(ErrorCode::kInvalidArgument, "no model given");
-  if (fs::is_directory(spec, ec)) {
+  if (fs::is_directory(spec, ec) || fs::is_regular_file(spec, ec)) {  // a folder, or Meta's .pth itself
     loc.dir = spec;
     loc.searched.push_back(spec);
     return loc;

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+import dinov3
+
 from conftest import MODELS, assert_close_per_image, load_model, read_safetensors
 
 CASES = sorted((d.name, f.name) for d in MODELS.iterdir() if d.is_dir() for f in d.glob("expected*.safetensors"))
@@ -66,3 +68,11 @@ def test_config_describes_the_model():
     hf = load_model("tiny_hf").config
     assert (hf["layout"], hf["global_pool"], hf["interpolation"], hf["crop_mode"]) == ("hf", "token", "bilinear", "squash")
     assert load_model("tiny_meta").config["layout"] == "meta"
+
+
+def test_a_meta_pth_file_loads_as_its_folder():
+    folder = MODELS / "tiny_meta"
+    (pth,) = folder.glob("*.pth")
+    from_file = dinov3.Model(str(pth))
+    want = read_safetensors(folder / "expected.safetensors")
+    assert_close_per_image(from_file.forward(want["input"]).pooled, want["pooled"])
