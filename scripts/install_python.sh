@@ -11,4 +11,6 @@ cmake --build build -j"$jobs" --target dinov3_python
 SUDO=""
 if [ ! -w "$prefix" ] && [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 $SUDO cmake --install build --component python --prefix "$prefix"
-/usr/bin/python3 -c "import dinov3; print('dinov3', dinov3.__version__, 'installed:', dinov3.__file__)"
+dest=$prefix/lib/$(/usr/bin/python3 -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')/dist-packages
+# Checked from / so the source tree is not what gets imported (PYTHONPATH only matters for another PREFIX).
+(cd / && PYTHONPATH=$dest /usr/bin/python3 -c "import dinov3; print('dinov3', dinov3.__version__, 'installed:', dinov3.__file__)")
