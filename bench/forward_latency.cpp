@@ -1,6 +1,6 @@
 // Batch-1 forward latency through the C++ API, the baseline bench/python_overhead.py compares the Python
-// binding against: forward_latency MODEL_DIR RUNS [THREADS]. Prints one line per timed forward (ms),
-// after two untimed warm-up runs, on a zero input of the model's input size.
+// binding against: forward_latency MODEL_DIR RUNS [THREADS [SIZE]]. Prints one line per timed forward (ms),
+// after two untimed warm-up runs, on a zero input of the model's input size (or SIZE x SIZE).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR RUNS [THREADS]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR RUNS [THREADS [SIZE]]\n", argv[0]);
     return 2;
   }
   dinov3::LoadOptions lo;
@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", pc.status().message().c_str());
     return 1;
   }
-  const dinov3::Tensor input({1, 3, pc->height, pc->width});
+  const int size = argc > 4 ? std::atoi(argv[4]) : 0;
+  const dinov3::Tensor input({1, 3, size > 0 ? size : pc->height, size > 0 ? size : pc->width});
   const int runs = std::atoi(argv[2]);
   for (int i = -2; i < runs; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
