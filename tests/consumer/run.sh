@@ -17,7 +17,8 @@ echo "== find_package"
 cmake -S "$here" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/build" -j2 >/dev/null
 "$work/build/consumer_shared" "$model" "$expected"
-ldd "$work/build/consumer_shared" | grep -q "libdinov3.so.0 => $prefix" || { echo "consumer_shared does not use $prefix's libdinov3.so.0"; exit 1; }
+libs=$(ldd "$work/build/consumer_shared")  # whole, before grep: grep -q under pipefail can fail ldd with SIGPIPE
+grep -q "libdinov3.so.0 => $prefix" <<<"$libs" || { echo "consumer_shared does not use $prefix's libdinov3.so.0"; exit 1; }
 "$work/build/consumer_static" "$model" "$expected"
 
 echo "== pkg-config"
