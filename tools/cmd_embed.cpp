@@ -7,18 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <mutex>
-#include <thread>
 
 #include "cli_common.h"
 #include "commands.h"
 #include "dinov3/pipeline.h"
 #include "embed_store.h"
-#include "util/cpu_info.h"
 
 namespace dinov3::cli {
 
@@ -86,84 +81,6 @@ Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& s
   return out;
 }
 
-// Preprocessed images, produced in input order by worker threads a bounded distance ahead of the model.
-class Prefetcher {
- public:
-  struct Item {
-    bool ok = false;
-    std::string reason;
-    Tensor chw;
-  };
-
-  Prefetcher(const std::vector<std::string>& paths, size_t first, size_t window, int workers,
-             const PreprocessConfig& pc, const DecodeOptions& dec)
-      : paths_(paths), next_(first), consume_(first), window_(window), pc_(pc), dec_(dec) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
-  }
-  ~Prefetcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  Item take(size_t index) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return ready_.count(index) > 0; });
-    Item item = std::move(ready_[index]);
-    ready_.erase(index);
-    consume_ = index + 1;
-    cv_.notify_all();
-    return item;
-  }
-
- private:
-  void run() {
-    for (;;) {
-      size_t index;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || (next_ < paths_.size() && next_ < consume_ + window_); });
-        if (stop_) return;
-        index = next_++;
-      }
-      Item item;
-      Result<Tensor> t = preprocess_image_file(paths_[index], pc_, dec_);
-      if (t.ok()) {
-        item.ok = true;
-        item.chw = std::move(t).value();
-      } else {
-        item.reason = t.status().message();
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        ready_[index] = std::move(item);
-      }
-      cv_.notify_all();
-    }
-  }
-
-  const std::vector<std::string>& paths_;
-  size_t next_, consume_, window_;
-  PreprocessConfig pc_;
-  DecodeOptions dec_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<size_t, Item> ready_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
-void l2_normalize_rows(float* data, size_t rows, size_t width) {
-  for (size_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (size_t i = 0; i < width; ++i) ss += static_cast<double>(data[r * width + i]) * data[r * width + i];
-    const double inv = ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
-    for (size_t i = 0; i < width; ++i) data[r * width + i] = static_cast<float>(data[r * width + i] * inv);
-  }
-}
-
 std::string format_duration(double s) {
   char buf[32];
   if (s >= 3600) std::snprintf(buf, sizeof(buf), "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
@@ -208,7 +125,7 @@ Result<int> run_embed(const EmbedOptions& o) {
   DecodeOptions dec;
   dec.exif_transpose = o.exif_transpose;
   dec.max_pixels = o.max_pixels;
-  Prefetcher prefetch(paths, start, static_cast<size_t>(o.batch_size) * 3, o.workers, pc, dec);
+  ImagePrefetcher prefetch(paths, start, static_cast<size_t>(o.batch_size) * 3, o.workers, pc, dec);
   ForwardOptions fo;
   fo.pool = pool;
   fo.intermediate_blocks = o.layers;
@@ -221,7 +138,7 @@ Result<int> run_embed(const EmbedOptions& o) {
     Tensor batch({o.batch_size, 3, pc.height, pc.width});
     int64_t n = 0;
     for (; i < paths.size() && n < o.batch_size; ++i) {
-      Prefetcher::Item item = prefetch.take(i);
+      ImagePrefetcher::Item item = prefetch.take(i);
       if (!item.ok) {
         entries.push_back({paths[i], false, item.reason});
         ++skipped;

@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "dinov3/tensor_file.h"
-#include "io/file_util.h"
+#include "dinov3/files.h"
 
 namespace dinov3::cli {
 

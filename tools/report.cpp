@@ -5,10 +5,10 @@
 #include <filesystem>
 
 #include "cli_common.h"
+#include "dinov3/files.h"
+#include "dinov3/machine.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/version.h"
-#include "io/file_util.h"
-#include "util/cpu_info.h"
 
 namespace dinov3::cli {
 

@@ -151,14 +151,11 @@ class Model {
   Result<ForwardOutput> forward(const Tensor& input, const ForwardOptions& options = {});
 
  private:
+  // Defined in src/model/model.cpp: the weights as the backend prepared them, the activation plan for the
+  // last input shape, and what one forward pass returns.
   struct Weights;
   struct Activations;
-  struct Pass {
-    std::vector<int> blocks;  // intermediate blocks to return, in the order asked
-    bool norm_blocks = false;
-    bool keep_embed = false;
-    bool mean_pool = true;
-  };
+  struct Pass;
   Model();
   Status prepare_activations(int64_t batch, int64_t height, int64_t width);
   // One pass of n images through every block; outputs land at images [b0, b0 + n) of `out`.

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,5 +62,38 @@ Result<PreprocessConfig> preprocess_config_for_size(const ModelConfig& config, c
 // out the same size to form one batch (--long-side on images of different aspect ratios does not).
 Result<Tensor> load_image_batch(const std::vector<std::string>& paths, const ModelConfig& config,
                                 const InputSize& size, const DecodeOptions& options = {});
+
+// Scales each of `rows` vectors of `width` floats to unit L2 norm (an all-zero vector stays zero): embed's
+// --normalize, and Python's embed(normalize=True).
+void l2_normalize_rows(float* data, size_t rows, size_t width);
+
+// Decodes and preprocesses image files on worker threads, a bounded distance ahead of the consumer, and
+// hands them out in input order: the decode-ahead stage of `dinov3 embed` and of Python's Model.embed.
+// An unreadable file is an item with ok == false and the reason, never an error of the whole run.
+// One consumer thread calls take(); the workers stop and are joined when the prefetcher is destroyed.
+class ImagePrefetcher {
+ public:
+  struct Item {
+    bool ok = false;
+    std::string reason;  // why the file was skipped ("photo.jpg: truncated JPEG data")
+    Tensor chw;          // [3, height, width] when ok
+  };
+
+  // Starts `workers` threads over paths[first, end). At most `window` items are decoded ahead of the
+  // last one taken.
+  ImagePrefetcher(std::vector<std::string> paths, size_t first, size_t window, int workers,
+                  const PreprocessConfig& config, const DecodeOptions& options = {});
+  ~ImagePrefetcher();
+  ImagePrefetcher(const ImagePrefetcher&) = delete;
+  ImagePrefetcher& operator=(const ImagePrefetcher&) = delete;
+
+  const std::vector<std::string>& paths() const;
+  // The item for paths()[index], waiting for it if needed. Indices are taken in increasing order.
+  Item take(size_t index);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace dinov3

@@ -31,6 +31,13 @@ struct Model::Weights {
 // never overlap share a buffer: the normed stream h is dead once qkv is computed, so the attention output
 // goes there; qkv is dead once attention has run, so the MLP's hidden activations go there. Per token row
 // that is D + D + max(3D, hidden) floats instead of 5D + hidden (ViT-S: 2304 instead of 3456).
+struct Model::Pass {
+  std::vector<int> blocks;  // intermediate blocks to return, in the order asked
+  bool norm_blocks = false;
+  bool keep_embed = false;
+  bool mean_pool = true;
+};
+
 struct Model::Activations {
   int64_t batch = 0, height = 0, width = 0;
   std::unique_ptr<DeviceBuffer> image;   // (B, C, H, W)

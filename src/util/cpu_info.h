@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "dinov3/machine.h"  // cpu_brand_string, cpu_core_count
+
 namespace dinov3 {
 
 struct CpuFeatures {
@@ -13,7 +15,5 @@ struct CpuFeatures {
 
 // Raw capabilities: cpuid bits, masked by what XCR0 says the OS saves (YMM for AVX, ZMM+opmask for AVX-512).
 const CpuFeatures& cpu_features();
-std::string cpu_brand_string();  // "Intel(R) Xeon(R) ..." or "unknown CPU"
-int cpu_core_count();            // logical processors this process may run on
 
 }  // namespace dinov3
