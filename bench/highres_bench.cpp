@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "dinov3/metrics.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "util/cpu_info.h"
@@ -62,11 +63,7 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+double median(std::vector<double> v) { return summarize_latencies(std::move(v)).p50; }
 
 double cpu_seconds() {
   timespec t{};
@@ -99,9 +96,10 @@ Sample measure(const Options& o, const std::string& precision, int size) {
     if (i >= o.warmup) ms.push_back(t);
   }
   s.cpu_ms = (cpu_seconds() - cpu0) * 1e3 / o.runs;
-  s.ms_p50 = median(ms);
-  s.ms_min = *std::min_element(ms.begin(), ms.end());
-  s.ms_max = *std::max_element(ms.begin(), ms.end());
+  const LatencyStats stats = summarize_latencies(ms);
+  s.ms_p50 = stats.p50;
+  s.ms_min = stats.min;
+  s.ms_max = stats.max;
   s.threads = (*model)->backend().threads();
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
