@@ -2,6 +2,9 @@
 // through the cpu backend, per precision. Prints a table of ms per image, GFLOP/s (forward_flops) and its
 // share of the machine's FMA peak, the GFLOP/s ratio to the smallest size, and peak resident memory.
 //
+// GFLOP per CPU-second (process CPU time of all threads, against one core's peak) is the steadier figure
+// when other work shares the cores: time a process waits for a core does not count.
+//
 // Each (round, precision, size) runs in a child process of its own, so its peak RSS (getrusage) is its
 // own, and rounds repeat the whole sweep: a shared machine drifts between fast and slow stretches, so
 // every figure is the median over rounds with its range, and the ratios are taken within a round before
@@ -15,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "dinov3/metrics.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "util/cpu_info.h"
@@ -44,6 +50,7 @@ struct Options {
 // What a child reports back through its pipe.
 struct Sample {
   double ms_p50 = 0, ms_min = 0, ms_max = 0;
+  double cpu_ms = 0;  // process CPU time per forward (all threads), mean over the timed runs
   long peak_rss_kb = 0;
   int threads = 0;
   char error[200] = {};
@@ -56,10 +63,12 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+double median(std::vector<double> v) { return summarize_latencies(std::move(v)).p50; }
+
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
 Sample measure(const Options& o, const std::string& precision, int size) {
@@ -77,16 +86,20 @@ Sample measure(const Options& o, const std::string& precision, int size) {
   Result<Tensor> input = load_image_batch({o.image}, (*model)->config(), InputSize{size, 0});
   if (!input.ok()) return fail(input.status().message());
   std::vector<double> ms;
+  double cpu0 = 0;
   for (int i = 0; i < o.warmup + o.runs; ++i) {
+    if (i == o.warmup) cpu0 = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     Result<ForwardOutput> out = (*model)->forward(*input);
     if (!out.ok()) return fail(out.status().message());
     const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= o.warmup) ms.push_back(t);
   }
-  s.ms_p50 = median(ms);
-  s.ms_min = *std::min_element(ms.begin(), ms.end());
-  s.ms_max = *std::max_element(ms.begin(), ms.end());
+  s.cpu_ms = (cpu_seconds() - cpu0) * 1e3 / o.runs;
+  const LatencyStats stats = summarize_latencies(ms);
+  s.ms_p50 = stats.p50;
+  s.ms_min = stats.min;
+  s.ms_max = stats.max;
   s.threads = (*model)->backend().threads();
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -157,32 +170,36 @@ int run(Options o) {
   std::printf("%s, %d thread(s), %s, %d round(s) x %d runs (+%d warm-up), photo %s\n", cpu.c_str(),
               threads, config.architecture.c_str(), o.rounds, o.runs, o.warmup, o.image.c_str());
   std::printf("\n| precision | size | tokens | GFLOP | ms (median of rounds) | rounds' range | GFLOP/s | of peak |"
-              " vs %d (range) | peak RSS | [heads,T,T] scores |\n",
-              o.sizes.front());
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+              " vs %d (range) | GFLOP per CPU-s | vs %d | peak RSS | [heads,T,T] scores |\n",
+              o.sizes.front(), o.sizes.front());
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& p : o.precisions) {
     const double peak = peak_per_core(p) * threads;
+    const double gflop0 = forward_flops(config, o.sizes.front(), o.sizes.front()) * 1e-9;
     for (int size : o.sizes) {
       const std::vector<Sample>& v = samples[p][size];
+      const std::vector<Sample>& v0 = samples[p][o.sizes.front()];
       const double gflop = forward_flops(config, size, size) * 1e-9;
-      std::vector<double> ms, ratio;
+      std::vector<double> ms, ratio, cpu_rate, cpu_ratio;
       long rss = 0;
       for (size_t r = 0; r < v.size(); ++r) {
         ms.push_back(v[r].ms_p50);
-        // GFLOP/s ratio within the round: (gflop / ms) / (gflop0 / ms0).
-        const double base = forward_flops(config, o.sizes.front(), o.sizes.front()) * 1e-9 /
-                            samples[p][o.sizes.front()][r].ms_p50;
-        ratio.push_back(gflop / v[r].ms_p50 / base);
+        // Ratios within the round: (gflop / ms) / (gflop0 / ms0), and the same per CPU second.
+        ratio.push_back(gflop / v[r].ms_p50 / (gflop0 / v0[r].ms_p50));
+        cpu_rate.push_back(gflop / v[r].cpu_ms * 1e3);
+        cpu_ratio.push_back(gflop / v[r].cpu_ms / (gflop0 / v0[r].cpu_ms));
         rss = std::max(rss, v[r].peak_rss_kb);
       }
       const double ms50 = median(ms), rate = gflop / ms50 * 1e3;
       const int64_t T = config.tokens_for(size, size);
       const double scores_mb = static_cast<double>(config.num_heads) * static_cast<double>(T * T) * 4.0 / 1048576.0;
-      std::printf("| %s | %d | %lld | %.1f | %.1f | %.1f-%.1f | %.0f | %.0f%% | %.2f (%.2f-%.2f) | %ld MB | %.0f MB |\n",
+      std::printf("| %s | %d | %lld | %.1f | %.1f | %.1f-%.1f | %.0f | %.0f%% | %.2f (%.2f-%.2f) | %.0f (%.0f%%) | %.2f |"
+                  " %ld MB | %.0f MB |\n",
                   p.c_str(), size, static_cast<long long>(T), gflop, ms50, *std::min_element(ms.begin(), ms.end()),
                   *std::max_element(ms.begin(), ms.end()), rate, 100.0 * rate / peak, median(ratio),
                   *std::min_element(ratio.begin(), ratio.end()), *std::max_element(ratio.begin(), ratio.end()),
-                  rss / 1024, scores_mb);
+                  median(cpu_rate), 100.0 * median(cpu_rate) / peak_per_core(p), median(cpu_ratio), rss / 1024,
+                  scores_mb);
     }
   }
   std::printf("\nPeak: %.0f GFLOP/s per core fp32 FMA, %.0f bf16 dot products (x %d threads).\n", peak_per_core("fp32"),

@@ -514,6 +514,9 @@ TEST(DenseCli, BadInputIsAClearError) {
   test::TempDir tmp;
   ImageRGB8 small{12, 40, std::vector<uint8_t>(12 * 40 * 3, 100)};
   ASSERT_TRUE(write_png_file(tmp.file("small.png"), small, false).ok());
+  const test::CommandResult tiny = dinov3("pca --model " + kTiny + " " + kChelsea + " -o " + tmp.file("tiny.png") +
+                                          " --components-out " + tmp.file("tiny_pca.safetensors"));
+  ASSERT_EQ(tiny.exit_code, 0) << tiny.out;
   struct Case {
     std::string args;
     int exit_code;
@@ -531,6 +534,10 @@ TEST(DenseCli, BadInputIsAClearError) {
            Case{"infer " + m + "--image " + kChelsea + " --image " + kPortrait + " --long-side 700 --output-dir " + tmp.path(),
                 1, "one batch needs one size"},
            Case{"embed " + m + kChelsea + " -o " + tmp.file("e.npy") + " --long-side 700", 1, "use --size"},
+           Case{"pca " + m + kChelsea + " --components-in " + tmp.file("tiny_pca.safetensors") + " -o " + tmp.file("p.png"),
+                1, "the saved PCA is for features of width 64, this model's are 384"},
+           Case{"pca " + m + kChelsea + " --components-in " + kVits + "/expected.safetensors -o " + tmp.file("p.png"), 1,
+                "not a file saved by --components-out"},
        }) {
     SCOPED_TRACE(c.args);
     const test::CommandResult r = dinov3(c.args);
@@ -538,6 +545,7 @@ TEST(DenseCli, BadInputIsAClearError) {
     EXPECT_NE(r.out.find(c.says), std::string::npos) << r.out;
   }
   EXPECT_FALSE(fs::exists(tmp.file("s.png")));
+  EXPECT_FALSE(fs::exists(tmp.file("p.png")));
 }
 
 TEST(DenseCli, OutputsAreNamedAndNeverWrittenOverUnasked) {

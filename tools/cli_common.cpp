@@ -119,10 +119,11 @@ nlohmann::ordered_json preprocess_json(const PreprocessConfig& p) {
 
 void add_size_options(CLI::App& cmd, InputSize* size) {
   auto* s = cmd.add_option("--size", size->size,
-                           "square model input: each side S rounded to the nearest multiple of the patch size (16)");
+                           "square model input: each side S rounded to the nearest multiple of the patch size "
+                           "(16; halves up, at least one patch)");
   auto* l = cmd.add_option("--long-side", size->long_side,
                            "model input keeping the image's aspect ratio: longer side L, shorter L * short / long, "
-                           "each rounded to the nearest multiple of the patch size (16)");
+                           "each rounded as --size");
   s->check(CLI::PositiveNumber);
   l->check(CLI::PositiveNumber);
   s->excludes(l);

@@ -51,14 +51,15 @@ std::string picture_path(const std::string& input, const std::string& folder, co
 Status check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs, bool overwrite) {
   std::map<std::string, size_t> seen;
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const std::string key = fs::weakly_canonical(outputs[i]).string();
+    std::error_code ec;
+    std::string key = fs::weakly_canonical(outputs[i], ec).string();
+    if (ec) key = outputs[i];
     if (auto it = seen.find(key); it != seen.end()) {
       return make_error(ErrorCode::kInvalidArgument, inputs[it->second] + " and " + inputs[i] +
                                                          " would both be written to " + outputs[i] +
                                                          " (give -o a folder of its own per name, or rename one)");
     }
     seen[key] = i;
-    std::error_code ec;
     for (const auto& in : inputs) {
       if (fs::equivalent(outputs[i], in, ec)) {
         return make_error(ErrorCode::kInvalidArgument, outputs[i] + " is an input image; it is never written over");
