@@ -4,6 +4,7 @@
 # `/usr/bin/python3 -c "import dinov3"` works. Usage: scripts/install_python.sh [PREFIX]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install_deps.sh
 prefix=${1:-/usr/local}
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDINOV3_BUILD_PYTHON=ON -DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
