@@ -16,6 +16,10 @@ void Report::line(const std::string& text) {
   lines_.push_back(text);
 }
 
+void Report::backend_notes(const Backend& backend) {
+  for (const std::string& note : backend.notes()) line("note:     " + note);
+}
+
 Status Report::write(const std::string& output_dir) {
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
@@ -48,6 +52,7 @@ nlohmann::ordered_json run_context(Model& model) {
       {"device", be.device()},
       {"threads", be.threads()},
       {"precision", precision_name(be.precision())},
+      {"notes", be.notes()},
       {"build", {{"version", version_string()}, {"commit", build_commit()}}},
       {"date", utc_timestamp()},
   };

@@ -70,6 +70,10 @@ Result<ImageRGB8> resize_rgb8(const ImageRGB8& in, int out_w, int out_h, Interpo
 // config.height x config.width. 8-bit in, 8-bit out.
 Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config);
 
+// Normalize's settings are usable: every mean and std finite, every std positive, and every normalised
+// value (v - mean) / std for v in [0, 1] finite in float32. kInvalidArgument naming the channel otherwise.
+Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std);
+
 // ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32. `image` must already be
 // config.width x config.height; `out` holds 3 * height * width floats.
 Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out);

@@ -2,6 +2,7 @@
 // Normalize. The crop is folded into the resize: only the pixels that survive it are computed.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -9,6 +10,7 @@
 #include "dinov3/image.h"
 #include "image/decoders.h"
 #include "image/resample.h"
+#include "util/alloc_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -99,9 +101,7 @@ Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& co
   return g;
 }
 
-}  // namespace
-
-Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config) {
+Result<ImageRGB8> transform_unguarded(const ImageRGB8& in, const PreprocessConfig& config) {
   if (in.width <= 0 || in.height <= 0 || in.pixels.size() != size_t(in.width) * size_t(in.height) * 3) {
     return make_error(ErrorCode::kInvalidArgument,
                       "preprocess: the image is empty or its pixel buffer has the wrong size");
@@ -128,6 +128,27 @@ Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& co
   return out;
 }
 
+}  // namespace
+
+Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config) {
+  return guard_allocations("preprocess", [&] { return transform_unguarded(in, config); });
+}
+
+Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  for (int c = 0; c < 3; ++c) {
+    char which[96];
+    std::snprintf(which, sizeof(which), "normalize: channel %d has mean %g and std %g", c, mean[c], std[c]);
+    if (!std::isfinite(mean[c]) || !std::isfinite(std[c]) || !(std[c] > 0.0f))
+      return make_error(ErrorCode::kInvalidArgument, std::string(which) + "; both must be finite and std positive");
+    // The output is monotonic in the pixel value, so its two ends bound every normalised value.
+    for (const float v : {0.0f, 1.0f}) {
+      if (!std::isfinite((v - mean[c]) / std[c]))
+        return make_error(ErrorCode::kInvalidArgument, std::string(which) + "; the normalised values overflow float32");
+    }
+  }
+  return {};
+}
+
 Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out) {
   if (image.width != config.width || image.height != config.height ||
       image.pixels.size() != size_t(image.width) * size_t(image.height) * 3) {
@@ -137,9 +158,9 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
   }
   // ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
   // possible results per channel gives exactly those values.
+  DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
   float table[3][256];
   for (int c = 0; c < 3; ++c) {
-    if (config.std[c] == 0.0f) return make_error(ErrorCode::kInvalidArgument, "normalize: std must be nonzero");
     for (int v = 0; v < 256; ++v) table[c][v] = (static_cast<float>(v) / 255.0f - config.mean[c]) / config.std[c];
   }
   const size_t plane = size_t(image.width) * size_t(image.height);
@@ -157,9 +178,11 @@ Result<Tensor> preprocess_image_file(const std::string& path, const PreprocessCo
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 image, decode_image_file(path, options));
   Result<ImageRGB8> input = transform_rgb8(image, config);
   if (!input.ok()) return input.status().with_context(path);
-  Tensor tensor({3, config.height, config.width});
-  DINOV3_RETURN_IF_ERROR(to_normalized_chw(*input, config, tensor.ptr()));
-  return tensor;
+  return guard_allocations("preprocess", [&]() -> Result<Tensor> {
+    Tensor tensor({3, config.height, config.width});
+    DINOV3_RETURN_IF_ERROR(to_normalized_chw(*input, config, tensor.ptr()));
+    return tensor;
+  });
 }
 
 bool parse_interpolation(const std::string& name, Interpolation* out) {

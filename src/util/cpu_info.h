@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace dinov3 {
 
@@ -13,7 +14,10 @@ struct CpuFeatures {
 
 // Raw capabilities: cpuid bits, masked by what XCR0 says the OS saves (YMM for AVX, ZMM+opmask for AVX-512).
 const CpuFeatures& cpu_features();
-std::string cpu_brand_string();  // "Intel(R) Xeon(R) ..." or "unknown CPU"
+std::string cpu_brand_string();  // "Intel(R) Xeon(R) ..." (tidied as below) or "unknown CPU"
+// The cpuid brand field as people write it: vendors pad it with spaces on either side, and some put runs
+// of them inside; those go, and the text ends at the first NUL.
+std::string tidy_cpu_brand(std::string_view raw);
 int cpu_core_count();            // logical processors this process may run on
 
 }  // namespace dinov3
