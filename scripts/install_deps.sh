@@ -7,6 +7,7 @@ packages=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
+  clang libclang-rt-14-dev llvm                # sanitizer build and libFuzzer (scripts/test.sh, scripts/fuzz.sh)
 )
 
 missing=()

@@ -204,10 +204,8 @@ Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, con
     fs::create_directories(s->dir_, ec);
     if (ec) return make_error(ErrorCode::kIoError, s->dir_ + ": cannot create: " + ec.message());
     const std::string input_list = path_lines(inputs), shape_text = shape_to_string(row_shape);
-    for (const auto& [name, text] : {std::pair{"inputs.txt", &input_list}, std::pair{"shape.txt", &shape_text}}) {
-      DINOV3_RETURN_IF_ERROR(write_file_atomic(s->dir_ + "/" + name, true,
-                                               [&](const WriteFn& w) { return w(text->data(), text->size()); }));
-    }
+    for (const auto& [name, text] : {std::pair{"inputs.txt", &input_list}, std::pair{"shape.txt", &shape_text}})
+      DINOV3_RETURN_IF_ERROR(write_bytes_atomic(s->dir_ + "/" + name, /*overwrite=*/true, *text));
   }
   s->rows_fd_ = ::open(rows_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   s->done_fd_ = ::open(done_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -274,8 +272,8 @@ Status EmbedStore::publish(const std::string& format) {
   DINOV3_ASSIGN_OR_RETURN(StagedFile rows_file, StagedFile::write(out_, produce_rows));
   staged.push_back(std::move(rows_file));
   DINOV3_ASSIGN_OR_RETURN(StagedFile index_file, StagedFile::write(index_path(out_), [&](const WriteFn& w) {
-                            return w(index.data(), index.size());
-                          }));
+    return w(index.data(), index.size());
+  }));
   staged.push_back(std::move(index_file));
   DINOV3_RETURN_IF_ERROR(commit_files(staged, /*overwrite=*/true));
   std::error_code ec;

@@ -28,8 +28,7 @@ Status Report::write(const std::string& output_dir) {
   std::string log;
   for (const auto& l : lines_) log += l + "\n";
   for (const auto& [name, text] : {std::pair{command_ + ".json", json_text}, std::pair{command_ + ".log", log}}) {
-    DINOV3_RETURN_IF_ERROR(write_file_atomic(output_dir + "/" + name, /*overwrite=*/true,
-                                             [&](const WriteFn& w) { return w(text.data(), text.size()); }));
+    DINOV3_RETURN_IF_ERROR(write_bytes_atomic(output_dir + "/" + name, /*overwrite=*/true, text));
   }
   std::printf("report:   %s/%s.json, %s.log\n", output_dir.c_str(), command_.c_str(), command_.c_str());
   return {};

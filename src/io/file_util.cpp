@@ -129,4 +129,8 @@ Status write_file_atomic(const std::string& path, bool overwrite, const ProduceF
   return commit_files(files, overwrite);
 }
 
+Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes) {
+  return write_file_atomic(path, overwrite, [&](const WriteFn& write) { return write(bytes.data(), bytes.size()); });
+}
+
 }  // namespace dinov3

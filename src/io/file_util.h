@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dinov3/status.h"
@@ -37,6 +38,9 @@ Status commit_files(std::vector<StagedFile>& files, bool overwrite);
 // StagedFile::write then commit_files for one file. With overwrite == false an existing `path` is an
 // error and is left untouched.
 Status write_file_atomic(const std::string& path, bool overwrite, const ProduceFn& produce);
+
+// write_file_atomic of bytes already in memory.
+Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes);
 
 bool file_exists(const std::string& path);
 
