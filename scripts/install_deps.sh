@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
   python3-dev pybind11-dev python3-pybind11    # the Python module
   python3-numpy python3-pytest python3-pil python3-setuptools  # the Python package, its tests, pip install
+  clang libclang-rt-14-dev llvm                # sanitizer build and libFuzzer (scripts/test.sh, scripts/fuzz.sh)
 )
 
 missing=()

@@ -1,10 +1,36 @@
 #!/usr/bin/env bash
-# The whole test suite: install dependencies, build, run every test with CTest.
+# The whole test suite, as CI runs it (.ci/run): installs the dependencies, then
+#   release   builds Release into build/ and runs every test
+#   sanitize  builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer harnesses
+#             into build-fuzz/ (the `fuzz` preset) and runs every test there except those labelled slow
+#   fuzz      runs every fuzz/ harness on its corpus for DINOV3_FUZZ_SECONDS (default 30) each
+# `scripts/test.sh release` (or sanitize, or fuzz) runs one stage; arguments after it go to ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
-scripts/build.sh
+
+stages=(release sanitize fuzz)
+if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
+  stages=("$1")
+  shift
+fi
 jobs=$(nproc 2>/dev/null || echo 2)
-rm -f build/pytest.log  # written by the python_pytest test (scripts/test_python.sh)
-ctest --test-dir build --output-on-failure -j"$jobs" "$@"
-if [ -f build/pytest.log ]; then echo "pytest: $(tail -n 1 build/pytest.log)"; fi
+for stage in "${stages[@]}"; do
+  echo "== $stage"
+  case $stage in
+    release)
+      scripts/build.sh
+      rm -f build/pytest.log  # written by the python_pytest test (scripts/test_python.sh)
+      ctest --test-dir build --output-on-failure -j"$jobs" "$@"
+      if [ -f build/pytest.log ]; then echo "pytest: $(tail -n 1 build/pytest.log)"; fi
+      ;;
+    sanitize)
+      cmake --preset fuzz >/dev/null
+      cmake --build --preset fuzz -j"$jobs"
+      ctest --preset fuzz -j"$jobs" "$@"
+      ;;
+    fuzz)
+      scripts/fuzz.sh all "${DINOV3_FUZZ_SECONDS:-30}"
+      ;;
+  esac
+done

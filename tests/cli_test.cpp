@@ -14,6 +14,7 @@
 #include "dinov3/tensor_file.h"
 #include "backend/reference/reference_backend.h"
 #include "forwarding_backend.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -59,6 +60,8 @@ class NoisyBackend final : public test::ForwardingBackend {
   std::mt19937 rng_{7};
 };
 
+DINOV3_SUITE_LABELS(Stats, "unit");
+
 TEST(Stats, KnownDurations) {
   const LatencyStats s = summarize_latencies({10, 1, 9, 2, 8, 3, 7, 4, 6, 5});
   EXPECT_EQ(s.count, 10u);
@@ -74,6 +77,8 @@ TEST(Stats, KnownDurations) {
   EXPECT_DOUBLE_EQ(one.stddev, 0.0);
 }
 
+DINOV3_SUITE_LABELS(Metrics, "unit");
+
 TEST(Metrics, KnownVectors) {
   const float a[] = {1, 2, 2}, b[] = {1, 2, 3};
   const Agreement g = compare_outputs(a, b, 3);
@@ -82,6 +87,8 @@ TEST(Metrics, KnownVectors) {
   EXPECT_NEAR(g.mse, 1.0 / 3.0, 1e-12);
   EXPECT_DOUBLE_EQ(g.max_abs_diff, 1.0);
 }
+
+DINOV3_SUITE_LABELS(Hub, "unit");
 
 TEST(Hub, ResolvesFromFakeCache) {
   test::TempDir cache;
@@ -130,6 +137,7 @@ TEST(Hub, ACheckpointFileIsUsedAsIs) {
   EXPECT_EQ(dinov3({"info", "--model", pth}), 0);
   EXPECT_FALSE(resolve_model(test::fixture("models/tiny_meta/no_such.pth")).ok());
 }
+DINOV3_SUITE_LABELS(Infer, "unit");
 
 TEST(Infer, ReportHoldsEveryField) {
   test::TempDir out;
@@ -164,6 +172,7 @@ TEST(Infer, ReportHoldsEveryField) {
   EXPECT_NE(test::read_file(save), before);
 }
 
+DINOV3_TEST_LABELS(Infer, ImagesGiveTimmNumbers, "golden");
 TEST(Infer, ImagesGiveTimmNumbers) {
   // The vits16 fixture's expected outputs came from these three files through timm's preprocessing.
   test::TempDir out;
@@ -187,6 +196,8 @@ TEST(Infer, ImagesGiveTimmNumbers) {
   }
 }
 
+DINOV3_SUITE_LABELS(Bench, "unit");
+
 TEST(Bench, ReportHoldsEveryField) {
   test::TempDir out;
   ASSERT_EQ(dinov3({"bench", "--model", kTiny, "--iterations", "3", "--warmup", "1", "--batch-sizes", "1,2", "--size",
@@ -208,6 +219,8 @@ TEST(Bench, ReportHoldsEveryField) {
   EXPECT_EQ(j["size"], 64);
   EXPECT_EQ(dinov3({"bench", "--model", kTiny, "--size", "60", "--output-dir", out.path()}), 1);
 }
+
+DINOV3_SUITE_LABELS(Accuracy, "unit");
 
 TEST(Accuracy, ReferenceAgainstItselfPasses) {
   test::TempDir out;
@@ -240,6 +253,8 @@ TEST(Accuracy, NoisyBackendFails) {
   EXPECT_GT(j["features"]["rel_error"]["value"].get<double>(), 0.01);
 }
 
+DINOV3_SUITE_LABELS(Cli, "unit");
+
 TEST(Cli, ErrorsAndUsage) {
   test::TempDir out;
   EXPECT_EQ(dinov3({"info", "--model", "/no/such/folder"}), 1);
@@ -259,6 +274,8 @@ TEST(Cli, BinaryPrintsOneLineErrors) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   EXPECT_NE(r.out.find("/no/such/folder"), std::string::npos);
 }
+
+DINOV3_SUITE_LABELS(Preprocess, "golden");
 
 TEST(Preprocess, WritesTimmTensor) {
   test::TempDir out;

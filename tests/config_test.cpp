@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "dinov3/model.h"
+#include "test_labels.h"
 
 namespace dinov3 {
 namespace {
@@ -11,6 +12,8 @@ ModelConfig parse_ok(const std::string& text) {
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? *r : ModelConfig{};
 }
+
+DINOV3_SUITE_LABELS(Config, "unit");
 
 TEST(Config, EveryDinov3Architecture) {
   struct Row {

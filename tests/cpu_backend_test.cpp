@@ -19,6 +19,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/lowp/attention_bf16.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
+#include "test_labels.h"
 #include "test_util.h"
 #include "backend/reference/reference_backend.h"
 
@@ -119,6 +120,8 @@ void check_linear(Backend& cpu, const LinearCase& c, Epi epi, bool with_bias, ui
       << "rows " << c.rows << " out " << c.out << " in " << c.in << " epilogue " << static_cast<int>(epi)
       << " bias " << with_bias;
 }
+
+DINOV3_SUITE_LABELS(CpuBackendTest, "unit");
 
 TEST_P(CpuBackendTest, LinearMatchesReference) {
   CPU_OR_SKIP(cpu);
@@ -384,6 +387,8 @@ std::string isa_param_name(const ::testing::TestParamInfo<Isa>& info) { return c
 INSTANTIATE_TEST_SUITE_P(AllIsas, CpuBackendTest, ::testing::Values(Isa::kAvx512, Isa::kAvx2, Isa::kScalar),
                          isa_param_name);
 
+DINOV3_SUITE_LABELS(CpuBackendOptions, "unit");
+
 TEST(CpuBackendOptions, EnvironmentSelectsALowerIsa) {
   ::setenv("DINOV3_CPU_ISA", "scalar", 1);
   auto be = create_cpu_backend({});
@@ -422,6 +427,8 @@ TEST(CpuBackendOptions, DefaultsToOneThreadPerCoreAndReportsIt) {
   EXPECT_NE((*be)->device().find(std::to_string((*be)->threads()) + " thread"), std::string::npos)
       << (*be)->device();
 }
+
+DINOV3_SUITE_LABELS(CpuAttention, "unit");
 
 }  // namespace
 }  // namespace dinov3

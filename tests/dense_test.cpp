@@ -17,6 +17,7 @@
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/tensor_file.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -575,6 +576,14 @@ TEST(DenseCli, OutputsAreNamedAndNeverWrittenOverUnasked) {
   EXPECT_NE(r.out.find("never written over"), std::string::npos) << r.out;
   EXPECT_EQ(decode(tmp.file("cat.png")).pixels, decode(kChelsea).pixels);
 }
+
+DINOV3_SUITE_LABELS(InputSize, "unit");
+DINOV3_SUITE_LABELS(Viridis, "unit");
+DINOV3_SUITE_LABELS(Png, "unit");
+DINOV3_SUITE_LABELS(DenseFeatures, "unit");
+DINOV3_SUITE_LABELS(DensePictures, "golden");
+DINOV3_SUITE_LABELS(DenseCli, "unit");
+DINOV3_TEST_LABELS(DenseCli, BadInputIsAClearError, "hostile");
 
 }  // namespace
 }  // namespace dinov3

@@ -10,11 +10,14 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "cli.h"
+#include "cli_common.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -67,6 +70,8 @@ std::vector<std::string> read_lines(const std::string& path) {
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   return lines;
 }
+
+DINOV3_SUITE_LABELS(Embed, "unit");
 
 TEST(Embed, FolderWithBadFilesGivesOneRowPerGoodImage) {
   test::TempDir tmp;
@@ -153,6 +158,159 @@ TEST(Embed, KilledRunResumesToTheSameFile) {
   EXPECT_EQ(test::read_file(cut), test::read_file(whole));
   EXPECT_EQ(test::read_file(tmp.file("cut.index.txt")), test::read_file(tmp.file("whole.index.txt")));
   EXPECT_EQ(read_npy(cut).shape, (Shape{44, 384}));
+}
+
+// Undoes cli::escape_line on every line of an index or state file.
+std::vector<std::string> unescaped_lines(const std::string& path) {
+  std::vector<std::string> out;
+  const std::string text = test::read_file(path);
+  EXPECT_TRUE(text.empty() || text.back() == '\n') << path;
+  size_t begin = 0;
+  for (size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1) {
+    std::string line;
+    EXPECT_TRUE(cli::unescape_line(text.substr(begin, end - begin), &line)) << text.substr(begin, end - begin);
+    out.push_back(line);
+  }
+  return out;
+}
+
+const std::string kTiny = test::fixture("models/tiny");
+
+// Small photos under names holding the bytes a line-based file would trip on.
+std::vector<std::string> awkward_inputs(const std::string& dir) {
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"plain.jpg", "moon_gray.jpg"},          {"new\nline.png", "green_palette.png"},
+      {"tab\there.png", "microaneurysms.png"}, {"back\\slash.jpg", "moon_gray.jpg"},
+      {"ctrl\x01.png", "green_palette.png"},   {"caf\xc3\xa9.png", "microaneurysms.png"},
+  };
+  std::vector<std::string> paths;
+  for (const auto& [name, fixture] : files) {
+    paths.push_back(dir + "/" + name);
+    fs::copy_file(test::fixture("images/" + fixture), paths.back());
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+// The shell spelling of a path: single-quoted, so any byte but NUL survives.
+std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// `dinov3 embed` run by the shell with file writes limited to `blocks` of 512 bytes (0: no limit), so
+// that a write past it fails with EFBIG as on a full disk.
+test::CommandResult embed_with_file_limit(const std::string& args, int blocks) {
+  const std::string limit = blocks > 0 ? "trap '' XFSZ; ulimit -f " + std::to_string(blocks) + " && " : "";
+  return test::run_command(limit + "exec " + test::cli_path() + " embed --model " + kTiny + " " + args);
+}
+
+TEST(Embed, PathsWithAnyBytesRoundTripThroughTheIndexAndAResume) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.file("imgs"));
+  const std::vector<std::string> paths = awkward_inputs(tmp.file("imgs"));
+  const std::string whole = tmp.file("whole.npy"), cut = tmp.file("cut.npy");
+  ASSERT_EQ(dinov3({"embed", "--model", kTiny, tmp.file("imgs"), "-o", whole, "--batch-size", "2", "--quiet"}), 0);
+  EXPECT_EQ(unescaped_lines(tmp.file("whole.index.txt")), paths);
+  ASSERT_EQ(read_npy(whole).shape, (Shape{6, 64}));
+
+  // A run whose output cannot be written (six 64-float rows are 1536 bytes, the .npy 128 more) fails at
+  // the end, says where it kept its rows, and publishes nothing.
+  const test::CommandResult failed = embed_with_file_limit(quoted(tmp.file("imgs")) + " -o " + cut + " --batch-size 2 --quiet", 3);
+  EXPECT_EQ(failed.exit_code, 1) << failed.out;
+  EXPECT_NE(failed.out.find("the inputs handled so far are kept in " + cut + ".partial (--resume continues)"),
+            std::string::npos) << failed.out;
+  EXPECT_FALSE(fs::exists(cut));
+  EXPECT_FALSE(fs::exists(tmp.file("cut.index.txt")));
+  // Make the state what a kill after two inputs and part of a third leaves: rows.f32 holds more rows
+  // than done.txt names, and done.txt ends mid-line.
+  const std::string done = cut + ".partial/done.txt";
+  const std::string text = test::read_file(done);
+  size_t second = text.find('\n', text.find('\n') + 1);
+  ASSERT_NE(second, std::string::npos);
+  test::write_file(done, text.substr(0, second + 5));
+  ASSERT_EQ(dinov3({"embed", "--model", kTiny, tmp.file("imgs"), "-o", cut, "--batch-size", "2", "--quiet", "--resume"}), 0);
+  EXPECT_EQ(test::read_file(cut), test::read_file(whole));
+  EXPECT_EQ(test::read_file(tmp.file("cut.index.txt")), test::read_file(tmp.file("whole.index.txt")));
+
+  // A resume over other inputs, or a state naming another input than the one at its position, is refused.
+  ASSERT_NE(embed_with_file_limit(quoted(tmp.file("imgs")) + " -o " + cut + " --quiet --overwrite", 3).exit_code, 0);
+  std::string state = test::read_file(done);
+  state.replace(state.find("plain.jpg"), 9, "other.jpg");
+  test::write_file(done, state);
+  const test::CommandResult damaged = test::run_command(test::cli_path() + " embed --model " + kTiny + " " +
+                                                        quoted(tmp.file("imgs")) + " -o " + cut + " --quiet --resume");
+  EXPECT_EQ(damaged.exit_code, 1);
+  EXPECT_NE(damaged.out.find("state is damaged: done.txt line "), std::string::npos) << damaged.out;
+  EXPECT_NE(damaged.out.find("other.jpg, not the input at that position"), std::string::npos) << damaged.out;
+}
+
+TEST(Embed, OutputAndIndexArePublishedTogetherOrNotAtAll) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.file("imgs"));
+  awkward_inputs(tmp.file("imgs"));
+  const std::string out = tmp.file("emb.npy"), index = tmp.file("emb.index.txt");
+  ASSERT_EQ(dinov3({"embed", "--model", kTiny, tmp.file("imgs") + "/plain.jpg", "-o", out, "--quiet"}), 0);
+  const std::string old_out = test::read_file(out), old_index = test::read_file(index);
+  const std::string args = quoted(tmp.file("imgs")) + " -o " + out + " --quiet --overwrite";
+
+  // The disk fills while the new .npy is written: the previous pair stays as it was.
+  const test::CommandResult full = embed_with_file_limit(args, 3);
+  EXPECT_EQ(full.exit_code, 1) << full.out;
+  EXPECT_NE(full.out.find("kept in " + out + ".partial"), std::string::npos) << full.out;
+  EXPECT_EQ(test::read_file(out), old_out);
+  EXPECT_EQ(test::read_file(index), old_index);
+
+  // The index cannot be moved into place after the .npy was: the .npy is put back.
+  fs::remove(index);
+  fs::create_directory(index);
+  const test::CommandResult blocked = embed_with_file_limit(args, 0);
+  EXPECT_EQ(blocked.exit_code, 1) << blocked.out;
+  EXPECT_NE(blocked.out.find("cannot move into place"), std::string::npos) << blocked.out;
+  EXPECT_EQ(test::read_file(out), old_out);
+  fs::remove(index);
+  ASSERT_EQ(embed_with_file_limit(args + " --resume", 0).exit_code, 0);
+  EXPECT_EQ(read_npy(out).shape, (Shape{6, 64}));
+  EXPECT_EQ(unescaped_lines(index).size(), 6u);
+  EXPECT_FALSE(fs::exists(out + ".partial"));
+}
+
+TEST(Embed, AFolderAsOutputIsRefusedBeforeAnyWork) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.file("dest"));
+  const std::string image = test::fixture("images/moon_gray.jpg");
+  // The model does not even exist: the output is checked first.
+  for (const std::string& out : {tmp.file("dest"), tmp.file("dest") + "/", tmp.file("missing") + "/"}) {
+    for (const char* overwrite : {"", " --overwrite"}) {
+      const test::CommandResult r = test::run_command(test::cli_path() + " embed --model /nonexistent/model " + image +
+                                                      " -o " + out + overwrite);
+      EXPECT_EQ(r.exit_code, 1) << r.out;
+      EXPECT_NE(r.out.find(": is a folder; -o names the output file"), std::string::npos) << r.out;
+    }
+  }
+  EXPECT_TRUE(fs::is_empty(tmp.file("dest")));
+  EXPECT_FALSE(fs::exists(tmp.file("dest.partial")));
+  EXPECT_FALSE(fs::exists(tmp.file("missing")));
+}
+
+TEST(Embed, LinksThatLeadNowhereAreListedAsSkipped) {
+  test::TempDir tmp;
+  const fs::path imgs = tmp.file("imgs");
+  fs::create_directories(imgs);
+  fs::copy_file(test::fixture("images/moon_gray.jpg"), imgs / "good.jpg");
+  fs::create_symlink("loop.jpg", imgs / "loop.jpg");            // a link to itself
+  fs::create_symlink("missing.png", imgs / "dangling.png");     // a link to nothing
+  fs::create_symlink("good.jpg", imgs / "alias.jpg");           // a good link is an image like any other
+  const test::CommandResult r =
+      test::run_command(test::cli_path() + " embed --model " + kTiny + " " + imgs.string() + " -o " + tmp.file("e.npy"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(read_npy(tmp.file("e.npy")).shape, (Shape{2, 64}));
+  EXPECT_EQ(unescaped_lines(tmp.file("e.index.txt")),
+            (std::vector<std::string>{(imgs / "alias.jpg").string(), (imgs / "good.jpg").string()}));
+  EXPECT_NE(r.out.find("skipped: " + (imgs / "loop.jpg").string() + ": "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped: " + (imgs / "dangling.png").string() + ": "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 skipped in all"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "dinov3/tensor_file.h"
 #include "backend/reference/reference_backend.h"
 #include "forwarding_backend.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -49,6 +50,8 @@ void expect_close_per_image(const Tensor& got, const Tensor& want, const std::st
 }
 
 class GoldenTest : public testing::TestWithParam<GoldenCase> {};
+
+DINOV3_SUITE_LABELS(GoldenTest, "golden");
 
 TEST_P(GoldenTest, MatchesTimm) {
   const GoldenCase& gc = GetParam();
@@ -117,6 +120,8 @@ std::vector<GoldenCase> golden_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest, testing::ValuesIn(golden_cases()), case_name);
 
+DINOV3_SUITE_LABELS(RopeTest, "golden");
+
 TEST(RopeTest, MatchesTimmTable) {
   struct Case {
     std::string file;
@@ -159,6 +164,8 @@ float from_bf16(uint16_t h) {
 }
 
 // F16/BF16 checkpoints load as the float32 checkpoint of the same rounded values: identical outputs.
+DINOV3_SUITE_LABELS(ReducedPrecisionCheckpoint, "unit");  // bf16 weights against their float32 rounding
+
 TEST(ReducedPrecisionCheckpoint, Bf16LoadsAsItsRoundedFloat32) {
   const std::string src = test::fixture("models/tiny");
   Result<TensorArchive> a = open_safetensors(src + "/model.safetensors");
@@ -210,6 +217,8 @@ class OneImagePerPass final : public test::ForwardingBackend {
   using ForwardingBackend::ForwardingBackend;
   int64_t max_rows_per_pass(int64_t) const override { return 1; }
 };
+
+DINOV3_SUITE_LABELS(Passes, "golden");
 
 TEST(Passes, SubBatchesGiveTimmNumbersAndEqualOnePass) {
   const std::string dir = test::fixture("models/tiny_swiglu_qkvb");

@@ -18,6 +18,7 @@
 
 #include "dinov3/image.h"
 #include "dinov3/tensor_file.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -195,6 +196,8 @@ std::vector<std::string> files_in(const std::string& dir) {
 // ---------------------------------------------------------------------------------------------------
 // Golden: timm's preprocessed tensors.
 
+DINOV3_SUITE_LABELS(ImageGoldenTest, "golden");
+
 TEST(ImageGoldenTest, EveryFixtureImageMatchesTimm) {
   const std::string dir = test::fixture("images");
   Result<TensorArchive> archive = open_safetensors(test::fixture("preprocess_vits16.safetensors"));
@@ -220,6 +223,8 @@ TEST(ImageGoldenTest, EveryFixtureImageMatchesTimm) {
 
 // ---------------------------------------------------------------------------------------------------
 // Bad and hostile input: a clear one-line error, never a crash or a huge allocation.
+
+DINOV3_SUITE_LABELS(ImageErrorTest, "hostile");
 
 TEST(ImageErrorTest, EveryBadFixtureGivesAnErrorNamingTheFile) {
   const std::string dir = test::fixture("images/bad");
@@ -371,6 +376,82 @@ TEST(ImageErrorTest, TruncatedAndCorruptedFilesNeverCrash) {
   }
 }
 
+// A JPEG whose frame header is rewritten to width x height: the scan data of a 16x16 image follows.
+Bytes jpeg_claiming(int width, int height) {
+  Bytes jpeg = encode_jpeg(Bytes(16 * 16 * 3, 128), 16, 16, 3, 90);
+  for (size_t i = 2; i + 9 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0) {
+      jpeg[i + 5] = height >> 8;
+      jpeg[i + 6] = height & 0xFF;
+      jpeg[i + 7] = width >> 8;
+      jpeg[i + 8] = width & 0xFF;
+      return jpeg;
+    }
+  }
+  ADD_FAILURE() << "no SOF0 marker in the encoded JPEG";
+  return jpeg;
+}
+
+// Decodes `bytes` in a child allowed `headroom` more bytes of address space: 0 when the result is an error
+// whose message is `expected`, 1 for any other result. Proves the refusal comes before the allocation.
+int decode_error_within(const Bytes& bytes, size_t headroom, const std::string& expected) {
+  return test::run_with_memory_headroom(headroom, [&] {
+    Result<ImageRGB8> r = decode_image_memory(bytes.data(), bytes.size());
+    return !r.ok() && r.status().message() == expected ? 0 : 1;
+  });
+}
+
+TEST(ImageErrorTest, JpegTooShortForItsFrameIsRefusedBeforeAllocating) {
+  // The reported case: a few hundred bytes whose header says 13000x13000 (inside the pixel budget) used
+  // to decode to a 514 MB gray frame. 1 bit per 8x8 block of the smallest component is the floor.
+  const Bytes jpeg = jpeg_claiming(13000, 13000);
+  ASSERT_LT(jpeg.size(), 1000u);
+  Result<ImageRGB8> r = decode_image_memory(jpeg.data(), jpeg.size());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kFormatError);
+  EXPECT_EQ(r.status().message(), "truncated JPEG data");
+  if (test::built_with_address_sanitizer()) GTEST_SKIP() << "AddressSanitizer cannot run under RLIMIT_AS";
+  EXPECT_EQ(decode_error_within(jpeg, 64 << 20, "truncated JPEG data"), 0);
+}
+
+TEST(ImageErrorTest, JpegScanCutShortAndClosedIsRefused) {
+  // Scan data cut in the middle and an end-of-image marker appended: libjpeg warns of a premature end of
+  // the data segment and would fill the rest with gray; that is a truncated image.
+  const std::string text = test::read_file(test::fixture("images/rocket.jpg"));
+  for (const double kept : {0.2, 0.6, 0.95}) {
+    const size_t sos = text.find("\xFF\xDA");
+    ASSERT_NE(sos, std::string::npos);
+    Bytes cut(text.begin(), text.begin() + static_cast<long>(sos + (text.size() - sos) * kept));
+    cut.insert(cut.end(), {0xFF, 0xD9});
+    Result<ImageRGB8> r = decode_image_memory(cut.data(), cut.size());
+    ASSERT_FALSE(r.ok()) << "kept " << kept;
+    EXPECT_EQ(r.status().message(), "truncated JPEG data");
+  }
+  // Garbage after a complete image is not truncation.
+  Bytes trailing(text.begin(), text.end());
+  trailing.insert(trailing.end(), {0x00, 0x11, 0xFF, 0xD9});
+  EXPECT_TRUE(decode_image_memory(trailing.data(), trailing.size()).ok());
+}
+
+TEST(ImageErrorTest, PngPromisingMoreThanItsDataHoldsIsRefusedBeforeAllocating) {
+  // The reported case: 74 bytes whose header says 13000x13000 RGBA16 interlaced took 1.8 GB before
+  // failing. Deflate expands at most 1032 times, so the IDAT bytes bound the samples.
+  Bytes png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  Bytes ihdr = {0x00, 0x00, 0x32, 0xC8, 0x00, 0x00, 0x32, 0xC8};  // 13000 x 13000
+  ihdr.insert(ihdr.end(), {16, 6, 0, 0, 1});                       // 16-bit RGBA, Adam7
+  append_png_chunk(&png, "IHDR", ihdr);
+  Bytes idat = {0x78, 0x9C};  // a zlib header, then bytes libpng never gets to inflate
+  idat.resize(17, 0x00);
+  append_png_chunk(&png, "IDAT", idat);
+  append_png_chunk(&png, "IEND", {});
+  ASSERT_EQ(png.size(), 74u);
+  Result<ImageRGB8> r = decode_image_memory(png.data(), png.size());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "truncated PNG data");
+  if (test::built_with_address_sanitizer()) GTEST_SKIP() << "AddressSanitizer cannot run under RLIMIT_AS";
+  EXPECT_EQ(decode_error_within(png, 64 << 20, "truncated PNG data"), 0);
+}
+
 TEST(ImageErrorTest, TruncatedPngSaysSo) {
   const std::string text = test::read_file(test::fixture("images/chelsea.png"));
   const Bytes half(text.begin(), text.begin() + text.size() / 2);
@@ -381,6 +462,8 @@ TEST(ImageErrorTest, TruncatedPngSaysSo) {
 
 // ---------------------------------------------------------------------------------------------------
 // Pillow's conversion to RGB, per format.
+
+DINOV3_SUITE_LABELS(ImageDecodeTest, "unit");
 
 TEST(ImageDecodeTest, FormatComesFromTheBytesNotTheName) {
   const std::string text = test::read_file(test::fixture("images/chelsea.png"));
@@ -576,6 +659,8 @@ std::vector<uint8_t> expected_after_transpose(const ImageRGB8& stored, int orien
   }
 }
 
+DINOV3_SUITE_LABELS(ImageExifTest, "unit");
+
 TEST(ImageExifTest, JpegOrientationIsAppliedOnlyWhenAsked) {
   // 32x16: a gradient that makes every flip and rotation distinguishable.
   const int w = 32, h = 16;
@@ -624,6 +709,8 @@ TEST(ImageExifTest, PngExifChunkIsRead) {
 
 // ---------------------------------------------------------------------------------------------------
 // Names.
+
+DINOV3_SUITE_LABELS(ImageNamesTest, "unit");
 
 TEST(ImageNamesTest, ParseTimmSpellings) {
   Interpolation interpolation;

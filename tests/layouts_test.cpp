@@ -15,6 +15,7 @@
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/tensor_file.h"
+#include "test_labels.h"
 #include "test_util.h"
 #include "torch_writer.h"
 
@@ -526,6 +527,17 @@ TEST(LayoutCliTest, InfoNamesTheLayout) {
     EXPECT_NE(out.find("from:"), std::string::npos) << out;
   }
 }
+
+DINOV3_SUITE_LABELS(LayoutGoldenTest, "golden");
+DINOV3_SUITE_LABELS(MetaLayoutTest, "golden");
+DINOV3_SUITE_LABELS(LayoutsAgreeTest, "golden");
+DINOV3_SUITE_LABELS(LayoutPreprocessTest, "golden");
+DINOV3_SUITE_LABELS(MetaHostileTest, "hostile");
+DINOV3_SUITE_LABELS(HfLayoutTest, "hostile");
+DINOV3_TEST_LABELS(HfLayoutTest, ShardedWeightsGiveTheSameFeatures, "golden");
+DINOV3_TEST_LABELS(HfLayoutTest, PreprocessorConfigIsRead, "unit");
+DINOV3_SUITE_LABELS(LayoutRecognitionTest, "hostile");
+DINOV3_SUITE_LABELS(LayoutCliTest, "golden");
 
 }  // namespace
 }  // namespace dinov3

@@ -41,6 +41,7 @@
 #include "cli.h"
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
+#include "test_labels.h"
 #include "test_util.h"
 #include "util/cpu_info.h"
 
@@ -235,6 +236,8 @@ std::string kernel_param_name(const testing::TestParamInfo<KernelParam>& info) {
 
 class LowpKernelTest : public testing::TestWithParam<KernelParam> {};
 
+DINOV3_SUITE_LABELS(LowpKernelTest, "unit");
+
 TEST_P(LowpKernelTest, ArithmeticMatchesReferenceOnRoundedOperands) {
   const lowp::LowpKernels* k = kernels_for(GetParam().set);
   if (k == nullptr) GTEST_SKIP() << "this machine cannot run these kernels";
@@ -273,6 +276,8 @@ INSTANTIATE_TEST_SUITE_P(Kernels, LowpKernelTest,
                                          KernelParam{KernelSet::kBest, Precision::kInt8}),
                          kernel_param_name);
 
+DINOV3_SUITE_LABELS(Bf16, "unit");
+
 TEST(Bf16, RoundsToNearestEven) {
   EXPECT_EQ(lowp::bf16_from_float(1.0f), 0x3F80);
   EXPECT_EQ(lowp::bf16_from_float(1.0f + 0x1p-8f), 0x3F80);        // tie, down to even
@@ -309,6 +314,8 @@ TEST(Bf16, EmulationIsBitExact) {
   }
 }
 
+DINOV3_SUITE_LABELS(Int8, "unit");
+
 TEST(Int8, VnniMatchesScalarBitExact) {
   const lowp::LowpKernels* best = kernels_for(KernelSet::kBest);
   if (best == nullptr || std::strcmp(best->int8_name, "avx512vnni") != 0) GTEST_SKIP() << "no AVX512_VNNI";
@@ -330,6 +337,8 @@ std::unique_ptr<Backend> cpu_backend(Precision precision) {
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? std::move(r).value() : nullptr;
 }
+
+DINOV3_SUITE_LABELS(LowpBackend, "unit");
 
 TEST(LowpBackend, ReportsItsPrecision) {
   for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kInt8}) {
@@ -454,6 +463,8 @@ Result<ForwardOutput> forward_fixture(const std::string& model, Precision precis
 
 class LowpGoldenTest : public testing::TestWithParam<ModelCase> {};
 
+DINOV3_SUITE_LABELS(LowpGoldenTest, "golden");
+
 TEST_P(LowpGoldenTest, MeetsAccuracyThresholdsPerImage) {
   Tensor want_features, want_pooled;
   Result<ForwardOutput> out = forward_fixture(GetParam().model, GetParam().precision, &want_features, &want_pooled);
@@ -482,6 +493,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LowpGoldenTest,
 
 // DINOV3_CPU_NO_BF16=1 forces the AVX-512F emulation (or, without AVX-512, the portable kernels): the
 // whole model must come out bit for bit as on the AVX512_BF16 path.
+DINOV3_SUITE_LABELS(LowpGolden, "unit");  // native against emulated bf16, not against timm
+
 TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
   ::unsetenv("DINOV3_CPU_NO_BF16");
   Result<ForwardOutput> native = forward_fixture("vits16", Precision::kBF16, nullptr, nullptr);
@@ -502,6 +515,9 @@ TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
             0);
 }
 
+DINOV3_SUITE_LABELS(LowpCli, "unit");
+
+DINOV3_TEST_LABELS(LowpCli, AccuracyBf16Passes, "unit", "slow");
 TEST(LowpCli, AccuracyBf16Passes) {
   test::TempDir out;
   EXPECT_EQ(cli::run_cli({"dinov3", "accuracy", "--precision", "bf16", "--backend", "cpu", "--model",

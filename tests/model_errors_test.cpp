@@ -5,8 +5,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -57,6 +59,8 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
   return le64(header.size()) + header + data;
 }
 
+DINOV3_SUITE_LABELS(SafetensorsErrors, "hostile");
+
 TEST(SafetensorsErrors, TruncatedAtManyLengths) {
   const std::string good = test::read_file(test::fixture(kTiny + "/model.safetensors"));
   test::TempDir tmp;
@@ -102,6 +106,46 @@ TEST(SafetensorsErrors, HeaderProblems) {
   }
 }
 
+TEST(SafetensorsErrors, ElementCountTimesDtypeSizeMayNotWrap) {
+  // The reported 96-byte file: 2^62 F64 elements are 2^65 bytes, which wraps to the 0 its offsets give.
+  test::TempDir tmp;
+  const std::string path = tmp.file("wrap.safetensors");
+  std::string header = R"({"x":{"dtype":"F64","shape":[2147483648,2147483648],"data_offsets":[0,0]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  const std::string bytes = safetensors_bytes(header, "") + std::string(96 - 8 - header.size(), '\0');
+  ASSERT_EQ(bytes.size(), 96u);
+  test::write_file(path, bytes);
+  expect_error(open_safetensors(path).status(), ErrorCode::kFormatError, "tensor 'x' has a shape whose size overflows");
+  // 2^40 x 2^21 F64 elements wrap the same way with dimensions inside the per-dimension limit.
+  test::write_file(path, safetensors_bytes(R"({"x":{"dtype":"F64","shape":[1099511627776,2097152],"data_offsets":[0,0]}})", ""));
+  expect_error(open_safetensors(path).status(), ErrorCode::kFormatError, "overflows");
+}
+
+TEST(SafetensorsErrors, HeaderNestingIsBoundedBeforeAnythingGrows) {
+  // The reported header nested ~50 million deep took 3.9 GB; here 2 MB of nesting inside an ignored
+  // field and inside the root must be refused at once, whatever the depth.
+  test::TempDir tmp;
+  const std::string path = tmp.file("deep.safetensors");
+  const size_t depth = 1 << 20;
+  const std::string nested = std::string(depth, '[') + std::string(depth, ']');
+  test::write_file(path, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"note":)" + nested + "}}",
+                                           std::string(4, '\0')));
+  expect_error(open_safetensors(path).status(), ErrorCode::kFormatError, "nested deeper than 64 levels");
+  test::write_file(path, safetensors_bytes(nested, ""));
+  expect_error(open_safetensors(path).status(), ErrorCode::kFormatError, "header is not a JSON object");
+  // A field the schema does not know is skipped, as other readers do; a metadata value must be a string.
+  test::write_file(path, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"note":{"x":[1,{}]}}})",
+                                           std::string(4, '\0')));
+  EXPECT_TRUE(open_safetensors(path).ok());
+  test::write_file(path, safetensors_bytes(R"({"__metadata__":{"k":[1]}})", ""));
+  expect_error(open_safetensors(path).status(), ErrorCode::kFormatError, "__metadata__ value 'k' is not a string");
+  test::write_file(path, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                           std::string(4, '\0')));
+  expect_error(open_safetensors(path).status(), ErrorCode::kFormatError, "tensor 'a' appears twice");
+}
+
+DINOV3_SUITE_LABELS(SafetensorsRoundTrip, "unit");
+
 TEST(SafetensorsRoundTrip, SaveRefusesToOverwriteUnlessAsked) {
   test::TempDir tmp;
   const std::string path = tmp.file("out.safetensors");
@@ -122,6 +166,8 @@ TEST(SafetensorsRoundTrip, SaveRefusesToOverwriteUnlessAsked) {
   ASSERT_TRUE(save_safetensors(path, {{"x", &other}}, {}, /*overwrite=*/true).ok());
   EXPECT_EQ(open_safetensors(path)->load_f32("x")->data, other.data);
 }
+
+DINOV3_SUITE_LABELS(SafetensorsDtypes, "unit");
 
 TEST(SafetensorsDtypes, HalfAndBfloat16AreConverted) {
   test::TempDir tmp;
@@ -155,6 +201,8 @@ void rewrite_weights(const std::string& src, const std::string& dst,
   for (const auto& [n, t] : kept) named.push_back({n, &t});
   ASSERT_TRUE(save_safetensors(dst, named).ok());
 }
+
+DINOV3_SUITE_LABELS(ModelErrors, "hostile");
 
 TEST(ModelErrors, MissingTensorIsNamed) {
   ModelCopy m;
@@ -199,6 +247,48 @@ TEST(ModelErrors, ConfigNotJson) {
   expect_error(load_status(m.dir.path()), ErrorCode::kFormatError, "not valid JSON");
 }
 
+TEST(ModelErrors, DeepNestingInAConfigIsAnErrorNotAStackOverflow) {
+  // The reported config.json: 200 KB nested 100,000 deep inside a known key crashed while the error
+  // message quoted the value.
+  ModelCopy m;
+  m.edit_config("\"num_classes\": 0", "\"num_classes\": " + std::string(100000, '[') + std::string(100000, ']'));
+  expect_error(load_status(m.dir.path()), ErrorCode::kFormatError, "config.json: JSON nested deeper than 64 levels");
+  // Within the limit, a wrong value is quoted briefly.
+  ModelCopy shallow;
+  shallow.edit_config("\"num_classes\": 0", "\"num_classes\": " + std::string(40, '[') + std::string(40, ']'));
+  const Status st = load_status(shallow.dir.path());
+  expect_error(st, ErrorCode::kUnsupported, "num_classes [[[[");
+  EXPECT_LT(st.message().size(), 200u) << st.message();
+}
+
+TEST(ModelErrors, InputSizeNoImageCouldFillIsRefused) {
+  // The reported [3, 65536, 65536] made infer allocate a 51 GB batch and abort.
+  ModelCopy m;
+  m.edit_config("256,\n      256", "65536,\n      65536");
+  expect_error(load_status(m.dir.path()), ErrorCode::kFormatError,
+               "pretrained_cfg.input_size 65536x65536 is more than 178956970 pixels");
+}
+
+TEST(ModelErrors, NormalizationMustGiveFiniteValues) {
+  // Each of these gave NaN or infinite inputs, and so NaN features with exit code 0.
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"0.229", "0"},       // std zero
+           {"0.229", "1e-45"},   // a float32 denormal: (v - mean) / std overflows
+           {"0.229", "1e39"},    // beyond float32: infinite
+           {"0.485", "-1e39"},   // mean beyond float32
+       }) {
+    ModelCopy m;
+    m.edit_config(from, to);
+    const Status st = load_status(m.dir.path());
+    expect_error(st, ErrorCode::kFormatError, "config.json: pretrained_cfg mean/std: normalize: channel 0");
+  }
+  PreprocessConfig pc;
+  pc.std = {0.2f, 0.0f, 0.2f};
+  ImageRGB8 image{pc.width, pc.height, std::vector<uint8_t>(size_t(pc.width) * pc.height * 3, 7)};
+  std::vector<float> out(3 * size_t(pc.width) * pc.height);
+  expect_error(to_normalized_chw(image, pc, out.data()), ErrorCode::kInvalidArgument, "channel 1");
+}
+
 TEST(ModelErrors, UnknownModelArg) {
   ModelCopy m;
   m.edit_config("\"num_heads\": 2", "\"num_heads\": 2, \"warp_factor\": 9");
@@ -225,6 +315,8 @@ TEST(ModelErrors, UnknownBackend) {
   expect_error(st, ErrorCode::kNotFound, "unknown backend 'abacus'");
 }
 
+DINOV3_SUITE_LABELS(ForwardErrors, "hostile");
+
 TEST(ForwardErrors, BadInputShapes) {
   LoadOptions lo;
   lo.backend = "reference";
@@ -244,6 +336,8 @@ TEST(ForwardErrors, BadInputShapes) {
   // A good call still works after the failures.
   EXPECT_TRUE(m.forward(Tensor({2, 3, 32, 48})).ok());
 }
+
+DINOV3_SUITE_LABELS(ForwardIntermediates, "unit");
 
 TEST(ForwardIntermediates, NegativeIndicesAndNormMatchFeatures) {
   LoadOptions lo;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "dinov3/pipeline.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -68,6 +69,9 @@ TEST(L2NormalizeRows, UnitRowsAndZeroRowsStayZero) {
   EXPECT_EQ(v[5], 0.0f);
   EXPECT_FLOAT_EQ(v[6], 1.0f / std::sqrt(3.0f));
 }
+
+DINOV3_SUITE_LABELS(ImagePrefetcher, "unit");
+DINOV3_SUITE_LABELS(L2NormalizeRows, "unit");
 
 }  // namespace
 }  // namespace dinov3

@@ -17,6 +17,7 @@
 
 #include "dinov3/hub.h"
 #include "dinov3/tensor_file.h"
+#include "test_labels.h"
 #include "test_util.h"
 
 namespace dinov3 {
@@ -530,6 +531,12 @@ TEST(Lookup, EveryLayout) {
   EXPECT_EQ(r->dir, file);
   ::unsetenv("HF_HUB_CACHE");
 }
+
+DINOV3_SUITE_LABELS(Pull, "unit");
+DINOV3_TEST_LABELS(Pull, ClearErrors, "hostile");
+DINOV3_TEST_LABELS(Pull, ABodyWithTheWrongSha256LeavesNothing, "hostile");
+DINOV3_TEST_LABELS(Pull, ADiskErrorNamesThePath, "hostile");
+DINOV3_SUITE_LABELS(Lookup, "unit");
 
 }  // namespace
 }  // namespace dinov3

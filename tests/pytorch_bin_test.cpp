@@ -2,13 +2,17 @@
 // files (built here byte by byte) must fail with an error that says why, never crash.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
+#include "model/checkpoint.h"
+#include "test_labels.h"
 #include "test_util.h"
 #include "torch_writer.h"
 
@@ -42,6 +46,8 @@ std::vector<float> values_of(const TensorArchive& archive, const std::string& na
 
 class FixtureTest : public testing::TestWithParam<const char*> {};
 
+DINOV3_SUITE_LABELS(FixtureTest, "unit");
+
 TEST_P(FixtureTest, MatchesSafetensorsBitwise) {
   const std::string dir = test::fixture(std::string("models/") + GetParam());
   Result<TensorArchive> bin = open_pytorch_bin(dir + "/pytorch_model.bin");
@@ -71,6 +77,9 @@ TEST_P(FixtureTest, MatchesSafetensorsBitwise) {
 
 INSTANTIATE_TEST_SUITE_P(Models, FixtureTest, testing::Values("tiny", "tiny_swiglu_qkvb"));
 
+DINOV3_SUITE_LABELS(PytorchBinTest, "hostile");
+
+DINOV3_TEST_LABELS(PytorchBinTest, ReadsStridedViewsOfSharedStorage, "unit");
 TEST(PytorchBinTest, ReadsStridedViewsOfSharedStorage) {
   // "t" is the transpose of a 2x3 matrix; "s" is a slice further along the same storage.
   const std::string pickle = state_dict_pickle({{"t", "0", 12, {3, 2}, {1, 3}}, {"s", "0", 12, {2}, {1}, 5}});
@@ -85,12 +94,14 @@ TEST(PytorchBinTest, ReadsStridedViewsOfSharedStorage) {
   EXPECT_EQ(s->data, t->data + 5 * sizeof(float));
 }
 
+DINOV3_TEST_LABELS(PytorchBinTest, ReadsZip64Layout, "unit");
 TEST(PytorchBinTest, ReadsZip64Layout) {
   Result<TensorArchive> archive = open_bytes(small_checkpoint(/*zip64=*/true));
   ASSERT_TRUE(archive.ok()) << archive.status().message();
   EXPECT_EQ(values_of(*archive, "w"), (std::vector<float>{0, 1, 2, 3, 4, 5}));
 }
 
+DINOV3_TEST_LABELS(PytorchBinTest, ReadsOrderedDictWithMetadataAndParameters, "unit");
 TEST(PytorchBinTest, ReadsOrderedDictWithMetadataAndParameters) {
   // OrderedDict() holding a Parameter, with the `_metadata` attribute set by BUILD, in protocol 4 style
   // (FRAME, MEMOIZE, STACK_GLOBAL, short strings).
@@ -108,6 +119,7 @@ TEST(PytorchBinTest, ReadsOrderedDictWithMetadataAndParameters) {
   EXPECT_EQ(archive->tensors()[0].shape, (Shape{2, 3}));
 }
 
+DINOV3_TEST_LABELS(PytorchBinTest, AcceptsLittleEndianByteorderAndRefusesBig, "unit");
 TEST(PytorchBinTest, AcceptsLittleEndianByteorderAndRefusesBig) {
   const std::string pickle = state_dict_pickle({{"w", "0", 6, {2, 3}, {3, 1}}});
   const auto saved_with = [&](const char* order) {
@@ -232,6 +244,44 @@ TEST(PytorchBinTest, BoundsNestingMemoAndLengths) {
                "memo has no entry 4294967295");
   expect_error(open_bytes(checkpoint(Pickle().proto(2).op('X').raw(0xffffffff, 4).bytes(), {})), "truncated");
   expect_error(open_bytes(checkpoint(Pickle().proto(2).op(0x8a).raw(9, 1).bytes(), {})), "wider than 64 bits");
+}
+
+TEST(PytorchBinTest, ViewsThatRepeatElementsAreRefused) {
+  // expand()-style views: more elements than the storage span they cover.
+  expect_error(open_bytes(checkpoint(state_dict_pickle({{"w", "0", 1, {4096, 4096}, {0, 0}}}),
+                                     {{"archive/data/0", float_bytes(1)}})),
+               "repeats elements of its storage (1 elements spanned)");
+  expect_error(open_bytes(checkpoint(state_dict_pickle({{"w", "0", 6, {3, 4}, {1, 1}}}),
+                                     {{"archive/data/0", float_bytes(6)}})),
+               "repeats elements");
+}
+
+TEST(PytorchBinTest, TinyCheckpointWithAbsurdMlpWidthIsRefusedBeforeAllocating) {
+  // The reported file: about 1.6 KB whose tensors are all stride-0 views of one float, shaped for an MLP
+  // 2^26 wide; `dinov3 info` climbed to 6.5 GB and aborted on bad_alloc.
+  const std::string config =
+      R"({"architecture": "vit_small_patch16_dinov3", "model_args": {"embed_dim": 64, "depth": 1, "num_heads": 2}})";
+  Result<ModelConfig> cfg = parse_model_config(config);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  cfg->mlp_hidden = int64_t{1} << 26;
+  std::vector<TensorSpec> specs;
+  for (const ExpectedTensor& e : expected_tensors(*cfg)) specs.push_back({e.name, "0", 1, e.shape, Shape(e.shape.size(), 0)});
+  const std::string bin = checkpoint(state_dict_pickle(specs), {{"archive/data/0", float_bytes(1)}});
+  ASSERT_LT(bin.size(), 4096u);
+  test::TempDir dir;
+  test::write_file(dir.file("config.json"), config);
+  test::write_file(dir.file("pytorch_model.bin"), bin);
+
+  LoadOptions lo;
+  lo.backend = "reference";
+  const Status st = Model::load(dir.path(), lo).status();
+  EXPECT_EQ(st.code(), ErrorCode::kFormatError) << st.message();
+  EXPECT_NE(st.message().find("repeats elements"), std::string::npos) << st.message();
+  const test::CommandResult info = test::run_command(test::cli_path() + " info --model " + dir.path());
+  EXPECT_EQ(info.exit_code, 1) << info.out;
+  EXPECT_NE(info.out.find("dinov3 info: error: "), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("repeats elements"), std::string::npos) << info.out;
+  EXPECT_EQ(std::count(info.out.begin(), info.out.end(), '\n'), 1) << info.out;
 }
 
 }  // namespace

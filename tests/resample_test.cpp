@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dinov3/image.h"
+#include "test_labels.h"
 
 namespace dinov3 {
 namespace {
@@ -71,6 +72,8 @@ int apply_q22(int a, int b, const int32_t w[2]) {
   const int v = (a * w[0] + b * w[1] + (1 << 21)) >> 22;
   return v < 0 ? 0 : (v > 255 ? 255 : v);
 }
+
+DINOV3_SUITE_LABELS(ResampleTest, "unit");
 
 TEST(ResampleTest, BicubicUpscale2To4ByHand) {
   // One row: only the horizontal pass runs. [0, 255] -> 0, 53.3, 202.7, 278.0 before clipping.
@@ -151,6 +154,8 @@ TEST(ResampleTest, RejectsEmptySizes) {
 // ---------------------------------------------------------------------------------------------------
 // Every kernel gives the scalar kernel's bytes, on ragged sizes up and down, one axis or both.
 
+DINOV3_SUITE_LABELS(ResampleKernelTest, "unit");
+
 TEST(ResampleKernelTest, Avx2MatchesScalar) {
   if (!resample_kernel_available(ResampleKernel::kAvx2)) GTEST_SKIP() << "this CPU has no AVX2";
   std::mt19937 rng(42);
@@ -200,6 +205,8 @@ ImageRGB8 transform_ok(const ImageRGB8& in, const PreprocessConfig& config) {
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? std::move(r).value() : ImageRGB8{};
 }
+
+DINOV3_SUITE_LABELS(TransformTest, "unit");
 
 TEST(TransformTest, CenterCropWithoutResizeUsesRoundHalfEven) {
   // Shorter side already at the resize size: no resampling, only the crop. The left offset is

@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,39 @@ std::string read_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+bool built_with_address_sanitizer() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
+int run_with_memory_headroom(size_t headroom, const std::function<int()>& body) {
+  // VmSize is the address space mapped now, the quantity RLIMIT_AS bounds.
+  std::ifstream status("/proc/self/status");
+  size_t mapped_kib = 0;
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmSize:", 0) == 0) mapped_kib = std::stoull(line.substr(7));
+  if (mapped_kib == 0) throw std::runtime_error("cannot read VmSize from /proc/self/status");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const rlimit limit{mapped_kib * 1024 + headroom, mapped_kib * 1024 + headroom};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(125);
+    ::_exit(body());
+  }
+  int status_code = 0;
+  ::waitpid(pid, &status_code, 0);
+  return WIFEXITED(status_code) ? WEXITSTATUS(status_code) : 128 + WTERMSIG(status_code);
 }
 
 CommandResult run_command(const std::string& command) {

@@ -1,7 +1,9 @@
 // Shared helpers for the tests: fixture paths, comparison metrics, temporary folders.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,14 @@ class TempDir {
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
+
+// Whether this build runs under AddressSanitizer, which reserves terabytes of address space up front and
+// so cannot run under a lowered RLIMIT_AS.
+bool built_with_address_sanitizer();
+
+// Runs `body` in a forked child whose address space may grow by at most `headroom` bytes beyond what this
+// process maps now, and returns the child's exit code (body's result), or 128 + the signal that killed it.
+int run_with_memory_headroom(size_t headroom, const std::function<int()>& body);
 
 struct CommandResult {
   int exit_code = -1;

@@ -1,13 +1,19 @@
 #include "cli.h"
 
 #include <cstdio>
+#include <exception>
+#include <functional>
+#include <new>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "dinov3/version.h"
 
 namespace dinov3::cli {
 
-int run_cli(const std::vector<std::string>& args) {
+namespace {
+
+int run_cli_unguarded(const std::vector<std::string>& args) {
   CLI::App app{"dinov3: DINOv3 vision transformer features, as timm computes them", "dinov3"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("dinov3 ") + version_string() + " (" + build_commit() + ")");
@@ -32,15 +38,39 @@ int run_cli(const std::vector<std::string>& args) {
   }
   for (const auto& cmd : commands) {
     if (!cmd.app->parsed()) continue;
-    Result<int> r = cmd.run();
+    const std::string name = "dinov3 " + cmd.app->get_name();
+    Result<int> r = run_guarded(cmd.run);
     std::fflush(stdout);
     if (!r.ok()) {
-      std::fprintf(stderr, "dinov3 %s: error: %s\n", cmd.app->get_name().c_str(), r.status().message().c_str());
+      std::fprintf(stderr, "%s: error: %s\n", name.c_str(), escape_line(r.status().message()).c_str());
       return 1;
     }
     return *r;
   }
   return 2;
+}
+
+}  // namespace
+
+// The library reports failures as statuses; an exception reaching here is a bug or memory running out
+// somewhere the library does not guard. Either way the user gets one line and exit code 1, never an abort.
+Result<int> run_guarded(const std::function<Result<int>()>& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return make_error(ErrorCode::kOutOfMemory, "out of memory");
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInternal, std::string("internal error (") + e.what() + "); please report it");
+  } catch (...) {
+    return make_error(ErrorCode::kInternal, "internal error (an unknown exception); please report it");
+  }
+}
+
+int run_cli(const std::vector<std::string>& args) {
+  Result<int> r = run_guarded([&]() -> Result<int> { return run_cli_unguarded(args); });
+  if (r.ok()) return *r;
+  std::fprintf(stderr, "dinov3: error: %s\n", escape_line(r.status().message()).c_str());
+  return 1;
 }
 
 }  // namespace dinov3::cli

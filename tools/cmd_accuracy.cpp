@@ -79,6 +79,7 @@ Result<int> run_accuracy(AccuracyOptions o) {
 
   r.line("backend:  " + model.backend().name() + " (" + precision_name(model.backend().precision()) + ") on " +
          model.backend().device());
+  r.backend_notes(model.backend());
   r.line("baseline: " + o.baseline + " (fp32)");
   r.line("inputs:   " + std::to_string(labels.size()) + " " + shape_to_string(input.shape));
   bool overall = true;

@@ -71,6 +71,7 @@ Result<int> run_bench(const BenchOptions& o) {
          std::to_string(gflop).substr(0, 6) + " GFLOP/image)");
   r.line("backend:  " + model.backend().name() + ", " + precision_name(model.backend().precision()) + ", " +
          std::to_string(model.backend().threads()) + " thread(s) on " + model.backend().device());
+  r.backend_notes(model.backend());
   r.line("build:    " + j["context"]["build"]["commit"].get<std::string>() + ", " + j["context"]["date"].get<std::string>());
 
   DINOV3_ASSIGN_OR_RETURN(std::vector<double> ms1, time_batch(model, 1, size, o.warmup, o.iterations));

@@ -51,7 +51,8 @@ bool has_image_extension(const fs::path& p) {
 }
 
 // Files as given; folders searched recursively for images (sorted, so a resume sees the same order);
-// @list.txt read one path per line.
+// @list.txt read one path per line. A link in a folder that leads nowhere (dangling, or in a loop) is
+// kept, so that it is listed as skipped with the reason instead of vanishing.
 Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& specs) {
   std::vector<std::string> out;
   for (const auto& spec : specs) {
@@ -69,7 +70,12 @@ Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& s
       std::vector<std::string> found;
       for (fs::recursive_directory_iterator it(spec, fs::directory_options::skip_permission_denied, ec), end;
            !ec && it != end; it.increment(ec)) {
-        if (it->is_regular_file(ec) && has_image_extension(it->path())) found.push_back(it->path().string());
+        if (!has_image_extension(it->path())) continue;
+        std::error_code target_ec;
+        const fs::file_status target = fs::status(it->path(), target_ec);  // follows links
+        const bool broken_link = it->is_symlink(target_ec) && (target.type() == fs::file_type::not_found ||
+                                                              target.type() == fs::file_type::none);
+        if (fs::is_regular_file(target) || broken_link) found.push_back(it->path().string());
       }
       if (ec) return make_error(ErrorCode::kIoError, spec + ": cannot list: " + ec.message());
       std::sort(found.begin(), found.end());
@@ -89,7 +95,8 @@ std::string format_duration(double s) {
   return buf;
 }
 
-Result<int> run_embed(const EmbedOptions& o) {
+// `kept_state` is set once the partial state exists, to say where it is if the run then fails.
+Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
   if (o.inputs.empty()) return make_error(ErrorCode::kInvalidArgument, "no inputs (files, folders or @list.txt)");
   if (o.batch_size < 1 || o.batch_size > 4096) return make_error(ErrorCode::kInvalidArgument, "--batch-size must be in [1, 4096]");
   if (o.workers < 1 || o.workers > 256) return make_error(ErrorCode::kInvalidArgument, "--workers must be in [1, 256]");
@@ -98,6 +105,7 @@ Result<int> run_embed(const EmbedOptions& o) {
   if (format.empty()) format = fs::path(o.out).extension() == ".safetensors" ? "safetensors" : "npy";
   if (format != "npy" && format != "safetensors") return make_error(ErrorCode::kInvalidArgument, "--format must be npy or safetensors");
   DINOV3_ASSIGN_OR_RETURN(PoolMode pool, parse_pool(o.pool));
+  DINOV3_RETURN_IF_ERROR(EmbedStore::check_output(o.out, o.resume, o.overwrite));  // before any work is done
   DINOV3_ASSIGN_OR_RETURN(std::vector<std::string> paths, expand_inputs(o.inputs));
   if (paths.empty()) return make_error(ErrorCode::kInvalidArgument, "the inputs hold no image files");
 
@@ -113,6 +121,7 @@ Result<int> run_embed(const EmbedOptions& o) {
   const auto row_numel = static_cast<size_t>(shape_numel(row_shape));
 
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<EmbedStore> store, EmbedStore::open(o.out, paths, row_shape, o.resume, o.overwrite));
+  *kept_state = "the inputs handled so far are kept in " + EmbedStore::partial_dir(o.out) + " (--resume continues)";
   const size_t start = store->done().size();
   const bool progress = !o.quiet && ::isatty(STDERR_FILENO);
   describe_model_source(loaded);  // even with --quiet: an index built on random weights must not pass unnoticed
@@ -142,7 +151,7 @@ Result<int> run_embed(const EmbedOptions& o) {
       if (!item.ok) {
         entries.push_back({paths[i], false, item.reason});
         ++skipped;
-        if (!o.quiet) std::fprintf(stderr, "%sskipped: %s\n", progress ? "\r\033[K" : "", item.reason.c_str());
+        if (!o.quiet) std::fprintf(stderr, "%sskipped: %s\n", progress ? "\r\033[K" : "", escape_line(item.reason).c_str());
         continue;
       }
       std::copy(item.chw.data.begin(), item.chw.data.end(), batch.data.begin() + n * per_image);
@@ -182,6 +191,7 @@ Result<int> run_embed(const EmbedOptions& o) {
   }
   const double total = std::chrono::duration<double>(Clock::now() - t_start).count();
   DINOV3_RETURN_IF_ERROR(store->publish(format));
+  kept_state->clear();
   if (!o.quiet) {
     if (progress) std::fprintf(stderr, "\r\033[K");
     size_t skipped_total = 0;
@@ -189,7 +199,7 @@ Result<int> run_embed(const EmbedOptions& o) {
     std::fprintf(stderr, "embed: %zu rows in %s (%zu this run, %zu skipped in all) in %s\n", store->rows(), o.out.c_str(),
                  embedded, skipped_total, format_duration(total).c_str());
     for (const auto& e : store->done())
-      if (!e.ok) std::fprintf(stderr, "  skipped: %s\n", e.reason.c_str());
+      if (!e.ok) std::fprintf(stderr, "  skipped: %s\n", escape_line(e.reason).c_str());
     if (embedded > 0) {
       std::fprintf(stderr, "embed: end to end %.2f img/s, model only %.2f img/s (%.0f%%)\n", embedded / total,
                    embedded / model_seconds, 100.0 * model_seconds / total);
@@ -221,7 +231,12 @@ Command add_embed_command(CLI::App& app) {
   cmd->add_option("--max-pixels", opts->max_pixels, "skip images with more pixels than this")->capture_default_str();
   add_preprocess_options(*cmd, &opts->preprocess);
   add_size_options(*cmd, &opts->size);
-  return {cmd, [opts]() { return run_embed(*opts); }};
+  return {cmd, [opts]() -> Result<int> {
+    std::string kept_state;
+    Result<int> r = run_embed(*opts, &kept_state);
+    if (r.ok() || kept_state.empty()) return r;
+    return make_error(r.status().code(), r.status().message() + "; " + kept_state);
+  }};
 }
 
 }  // namespace dinov3::cli

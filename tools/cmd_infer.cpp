@@ -57,6 +57,7 @@ Result<int> run_infer(InferOptions o) {
   r.line("backend:  " + model.backend().name() + ", " + precision_name(model.backend().precision()) + ", " +
          std::to_string(model.backend().threads()) + " thread(s)");
   r.line("device:   " + model.backend().device());
+  r.backend_notes(model.backend());
   r.line("input:    " + shape_to_string(input.shape) + " from " + (o.input.images.empty() ? "tensor " : "image ") +
          labels.front() + (labels.size() > 1 ? " (+" + std::to_string(labels.size() - 1) + ")" : ""));
   r.line("latency:  " + format_ms(lat.p50) + " (median of " + std::to_string(o.runs) + " after " +

@@ -4,14 +4,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "cli_common.h"
 #include "dinov3/tensor_file.h"
 #include "dinov3/files.h"
+#include "dinov3/tensor_file.h"
 
 namespace dinov3::cli {
 
@@ -35,17 +38,29 @@ Status write_all(int fd, const void* data, size_t size, const std::string& what)
   return {};
 }
 
-std::string join_lines(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += x + "\n";
-  return s;
-}
-
-std::string read_all(const std::string& path) {
+// A state file's contents; an error naming it when it cannot be read (a resume needs every one).
+Result<std::string> read_state_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorCode::kFormatError, path + ": missing from the interrupted run's state (--overwrite starts over)");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+Status damaged(const std::string& dir, const std::string& what) {
+  return make_error(ErrorCode::kFormatError, dir + ": the interrupted run's state is damaged: " + what +
+                                                 " (--overwrite starts over)");
+}
+
+// Splits a done.txt line at its tabs (escaped fields hold none).
+std::vector<std::string_view> fields_of(std::string_view line) {
+  std::vector<std::string_view> fields;
+  for (size_t begin = 0;;) {
+    const size_t tab = line.find('\t', begin);
+    fields.push_back(line.substr(begin, tab == std::string_view::npos ? std::string_view::npos : tab - begin));
+    if (tab == std::string_view::npos) return fields;
+    begin = tab + 1;
+  }
 }
 
 }  // namespace
@@ -67,6 +82,65 @@ std::string npy_header(const Shape& shape) {
   return h + dict;
 }
 
+std::string path_lines(const std::vector<std::string>& paths) {
+  std::string text;
+  for (const auto& p : paths) text += escape_line(p) + "\n";
+  return text;
+}
+
+Result<std::vector<std::string>> parse_path_lines(std::string_view text) {
+  std::vector<std::string> paths;
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t end = text.find('\n', begin);
+    if (end == std::string_view::npos) return make_error(ErrorCode::kFormatError, "the last line has no end");
+    std::string path;
+    if (!unescape_line(text.substr(begin, end - begin), &path))
+      return make_error(ErrorCode::kFormatError, "line " + std::to_string(paths.size() + 1) + " is not an escaped path");
+    paths.push_back(std::move(path));
+    begin = end + 1;
+  }
+  return paths;
+}
+
+Result<ResumePoint> read_resume_point(const std::string& dir, std::string_view inputs_txt, std::string_view shape_txt,
+                                      std::string_view done_txt, uint64_t rows_bytes,
+                                      const std::vector<std::string>& inputs, const Shape& row_shape) {
+  if (inputs_txt != path_lines(inputs)) {
+    return make_error(ErrorCode::kInvalidArgument, dir + ": the inputs differ from the interrupted run's; give the "
+                                                         "same inputs, or --overwrite to start over");
+  }
+  if (shape_txt != shape_to_string(row_shape)) {
+    return make_error(ErrorCode::kInvalidArgument, dir + ": the interrupted run wrote rows of shape " +
+                                                       escape_line(shape_txt.substr(0, 64)) + ", this one " +
+                                                       shape_to_string(row_shape));
+  }
+  ResumePoint point;
+  // Complete lines only: a kill may have cut the last one.
+  const size_t last_newline = done_txt.rfind('\n');
+  point.done_bytes = last_newline == std::string_view::npos ? 0 : last_newline + 1;
+  for (size_t begin = 0; begin < point.done_bytes;) {
+    const size_t end = done_txt.find('\n', begin);
+    const std::vector<std::string_view> f = fields_of(done_txt.substr(begin, end - begin));
+    begin = end + 1;
+    const std::string line = "done.txt line " + std::to_string(point.done.size() + 1);
+    DoneEntry e;
+    e.ok = f[0] == "ok";
+    if (!(e.ok && f.size() == 2) && !(f[0] == "skip" && f.size() == 3))
+      return damaged(dir, line + " is neither \"ok<TAB>path\" nor \"skip<TAB>path<TAB>reason\"");
+    if (!unescape_line(f[1], &e.path) || (!e.ok && !unescape_line(f[2], &e.reason)))
+      return damaged(dir, line + " holds a malformed escape");
+    const size_t index = point.done.size();
+    if (index >= inputs.size() || e.path != inputs[index])
+      return damaged(dir, line + " names " + escape_line(e.path) + ", not the input at that position");
+    point.rows += e.ok ? 1 : 0;
+    point.done.push_back(std::move(e));
+  }
+  const uint64_t row_bytes = static_cast<uint64_t>(shape_numel(row_shape)) * sizeof(float);
+  if (row_bytes == 0 || rows_bytes / row_bytes < point.rows)
+    return damaged(dir, "rows.f32 holds fewer rows than done.txt names");
+  return point;
+}
+
 std::string EmbedStore::index_path(const std::string& out) {
   const fs::path p(out);
   return (p.parent_path() / (p.stem().string() + ".index.txt")).string();
@@ -79,8 +153,31 @@ EmbedStore::~EmbedStore() {
   if (done_fd_ >= 0) ::close(done_fd_);
 }
 
+Status EmbedStore::check_output(const std::string& out, bool resume, bool overwrite) {
+  std::error_code ec;
+  if (out.empty() || out.back() == '/' || fs::is_directory(out, ec)) {
+    return make_error(ErrorCode::kInvalidArgument, escape_line(out) + ": is a folder; -o names the output file "
+                                                                      "(for example " + escape_line((fs::path(out) / "embeddings.npy").string()) + ")");
+  }
+  const std::string dir = partial_dir(out);
+  const bool have_partial = fs::exists(dir, ec);
+  if (have_partial && !fs::is_directory(dir, ec))
+    return make_error(ErrorCode::kInvalidArgument, dir + ": exists and is not an interrupted run's state folder");
+  if (have_partial && !resume && !overwrite) {
+    return make_error(ErrorCode::kInvalidArgument, dir + ": an interrupted run exists (pass --resume to continue it, "
+                                                         "or --overwrite to start over)");
+  }
+  // A resumed run may finish what the interrupted one was allowed to write; anything else needs --overwrite.
+  if (!overwrite && !(resume && have_partial)) {
+    for (const std::string& path : {out, index_path(out)})
+      if (file_exists(path)) return make_error(ErrorCode::kInvalidArgument, path + ": already exists (pass --overwrite to replace it)");
+  }
+  return {};
+}
+
 Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, const std::vector<std::string>& inputs,
                                                       const Shape& row_shape, bool resume, bool overwrite) {
+  DINOV3_RETURN_IF_ERROR(check_output(out, resume, overwrite));
   std::unique_ptr<EmbedStore> s(new EmbedStore());
   s->out_ = out;
   s->dir_ = partial_dir(out);
@@ -88,56 +185,27 @@ Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, con
   s->row_numel_ = shape_numel(row_shape);
   std::error_code ec;
   const bool have_partial = fs::exists(s->dir_, ec);
-  if (!overwrite && !resume && file_exists(out)) {
-    return make_error(ErrorCode::kInvalidArgument, out + ": already exists (pass --overwrite to replace it)");
-  }
-  if (have_partial && !resume) {
-    if (!overwrite) {
-      return make_error(ErrorCode::kInvalidArgument, s->dir_ + ": an interrupted run exists (pass --resume to continue it, "
-                                                              "or --overwrite to start over)");
-    }
-    fs::remove_all(s->dir_, ec);
-  }
-  const std::string input_list = join_lines(inputs);
+  if (have_partial && !resume) fs::remove_all(s->dir_, ec);  // --overwrite (check_output refused otherwise)
   const std::string rows_path = s->dir_ + "/rows.f32", done_path = s->dir_ + "/done.txt";
-  if (resume && fs::exists(s->dir_, ec)) {
-    if (read_all(s->dir_ + "/inputs.txt") != input_list) {
-      return make_error(ErrorCode::kInvalidArgument, s->dir_ + ": the inputs differ from the interrupted run's; give the "
-                                                              "same inputs, or --overwrite to start over");
-    }
-    if (read_all(s->dir_ + "/shape.txt") != shape_to_string(row_shape)) {
-      return make_error(ErrorCode::kInvalidArgument, s->dir_ + ": the interrupted run wrote rows of shape " +
-                                                              read_all(s->dir_ + "/shape.txt") + ", this one " +
-                                                              shape_to_string(row_shape));
-    }
-    // Keep complete lines only; a kill may have cut the last one.
-    std::string text = read_all(done_path);
-    text.resize(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
-    std::istringstream lines(text);
-    for (std::string line; std::getline(lines, line);) {
-      DoneEntry e;
-      const auto t1 = line.find('\t');
-      e.ok = line.compare(0, t1, "ok") == 0;
-      const auto t2 = line.find('\t', t1 + 1);
-      e.path = line.substr(t1 + 1, t2 == std::string::npos ? std::string::npos : t2 - t1 - 1);
-      if (!e.ok && t2 != std::string::npos) e.reason = line.substr(t2 + 1);
-      if (e.ok) ++s->rows_;
-      s->done_.push_back(e);
-    }
-    const uintmax_t need = s->rows_ * static_cast<uintmax_t>(s->row_numel_) * sizeof(float);
-    if (fs::file_size(rows_path, ec) < need) {
-      return make_error(ErrorCode::kFormatError, rows_path + ": holds fewer rows than done.txt names (the state is damaged; "
-                                                             "--overwrite starts over)");
-    }
-    fs::resize_file(rows_path, need, ec);
-    fs::resize_file(done_path, text.size(), ec);
+  if (resume && have_partial) {
+    DINOV3_ASSIGN_OR_RETURN(const std::string inputs_txt, read_state_file(s->dir_ + "/inputs.txt"));
+    DINOV3_ASSIGN_OR_RETURN(const std::string shape_txt, read_state_file(s->dir_ + "/shape.txt"));
+    DINOV3_ASSIGN_OR_RETURN(const std::string done_txt, read_state_file(done_path));
+    const uintmax_t rows_bytes = fs::file_size(rows_path, ec);
+    if (ec) return damaged(s->dir_, "rows.f32 cannot be read: " + ec.message());
+    DINOV3_ASSIGN_OR_RETURN(ResumePoint point,
+                            read_resume_point(s->dir_, inputs_txt, shape_txt, done_txt, rows_bytes, inputs, row_shape));
+    s->done_ = std::move(point.done);
+    s->rows_ = point.rows;
+    fs::resize_file(rows_path, s->rows_ * static_cast<uintmax_t>(s->row_numel_) * sizeof(float), ec);
+    if (!ec) fs::resize_file(done_path, point.done_bytes, ec);
     if (ec) return make_error(ErrorCode::kIoError, s->dir_ + ": cannot trim the partial state: " + ec.message());
   } else {
     fs::create_directories(s->dir_, ec);
     if (ec) return make_error(ErrorCode::kIoError, s->dir_ + ": cannot create: " + ec.message());
-    for (const auto& [name, text] : {std::pair{"inputs.txt", input_list}, std::pair{"shape.txt", shape_to_string(row_shape)}}) {
-      DINOV3_RETURN_IF_ERROR(write_file_atomic(s->dir_ + "/" + name, true, [&](const WriteFn& w) { return w(text.data(), text.size()); }));
-    }
+    const std::string input_list = path_lines(inputs), shape_text = shape_to_string(row_shape);
+    for (const auto& [name, text] : {std::pair{"inputs.txt", &input_list}, std::pair{"shape.txt", &shape_text}})
+      DINOV3_RETURN_IF_ERROR(write_bytes_atomic(s->dir_ + "/" + name, /*overwrite=*/true, *text));
   }
   s->rows_fd_ = ::open(rows_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   s->done_fd_ = ::open(done_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -151,7 +219,9 @@ Status EmbedStore::append(const float* data, size_t n_rows, const std::vector<Do
     if (::fdatasync(rows_fd_) != 0) return io_error(dir_ + "/rows.f32");
   }
   std::string lines;
-  for (const auto& e : entries) lines += (e.ok ? "ok\t" + e.path : "skip\t" + e.path + "\t" + e.reason) + "\n";
+  for (const auto& e : entries) {
+    lines += (e.ok ? "ok\t" + escape_line(e.path) : "skip\t" + escape_line(e.path) + "\t" + escape_line(e.reason)) + "\n";
+  }
   DINOV3_RETURN_IF_ERROR(write_all(done_fd_, lines.data(), lines.size(), dir_ + "/done.txt"));
   if (::fdatasync(done_fd_) != 0) return io_error(dir_ + "/done.txt");
   rows_ += n_rows;
@@ -163,35 +233,49 @@ Status EmbedStore::publish(const std::string& format) {
   Shape shape = row_shape_;
   shape.insert(shape.begin(), static_cast<int64_t>(rows_));
   const std::string rows_path = dir_ + "/rows.f32";
-  std::string index;
+  const size_t rows_bytes = rows_ * static_cast<size_t>(row_numel_) * sizeof(float);
+  std::vector<std::string> paths;
   for (const auto& e : done_)
-    if (e.ok) index += e.path + "\n";
+    if (e.ok) paths.push_back(e.path);
+  const std::string index = path_lines(paths);
+
+  ProduceFn produce_rows;
+  Tensor all;
   if (format == "safetensors") {
-    Tensor all(shape);
+    all = Tensor(shape);
     std::ifstream in(rows_path, std::ios::binary);
-    in.read(reinterpret_cast<char*>(all.ptr()), static_cast<std::streamsize>(all.data.size() * sizeof(float)));
-    if (!in && !all.data.empty()) return make_error(ErrorCode::kIoError, rows_path + ": cannot read rows");
-    DINOV3_RETURN_IF_ERROR(save_safetensors(out_, {{"embeddings", &all}}, {}, /*overwrite=*/true));
+    in.read(reinterpret_cast<char*>(all.ptr()), static_cast<std::streamsize>(rows_bytes));
+    if (!in && rows_bytes > 0) return make_error(ErrorCode::kIoError, rows_path + ": cannot read rows");
+    produce_rows = [&](const WriteFn& w) { return write_safetensors(w, {{"embeddings", &all}}, {}); };
   } else {
-    const std::string header = npy_header(shape);
-    DINOV3_RETURN_IF_ERROR(write_file_atomic(out_, /*overwrite=*/true, [&](const WriteFn& w) -> Status {
+    produce_rows = [&](const WriteFn& w) -> Status {
+      const std::string header = npy_header(shape);
       DINOV3_RETURN_IF_ERROR(w(header.data(), header.size()));
       std::ifstream in(rows_path, std::ios::binary);
       std::vector<char> buf(1 << 20);
       size_t total = 0;
-      while (in) {
-        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      while (in && total < rows_bytes) {
+        in.read(buf.data(), static_cast<std::streamsize>(std::min(buf.size(), rows_bytes - total)));
         const auto n = static_cast<size_t>(in.gcount());
         if (n == 0) break;
         DINOV3_RETURN_IF_ERROR(w(buf.data(), n));
         total += n;
       }
-      if (total != rows_ * static_cast<size_t>(row_numel_) * sizeof(float))
-        return make_error(ErrorCode::kIoError, rows_path + ": holds a different number of rows than recorded");
+      if (total != rows_bytes)
+        return make_error(ErrorCode::kIoError, rows_path + ": holds fewer rows than recorded");
       return {};
-    }));
+    };
   }
-  DINOV3_RETURN_IF_ERROR(write_file_atomic(index_path(out_), true, [&](const WriteFn& w) { return w(index.data(), index.size()); }));
+  // Both files are written in full before either replaces anything: a disk that fills up leaves the
+  // previous output and index as they were.
+  std::vector<StagedFile> staged;
+  DINOV3_ASSIGN_OR_RETURN(StagedFile rows_file, StagedFile::write(out_, produce_rows));
+  staged.push_back(std::move(rows_file));
+  DINOV3_ASSIGN_OR_RETURN(StagedFile index_file, StagedFile::write(index_path(out_), [&](const WriteFn& w) {
+    return w(index.data(), index.size());
+  }));
+  staged.push_back(std::move(index_file));
+  DINOV3_RETURN_IF_ERROR(commit_files(staged, /*overwrite=*/true));
   std::error_code ec;
   ::close(rows_fd_);
   ::close(done_fd_);

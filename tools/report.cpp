@@ -17,6 +17,10 @@ void Report::line(const std::string& text) {
   lines_.push_back(text);
 }
 
+void Report::backend_notes(const Backend& backend) {
+  for (const std::string& note : backend.notes()) line("note:     " + note);
+}
+
 Status Report::write(const std::string& output_dir) {
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
@@ -25,8 +29,7 @@ Status Report::write(const std::string& output_dir) {
   std::string log;
   for (const auto& l : lines_) log += l + "\n";
   for (const auto& [name, text] : {std::pair{command_ + ".json", json_text}, std::pair{command_ + ".log", log}}) {
-    DINOV3_RETURN_IF_ERROR(write_file_atomic(output_dir + "/" + name, /*overwrite=*/true,
-                                             [&](const WriteFn& w) { return w(text.data(), text.size()); }));
+    DINOV3_RETURN_IF_ERROR(write_bytes_atomic(output_dir + "/" + name, /*overwrite=*/true, text));
   }
   std::printf("report:   %s/%s.json, %s.log\n", output_dir.c_str(), command_.c_str(), command_.c_str());
   return {};
@@ -49,6 +52,7 @@ nlohmann::ordered_json run_context(Model& model) {
       {"device", be.device()},
       {"threads", be.threads()},
       {"precision", precision_name(be.precision())},
+      {"notes", be.notes()},
       {"build", {{"version", version_string()}, {"commit", build_commit()}}},
       {"date", utc_timestamp()},
   };

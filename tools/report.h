@@ -17,6 +17,8 @@ class Report {
 
   nlohmann::ordered_json& json() { return json_; }
   void line(const std::string& text);  // prints and logs one line
+  // One "note:" line per thing the backend says a user should know (Backend::notes).
+  void backend_notes(const Backend& backend);
   // Writes <dir>/<command>.json and <dir>/<command>.log (replacing a previous run's report).
   Status write(const std::string& output_dir);
 

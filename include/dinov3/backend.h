@@ -23,21 +23,43 @@ enum class Precision { kF32, kBF16, kInt8 };
 const char* precision_name(Precision p);  // "fp32", "bf16", "int8"
 bool precision_from_name(const std::string& name, Precision* out);
 
-// Memory a backend computes on: `size` float32 values.
+class Backend;
+
+// Memory a backend computes on: `size` float32 values, belonging to the backend that allocated it. A
+// backend refuses buffers it did not allocate (its ops check every argument; see src/backend/op_checks.h).
 class DeviceBuffer {
  public:
-  explicit DeviceBuffer(size_t size) : size_(size) {}
+  DeviceBuffer(const Backend& owner, size_t size);
   virtual ~DeviceBuffer() = default;
   size_t size() const { return size_; }
+  uint64_t owner() const { return owner_; }  // Backend::instance_id() of the allocating backend
 
  private:
   size_t size_;
+  uint64_t owner_;
+};
+
+// What a prepared weight is, whatever layout its backend chose for it: the argument checks read shapes
+// from here, and a backend refuses a weight it did not prepare, or one prepared for another precision.
+struct WeightInfo {
+  enum class Kind { kLinear, kVector };
+  Kind kind = Kind::kVector;
+  int64_t out = 0;  // a linear layer's output features, or a vector's length
+  int64_t in = 0;   // a linear layer's input features; 0 for a vector
+  Precision precision = Precision::kF32;
+  uint64_t owner = 0;  // Backend::instance_id() of the preparing backend
 };
 
 // A parameter prepared once at load (repacked, converted, uploaded: the backend's choice).
 class Weight {
  public:
   virtual ~Weight() = default;
+  const WeightInfo& info() const { return info_; }
+  // Set once, by the backend that prepared the weight.
+  void set_info(const WeightInfo& info) { info_ = info; }
+
+ private:
+  WeightInfo info_;
 };
 
 enum class Activation { kNone, kGelu };  // GELU is the exact erf form
@@ -56,7 +78,13 @@ struct BackendOptions {
 
 class Backend {
  public:
+  Backend();
   virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // Distinct for every backend object a process creates: what buffers and weights record as their owner.
+  uint64_t instance_id() const { return instance_id_; }
 
   virtual std::string name() const = 0;
   // Human-readable device: "CPU Intel(R) Xeon(R) ..., avx512f" or a GPU's name.
@@ -114,6 +142,13 @@ class Backend {
   // out[b, :] = mean of x[b, t, :] over t in [begin, end). x: [batch, tokens, dim]; out: [batch, dim].
   virtual Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin,
                              int64_t end, DeviceBuffer& out) = 0;
+
+  // Things a user should know about how this backend runs, each one line (a slow fallback kernel, a
+  // setting that was not honoured). The library never prints them; the CLI's reports do.
+  virtual std::vector<std::string> notes() const { return {}; }
+
+ private:
+  uint64_t instance_id_;
 };
 
 // ---- registry ---------------------------------------------------------------------------------------

@@ -95,6 +95,10 @@ struct InputPosition {
 };
 InputPosition image_to_input(const PreprocessGeometry& g, int image_width, int image_height, double x, double y);
 
+// Normalize's settings are usable: every mean and std finite, every std positive, and every normalised
+// value (v - mean) / std for v in [0, 1] finite in float32. kInvalidArgument naming the channel otherwise.
+Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std);
+
 // ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32 (v * rescale_factor for
 // another rescale factor; no mean/std step when normalize is false). `image` must already be
 // config.width x config.height; `out` holds 3 * height * width floats.

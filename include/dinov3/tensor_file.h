@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "dinov3/files.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
 
@@ -108,5 +109,9 @@ struct NamedTensor {
 };
 Status save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                         const std::map<std::string, std::string>& metadata = {}, bool overwrite = true);
+// The bytes of that float32 safetensors file through `write`, for writers that place the file themselves
+// (embed publishes one together with its index: StagedFile / commit_files in dinov3/files.h).
+Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata);
 
 }  // namespace dinov3

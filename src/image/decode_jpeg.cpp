@@ -1,6 +1,7 @@
 // JPEG through libjpeg(-turbo) with its default settings (islow IDCT, fancy upsampling): the decoder and
 // settings Pillow uses, so the pixels match bit for bit.
 #include <algorithm>
+#include <cstdint>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -37,14 +38,30 @@ struct JpegErrorManager {
 void on_jpeg_message(j_common_ptr cinfo, int level) {
   if (level >= 0) return;  // trace output
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
-  // Pillow feeds libjpeg through a suspending source, so running out of bytes before the last row is an
-  // error there ("image file is truncated"); libjpeg's memory source would instead warn and invent an
-  // end-of-image marker, leaving gray rows. Pillow ignores every other warning (corrupt entropy data,
-  // extraneous bytes) and so do we.
-  if (cinfo->err->msg_code == JWRN_JPEG_EOF && !err->scanlines_done) {
+  // Image data that ends before the last row is an error. Pillow feeds libjpeg through a suspending
+  // source, so running out of bytes is one there ("image file is truncated"); libjpeg's memory source
+  // would instead warn and invent an end-of-image marker. Scan data cut short by a marker ("premature
+  // end of data segment") is the same damage with an end marker appended: libjpeg would fill the rest
+  // with gray and Pillow accept it, but a picture that is mostly invented is refused here. Every other
+  // warning (corrupt entropy data, extraneous bytes) is ignored, as Pillow does.
+  const int code = cinfo->err->msg_code;
+  if ((code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER) && !err->scanlines_done) {
     err->truncated = true;
     std::longjmp(err->jump, 1);
   }
+}
+
+// Huffman coding spends at least one bit on every 8x8 block's DC value, so a file too short to give each
+// block of its smallest component a bit is truncated: it is refused before any pixel memory is spent on it.
+// (Arithmetic coding has no such floor.)
+bool too_short_for_its_blocks(const jpeg_decompress_struct& cinfo, size_t size) {
+  if (cinfo.arith_code) return false;
+  uint64_t fewest = UINT64_MAX;
+  for (int c = 0; c < cinfo.num_components; ++c) {
+    const jpeg_component_info& comp = cinfo.comp_info[c];
+    fewest = std::min<uint64_t>(fewest, uint64_t{comp.width_in_blocks} * comp.height_in_blocks);
+  }
+  return fewest != UINT64_MAX && fewest / 8 > size;
 }
 
 void on_jpeg_output(j_common_ptr) {}
@@ -82,6 +99,10 @@ bool decompress(JpegContext* ctx) {
 
   ctx->status = check_image_size(cinfo->image_width, cinfo->image_height, *ctx->options, "JPEG");
   if (!ctx->status.ok()) return false;
+  if (too_short_for_its_blocks(*cinfo, ctx->size)) {
+    ctx->err.truncated = true;
+    return false;
+  }
   // Pillow picks the mode from the component count alone (L, RGB, CMYK) and lets libjpeg work out the
   // stored color space (YCbCr, RGB, YCCK, ...) from the JFIF/Adobe markers.
   switch (cinfo->num_components) {

@@ -4,6 +4,7 @@
 // ramp, and transparency never turns into alpha.
 #include <png.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -54,6 +55,27 @@ void take_exif(PngContext* ctx) {
     ctx->exif_found = true;
   }
 }
+
+// Bytes of image data (IDAT chunks) in the file, walking the chunk lengths; a chunk running past the end
+// counts only what is there. libpng checks the chunks themselves as it reads them.
+uint64_t image_data_bytes(const uint8_t* data, size_t size) {
+  uint64_t total = 0;
+  for (size_t pos = 8; size - pos >= 8 && pos < size;) {
+    const uint64_t length = uint64_t{data[pos]} << 24 | uint64_t{data[pos + 1]} << 16 | uint64_t{data[pos + 2]} << 8 |
+                            data[pos + 3];
+    const size_t available = size - pos - 8;
+    if (std::memcmp(data + pos + 4, "IDAT", 4) == 0) total += std::min<uint64_t>(length, available);
+    if (std::memcmp(data + pos + 4, "IEND", 4) == 0 || length > available) break;
+    pos += 8 + length + 4;  // length, type, data, CRC
+    if (pos > size) break;
+  }
+  return total;
+}
+
+// Deflate cannot expand data more than 1032 times (a 258-byte match in two bits), so image data shorter
+// than that fraction of the samples the header promises cannot hold them: the file is truncated, and it
+// is refused before any pixel memory is spent on it.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 // One row of raw samples to RGB, as Pillow's unpacker for the PNG's mode and then convert('RGB').
 void convert_row(const uint8_t* src, int width, int color_type, int bit_depth, const Palette& palette, uint8_t* dst) {
@@ -115,6 +137,11 @@ bool decompress(PngContext* ctx) {
   png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, nullptr, nullptr, nullptr);
   ctx->status = check_image_size(width, height, *ctx->options, "PNG");
   if (!ctx->status.ok()) return false;
+  const uint64_t sample_bytes = uint64_t{height} * ((uint64_t{width} * png_get_channels(png, info) * bit_depth + 7) / 8);
+  if (image_data_bytes(ctx->data, ctx->size) * kMaxDeflateRatio < sample_bytes) {
+    ctx->truncated = true;
+    return false;
+  }
   if (ctx->options->exif_transpose) take_exif(ctx);
 
   if (color_type == PNG_COLOR_TYPE_PALETTE) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -10,6 +11,7 @@
 #include "dinov3/image.h"
 #include "image/decoders.h"
 #include "image/resample.h"
+#include "util/alloc_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -106,7 +108,9 @@ InputPosition image_to_input(const PreprocessGeometry& g, int image_width, int i
   return {x * g.resize_width / image_width - g.offset_x, y * g.resize_height / image_height - g.offset_y};
 }
 
-Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config) {
+namespace {
+
+Result<ImageRGB8> transform_unguarded(const ImageRGB8& in, const PreprocessConfig& config) {
   if (in.width <= 0 || in.height <= 0 || in.pixels.size() != size_t(in.width) * size_t(in.height) * 3) {
     return make_error(ErrorCode::kInvalidArgument,
                       "preprocess: the image is empty or its pixel buffer has the wrong size");
@@ -134,6 +138,27 @@ Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& co
   return out;
 }
 
+}  // namespace
+
+Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config) {
+  return guard_allocations("preprocess", [&] { return transform_unguarded(in, config); });
+}
+
+Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  for (int c = 0; c < 3; ++c) {
+    char which[96];
+    std::snprintf(which, sizeof(which), "normalize: channel %d has mean %g and std %g", c, mean[c], std[c]);
+    if (!std::isfinite(mean[c]) || !std::isfinite(std[c]) || !(std[c] > 0.0f))
+      return make_error(ErrorCode::kInvalidArgument, std::string(which) + "; both must be finite and std positive");
+    // The output is monotonic in the pixel value, so its two ends bound every normalised value.
+    for (const float v : {0.0f, 1.0f}) {
+      if (!std::isfinite((v - mean[c]) / std[c]))
+        return make_error(ErrorCode::kInvalidArgument, std::string(which) + "; the normalised values overflow float32");
+    }
+  }
+  return {};
+}
+
 Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out) {
   if (image.width != config.width || image.height != config.height ||
       image.pixels.size() != size_t(image.width) * size_t(image.height) * 3) {
@@ -143,11 +168,10 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
   }
   // ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
   // possible results per channel gives exactly those values.
+  if (config.normalize) DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
   float table[3][256];
   const bool to_tensor = config.rescale_factor == 1.0 / 255.0;
   for (int c = 0; c < 3; ++c) {
-    if (config.normalize && !(std::isfinite(config.std[c]) && config.std[c] != 0.0f && std::isfinite(config.mean[c])))
-      return make_error(ErrorCode::kInvalidArgument, "normalize: mean must be finite and std finite and nonzero");
     for (int v = 0; v < 256; ++v) {
       const float scaled = to_tensor ? static_cast<float>(v) / 255.0f
                                      : static_cast<float>(static_cast<float>(v) * static_cast<float>(config.rescale_factor));
@@ -174,7 +198,7 @@ Result<Tensor> preprocess_image(const ImageRGB8& image, const PreprocessConfig& 
 Result<Tensor> preprocess_image_file(const std::string& path, const PreprocessConfig& config,
                                      const DecodeOptions& options) {
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 image, decode_image_file(path, options));
-  Result<Tensor> tensor = preprocess_image(image, config);
+  Result<Tensor> tensor = guard_allocations("preprocess", [&] { return preprocess_image(image, config); });
   if (!tensor.ok()) return tensor.status().with_context(path);
   return tensor;
 }

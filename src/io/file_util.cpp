@@ -18,22 +18,33 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-Status write_file_atomic(const std::string& path, bool overwrite, const std::function<Status(const WriteFn&)>& produce) {
-  if (!overwrite && file_exists(path)) {
-    return make_error(ErrorCode::kInvalidArgument, path + ": already exists (pass the overwrite option to replace it)");
-  }
+namespace {
+
+Status io_error(const std::string& path, const std::string& what, int err) {
+  return make_error(ErrorCode::kIoError, path + ": " + what + ": " + std::strerror(err));
+}
+
+Status already_exists(const std::string& path) {
+  return make_error(ErrorCode::kInvalidArgument, path + ": already exists (pass the overwrite option to replace it)");
+}
+
+}  // namespace
+
+StagedFile::StagedFile(StagedFile&& other) noexcept : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)) {
+  other.tmp_.clear();
+}
+
+StagedFile::~StagedFile() {
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+Result<StagedFile> StagedFile::write(const std::string& path, const ProduceFn& produce) {
   std::string tmpl = path + ".tmp.XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   const int fd = ::mkstemp(name.data());
-  if (fd < 0) return make_error(ErrorCode::kIoError, path + ": cannot create a temporary file: " + std::strerror(errno));
-  const std::string tmp(name.data());
-  auto fail = [&](const std::string& what) {
-    const std::string reason = std::strerror(errno);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return make_error(ErrorCode::kIoError, path + ": " + what + ": " + reason);
-  };
+  if (fd < 0) return io_error(path, "cannot create a temporary file", errno);
+  StagedFile staged(path, name.data());  // removes the temporary file on every early return
   const WriteFn write = [&](const void* data, size_t size) -> Status {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
@@ -50,31 +61,78 @@ Status write_file_atomic(const std::string& path, bool overwrite, const std::fun
   Status st = produce(write);
   if (!st.ok()) {
     ::close(fd);
-    ::unlink(tmp.c_str());
     return st.with_context(path);
   }
   ::fchmod(fd, 0644);
-  if (::fsync(fd) != 0) return fail("cannot flush");
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return make_error(ErrorCode::kIoError, path + ": cannot close: " + std::strerror(errno));
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return io_error(path, "cannot flush", err);
   }
+  if (::close(fd) != 0) return io_error(path, "cannot close", errno);
+  return staged;
+}
+
+Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
   if (!overwrite) {
-    // link() fails if the name exists, so a file created meanwhile is not replaced.
-    if (::link(tmp.c_str(), path.c_str()) != 0) {
-      const std::string reason = std::strerror(errno);
-      ::unlink(tmp.c_str());
-      return make_error(ErrorCode::kIoError, path + ": cannot create: " + reason);
+    for (const StagedFile& f : files)
+      if (file_exists(f.path_)) return already_exists(f.path_);
+  }
+  // What each moved destination held before, to put back if a later one fails.
+  struct Moved {
+    const std::string* path;
+    bool replaced = false;  // a file was there before
+    std::string backup;     // a hard link to it, when one could be made
+  };
+  std::vector<Moved> moved;
+  const auto undo = [&] {
+    for (auto it = moved.rbegin(); it != moved.rend(); ++it) {
+      if (!it->replaced) {
+        ::unlink(it->path->c_str());
+      } else if (!it->backup.empty()) {
+        ::rename(it->backup.c_str(), it->path->c_str());
+      }
     }
-    ::unlink(tmp.c_str());
-    return {};
+  };
+  for (StagedFile& f : files) {
+    Moved m{&f.path_, file_exists(f.path_), ""};
+    int err = 0;
+    if (!overwrite) {
+      // link() fails if the name exists, so a file created meanwhile is not replaced.
+      if (::link(f.tmp_.c_str(), f.path_.c_str()) != 0) err = errno;
+    } else {
+      if (m.replaced) {
+        m.backup = f.tmp_ + ".old";
+        if (::link(f.path_.c_str(), m.backup.c_str()) != 0) m.backup.clear();
+      }
+      if (::rename(f.tmp_.c_str(), f.path_.c_str()) != 0) err = errno;
+    }
+    if (err != 0) {
+      if (!m.backup.empty()) ::unlink(m.backup.c_str());
+      undo();
+      for (const Moved& done : moved)
+        if (!done.backup.empty()) ::unlink(done.backup.c_str());
+      return err == EEXIST ? already_exists(f.path_) : io_error(f.path_, "cannot move into place", err);
+    }
+    if (!overwrite) ::unlink(f.tmp_.c_str());
+    f.tmp_.clear();
+    moved.push_back(std::move(m));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return make_error(ErrorCode::kIoError, path + ": cannot rename into place: " + reason);
-  }
+  for (const Moved& m : moved)
+    if (!m.backup.empty()) ::unlink(m.backup.c_str());
   return {};
+}
+
+Status write_file_atomic(const std::string& path, bool overwrite, const ProduceFn& produce) {
+  if (!overwrite && file_exists(path)) return already_exists(path);
+  std::vector<StagedFile> files;
+  DINOV3_ASSIGN_OR_RETURN(StagedFile staged, StagedFile::write(path, produce));
+  files.push_back(std::move(staged));
+  return commit_files(files, overwrite);
+}
+
+Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes) {
+  return write_file_atomic(path, overwrite, [&](const WriteFn& write) { return write(bytes.data(), bytes.size()); });
 }
 
 Result<std::string> read_text_file(const std::string& path, size_t limit) {

@@ -35,7 +35,8 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
     if (p == MAP_FAILED) {
       const int err = errno;
       ::close(fd);
-      return make_error(ErrorCode::kIoError, path + ": cannot map: " + std::strerror(err));
+      return make_error(err == ENOMEM ? ErrorCode::kOutOfMemory : ErrorCode::kIoError,
+                        path + ": cannot map: " + std::strerror(err));
     }
     file->data_ = static_cast<const uint8_t*>(p);
   }

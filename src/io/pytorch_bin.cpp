@@ -9,6 +9,7 @@
 #include "dinov3/tensor_file.h"
 #include "io/pickle_reader.h"
 #include "io/zip_reader.h"
+#include "util/alloc_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -68,6 +69,13 @@ Result<RawTensor> resolve_tensor(const io::PickledTensor& pickled, const io::Pic
   if (!empty && last >= storage.numel)
     return fail("shape " + shape_to_string(pickled.shape) + " with strides " + shape_to_string(pickled.strides) +
                 " reaches element " + std::to_string(last) + " of a storage of " + std::to_string(storage.numel));
+  // A view with more elements than the storage span it covers repeats elements (a zero or overlapping
+  // stride, as expand() makes). No saved parameter is one, and converting it would allocate memory no
+  // byte of the file accounts for.
+  if (!empty && shape_numel(pickled.shape) > last - pickled.offset + 1)
+    return fail("shape " + shape_to_string(pickled.shape) + " with strides " + shape_to_string(pickled.strides) +
+                " repeats elements of its storage (" + std::to_string(last - pickled.offset + 1) +
+                " elements spanned); saved parameters never do");
 
   RawTensor raw;
   raw.name = pickled.name;
@@ -102,10 +110,12 @@ Result<std::vector<RawTensor>> read_tensors(const MappedFile& file) {
 }  // namespace
 
 Result<TensorArchive> open_pytorch_bin(const std::string& path) {
-  DINOV3_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> file, MappedFile::open(path));
-  Result<std::vector<RawTensor>> tensors = read_tensors(*file);
-  if (!tensors.ok()) return tensors.status().with_context(path);
-  return TensorArchive(std::move(file), std::move(tensors).value(), {});
+  return guard_allocations("reading a PyTorch checkpoint", [&]() -> Result<TensorArchive> {
+    DINOV3_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> file, MappedFile::open(path));
+    Result<std::vector<RawTensor>> tensors = read_tensors(*file);
+    if (!tensors.ok()) return tensors.status().with_context(path);
+    return TensorArchive(std::move(file), std::move(tensors).value(), {});
+  });
 }
 
 }  // namespace dinov3

@@ -7,9 +7,13 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "dinov3/tensor_file.h"
 #include "io/file_util.h"
+#include "io/json_util.h"
+#include "dinov3/tensor_file.h"
+#include "util/alloc_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -23,41 +27,39 @@ Status format_error(const std::string& path, const std::string& what) {
   return make_error(ErrorCode::kFormatError, path + ": " + what);
 }
 
-Result<RawTensor> parse_entry(const std::string& path, const std::string& name, const json& entry,
-                              const uint8_t* data, uint64_t data_size) {
-  const std::string where = "tensor '" + name + "'";
-  if (!entry.is_object()) return format_error(path, where + " is not an object");
-  const auto dt = entry.find("dtype");
-  const auto sh = entry.find("shape");
-  const auto off = entry.find("data_offsets");
-  if (dt == entry.end() || !dt->is_string()) return format_error(path, where + " has no dtype string");
-  if (sh == entry.end() || !sh->is_array()) return format_error(path, where + " has no shape array");
-  if (off == entry.end() || !off->is_array() || off->size() != 2)
-    return format_error(path, where + " has no [begin, end] data_offsets");
+// Dimensions of a tensor; no checkpoint comes near, and the cap keeps a header's memory to its tensors.
+constexpr size_t kMaxRank = 64;
 
+// One header entry as read, before it is checked against the data section.
+struct EntryFields {
+  std::string name;
+  std::string dtype;
+  Shape shape;
+  std::vector<uint64_t> offsets;
+  bool has_dtype = false, has_shape = false, has_offsets = false;
+};
+
+Result<RawTensor> make_tensor(const std::string& path, const EntryFields& e, const uint8_t* data, uint64_t data_size) {
+  const std::string where = "tensor '" + e.name + "'";
+  if (!e.has_dtype) return format_error(path, where + " has no dtype string");
+  if (!e.has_shape) return format_error(path, where + " has no shape array");
+  if (!e.has_offsets || e.offsets.size() != 2) return format_error(path, where + " has no [begin, end] data_offsets");
   RawTensor t;
-  t.name = name;
-  const std::string dtype = dt->get<std::string>();
-  if (!dtype_from_name(dtype, &t.dtype))
-    return make_error(ErrorCode::kUnsupported, path + ": " + where + " has unknown dtype '" + dtype + "'");
-  for (const auto& d : *sh) {
-    if (!d.is_number_unsigned()) return format_error(path, where + " has a shape entry that is not a size");
-    const uint64_t v = d.get<uint64_t>();
-    if (v > (1ull << 40)) return format_error(path, where + " has an absurd dimension " + std::to_string(v));
-    t.shape.push_back(static_cast<int64_t>(v));
-  }
+  t.name = e.name;
+  if (!dtype_from_name(e.dtype, &t.dtype))
+    return make_error(ErrorCode::kUnsupported, path + ": " + where + " has unknown dtype '" + e.dtype + "'");
+  t.shape = e.shape;
   const int64_t numel = shape_numel(t.shape);
-  if (numel < 0) return format_error(path, where + " has a shape whose size overflows");
-  for (const auto& o : *off)
-    if (!o.is_number_unsigned()) return format_error(path, where + " has a data offset that is not a size");
-  const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
+  uint64_t expected = 0;
+  if (numel < 0 || __builtin_mul_overflow(static_cast<uint64_t>(numel), dtype_size(t.dtype), &expected))
+    return format_error(path, where + " has a shape whose size overflows");
+  const uint64_t begin = e.offsets[0], end = e.offsets[1];
   if (begin > end || end > data_size) {
     return format_error(path, where + " data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                                   "] run past the " + std::to_string(data_size) + "-byte data section");
   }
-  const uint64_t expected = static_cast<uint64_t>(numel) * dtype_size(t.dtype);
   if (end - begin != expected) {
-    return format_error(path, where + " spans " + std::to_string(end - begin) + " bytes but " + dtype + " " +
+    return format_error(path, where + " spans " + std::to_string(end - begin) + " bytes but " + e.dtype + " " +
                                   shape_to_string(t.shape) + " needs " + std::to_string(expected));
   }
   t.strides.assign(t.shape.size(), 1);
@@ -67,9 +69,144 @@ Result<RawTensor> parse_entry(const std::string& path, const std::string& name, 
   return t;
 }
 
-}  // namespace
+// Reads the header {name: {"dtype": str, "shape": [size...], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {str: str}} as nlohmann's SAX parser walks it: the schema is checked as it goes and
+// only the tensors are kept, so memory follows what the header describes, never its nesting or the
+// values it carries beside them (unknown entry fields are skipped, as other readers do).
+class HeaderReader final : public nlohmann::json_sax<json> {
+ public:
+  HeaderReader(const std::string& path, const uint8_t* data, uint64_t data_size)
+      : path_(path), data_(data), data_size_(data_size) {}
 
-Result<TensorArchive> open_safetensors(const std::string& path) {
+  Status status() const { return status_; }
+  std::vector<RawTensor>& tensors() { return tensors_; }
+  std::map<std::string, std::string>& metadata() { return metadata_; }
+
+  bool null() override { return scalar("null"); }
+  bool boolean(bool) override { return scalar("a bool"); }
+  bool number_integer(number_integer_t) override { return scalar("a negative number"); }  // others come unsigned
+  bool number_float(number_float_t, const string_t&) override { return scalar("a fraction"); }
+  bool binary(binary_t&) override { return scalar("binary data"); }
+  bool number_unsigned(number_unsigned_t v) override {
+    if (skip_ > 0 || depth_ != 3) return scalar("a number");
+    if (array_ == Array::kShape) {
+      if (v > (1ull << 40)) return fail(where() + " has an absurd dimension " + std::to_string(v));
+      if (entry_.shape.size() == kMaxRank) return fail(where() + " has more than " + std::to_string(kMaxRank) + " dimensions");
+      entry_.shape.push_back(static_cast<int64_t>(v));
+      return true;
+    }
+    if (entry_.offsets.size() == 2) return fail(where() + " has no [begin, end] data_offsets");
+    entry_.offsets.push_back(v);
+    return true;
+  }
+  bool string(string_t& v) override {
+    if (skip_ > 0) return true;
+    if (depth_ == 2 && in_metadata_) {
+      metadata_[field_] = std::move(v);
+      return true;
+    }
+    if (depth_ == 2 && field_ == "dtype") {
+      entry_.dtype = std::move(v);
+      return true;
+    }
+    return scalar("a string");
+  }
+  bool start_object(std::size_t) override {
+    if (skip_ > 0 || (depth_ == 2 && !in_metadata_ && !known_field())) return enter_skipped();
+    if (depth_ == 0) return ++depth_ > 0;
+    if (depth_ != 1) return scalar("an object");
+    in_metadata_ = key_ == "__metadata__";
+    entry_ = EntryFields{};
+    entry_.name = key_;
+    ++depth_;
+    return true;
+  }
+  bool end_object() override {
+    if (skip_ > 0) return --skip_ >= 0;
+    if (depth_-- == 2 && !in_metadata_) {
+      Result<RawTensor> t = make_tensor(path_, entry_, data_, data_size_);
+      if (!t.ok()) return fail_status(t.status());
+      tensors_.push_back(std::move(t).value());
+    }
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    if (skip_ > 0 || (depth_ == 2 && !in_metadata_ && !known_field())) return enter_skipped();
+    if (depth_ != 2 || in_metadata_ || field_ == "dtype") return scalar("an array");
+    array_ = field_ == "shape" ? Array::kShape : Array::kOffsets;
+    ++depth_;
+    return true;
+  }
+  bool end_array() override {
+    if (skip_ > 0) return --skip_ >= 0;
+    --depth_;
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (skip_ > 0) return true;
+    if (depth_ == 1) {
+      if (!names_.insert(k).second) return fail("tensor '" + k + "' appears twice in the header");
+      key_ = std::move(k);
+      return true;
+    }
+    field_ = std::move(k);
+    if (in_metadata_) return true;
+    bool* seen = field_ == "dtype" ? &entry_.has_dtype : field_ == "shape" ? &entry_.has_shape
+                 : field_ == "data_offsets" ? &entry_.has_offsets : nullptr;
+    if (seen == nullptr) return true;
+    if (*seen) return fail(where() + " gives '" + field_ + "' twice");
+    *seen = true;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    return fail(std::string("header is not a JSON object (") + e.what() + ")");
+  }
+
+ private:
+  enum class Array { kShape, kOffsets };
+
+  bool known_field() const { return field_ == "dtype" || field_ == "shape" || field_ == "data_offsets"; }
+  std::string where() const { return in_metadata_ ? "__metadata__" : "tensor '" + entry_.name + "'"; }
+
+  // A value the schema has no place for at this position.
+  bool scalar(const char* what) {
+    if (skip_ > 0) return true;
+    if (depth_ == 0) return fail("header is not a JSON object");
+    if (depth_ == 1) return fail((key_ == "__metadata__" ? "__metadata__" : "tensor '" + key_ + "'") + " is not an object");
+    if (in_metadata_) return fail("__metadata__ value '" + field_ + "' is not a string");
+    if (depth_ == 2 && !known_field()) return true;  // an unknown field's value: ignored
+    if (depth_ == 2 && field_ == "dtype") return fail(where() + " has no dtype string");
+    if (depth_ == 2 && field_ == "shape") return fail(where() + " has no shape array");
+    if (depth_ == 2) return fail(where() + " has no [begin, end] data_offsets");
+    if (array_ == Array::kShape) return fail(where() + " has a shape entry that is not a size (" + what + ")");
+    return fail(where() + " has a data offset that is not a size (" + what + ")");
+  }
+  bool enter_skipped() {
+    if (depth_ + ++skip_ > io::kMaxJsonDepth) return fail("header is nested deeper than " + std::to_string(io::kMaxJsonDepth) + " levels");
+    return true;
+  }
+  bool fail(const std::string& what) { return fail_status(format_error(path_, what)); }
+  bool fail_status(Status st) {
+    if (status_.ok()) status_ = std::move(st);
+    return false;
+  }
+
+  const std::string& path_;
+  const uint8_t* data_;
+  uint64_t data_size_;
+  Status status_;
+  int depth_ = 0;  // 1 inside the root object, 2 inside an entry, 3 inside its shape or offsets
+  int skip_ = 0;   // open containers inside a skipped value
+  bool in_metadata_ = false;
+  Array array_ = Array::kShape;
+  std::string key_, field_;
+  EntryFields entry_;
+  std::set<std::string> names_;
+  std::vector<RawTensor> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+Result<TensorArchive> read_safetensors(const std::string& path) {
   DINOV3_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> file, MappedFile::open(path));
   if (file->size() < 8) return format_error(path, "too short for a safetensors header (" + std::to_string(file->size()) + " bytes)");
   uint64_t header_len = 0;
@@ -81,23 +218,12 @@ Result<TensorArchive> open_safetensors(const std::string& path) {
                                   std::to_string(file->size() - 8) + " after the length");
   }
   const char* text = reinterpret_cast<const char*>(file->data() + 8);
-  json header = json::parse(text, text + header_len, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded() || !header.is_object()) return format_error(path, "header is not a JSON object");
-
-  const uint8_t* data = file->data() + 8 + header_len;
-  const uint64_t data_size = file->size() - 8 - header_len;
-  std::vector<RawTensor> tensors;
-  std::map<std::string, std::string> metadata;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      if (!it->is_object()) return format_error(path, "__metadata__ is not an object");
-      for (auto m = it->begin(); m != it->end(); ++m)
-        if (m->is_string()) metadata[m.key()] = m->get<std::string>();
-      continue;
-    }
-    DINOV3_ASSIGN_OR_RETURN(RawTensor t, parse_entry(path, it.key(), *it, data, data_size));
-    tensors.push_back(std::move(t));
-  }
+  HeaderReader reader(path, file->data() + 8 + header_len, file->size() - 8 - header_len);
+  const bool parsed = json::sax_parse(text, text + header_len, &reader);
+  if (!reader.status().ok()) return reader.status();
+  if (!parsed) return format_error(path, "header is not a JSON object");
+  std::vector<RawTensor> tensors = std::move(reader.tensors());
+  std::map<std::string, std::string> metadata = std::move(reader.metadata());
   // Tensors may not share bytes: sort by position and check neighbours.
   std::vector<const RawTensor*> by_offset;
   for (const auto& t : tensors) by_offset.push_back(&t);
@@ -111,36 +237,48 @@ Result<TensorArchive> open_safetensors(const std::string& path) {
   return TensorArchive(std::move(file), std::move(tensors), std::move(metadata));
 }
 
-Status save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
-                        const std::map<std::string, std::string>& metadata, bool overwrite) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : metadata) meta[k] = v;
-    header["__metadata__"] = meta;
-  }
-  uint64_t offset = 0;
-  for (const auto& nt : tensors) {
-    if (nt.tensor == nullptr || shape_numel(nt.tensor->shape) != nt.tensor->numel()) {
-      return make_error(ErrorCode::kInvalidArgument, "tensor '" + nt.name + "' has a shape that does not match its data");
+}  // namespace
+
+Result<TensorArchive> open_safetensors(const std::string& path) {
+  return guard_allocations("reading a safetensors file", [&] { return read_safetensors(path); });
+}
+
+Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  return guard_allocations("writing a safetensors file", [&]() -> Status {
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) {
+      nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : metadata) meta[k] = v;
+      header["__metadata__"] = meta;
     }
-    if (header.contains(nt.name)) return make_error(ErrorCode::kInvalidArgument, "duplicate tensor name '" + nt.name + "'");
-    const uint64_t bytes = static_cast<uint64_t>(nt.tensor->numel()) * sizeof(float);
-    header[nt.name] = {{"dtype", "F32"}, {"shape", nt.tensor->shape}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-  }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
-  std::string blob(8, '\0');
-  const uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) blob[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  blob += text;
-  return write_file_atomic(path, overwrite, [&](const WriteFn& write) -> Status {
+    uint64_t offset = 0;
+    for (const auto& nt : tensors) {
+      if (nt.tensor == nullptr || shape_numel(nt.tensor->shape) != nt.tensor->numel()) {
+        return make_error(ErrorCode::kInvalidArgument, "tensor '" + nt.name + "' has a shape that does not match its data");
+      }
+      if (header.contains(nt.name)) return make_error(ErrorCode::kInvalidArgument, "duplicate tensor name '" + nt.name + "'");
+      const uint64_t bytes = static_cast<uint64_t>(nt.tensor->numel()) * sizeof(float);
+      header[nt.name] = {{"dtype", "F32"}, {"shape", nt.tensor->shape}, {"data_offsets", {offset, offset + bytes}}};
+      offset += bytes;
+    }
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
+    std::string blob(8, '\0');
+    const uint64_t n = text.size();
+    for (int i = 0; i < 8; ++i) blob[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+    blob += text;
     DINOV3_RETURN_IF_ERROR(write(blob.data(), blob.size()));
     for (const auto& nt : tensors)
       DINOV3_RETURN_IF_ERROR(write(nt.tensor->ptr(), static_cast<size_t>(nt.tensor->numel()) * sizeof(float)));
     return {};
   });
+}
+
+Status save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                        const std::map<std::string, std::string>& metadata, bool overwrite) {
+  return write_file_atomic(path, overwrite,
+                           [&](const WriteFn& write) { return write_safetensors(write, tensors, metadata); });
 }
 
 }  // namespace dinov3

@@ -2,6 +2,8 @@
 #include <cstring>
 #include <limits>
 
+#include "util/alloc_guard.h"
+
 #include "dinov3/tensor_file.h"
 
 namespace dinov3 {
@@ -54,6 +56,30 @@ float read_element(const uint8_t* base, int64_t index, DType dtype) {
     default:
       return 0.0f;
   }
+}
+
+Tensor convert_to_f32(const RawTensor& raw) {
+  const int64_t numel = raw.numel();
+  Tensor out(raw.shape);
+  if (raw.contiguous()) {
+    if (raw.dtype == DType::kF32) {
+      if (numel > 0) std::memcpy(out.ptr(), raw.data, static_cast<size_t>(numel) * 4);
+    } else {
+      for (int64_t i = 0; i < numel; ++i) out.data[i] = read_element(raw.data, i, raw.dtype);
+    }
+    return out;
+  }
+  std::vector<int64_t> idx(raw.shape.size(), 0);
+  for (int64_t i = 0; i < numel; ++i) {
+    int64_t offset = 0;
+    for (size_t d = 0; d < idx.size(); ++d) offset += idx[d] * raw.strides[d];
+    out.data[i] = read_element(raw.data, offset, raw.dtype);
+    for (size_t d = idx.size(); d-- > 0;) {
+      if (++idx[d] < raw.shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -114,35 +140,23 @@ Result<Tensor> TensorArchive::load_f32(const RawTensor& raw) const {
   if (numel < 0 || raw.strides.size() != raw.shape.size()) {
     return make_error(ErrorCode::kFormatError, path() + ": tensor '" + raw.name + "' has an invalid layout");
   }
-  // The furthest element the strides reach must lie inside the bytes the reader validated.
+  // The furthest element the strides reach must lie inside the bytes the reader validated, and the
+  // float32 copy may not hold more elements than those bytes: a view repeating elements (stride 0) could
+  // otherwise ask for any amount of memory.
   int64_t last = 0;
   for (size_t i = 0; i < raw.shape.size(); ++i) {
     if (raw.strides[i] < 0) return make_error(ErrorCode::kUnsupported, path() + ": tensor '" + raw.name + "' has a negative stride");
-    if (raw.shape[i] > 0) last += (raw.shape[i] - 1) * raw.strides[i];
+    int64_t reach = 0;
+    if (raw.shape[i] > 0 && (__builtin_mul_overflow(raw.shape[i] - 1, raw.strides[i], &reach) ||
+                             __builtin_add_overflow(last, reach, &last)))
+      return make_error(ErrorCode::kFormatError, path() + ": tensor '" + raw.name + "' has strides that overflow");
   }
-  if (numel > 0 && static_cast<uint64_t>(last + 1) * dtype_size(raw.dtype) > raw.nbytes) {
+  const uint64_t spanned = raw.nbytes / dtype_size(raw.dtype);
+  if (numel > 0 && static_cast<uint64_t>(last) >= spanned)
     return make_error(ErrorCode::kFormatError, path() + ": tensor '" + raw.name + "' reaches past its storage");
-  }
-  Tensor out(raw.shape);
-  if (raw.contiguous()) {
-    if (raw.dtype == DType::kF32) {
-      if (numel > 0) std::memcpy(out.ptr(), raw.data, static_cast<size_t>(numel) * 4);
-    } else {
-      for (int64_t i = 0; i < numel; ++i) out.data[i] = read_element(raw.data, i, raw.dtype);
-    }
-    return out;
-  }
-  std::vector<int64_t> idx(raw.shape.size(), 0);
-  for (int64_t i = 0; i < numel; ++i) {
-    int64_t offset = 0;
-    for (size_t d = 0; d < idx.size(); ++d) offset += idx[d] * raw.strides[d];
-    out.data[i] = read_element(raw.data, offset, raw.dtype);
-    for (size_t d = idx.size(); d-- > 0;) {
-      if (++idx[d] < raw.shape[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
+  if (static_cast<uint64_t>(numel) > spanned)
+    return make_error(ErrorCode::kFormatError, path() + ": tensor '" + raw.name + "' repeats elements of its storage");
+  return guard_allocations("loading a tensor", [&]() -> Result<Tensor> { return convert_to_f32(raw); });
 }
 
 void TensorArchive::release(const RawTensor& raw) const {

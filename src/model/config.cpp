@@ -3,7 +3,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "dinov3/image.h"
 #include "dinov3/model.h"
+#include "io/json_util.h"
+#include "util/alloc_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -39,23 +42,30 @@ const std::set<std::string> kIgnoredArgs = {
     "qkv_fused", "class_token", "no_embed_class", "pretrained_strict", "use_rot_pos_emb", "rope_rotate_half",
 };
 
+// A value as the message quotes it: short, whatever the file holds there.
+std::string quote(const json& v) {
+  std::string text = v.dump();
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return text;
+}
+
 Status config_error(const std::string& what) { return make_error(ErrorCode::kFormatError, "config.json: " + what); }
 Status unsupported(const std::string& what) { return make_error(ErrorCode::kUnsupported, "config.json: " + what); }
 
 Result<int64_t> positive_int(const json& v, const std::string& key, int64_t max) {
   if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > max) {
-    return config_error("'" + key + "' must be an integer in [1, " + std::to_string(max) + "], got " + v.dump());
+    return config_error("'" + key + "' must be an integer in [1, " + std::to_string(max) + "], got " + quote(v));
   }
   return v.get<int64_t>();
 }
 
 Result<bool> boolean(const json& v, const std::string& key) {
-  if (!v.is_boolean()) return config_error("'" + key + "' must be true or false, got " + v.dump());
+  if (!v.is_boolean()) return config_error("'" + key + "' must be true or false, got " + quote(v));
   return v.get<bool>();
 }
 
 Status apply_global_pool(const json& v, ModelConfig* cfg) {
-  if (!v.is_string()) return config_error("'global_pool' must be a string, got " + v.dump());
+  if (!v.is_string()) return config_error("'global_pool' must be a string, got " + quote(v));
   PoolMode mode;
   if (!pool_mode_from_name(v.get<std::string>(), &mode) || mode == PoolMode::kDefault)
     return unsupported("global_pool '" + v.get<std::string>() + "' is not supported (use avg or token)");
@@ -81,7 +91,7 @@ Status apply_model_args(const json& args, ModelConfig* cfg) {
       DINOV3_ASSIGN_OR_RETURN(cfg->in_chans, positive_int(v, key, 64));
     } else if (key == "num_reg_tokens") {
       if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1024)
-        return config_error("'num_reg_tokens' must be an integer in [0, 1024], got " + v.dump());
+        return config_error("'num_reg_tokens' must be an integer in [0, 1024], got " + quote(v));
       cfg->num_reg_tokens = v.get<int64_t>();
     } else if (key == "qkv_bias") {
       DINOV3_ASSIGN_OR_RETURN(cfg->q_bias, boolean(v, key));
@@ -96,9 +106,9 @@ Status apply_model_args(const json& args, ModelConfig* cfg) {
       DINOV3_RETURN_IF_ERROR(apply_global_pool(v, cfg));
     } else if (key == "num_classes") {
       if (!v.is_number_integer() || v.get<int64_t>() != 0)
-        return unsupported("num_classes " + v.dump() + ": classifier heads are not supported (use 0)");
+        return unsupported("num_classes " + quote(v) + ": classifier heads are not supported (use 0)");
     } else if (key == "rope_type") {
-      if (v != "dinov3") return unsupported("rope_type " + v.dump() + " is not supported (only dinov3)");
+      if (v != "dinov3") return unsupported("rope_type " + quote(v) + " is not supported (only dinov3)");
     } else if (key == "use_abs_pos_emb" || key == "use_fc_norm" || key == "use_post_norm" || key == "scale_mlp" ||
                key == "scale_attn_inner") {
       if (v != false) return unsupported("'" + key + "': true is not a DINOv3 configuration this engine runs");
@@ -115,10 +125,14 @@ Status apply_pretrained_cfg(const json& pc, DataConfig* data) {
     if (!it->is_array() || it->size() != 3) return config_error("pretrained_cfg.input_size must be [C, H, W]");
     for (const auto& d : *it)
       if (!d.is_number_integer() || d.get<int64_t>() <= 0 || d.get<int64_t>() > 65536)
-        return config_error("pretrained_cfg.input_size has an invalid entry " + d.dump());
+        return config_error("pretrained_cfg.input_size has an invalid entry " + quote(d));
     data->channels = (*it)[0].get<int64_t>();
     data->height = (*it)[1].get<int64_t>();
     data->width = (*it)[2].get<int64_t>();
+    // An input no decodable image could fill is a broken config, not a large one (Pillow's bomb limit).
+    if (const int64_t limit = DecodeOptions{}.max_pixels; data->height * data->width > limit)
+      return config_error("pretrained_cfg.input_size " + std::to_string(data->height) + "x" +
+                          std::to_string(data->width) + " is more than " + std::to_string(limit) + " pixels");
   }
   if (auto it = pc.find("interpolation"); it != pc.end()) {
     if (!it->is_string()) return config_error("pretrained_cfg.interpolation must be a string");
@@ -143,9 +157,56 @@ Status apply_pretrained_cfg(const json& pc, DataConfig* data) {
       dst[c] = (*it)[c].get<float>();
     }
   }
-  for (float s : data->std)
-    if (!(s > 0.0f)) return config_error("pretrained_cfg.std entries must be positive");
+  if (Status st = check_normalization(data->mean, data->std); !st.ok())
+    return config_error("pretrained_cfg mean/std: " + st.message());
   return {};
+}
+
+Result<ModelConfig> parse_config(const std::string& json_text) {
+  Result<json> parsed = io::parse_json(json_text);
+  if (!parsed.ok()) return config_error(parsed.status().message());
+  const json& root = *parsed;
+  if (!root.is_object()) return config_error("not a JSON object");
+  auto arch_it = root.find("architecture");
+  if (arch_it == root.end() || !arch_it->is_string()) return config_error("no 'architecture' string");
+
+  ModelConfig cfg;
+  cfg.architecture = arch_it->get<std::string>();
+  const Architecture* arch = nullptr;
+  for (const auto& a : kArchitectures)
+    if (cfg.architecture == a.name) arch = &a;
+  if (arch == nullptr) {
+    std::string known;
+    for (const auto& a : kArchitectures) known += std::string(known.empty() ? "" : ", ") + a.name;
+    return make_error(ErrorCode::kUnsupported,
+                      "config.json: unknown architecture '" + cfg.architecture + "' (known: " + known + ")");
+  }
+  cfg.embed_dim = arch->embed_dim;
+  cfg.depth = arch->depth;
+  cfg.num_heads = arch->num_heads;
+  cfg.mlp = arch->mlp;
+  cfg.q_bias = cfg.v_bias = arch->qkv_bias;
+
+  if (auto it = root.find("num_classes"); it != root.end() && !(it->is_number_integer() && it->get<int64_t>() == 0))
+    return unsupported("num_classes " + quote(*it) + ": classifier heads are not supported (use 0)");
+  if (auto it = root.find("global_pool"); it != root.end()) DINOV3_RETURN_IF_ERROR(apply_global_pool(*it, &cfg));
+  if (auto it = root.find("model_args"); it != root.end()) DINOV3_RETURN_IF_ERROR(apply_model_args(*it, &cfg));
+  if (auto it = root.find("pretrained_cfg"); it != root.end())
+    DINOV3_RETURN_IF_ERROR(apply_pretrained_cfg(*it, &cfg.data));
+
+  if (cfg.embed_dim % cfg.num_heads != 0) {
+    return config_error("embed_dim " + std::to_string(cfg.embed_dim) + " is not divisible by num_heads " +
+                        std::to_string(cfg.num_heads));
+  }
+  // 2-D RoPE splits each head into four quarters (sin/cos over height and width).
+  if (cfg.head_dim() % 4 != 0) {
+    return config_error("head_dim " + std::to_string(cfg.head_dim()) + " must be a multiple of 4 for 2-D RoPE");
+  }
+  cfg.rope_periods = rope_periods_from_temperature(cfg.head_dim(), cfg.rope_temperature);
+  if (cfg.data.channels != cfg.in_chans)
+    return config_error("pretrained_cfg.input_size has " + std::to_string(cfg.data.channels) +
+                        " channels, the model takes " + std::to_string(cfg.in_chans));
+  return cfg;
 }
 
 }  // namespace
@@ -194,49 +255,7 @@ std::vector<std::string> known_architectures() {
 }
 
 Result<ModelConfig> parse_model_config(const std::string& json_text) {
-  json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return config_error("not valid JSON");
-  if (!root.is_object()) return config_error("not a JSON object");
-  auto arch_it = root.find("architecture");
-  if (arch_it == root.end() || !arch_it->is_string()) return config_error("no 'architecture' string");
-
-  ModelConfig cfg;
-  cfg.architecture = arch_it->get<std::string>();
-  const Architecture* arch = nullptr;
-  for (const auto& a : kArchitectures)
-    if (cfg.architecture == a.name) arch = &a;
-  if (arch == nullptr) {
-    std::string known;
-    for (const auto& a : kArchitectures) known += std::string(known.empty() ? "" : ", ") + a.name;
-    return make_error(ErrorCode::kUnsupported,
-                      "config.json: unknown architecture '" + cfg.architecture + "' (known: " + known + ")");
-  }
-  cfg.embed_dim = arch->embed_dim;
-  cfg.depth = arch->depth;
-  cfg.num_heads = arch->num_heads;
-  cfg.mlp = arch->mlp;
-  cfg.q_bias = cfg.v_bias = arch->qkv_bias;
-
-  if (auto it = root.find("num_classes"); it != root.end() && !(it->is_number_integer() && it->get<int64_t>() == 0))
-    return unsupported("num_classes " + it->dump() + ": classifier heads are not supported (use 0)");
-  if (auto it = root.find("global_pool"); it != root.end()) DINOV3_RETURN_IF_ERROR(apply_global_pool(*it, &cfg));
-  if (auto it = root.find("model_args"); it != root.end()) DINOV3_RETURN_IF_ERROR(apply_model_args(*it, &cfg));
-  if (auto it = root.find("pretrained_cfg"); it != root.end())
-    DINOV3_RETURN_IF_ERROR(apply_pretrained_cfg(*it, &cfg.data));
-
-  if (cfg.embed_dim % cfg.num_heads != 0) {
-    return config_error("embed_dim " + std::to_string(cfg.embed_dim) + " is not divisible by num_heads " +
-                        std::to_string(cfg.num_heads));
-  }
-  // 2-D RoPE splits each head into four quarters (sin/cos over height and width).
-  if (cfg.head_dim() % 4 != 0) {
-    return config_error("head_dim " + std::to_string(cfg.head_dim()) + " must be a multiple of 4 for 2-D RoPE");
-  }
-  cfg.rope_periods = rope_periods_from_temperature(cfg.head_dim(), cfg.rope_temperature);
-  if (cfg.data.channels != cfg.in_chans)
-    return config_error("pretrained_cfg.input_size has " + std::to_string(cfg.data.channels) +
-                        " channels, the model takes " + std::to_string(cfg.in_chans));
-  return cfg;
+  return guard_allocations("config.json", [&] { return parse_config(json_text); });
 }
 
 }  // namespace dinov3

@@ -5,6 +5,7 @@
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
 #include "model/checkpoint.h"
+#include "util/alloc_guard.h"
 
 namespace dinov3 {
 
@@ -70,6 +71,10 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {
+  return guard_allocations("loading the model", [&] { return load_unguarded(path, std::move(backend)); });
+}
+
+Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, std::unique_ptr<Backend> backend) {
   if (!backend) return make_error(ErrorCode::kInvalidArgument, "no backend given");
   DINOV3_ASSIGN_OR_RETURN(Checkpoint ckpt, open_checkpoint(path));
 
@@ -181,6 +186,10 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
 
 Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& options) {
   std::lock_guard<std::mutex> lock(mutex_);
+  return guard_allocations("forward", [&] { return forward_unguarded(input, options); });
+}
+
+Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const ForwardOptions& options) {
   const ModelConfig& cfg = config_;
   DINOV3_RETURN_IF_ERROR(check_input(cfg, input));
   const int64_t B = input.shape[0], H = input.shape[2], W = input.shape[3];

@@ -8,6 +8,8 @@
 #include <thread>
 #include <utility>
 
+#include "util/alloc_guard.h"
+
 namespace dinov3 {
 
 Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int size) {
@@ -42,13 +44,15 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
 Result<Tensor> load_image_batch(const std::vector<std::string>& paths, const PreprocessConfig& config,
                                 const DecodeOptions& options) {
   if (paths.empty()) return make_error(ErrorCode::kInvalidArgument, "no images given");
-  const int64_t per_image = 3 * static_cast<int64_t>(config.height) * config.width;
-  Tensor batch({static_cast<int64_t>(paths.size()), 3, config.height, config.width});
-  for (size_t i = 0; i < paths.size(); ++i) {
-    DINOV3_ASSIGN_OR_RETURN(Tensor one, preprocess_image_file(paths[i], config, options));
-    std::copy(one.data.begin(), one.data.end(), batch.data.begin() + static_cast<int64_t>(i) * per_image);
-  }
-  return batch;
+  return guard_allocations("loading images", [&]() -> Result<Tensor> {
+    const int64_t per_image = 3 * static_cast<int64_t>(config.height) * config.width;
+    Tensor batch({static_cast<int64_t>(paths.size()), 3, config.height, config.width});
+    for (size_t i = 0; i < paths.size(); ++i) {
+      DINOV3_ASSIGN_OR_RETURN(Tensor one, preprocess_image_file(paths[i], config, options));
+      std::copy(one.data.begin(), one.data.end(), batch.data.begin() + static_cast<int64_t>(i) * per_image);
+    }
+    return batch;
+  });
 }
 
 void l2_normalize_rows(float* data, size_t rows, size_t width) {

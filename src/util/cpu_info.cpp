@@ -59,6 +59,17 @@ const CpuFeatures& cpu_features() {
   return features;
 }
 
+std::string tidy_cpu_brand(std::string_view raw) {
+  std::string s;
+  for (const char c : raw) {
+    if (c == '\0') break;
+    if (c == ' ' && (s.empty() || s.back() == ' ')) continue;
+    s += c;
+  }
+  if (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
 std::string cpu_brand_string() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned regs[12] = {};
@@ -67,9 +78,8 @@ std::string cpu_brand_string() {
     for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
     char brand[49] = {};
     std::memcpy(brand, regs, 48);
-    std::string s(brand);
-    const auto first = s.find_first_not_of(' ');
-    return first == std::string::npos ? "unknown CPU" : s.substr(first);
+    const std::string s = tidy_cpu_brand(brand);
+    return s.empty() ? "unknown CPU" : s;
   }
 #endif
   return "unknown CPU";

@@ -13,6 +13,7 @@
 #include "backend/cpu/lowp/attention_bf16.h"
 #include "backend/cpu/lowp/lowp_gemm.h"
 #include "backend/cpu/thread_pool.h"
+#include "backend/op_checks.h"
 #include "util/cpu_info.h"
 
 namespace dinov3 {
@@ -34,47 +35,25 @@ using cpu::Isa;
 
 class CpuBuffer final : public DeviceBuffer {
  public:
-  explicit CpuBuffer(size_t n) : DeviceBuffer(n), data(cpu::allocate_aligned(n)) {}
+  CpuBuffer(const Backend& owner, size_t n) : DeviceBuffer(owner, n), data(cpu::allocate_aligned(n)) {}
   cpu::AlignedPtr data;
 };
 
 struct CpuVector final : public Weight {
-  int64_t n = 0;
-  cpu::AlignedPtr v;
+  cpu::AlignedPtr v;  // info().out values
 };
 
+// Every buffer and weight reaching these has passed op_checks: this backend made it, so the casts hold.
 const float* data_of(const DeviceBuffer& b) { return static_cast<const CpuBuffer&>(b).data.get(); }
 float* data_of(DeviceBuffer& b) { return static_cast<CpuBuffer&>(b).data.get(); }
 const cpu::PackedLinear& linear_of(const Weight& w) { return static_cast<const cpu::PackedLinear&>(w); }
 const CpuVector& vector_of(const Weight& w) { return static_cast<const CpuVector&>(w); }
 const cpu::lowp::LowpLinear& lowp_linear_of(const Weight& w) { return static_cast<const cpu::lowp::LowpLinear&>(w); }
 
-struct LinearDims {
-  int64_t out = 0, in = 0;
-};
-
 // A flag variable is set when present and not "0" or empty.
 bool env_flag(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && v[0] != '\0' && std::string(v) != "0";
-}
-
-Status check_size(const DeviceBuffer& b, int64_t needed, const char* what) {
-  if (needed < 0 || static_cast<size_t>(needed) > b.size()) {
-    return make_error(ErrorCode::kInvalidArgument, std::string("cpu backend: buffer '") + what + "' holds " +
-                                                       std::to_string(b.size()) + " values, op needs " +
-                                                       std::to_string(needed));
-  }
-  return {};
-}
-
-Status check_length(const Weight& w, int64_t needed, const char* what) {
-  if (vector_of(w).n < needed) {
-    return make_error(ErrorCode::kInvalidArgument, std::string("cpu backend: vector '") + what + "' has " +
-                                                       std::to_string(vector_of(w).n) + " values, op needs " +
-                                                       std::to_string(needed));
-  }
-  return {};
 }
 
 bool machine_supports(Isa isa) {
@@ -116,6 +95,17 @@ class CpuBackend final : public Backend {
   }
   Precision precision() const override { return precision_; }
   int threads() const override { return pool_.size(); }
+  std::vector<std::string> notes() const override {
+    if (precision_ == Precision::kBF16 && std::string(lowp_.bf16_name) == "scalar-emulated") {
+      return {"bf16 runs on the portable 4x32 scalar tile: its fast tiles need AVX-512 (there is no AVX2 one), which "
+              "this CPU lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
+    }
+    if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "scalar") {
+      return {"int8 runs on the portable 4x32 scalar tile: its fast tile needs AVX512_VNNI (there is no AVX2 one), "
+              "which this CPU lacks or DINOV3_CPU_ISA / DINOV3_CPU_NO_VNNI turned off; expect it slower than fp32"};
+    }
+    return {};
+  }
   // Big batches run in passes whose activations stay cache-resident: measured on ViT-S at batch 8, passes
   // of 2-5 images give 5% (fp32) to 17% (int8) more images/s than one pass over all 2088 rows. 12 MiB is
   // 5 ViT-S images (2304 floats per token row); 8 MiB (3 images) measured 1% slower in fp32.
@@ -126,49 +116,53 @@ class CpuBackend final : public Backend {
 
   Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override {
     try {
-      return std::unique_ptr<DeviceBuffer>(new CpuBuffer(n));
+      return std::unique_ptr<DeviceBuffer>(new CpuBuffer(*this, n));
     } catch (const std::bad_alloc&) {
       return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate " + std::to_string(n) + " floats");
     }
   }
 
   Status upload(DeviceBuffer& dst, size_t offset, const float* src, size_t n) override {
-    DINOV3_RETURN_IF_ERROR(check_size(dst, static_cast<int64_t>(offset + n), "upload"));
+    DINOV3_RETURN_IF_ERROR(op_checks::upload(*this, dst, offset, src, n));
     if (n > 0) std::memcpy(data_of(dst) + offset, src, n * sizeof(float));
     return {};
   }
 
   Status download(const DeviceBuffer& src, size_t offset, float* dst, size_t n) override {
-    DINOV3_RETURN_IF_ERROR(check_size(src, static_cast<int64_t>(offset + n), "download"));
+    DINOV3_RETURN_IF_ERROR(op_checks::download(*this, src, offset, dst, n));
     if (n > 0) std::memcpy(dst, data_of(src) + offset, n * sizeof(float));
     return {};
   }
 
   Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* bias, int64_t out,
                                                  int64_t in) override {
-    if (out <= 0 || in <= 0) {
-      return make_error(ErrorCode::kInvalidArgument, "cpu backend: linear shape [" + std::to_string(out) + ", " +
-                                                         std::to_string(in) + "] is empty");
-    }
+    DINOV3_RETURN_IF_ERROR(op_checks::prepare_linear(*this, w, out, in));
     if (precision_ == Precision::kInt8 && in > cpu::lowp::kInt8MaxIn) {
       return make_error(ErrorCode::kUnsupported, "cpu backend: int8 linear layers take at most " +
                                                      std::to_string(cpu::lowp::kInt8MaxIn) + " inputs, not " +
                                                      std::to_string(in));
     }
     try {
-      if (lowp()) return std::unique_ptr<Weight>(cpu::lowp::pack_linear_lowp(precision_, w, bias, out, in));
-      return std::unique_ptr<Weight>(cpu::pack_linear(w, bias, out, in, kernels_.nr));
+      std::unique_ptr<Weight> packed;
+      if (lowp()) {
+        packed = cpu::lowp::pack_linear_lowp(precision_, w, bias, out, in);
+      } else {
+        packed = cpu::pack_linear(w, bias, out, in, kernels_.nr);
+      }
+      packed->set_info(op_checks::linear_info(*this, out, in));
+      return packed;
     } catch (const std::bad_alloc&) {
       return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate a packed linear weight");
     }
   }
 
   Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::prepare_vector(*this, v, n));
     try {
       auto vec = std::make_unique<CpuVector>();
-      vec->n = n;
-      vec->v = cpu::allocate_aligned(static_cast<size_t>(std::max<int64_t>(n, 0)));
+      vec->v = cpu::allocate_aligned(static_cast<size_t>(n));
       if (n > 0) std::memcpy(vec->v.get(), v, static_cast<size_t>(n) * sizeof(float));
+      vec->set_info(op_checks::vector_info(*this, n));
       return std::unique_ptr<Weight>(std::move(vec));
     } catch (const std::bad_alloc&) {
       return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate a vector weight");
@@ -178,16 +172,11 @@ class CpuBackend final : public Backend {
   Status embed(const DeviceBuffer& image, int64_t batch, int64_t channels, int64_t height, int64_t width,
                int64_t patch, const Weight& patch_linear, const Weight& prefix, int64_t prefix_count,
                int64_t dim, DeviceBuffer& tokens) override {
-    const LinearDims pw = dims_of(patch_linear);
-    if (patch <= 0 || pw.in != channels * patch * patch || pw.out != dim) {
-      return make_error(ErrorCode::kInvalidArgument, "cpu backend: embed weight does not match the patch shape");
-    }
+    DINOV3_RETURN_IF_ERROR(op_checks::embed(*this, image, batch, channels, height, width, patch, patch_linear, prefix,
+                                            prefix_count, dim, tokens));
     const int64_t gh = height / patch, gw = width / patch, patches = gh * gw;
     const int64_t per_image = prefix_count + patches;
-    DINOV3_RETURN_IF_ERROR(check_size(image, batch * channels * height * width, "image"));
-    DINOV3_RETURN_IF_ERROR(check_size(tokens, batch * per_image * dim, "tokens"));
-    DINOV3_RETURN_IF_ERROR(check_length(prefix, prefix_count * dim, "prefix"));
-    const int64_t cols = pw.in;
+    const int64_t cols = patch_linear.info().in;
     if (patches_capacity_ < static_cast<size_t>(patches * cols)) {
       try {
         patches_ = cpu::allocate_aligned(static_cast<size_t>(patches * cols));
@@ -220,10 +209,7 @@ class CpuBackend final : public Backend {
 
   Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
                     float eps, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(check_size(x, rows * dim, "layer_norm x"));
-    DINOV3_RETURN_IF_ERROR(check_size(y, rows * dim, "layer_norm y"));
-    DINOV3_RETURN_IF_ERROR(check_length(gamma, dim, "layer_norm gamma"));
-    DINOV3_RETURN_IF_ERROR(check_length(beta, dim, "layer_norm beta"));
+    DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y));
     const float* in = data_of(x);
     float* out = data_of(y);
     const float* g = vector_of(gamma).v.get();
@@ -239,17 +225,12 @@ class CpuBackend final : public Backend {
 
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& weight, const LinearEpilogue& epilogue,
                 DeviceBuffer& y) override {
-    const LinearDims w = dims_of(weight);
-    DINOV3_RETURN_IF_ERROR(check_size(x, rows * w.in, "linear x"));
-    DINOV3_RETURN_IF_ERROR(check_size(y, rows * w.out, "linear y"));
+    DINOV3_RETURN_IF_ERROR(op_checks::linear(*this, x, rows, weight, epilogue, y));
+    const WeightInfo& w = weight.info();
     cpu::TileEpilogue op = epilogue.activation == Activation::kGelu ? cpu::TileEpilogue::kGelu
                                                                     : cpu::TileEpilogue::kStore;
     const float* scale = nullptr;
     if (epilogue.residual_scale != nullptr) {
-      if (epilogue.activation != Activation::kNone) {
-        return make_error(ErrorCode::kInvalidArgument, "cpu backend: a residual linear cannot have an activation");
-      }
-      DINOV3_RETURN_IF_ERROR(check_length(*epilogue.residual_scale, w.out, "residual scale"));
       op = cpu::TileEpilogue::kScaleAdd;
       scale = vector_of(*epilogue.residual_scale).v.get();
     }
@@ -258,13 +239,8 @@ class CpuBackend final : public Backend {
 
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
                        DeviceBuffer& y) override {
-    const LinearDims wg = dims_of(gate);
-    const LinearDims wu = dims_of(up);
-    if (wg.out != wu.out || wg.in != wu.in) {
-      return make_error(ErrorCode::kInvalidArgument, "cpu backend: swiglu gate and up shapes differ");
-    }
-    DINOV3_RETURN_IF_ERROR(check_size(x, rows * wg.in, "swiglu x"));
-    DINOV3_RETURN_IF_ERROR(check_size(y, rows * wg.out, "swiglu y"));
+    DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y));
+    const WeightInfo& wg = gate.info();
     if (lowp()) {
       DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::swiglu_scratch_floats_lowp()));
       return cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, data_of(x), wg.in, rows,
@@ -278,13 +254,7 @@ class CpuBackend final : public Backend {
 
   Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                    int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out) override {
-    if (head_dim <= 0 || head_dim % 2 != 0 || prefix_count < 0 || prefix_count > tokens || heads <= 0) {
-      return make_error(ErrorCode::kInvalidArgument, "cpu backend: bad attention shape");
-    }
-    const int64_t dim = heads * head_dim;
-    DINOV3_RETURN_IF_ERROR(check_size(qkv, batch * tokens * 3 * dim, "attention qkv"));
-    DINOV3_RETURN_IF_ERROR(check_size(rope, (tokens - prefix_count) * 2 * head_dim, "attention rope"));
-    DINOV3_RETURN_IF_ERROR(check_size(out, batch * tokens * dim, "attention out"));
+    DINOV3_RETURN_IF_ERROR(op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out));
     if (batch == 0 || tokens == 0) return {};
     const cpu::AttentionShape shape{batch, tokens, heads, head_dim, prefix_count};
     if (lowp()) {  // bf16 products for both reduced precisions
@@ -299,11 +269,7 @@ class CpuBackend final : public Backend {
 
   Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin, int64_t end,
                      DeviceBuffer& out) override {
-    if (begin < 0 || end > tokens || begin >= end) {
-      return make_error(ErrorCode::kInvalidArgument, "cpu backend: bad mean_tokens range");
-    }
-    DINOV3_RETURN_IF_ERROR(check_size(x, batch * tokens * dim, "mean_tokens x"));
-    DINOV3_RETURN_IF_ERROR(check_size(out, batch * dim, "mean_tokens out"));
+    DINOV3_RETURN_IF_ERROR(op_checks::mean_tokens(*this, x, batch, tokens, dim, begin, end, out));
     // Small (one row per image): double accumulators in a contiguous pass over each token row.
     std::vector<double> acc(static_cast<size_t>(dim));
     for (int64_t b = 0; b < batch; ++b) {
@@ -321,11 +287,6 @@ class CpuBackend final : public Backend {
  private:
   // Every linear weight of a backend is packed for its precision: a PackedLinear for fp32, else a LowpLinear.
   bool lowp() const { return precision_ != Precision::kF32; }
-
-  LinearDims dims_of(const Weight& w) const {
-    if (lowp()) return {lowp_linear_of(w).out, lowp_linear_of(w).in};
-    return {linear_of(w).out, linear_of(w).in};
-  }
 
   Status run_linear(const float* a, int64_t lda, int64_t rows, const Weight& w, cpu::TileEpilogue op,
                     const float* scale, float* c, int64_t ldc) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/op_checks.h"
+#include "util/alloc_guard.h"
 #include "util/cpu_info.h"
 
 namespace dinov3 {
@@ -18,12 +20,12 @@ namespace {
 
 class HostBuffer final : public DeviceBuffer {
  public:
-  explicit HostBuffer(size_t n) : DeviceBuffer(n), values(n, 0.0f) {}
+  HostBuffer(const Backend& owner, size_t n) : DeviceBuffer(owner, n), values(n, 0.0f) {}
   std::vector<float> values;
 };
 
 struct HostLinear final : public Weight {
-  int64_t out = 0, in = 0;
+  int64_t out = 0, in = 0;  // as info() says
   std::vector<float> w;     // [out, in]
   std::vector<float> bias;  // [out], zeros when the layer has none
 };
@@ -32,19 +34,11 @@ struct HostVector final : public Weight {
   std::vector<float> v;
 };
 
+// Every buffer and weight reaching these has passed op_checks: this backend made it, so the casts hold.
 const float* data_of(const DeviceBuffer& b) { return static_cast<const HostBuffer&>(b).values.data(); }
 float* data_of(DeviceBuffer& b) { return static_cast<HostBuffer&>(b).values.data(); }
 const HostLinear& linear_of(const Weight& w) { return static_cast<const HostLinear&>(w); }
 const HostVector& vector_of(const Weight& w) { return static_cast<const HostVector&>(w); }
-
-Status check_size(const DeviceBuffer& b, int64_t needed, const char* what) {
-  if (needed < 0 || static_cast<size_t>(needed) > b.size()) {
-    return make_error(ErrorCode::kInternal, std::string("reference backend: buffer '") + what + "' holds " +
-                                                std::to_string(b.size()) + " values, op needs " +
-                                                std::to_string(needed));
-  }
-  return {};
-}
 
 double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
@@ -64,7 +58,7 @@ class ReferenceBackend final : public Backend {
 
   Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override {
     try {
-      return std::unique_ptr<DeviceBuffer>(new HostBuffer(n));
+      return std::unique_ptr<DeviceBuffer>(new HostBuffer(*this, n));
     } catch (const std::bad_alloc&) {
       return make_error(ErrorCode::kOutOfMemory, "reference backend: cannot allocate " + std::to_string(n) +
                                                      " floats");
@@ -72,42 +66,50 @@ class ReferenceBackend final : public Backend {
   }
 
   Status upload(DeviceBuffer& dst, size_t offset, const float* src, size_t n) override {
-    DINOV3_RETURN_IF_ERROR(check_size(dst, static_cast<int64_t>(offset + n), "upload"));
+    DINOV3_RETURN_IF_ERROR(op_checks::upload(*this, dst, offset, src, n));
     if (n > 0) std::memcpy(data_of(dst) + offset, src, n * sizeof(float));
     return {};
   }
 
   Status download(const DeviceBuffer& src, size_t offset, float* dst, size_t n) override {
-    DINOV3_RETURN_IF_ERROR(check_size(src, static_cast<int64_t>(offset + n), "download"));
+    DINOV3_RETURN_IF_ERROR(op_checks::download(*this, src, offset, dst, n));
     if (n > 0) std::memcpy(dst, data_of(src) + offset, n * sizeof(float));
     return {};
   }
 
   Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* bias, int64_t out,
                                                  int64_t in) override {
-    auto lin = std::make_unique<HostLinear>();
-    lin->out = out;
-    lin->in = in;
-    lin->w.assign(w, w + out * in);
-    lin->bias.assign(static_cast<size_t>(out), 0.0f);
-    if (bias != nullptr) std::copy(bias, bias + out, lin->bias.begin());
-    return std::unique_ptr<Weight>(std::move(lin));
+    DINOV3_RETURN_IF_ERROR(op_checks::prepare_linear(*this, w, out, in));
+    return guard_allocations("reference backend: a linear weight", [&]() -> Result<std::unique_ptr<Weight>> {
+      auto lin = std::make_unique<HostLinear>();
+      lin->out = out;
+      lin->in = in;
+      lin->w.assign(w, w + out * in);
+      lin->bias.assign(static_cast<size_t>(out), 0.0f);
+      if (bias != nullptr) std::copy(bias, bias + out, lin->bias.begin());
+      lin->set_info(op_checks::linear_info(*this, out, in));
+      return std::unique_ptr<Weight>(std::move(lin));
+    });
   }
 
   Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override {
-    auto vec = std::make_unique<HostVector>();
-    vec->v.assign(v, v + n);
-    return std::unique_ptr<Weight>(std::move(vec));
+    DINOV3_RETURN_IF_ERROR(op_checks::prepare_vector(*this, v, n));
+    return guard_allocations("reference backend: a vector weight", [&]() -> Result<std::unique_ptr<Weight>> {
+      auto vec = std::make_unique<HostVector>();
+      vec->v.assign(v, v + n);
+      vec->set_info(op_checks::vector_info(*this, n));
+      return std::unique_ptr<Weight>(std::move(vec));
+    });
   }
 
   Status embed(const DeviceBuffer& image, int64_t batch, int64_t channels, int64_t height, int64_t width,
                int64_t patch, const Weight& patch_linear, const Weight& prefix, int64_t prefix_count,
                int64_t dim, DeviceBuffer& tokens) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::embed(*this, image, batch, channels, height, width, patch, patch_linear, prefix,
+                                            prefix_count, dim, tokens));
     const HostLinear& pw = linear_of(patch_linear);
     const std::vector<float>& pre = vector_of(prefix).v;
     const int64_t gh = height / patch, gw = width / patch, tokens_per_image = prefix_count + gh * gw;
-    DINOV3_RETURN_IF_ERROR(check_size(image, batch * channels * height * width, "image"));
-    DINOV3_RETURN_IF_ERROR(check_size(tokens, batch * tokens_per_image * dim, "tokens"));
     const float* img = data_of(image);
     float* out = data_of(tokens);
     std::vector<float> pixels(static_cast<size_t>(channels * patch * patch));
@@ -132,8 +134,7 @@ class ReferenceBackend final : public Backend {
 
   Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
                     float eps, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(check_size(x, rows * dim, "layer_norm x"));
-    DINOV3_RETURN_IF_ERROR(check_size(y, rows * dim, "layer_norm y"));
+    DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y));
     const float* g = vector_of(gamma).v.data();
     const float* be = vector_of(beta).v.data();
     for (int64_t r = 0; r < rows; ++r) {
@@ -153,9 +154,8 @@ class ReferenceBackend final : public Backend {
 
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& weight, const LinearEpilogue& epilogue,
                 DeviceBuffer& y) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::linear(*this, x, rows, weight, epilogue, y));
     const HostLinear& w = linear_of(weight);
-    DINOV3_RETURN_IF_ERROR(check_size(x, rows * w.in, "linear x"));
-    DINOV3_RETURN_IF_ERROR(check_size(y, rows * w.out, "linear y"));
     const float* scale = epilogue.residual_scale ? vector_of(*epilogue.residual_scale).v.data() : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       const float* in = data_of(x) + r * w.in;
@@ -174,10 +174,9 @@ class ReferenceBackend final : public Backend {
 
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
                        DeviceBuffer& y) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y));
     const HostLinear& wg = linear_of(gate);
     const HostLinear& wx = linear_of(up);
-    DINOV3_RETURN_IF_ERROR(check_size(x, rows * wg.in, "swiglu x"));
-    DINOV3_RETURN_IF_ERROR(check_size(y, rows * wg.out, "swiglu y"));
     for (int64_t r = 0; r < rows; ++r) {
       const float* in = data_of(x) + r * wg.in;
       float* out = data_of(y) + r * wg.out;
@@ -188,10 +187,8 @@ class ReferenceBackend final : public Backend {
 
   Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                    int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out));
     const int64_t dim = heads * head_dim, half = head_dim / 2;
-    DINOV3_RETURN_IF_ERROR(check_size(qkv, batch * tokens * 3 * dim, "attention qkv"));
-    DINOV3_RETURN_IF_ERROR(check_size(rope, (tokens - prefix_count) * 2 * head_dim, "attention rope"));
-    DINOV3_RETURN_IF_ERROR(check_size(out, batch * tokens * dim, "attention out"));
     const float* table = data_of(rope);
     // q and k of one head, RoPE applied, as float32 (what the model computes before the matmul).
     std::vector<float> q(static_cast<size_t>(tokens * head_dim)), k(q.size());
@@ -248,8 +245,7 @@ class ReferenceBackend final : public Backend {
 
   Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin,
                      int64_t end, DeviceBuffer& out) override {
-    DINOV3_RETURN_IF_ERROR(check_size(x, batch * tokens * dim, "mean_tokens x"));
-    DINOV3_RETURN_IF_ERROR(check_size(out, batch * dim, "mean_tokens out"));
+    DINOV3_RETURN_IF_ERROR(op_checks::mean_tokens(*this, x, batch, tokens, dim, begin, end, out));
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t d = 0; d < dim; ++d) {
         double acc = 0.0;

@@ -1,0 +1,117 @@
+// The dinov3 command on hostile files and when memory runs out: one line on stderr and exit code 1,
+// never an abort. Each reproducer is built here; the binary runs in a child process.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <new>
+#include <stdexcept>
+
+#include "cli.h"
+#include "test_labels.h"
+#include "test_util.h"
+
+namespace dinov3 {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kTiny = test::fixture("models/tiny");
+const std::string kVits = test::fixture("models/vits16");
+
+// Exit code 1 and exactly one line, which carries `fragment`.
+void expect_one_line_error(const test::CommandResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find(fragment), std::string::npos) << r.out;
+}
+
+DINOV3_SUITE_LABELS(HostileCli, "hostile");
+
+TEST(HostileCli, WrappingTensorSizeIsAnErrorNotAnAbort) {
+  // 96 bytes whose element count times dtype size wraps 64 bits to the 0 bytes its offsets give: it used
+  // to pass the header check, then std::length_error aborted `infer --input-tensor`.
+  test::TempDir tmp;
+  std::string header = R"({"input":{"dtype":"F64","shape":[2147483648,2147483648],"data_offsets":[0,0]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  test::write_file(tmp.file("x.safetensors"), bytes + header);
+  expect_one_line_error(test::run_command(test::cli_path() + " infer --model " + kTiny + " --input-tensor " +
+                                          tmp.file("x.safetensors") + " --output-dir " + tmp.file("out")),
+                        "dinov3 infer: error: " + tmp.file("x.safetensors") + ": tensor 'input' has a shape whose size overflows");
+}
+
+TEST(HostileCli, HugeConfigInputSizeIsAnErrorNotAnAbort) {
+  // input_size [3, 65536, 65536] made `infer` allocate a 51 GB batch and abort on bad_alloc.
+  test::TempDir tmp;
+  fs::copy_file(kTiny + "/model.safetensors", tmp.file("model.safetensors"));
+  std::string config = test::read_file(kTiny + "/config.json");
+  const size_t at = config.find("256,\n      256");
+  ASSERT_NE(at, std::string::npos);
+  config.replace(at, 14, "65536,\n      65536");
+  test::write_file(tmp.file("config.json"), config);
+  expect_one_line_error(test::run_command(test::cli_path() + " infer --model " + tmp.path() + " --image " +
+                                          test::fixture("images/rocket.jpg") + " --output-dir " + tmp.file("out")),
+                        "is more than 178956970 pixels");
+}
+
+TEST(HostileCli, LoadingUnder64MiBIsAnOutOfMemoryError) {
+  if (test::built_with_address_sanitizer()) {
+    GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space at start, so no build with it can run "
+                    "under a 64 MiB RLIMIT_AS";
+  }
+  // vits16's weights (86 MB) cannot even be mapped in 64 MiB of address space.
+  const test::CommandResult r =
+      test::run_command("ulimit -v 65536 && exec " + test::cli_path() + " info --model " + kVits);
+  expect_one_line_error(r, "dinov3 info: error: ");
+  EXPECT_NE(r.out.find("memory"), std::string::npos) << r.out;
+}
+
+TEST(HostileCli, EveryMemoryLimitGivesAResultOrAnError) {
+  if (test::built_with_address_sanitizer()) {
+    GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space at start, so no build with it can run "
+                    "under a lowered RLIMIT_AS";
+  }
+  // Wherever the allocation that fails falls (mapping the file, converting a tensor, preparing a weight,
+  // planning activations), the result is the output or one line and exit code 1.
+  test::TempDir tmp;
+  bool some_failed = false, some_passed = false;
+  for (int mib = 64; mib <= 704; mib += 64) {
+    const test::CommandResult r =
+        test::run_command("ulimit -v " + std::to_string(mib * 1024) + " && exec " + test::cli_path() +
+                          " infer --backend reference --threads 1 --model " + kVits + " --image " +
+                          test::fixture("images/rocket.jpg") + " --output-dir " + tmp.file("out"));
+    SCOPED_TRACE(std::to_string(mib) + " MiB");
+    if (r.exit_code == 0) {
+      some_passed = true;
+      EXPECT_NE(r.out.find("pooled[0][:5]"), std::string::npos) << r.out;
+    } else {
+      some_failed = true;
+      EXPECT_EQ(r.exit_code, 1) << r.out;
+      EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+      EXPECT_NE(r.out.find("memory"), std::string::npos) << r.out;
+    }
+  }
+  EXPECT_TRUE(some_failed && some_passed) << "the limits should span failing and passing runs";
+}
+
+TEST(HostileCli, ExceptionsBecomeOneLineErrors) {
+  // Whatever a command lets escape ends as a status, not in std::terminate.
+  Result<int> r = cli::run_guarded([]() -> Result<int> { throw std::length_error("vector::_M_default_append"); });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kInternal);
+  EXPECT_EQ(r.status().message(), "internal error (vector::_M_default_append); please report it");
+  r = cli::run_guarded([]() -> Result<int> { throw std::bad_alloc(); });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kOutOfMemory);
+  r = cli::run_guarded([]() -> Result<int> { throw 42; });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kInternal);
+  r = cli::run_guarded([]() -> Result<int> { return 3; });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 3);
+}
+
+}  // namespace
+}  // namespace dinov3
