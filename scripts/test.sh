@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run): installs the dependencies, then
-#   release   builds Release into build/ and runs every test
+# The test suite. `scripts/test.sh` (what CI runs, .ci/run) installs the dependencies and runs the release
+# stage; `scripts/test.sh all` runs all three stages:
+#   release   builds Release into build/ and runs every test (CTest, with pytest and the fuzz replays)
 #   sanitize  builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer harnesses
 #             into build-fuzz/ (the `fuzz` preset) and runs every test there except those labelled slow
 #   fuzz      runs every fuzz/ harness on its corpus for DINOV3_FUZZ_SECONDS (default 30) each
@@ -9,8 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 
-stages=(release sanitize fuzz)
-if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
+stages=(release)
+if [ $# -gt 0 ] && [ "$1" = all ]; then
+  stages=(release sanitize fuzz)
+  shift
+elif [ $# -gt 0 ] && [[ " release sanitize fuzz " == *" $1 "* ]]; then
   stages=("$1")
   shift
 fi
