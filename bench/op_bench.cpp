@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -29,13 +30,14 @@ std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-// One backend per thread count, created on first use and kept (its pool and scratch stay warm).
-Backend& backend(int threads) {
-  static std::map<int, std::unique_ptr<Backend>> backends;
-  auto& be = backends[threads];
+// One backend per thread count and precision, created on first use and kept (its pool and scratch stay warm).
+Backend& backend(int threads, Precision precision = Precision::kF32) {
+  static std::map<std::pair<int, Precision>, std::unique_ptr<Backend>> backends;
+  auto& be = backends[{threads, precision}];
   if (!be) {
     BackendOptions options;
     options.threads = threads;
+    options.precision = precision;
     auto r = create_cpu_backend(options);
     if (!r.ok()) std::abort();
     be = std::move(r).value();
@@ -96,17 +98,20 @@ void linear_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_linear)->Apply(linear_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// args: batch, threads
+// args: batch, tokens, threads, bf16 (0: float32 operands, 1: bf16). 261 tokens is 256 px; 1029, 2309 and
+// 4101 are 512, 768 and 1024 px, where one head's K and V outgrow L2.
 void BM_attention(benchmark::State& state) {
-  const int64_t batch = state.range(0);
-  Backend& be = backend(static_cast<int>(state.range(1)));
-  auto qkv = buffer(be, random_vector(static_cast<size_t>(batch * kTokens * 3 * kDim), 5));
-  auto rope = buffer(be, random_vector(static_cast<size_t>((kTokens - kPrefix) * 2 * kHeadDim), 6));
-  auto out = buffer(be, std::vector<float>(static_cast<size_t>(batch * kTokens * kDim)));
-  for (auto _ : state) check(be.attention(*qkv, batch, kTokens, kHeads, kHeadDim, kPrefix, *rope, *out));
-  set_counters(state, be, 4.0 * batch * kHeads * kTokens * kTokens * kHeadDim);
+  const int64_t batch = state.range(0), tokens = state.range(1);
+  Backend& be = backend(static_cast<int>(state.range(2)), state.range(3) ? Precision::kBF16 : Precision::kF32);
+  auto qkv = buffer(be, random_vector(static_cast<size_t>(batch * tokens * 3 * kDim), 5));
+  auto rope = buffer(be, random_vector(static_cast<size_t>((tokens - kPrefix) * 2 * kHeadDim), 6));
+  auto out = buffer(be, std::vector<float>(static_cast<size_t>(batch * tokens * kDim)));
+  for (auto _ : state) check(be.attention(*qkv, batch, tokens, kHeads, kHeadDim, kPrefix, *rope, *out));
+  set_counters(state, be, 4.0 * batch * kHeads * tokens * tokens * kHeadDim);
 }
-BENCHMARK(BM_attention)->ArgNames({"batch", "threads"})->Args({1, 1})->Args({1, 2})->Args({8, 2})
+BENCHMARK(BM_attention)->ArgNames({"batch", "tokens", "threads", "bf16"})
+    ->Args({1, kTokens, 1, 0})->Args({1, kTokens, 2, 0})->Args({8, kTokens, 2, 0})
+    ->ArgsProduct({{1}, {kTokens, 1029, 2309, 4101}, {1, 2}, {0, 1}})
     ->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // args: rows, threads

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): installs the dependencies, then
-#   release   builds Release into build/ and runs every test
+#   release   builds Release into build/ and runs every test (the Python package's too)
 #   sanitize  builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer harnesses
 #             into build-fuzz/ (the `fuzz` preset) and runs every test there except those labelled slow
 #   fuzz      runs every fuzz/ harness on its corpus for DINOV3_FUZZ_SECONDS (default 30) each
@@ -20,7 +20,11 @@ for stage in "${stages[@]}"; do
   case $stage in
     release)
       scripts/build.sh
+      rm -f build/pytest*.log  # written by the python.* tests (scripts/test_python.sh)
       ctest --test-dir build --output-on-failure -j"$jobs" "$@"
+      for log in build/pytest_*.log; do
+        [ -f "$log" ] && echo "pytest $(basename "$log" .log | sed 's/^pytest_//'): $(tail -n 1 "$log")"
+      done
       ;;
     sanitize)
       cmake --preset fuzz >/dev/null

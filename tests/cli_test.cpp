@@ -129,6 +129,15 @@ TEST(Hub, ResolvesFromFakeCache) {
   ::unsetenv("HF_HOME");
 }
 
+TEST(Hub, ACheckpointFileIsUsedAsIs) {
+  const std::string pth = test::fixture("models/tiny_meta/dinov3_tiny_pretrain_random.pth");
+  Result<ModelLocation> loc = resolve_model(pth);
+  ASSERT_TRUE(loc.ok()) << loc.status().message();
+  EXPECT_EQ(loc->dir, pth);
+  EXPECT_EQ(dinov3({"info", "--model", pth}), 0);
+  EXPECT_FALSE(resolve_model(test::fixture("models/tiny_meta/no_such.pth")).ok());
+}
+
 DINOV3_SUITE_LABELS(Infer, "unit");
 
 TEST(Infer, ReportHoldsEveryField) {

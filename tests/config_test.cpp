@@ -42,7 +42,9 @@ TEST(Config, EveryDinov3Architecture) {
     EXPECT_EQ(c.depth, r.depth) << r.name;
     EXPECT_EQ(c.num_heads, r.heads) << r.name;
     EXPECT_EQ(c.mlp, r.mlp) << r.name;
-    EXPECT_EQ(c.qkv_bias, r.qkv_bias) << r.name;
+    EXPECT_EQ(c.q_bias, r.qkv_bias) << r.name;
+    EXPECT_EQ(c.v_bias, r.qkv_bias) << r.name;
+    EXPECT_FALSE(c.k_bias) << r.name;
     EXPECT_EQ(c.num_reg_tokens, 4);
     EXPECT_EQ(c.patch_size, 16);
     EXPECT_EQ(c.tokens_for(256, 256), 261);
@@ -60,7 +62,7 @@ TEST(Config, ModelArgsOverrideTheTable) {
   EXPECT_EQ(c.depth, 3);
   EXPECT_EQ(c.num_heads, 4);
   EXPECT_EQ(c.head_dim(), 24);
-  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_TRUE(c.q_bias && c.v_bias && !c.k_bias);
   EXPECT_EQ(c.mlp, MlpKind::kSwiGlu);
   EXPECT_EQ(c.num_reg_tokens, 0);
   EXPECT_EQ(c.global_pool, PoolMode::kToken);

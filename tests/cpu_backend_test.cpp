@@ -15,7 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/attention/attention.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/lowp/attention_bf16.h"
+#include "backend/cpu/lowp/lowp_kernels.h"
 #include "test_labels.h"
 #include "test_util.h"
 #include "backend/reference/reference_backend.h"
@@ -400,6 +403,23 @@ TEST(CpuBackendOptions, EnvironmentRejectsUnknownIsa) {
   auto be = create_cpu_backend({});
   ::unsetenv("DINOV3_CPU_ISA");
   EXPECT_EQ(be.status().code(), ErrorCode::kInvalidArgument);
+}
+
+DINOV3_SUITE_LABELS(CpuAttention, "unit");
+
+// Attention at 1024 px (4101 tokens, ViT-S heads) keeps per thread a few [tokens, head_dim] buffers and one
+// [14, <= 512] score tile: no [tokens, tokens] score matrix (16.8M floats per head) exists anywhere.
+TEST(CpuAttention, ScratchHoldsNoTokensByTokensScores) {
+  const cpu::AttentionShape sh{1, 4101, 6, 64, 5};
+  const double scores = static_cast<double>(sh.tokens) * static_cast<double>(sh.tokens);
+  for (int threads : {1, 2, 16}) {
+    const double fp32 = static_cast<double>(cpu::attention_scratch_floats(cpu::cpu_kernels_scalar(), sh, threads));
+    EXPECT_LT(fp32, 8.0 * sh.tokens * sh.head_dim) << threads << " threads";
+    EXPECT_LT(fp32, scores / 8) << threads << " threads";
+    const auto& lowp = cpu::lowp::select_lowp_kernels(false, false, false);
+    const double bf16 = static_cast<double>(cpu::lowp::attention_bf16_scratch_floats(lowp, sh, threads));
+    EXPECT_LT(bf16, 8.0 * sh.tokens * sh.head_dim) << threads << " threads";
+  }
 }
 
 TEST(CpuBackendOptions, DefaultsToOneThreadPerCoreAndReportsIt) {

@@ -113,6 +113,7 @@ std::vector<GoldenCase> golden_cases() {
       cases.push_back({"tiny_swiglu_qkvb", "expected.safetensors", format, backend});
     }
     cases.push_back({"vits16", "expected.safetensors", "safetensors", backend});
+    cases.push_back({"tiny", "expected_512.safetensors", "safetensors", backend});  // 1029 tokens: several key blocks
   }
   return cases;
 }
@@ -129,7 +130,8 @@ TEST(RopeTest, MatchesTimmTable) {
   for (const Case& c : {Case{"models/tiny/expected.safetensors", 4, 4, 32},
                         Case{"models/tiny/expected_48x80.safetensors", 3, 5, 32},
                         Case{"models/tiny_swiglu_qkvb/expected.safetensors", 4, 6, 32},
-                        Case{"models/vits16/expected.safetensors", 16, 16, 64}}) {
+                        Case{"models/vits16/expected.safetensors", 16, 16, 64},
+                        Case{"models/tiny/expected_512.safetensors", 32, 32, 32}}) {
     Result<TensorArchive> expected = open_safetensors(test::fixture(c.file));
     ASSERT_TRUE(expected.ok()) << expected.status().message();
     Result<Tensor> want = expected->load_f32("stage.rope");

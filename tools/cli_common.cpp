@@ -1,6 +1,8 @@
 #include "cli_common.h"
 
+#include <cmath>
 #include <cstdio>
+#include <tuple>
 #include <filesystem>
 #include <sstream>
 
@@ -32,8 +34,9 @@ constexpr const char* kRandomWeightsMarker = "RANDOM_WEIGHTS";
 
 void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend) {
   cmd.add_option("--model,-m", opts->model,
-                 std::string("model folder or hub id (default ") + kDefaultModelId +
-                     ", found in the Hugging Face cache or /opt/atomgit/weight; without it, a bundled test model)");
+                 std::string("model: a timm or Hugging Face folder, Meta's .pth, or a hub id (default ") +
+                     kDefaultModelId + ", found in the Hugging Face cache or /opt/atomgit/weight; without it, a "
+                     "bundled test model)");
   if (!with_backend) return;
   cmd.add_option("--backend,-b", opts->backend, "compute backend")->capture_default_str();
   cmd.add_option("--threads,-t", opts->threads, "worker threads (0: one per core)")->capture_default_str();
@@ -70,11 +73,69 @@ void describe_model_source(const LoadedModel& m) {
       m.model->directory().c_str(), kDefaultModelId);
 }
 
+void add_preprocess_options(CLI::App& cmd, PreprocessOverrides* opts) {
+  cmd.add_option("--interpolation", opts->interpolation, "override the resize filter: bicubic or bilinear");
+  cmd.add_option("--crop-mode", opts->crop_mode, "override the geometry: center, squash or border");
+  cmd.add_option("--crop-pct", opts->crop_pct, "override the crop fraction (resize size = input size / crop_pct)");
+  cmd.add_option("--mean", opts->mean, "override the normalisation mean (3 values)")->expected(3)->delimiter(',');
+  cmd.add_option("--std", opts->std, "override the normalisation std (3 values)")->expected(3)->delimiter(',');
+}
+
+Result<ModelConfig> with_preprocess_overrides(const ModelConfig& config, const PreprocessOverrides& o) {
+  ModelConfig c = config;
+  DataConfig& d = c.data;
+  Interpolation interpolation;
+  CropMode crop_mode;
+  if (!o.interpolation.empty() && !parse_interpolation(o.interpolation, &interpolation))
+    return make_error(ErrorCode::kInvalidArgument, "--interpolation must be bicubic or bilinear, got '" + o.interpolation + "'");
+  if (!o.crop_mode.empty() && !parse_crop_mode(o.crop_mode, &crop_mode))
+    return make_error(ErrorCode::kInvalidArgument, "--crop-mode must be center, squash or border, got '" + o.crop_mode + "'");
+  if (!o.interpolation.empty()) d.interpolation = o.interpolation;
+  if (!o.crop_mode.empty()) d.crop_mode = o.crop_mode;
+  if (o.crop_pct != 0) {
+    if (!(o.crop_pct > 0 && o.crop_pct <= 10)) return make_error(ErrorCode::kInvalidArgument, "--crop-pct must be in (0, 10]");
+    d.crop_pct = o.crop_pct;
+  }
+  for (const auto& [values, dst, name] : {std::tuple{&o.mean, &d.mean, "--mean"}, std::tuple{&o.std, &d.std, "--std"}}) {
+    if (values->empty()) continue;
+    if (values->size() != 3) return make_error(ErrorCode::kInvalidArgument, std::string(name) + " takes 3 values");
+    for (size_t ch = 0; ch < 3; ++ch) {
+      const float v = (*values)[ch];
+      if (!std::isfinite(v) || (dst == &d.std && !(v > 0)))
+        return make_error(ErrorCode::kInvalidArgument, std::string(name) + " values must be finite" +
+                                                           (dst == &d.std ? " and positive" : ""));
+      (*dst)[ch] = v;
+    }
+  }
+  if (o.given()) d.source += " with command-line overrides";
+  return c;
+}
+
+nlohmann::ordered_json preprocess_json(const PreprocessConfig& p) {
+  return {{"input_size", {3, p.height, p.width}}, {"interpolation", interpolation_name(p.interpolation)},
+          {"crop_mode", crop_mode_name(p.crop_mode)}, {"crop_pct", p.crop_pct}, {"rescale_factor", p.rescale_factor},
+          {"normalize", p.normalize}, {"mean", p.mean}, {"std", p.std}};
+}
+
+void add_size_options(CLI::App& cmd, InputSize* size) {
+  auto* s = cmd.add_option("--size", size->size,
+                           "square model input: each side S rounded to the nearest multiple of the patch size "
+                           "(16; halves up, at least one patch)");
+  auto* l = cmd.add_option("--long-side", size->long_side,
+                           "model input keeping the image's aspect ratio: longer side L, shorter L * short / long, "
+                           "each rounded as --size");
+  s->check(CLI::PositiveNumber);
+  l->check(CLI::PositiveNumber);
+  s->excludes(l);
+}
+
 void add_input_options(CLI::App& cmd, InputOptions* opts) {
   cmd.add_option("--image,-i", opts->images, "image file(s), run as one batch (JPEG, PNG, WebP, BMP)");
   cmd.add_option("--input-tensor", opts->input_tensor, "preprocessed input [B,3,H,W]: FILE.safetensors[:NAME]");
   cmd.add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
   cmd.add_option("--max-pixels", opts->max_pixels, "refuse images with more pixels than this")->capture_default_str();
+  add_preprocess_options(cmd, &opts->preprocess);
+  add_size_options(cmd, &opts->size);
 }
 
 std::vector<std::string> bundled_sample_images() {
@@ -87,6 +148,9 @@ Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::ve
     return make_error(ErrorCode::kInvalidArgument, "give --image or --input-tensor, not both");
   }
   labels->clear();
+  if (!opts.input_tensor.empty() && opts.size.given()) {
+    return make_error(ErrorCode::kInvalidArgument, "--size and --long-side apply to images, not to --input-tensor");
+  }
   if (!opts.input_tensor.empty()) {
     DINOV3_ASSIGN_OR_RETURN(Tensor t, load_input_tensor(opts.input_tensor));
     if (t.shape.size() == 3) t.shape.insert(t.shape.begin(), 1);  // one [C, H, W] image
@@ -95,12 +159,12 @@ Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::ve
     return t;
   }
   if (opts.images.empty()) return make_error(ErrorCode::kInvalidArgument, "no input: give --image or --input-tensor");
-  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for(model.config()));
+  DINOV3_ASSIGN_OR_RETURN(const ModelConfig config, with_preprocess_overrides(model.config(), opts.preprocess));
   DecodeOptions dec;
   dec.exif_transpose = opts.exif_transpose;
   dec.max_pixels = opts.max_pixels;
   *labels = opts.images;
-  return load_image_batch(opts.images, pc, dec);
+  return load_image_batch(opts.images, config, opts.size, dec);
 }
 
 Result<Tensor> load_input_tensor(const std::string& spec) {

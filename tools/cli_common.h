@@ -10,6 +10,7 @@
 
 #include "dinov3/image.h"
 #include "dinov3/model.h"
+#include "dinov3/pipeline.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
 
@@ -33,12 +34,32 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
 // Prints the resolved model and, for random weights, a plain warning.
 void describe_model_source(const LoadedModel& m);
 
-// Inputs given as images (preprocessed as the model's config says) or a preprocessed tensor.
+// Flags that override the preprocessing defaults of the model's layout (empty / 0: the model's).
+struct PreprocessOverrides {
+  std::string interpolation;  // bicubic | bilinear
+  std::string crop_mode;      // center | squash | border
+  double crop_pct = 0;
+  std::vector<float> mean, std;
+  bool given() const { return !interpolation.empty() || !crop_mode.empty() || crop_pct != 0 || !mean.empty() || !std.empty(); }
+};
+void add_preprocess_options(CLI::App& cmd, PreprocessOverrides* opts);
+// The model's configuration with its preprocessing (its layout's defaults) overridden by the flags.
+Result<ModelConfig> with_preprocess_overrides(const ModelConfig& config, const PreprocessOverrides& overrides);
+nlohmann::ordered_json preprocess_json(const PreprocessConfig& config);
+
+// Inputs given as images (preprocessed as the model's layout says) or a preprocessed tensor.
+// --size S / --long-side L: the resolution of the model input (dinov3/pipeline.h, InputSize).
+void add_size_options(CLI::App& cmd, InputSize* size);
+
+// Inputs given as images (preprocessed as the model's config says, at --size / --long-side when given)
+// or a preprocessed tensor.
 struct InputOptions {
+  PreprocessOverrides preprocess;
   std::vector<std::string> images;
   std::string input_tensor;  // FILE.safetensors[:NAME]
   bool exif_transpose = false;
   int64_t max_pixels = DecodeOptions{}.max_pixels;
+  InputSize size;
 };
 void add_input_options(CLI::App& cmd, InputOptions* opts);
 // The bundled sample photographs (for commands that run on something when given nothing).

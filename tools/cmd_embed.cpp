@@ -7,18 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <mutex>
-#include <thread>
 
 #include "cli_common.h"
 #include "commands.h"
 #include "dinov3/pipeline.h"
 #include "embed_store.h"
-#include "util/cpu_info.h"
 
 namespace dinov3::cli {
 
@@ -43,6 +38,8 @@ struct EmbedOptions {
   int workers = 1;
   bool exif_transpose = false;
   int64_t max_pixels = DecodeOptions{}.max_pixels;
+  PreprocessOverrides preprocess;
+  InputSize size;
 };
 
 bool has_image_extension(const fs::path& p) {
@@ -90,84 +87,6 @@ Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& s
   return out;
 }
 
-// Preprocessed images, produced in input order by worker threads a bounded distance ahead of the model.
-class Prefetcher {
- public:
-  struct Item {
-    bool ok = false;
-    std::string reason;
-    Tensor chw;
-  };
-
-  Prefetcher(const std::vector<std::string>& paths, size_t first, size_t window, int workers,
-             const PreprocessConfig& pc, const DecodeOptions& dec)
-      : paths_(paths), next_(first), consume_(first), window_(window), pc_(pc), dec_(dec) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
-  }
-  ~Prefetcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  Item take(size_t index) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return ready_.count(index) > 0; });
-    Item item = std::move(ready_[index]);
-    ready_.erase(index);
-    consume_ = index + 1;
-    cv_.notify_all();
-    return item;
-  }
-
- private:
-  void run() {
-    for (;;) {
-      size_t index;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || (next_ < paths_.size() && next_ < consume_ + window_); });
-        if (stop_) return;
-        index = next_++;
-      }
-      Item item;
-      Result<Tensor> t = preprocess_image_file(paths_[index], pc_, dec_);
-      if (t.ok()) {
-        item.ok = true;
-        item.chw = std::move(t).value();
-      } else {
-        item.reason = t.status().message();
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        ready_[index] = std::move(item);
-      }
-      cv_.notify_all();
-    }
-  }
-
-  const std::vector<std::string>& paths_;
-  size_t next_, consume_, window_;
-  PreprocessConfig pc_;
-  DecodeOptions dec_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<size_t, Item> ready_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
-void l2_normalize_rows(float* data, size_t rows, size_t width) {
-  for (size_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (size_t i = 0; i < width; ++i) ss += static_cast<double>(data[r * width + i]) * data[r * width + i];
-    const double inv = ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
-    for (size_t i = 0; i < width; ++i) data[r * width + i] = static_cast<float>(data[r * width + i] * inv);
-  }
-}
-
 std::string format_duration(double s) {
   char buf[32];
   if (s >= 3600) std::snprintf(buf, sizeof(buf), "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
@@ -193,7 +112,8 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
   Model& model = *loaded.model;
   const ModelConfig& c = model.config();
-  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for(c));
+  DINOV3_ASSIGN_OR_RETURN(const ModelConfig preprocess_model, with_preprocess_overrides(c, o.preprocess));
+  DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for_size(preprocess_model, o.size));
   const int64_t T = c.tokens_for(pc.height, pc.width), D = c.embed_dim;
   Shape row_shape = {D};
   if (o.features) row_shape = {T, D};
@@ -214,7 +134,7 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
   DecodeOptions dec;
   dec.exif_transpose = o.exif_transpose;
   dec.max_pixels = o.max_pixels;
-  Prefetcher prefetch(paths, start, static_cast<size_t>(o.batch_size) * 3, o.workers, pc, dec);
+  ImagePrefetcher prefetch(paths, start, static_cast<size_t>(o.batch_size) * 3, o.workers, pc, dec);
   ForwardOptions fo;
   fo.pool = pool;
   fo.intermediate_blocks = o.layers;
@@ -227,7 +147,7 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
     Tensor batch({o.batch_size, 3, pc.height, pc.width});
     int64_t n = 0;
     for (; i < paths.size() && n < o.batch_size; ++i) {
-      Prefetcher::Item item = prefetch.take(i);
+      ImagePrefetcher::Item item = prefetch.take(i);
       if (!item.ok) {
         entries.push_back({paths[i], false, item.reason});
         ++skipped;
@@ -309,6 +229,8 @@ Command add_embed_command(CLI::App& app) {
   cmd->add_option("--workers", opts->workers, "decoding threads")->capture_default_str();
   cmd->add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
   cmd->add_option("--max-pixels", opts->max_pixels, "skip images with more pixels than this")->capture_default_str();
+  add_preprocess_options(*cmd, &opts->preprocess);
+  add_size_options(*cmd, &opts->size);
   return {cmd, [opts]() -> Result<int> {
     std::string kept_state;
     Result<int> r = run_embed(*opts, &kept_state);

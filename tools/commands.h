@@ -20,5 +20,8 @@ Command add_preprocess_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_accuracy_command(CLI::App& app);
 Command add_embed_command(CLI::App& app);
+Command add_pull_command(CLI::App& app);
+Command add_pca_command(CLI::App& app);
+Command add_similarity_command(CLI::App& app);
 
 }  // namespace dinov3::cli

@@ -5,9 +5,10 @@
 #include <filesystem>
 
 #include "cli_common.h"
+#include "dinov3/files.h"
+#include "dinov3/machine.h"
+#include "dinov3/pipeline.h"
 #include "dinov3/version.h"
-#include "io/file_util.h"
-#include "util/cpu_info.h"
 
 namespace dinov3::cli {
 
@@ -58,9 +59,18 @@ nlohmann::ordered_json run_context(Model& model) {
 }
 
 nlohmann::ordered_json model_json(const LoadedModel& loaded) {
-  return {{"dir", loaded.model->directory()},
-          {"architecture", loaded.model->config().architecture},
-          {"random_weights", loaded.random_weights}};
+  const ModelConfig& c = loaded.model->config();
+  nlohmann::ordered_json j = {{"dir", loaded.model->directory()},
+                              {"layout", layout_name(c.layout)},
+                              {"architecture", c.architecture},
+                              {"default_pool", pool_mode_name(c.global_pool)},
+                              {"random_weights", loaded.random_weights}};
+  Result<PreprocessConfig> pc = preprocess_config_for(c);
+  if (pc.ok()) {
+    j["default_preprocess"] = preprocess_json(*pc);
+    j["default_preprocess"]["source"] = c.data.source;
+  }
+  return j;
 }
 
 }  // namespace dinov3::cli

@@ -5,6 +5,7 @@
 //   resize_rgb8          Image.resize(size, BICUBIC|BILINEAR)  Pillow's fixed-point separable convolution
 //   transform_rgb8       timm's Resize / ResizeKeepRatio + CenterCrop / CenterCropOrPad
 //   to_normalized_chw    ToTensor + Normalize
+//   encode_png           8-bit RGB pictures out (libpng), for the dense-feature pictures
 #pragma once
 
 #include <array>
@@ -55,6 +56,11 @@ struct PreprocessConfig {
   CropMode crop_mode = CropMode::kCenter;
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  double rescale_factor = 1.0 / 255.0;  // ToTensor's 1/255 (divides, as torchvision); HF's rescale_factor
+  bool normalize = true;                // false: the rescaled values as they are (HF do_normalize false)
+  // timm resamples the ResizeKeepRatio of a non-square center crop bilinearly whatever `interpolation`
+  // says (it builds that transform without the argument); false keeps `interpolation` there as well.
+  bool non_square_center_bilinear = true;
 };
 
 // Which implementation of the resampling kernels runs. Every one gives identical pixels; forcing one
@@ -70,17 +76,44 @@ Result<ImageRGB8> resize_rgb8(const ImageRGB8& in, int out_w, int out_h, Interpo
 // config.height x config.width. 8-bit in, 8-bit out.
 Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config);
 
+// Where transform_rgb8 puts an image_width x image_height image: it is resized to resize_width x
+// resize_height, and model input pixel (x, y) is resized pixel (x + offset_x, y + offset_y) (a negative
+// offset pads).
+struct PreprocessGeometry {
+  int resize_width = 0, resize_height = 0;
+  int offset_x = 0, offset_y = 0;
+  Interpolation interpolation = Interpolation::kBicubic;  // the one the resize uses
+};
+Result<PreprocessGeometry> preprocess_geometry(int image_width, int image_height, const PreprocessConfig& config);
+
+// The model input position of image position (x, y) (continuous pixel coordinates: pixel (i, j) spans
+// [i, i + 1) x [j, j + 1), so its centre is (i + 0.5, j + 0.5)), following Pillow's resize, which maps
+// output pixel centres to input positions by the size ratio: u = x * resize_width / image_width -
+// offset_x, v likewise. The position is inside the model input when 0 <= u < width and 0 <= v < height.
+struct InputPosition {
+  double u = 0, v = 0;
+};
+InputPosition image_to_input(const PreprocessGeometry& g, int image_width, int image_height, double x, double y);
+
 // Normalize's settings are usable: every mean and std finite, every std positive, and every normalised
 // value (v - mean) / std for v in [0, 1] finite in float32. kInvalidArgument naming the channel otherwise.
 Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std);
 
-// ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32. `image` must already be
+// ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32 (v * rescale_factor for
+// another rescale factor; no mean/std step when normalize is false). `image` must already be
 // config.width x config.height; `out` holds 3 * height * width floats.
 Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out);
 
-// decode_image_file + transform_rgb8 + to_normalized_chw: a [3, height, width] tensor.
+// transform_rgb8 + to_normalized_chw: a [3, height, width] tensor.
+Result<Tensor> preprocess_image(const ImageRGB8& image, const PreprocessConfig& config);
+// decode_image_file + preprocess_image.
 Result<Tensor> preprocess_image_file(const std::string& path, const PreprocessConfig& config,
                                      const DecodeOptions& options = {});
+
+// An 8-bit RGB PNG (libpng, default compression, no ancillary chunks).
+Result<std::vector<uint8_t>> encode_png(const ImageRGB8& image);
+// encode_png written atomically to `path`; an existing file is an error unless `overwrite`.
+Status write_png_file(const std::string& path, const ImageRGB8& image, bool overwrite);
 
 // timm's spellings: "bicubic" / "bilinear"; "center" / "squash" / "border". False for anything else.
 bool parse_interpolation(const std::string& name, Interpolation* out);

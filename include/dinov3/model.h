@@ -1,4 +1,5 @@
-// A DINOv3 ViT (timm's Eva with rope_type='dinov3') loaded from a timm hub folder and run on a backend.
+// A DINOv3 ViT loaded from any checkpoint layout a user holds (timm hub folder, Meta's original .pth,
+// Hugging Face transformers folder) and run on a backend.
 #pragma once
 
 #include <array>
@@ -15,12 +16,21 @@
 namespace dinov3 {
 
 enum class MlpKind { kGelu, kSwiGlu };
+
+// The checkpoint layouts, recognised from the files themselves (SPEC.md, "Checkpoint names").
+enum class CheckpointLayout {
+  kTimm,         // timm hub folder: config.json (architecture, model_args, pretrained_cfg) + weights
+  kMeta,         // Meta's original release: one torch.save .pth of the state_dict, no config
+  kHuggingFace,  // transformers DINOv3ViTModel folder: config.json (model_type dinov3_vit) + safetensors
+};
+const char* layout_name(CheckpointLayout layout);  // "timm", "meta", "hf"
 enum class PoolMode { kDefault, kAvg, kToken };  // kDefault: the config's global_pool
 
 const char* pool_mode_name(PoolMode mode);
 bool pool_mode_from_name(const std::string& name, PoolMode* out);
 
-// pretrained_cfg: how timm preprocesses images for this model.
+// How images are preprocessed for this model, as its layout's own code does: timm's pretrained_cfg,
+// Meta's recommended transform, or HF's preprocessor_config.json.
 struct DataConfig {
   int64_t channels = 3, height = 256, width = 256;
   std::string interpolation = "bicubic";
@@ -28,22 +38,34 @@ struct DataConfig {
   std::string crop_mode = "center";
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  double rescale_factor = 1.0 / 255.0;  // pixel scale before normalising (ToTensor's 1/255; HF rescale_factor)
+  bool normalize = true;                // subtract mean, divide by std (HF do_normalize)
+  std::string source = "pretrained_cfg";  // where these settings come from, for info and reports
 };
 
 struct ModelConfig {
-  std::string architecture;  // timm name, e.g. vit_small_patch16_dinov3
+  CheckpointLayout layout = CheckpointLayout::kTimm;
+  std::string architecture;  // timm name, e.g. vit_small_patch16_dinov3 (Meta/HF: the matching timm name,
+                             // or "dinov3_vit" when no timm architecture has these dimensions)
   int64_t embed_dim = 0;     // D
   int64_t depth = 0;         // blocks
   int64_t num_heads = 0;     // nh; head_dim = D / nh
   int64_t mlp_hidden = 0;    // read from the weights
   MlpKind mlp = MlpKind::kGelu;
-  bool qkv_bias = false;     // the _qkvb variants: q_bias and v_bias (k has none)
+  bool q_bias = false;       // biases on q, k, v (timm's _qkvb: q and v; Meta: qkv.bias x bias_mask,
+  bool k_bias = false;       //   counted as q and v; HF: query_bias, key_bias, value_bias)
+  bool v_bias = false;
+  bool proj_bias = true;     // attention output projection bias
+  bool mlp_bias = true;      // MLP linear biases
   int64_t num_reg_tokens = 4;
   int64_t patch_size = 16;
   int64_t in_chans = 3;
   float ln_eps = 1e-5f;
   double rope_temperature = 100.0;
-  PoolMode global_pool = PoolMode::kAvg;
+  // RoPE periods, head_dim / 4 of them, as the layout's code builds them: timm's float32
+  // temperature ** (4k / hd), Meta's stored bf16-rounded values, HF's 1 / inv_freq. Empty: timm's.
+  std::vector<double> rope_periods;
+  PoolMode global_pool = PoolMode::kAvg;  // the layout's default pooling (timm: global_pool; Meta, HF: token)
   DataConfig data;
 
   int64_t head_dim() const { return num_heads > 0 ? embed_dim / num_heads : 0; }
@@ -59,11 +81,17 @@ std::vector<std::string> known_architectures();
 // Parses config.json text (timm hub format) into a config. Tensor-derived fields (mlp_hidden) stay 0
 // until the weights are checked.
 Result<ModelConfig> parse_model_config(const std::string& json_text);
+// The timm architecture with these dimensions (embed_dim, depth, heads, MLP kind, q/v bias), else "dinov3_vit".
+std::string architecture_name_for(const ModelConfig& config);
 
 // Multiply-adds x 2 of one image's forward at height x width (linears, patch embed, attention matmuls).
 double forward_flops(const ModelConfig& config, int64_t height, int64_t width);
 
-// The RoPE table for a gh x gw patch grid: [gh*gw, 2*head_dim], sin (first head_dim values) then cos.
+// timm's RoPE periods: float32(temperature ** (2k / (hd/2))) for k < hd/4.
+std::vector<double> rope_periods_from_temperature(int64_t head_dim, double temperature);
+// The RoPE table for a gh x gw patch grid: [gh*gw, 2*head_dim], sin (first head_dim values) then cos,
+// from head_dim / 4 periods.
+Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vector<double>& periods);
 Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature);
 
 struct LoadOptions {
@@ -92,8 +120,8 @@ struct ForwardOutput {
 };
 
 struct WeightsInfo {
-  std::string path;          // the file the weights came from
-  std::string format;        // "safetensors" or "pytorch"
+  std::string path;          // the file the weights came from (a sharded checkpoint: its index)
+  std::string format;        // "safetensors", "safetensors (N shards)", "pytorch" or "pth"
   std::string dtype;         // stored dtype(s), e.g. "F32" or "BF16"
   int64_t parameters = 0;    // elements across all tensors
   int64_t bytes = 0;         // bytes of those tensors as stored
@@ -101,11 +129,14 @@ struct WeightsInfo {
 
 class Model {
  public:
-  // Loads a timm hub folder (config.json + model.safetensors, or pytorch_model.bin when that is the
-  // only weights file) onto the named backend.
-  static Result<std::unique_ptr<Model>> load(const std::string& dir, const LoadOptions& options = {});
+  // Loads a checkpoint onto the named backend. `path` is a timm hub folder (config.json +
+  // model.safetensors, or pytorch_model.bin when that is the only weights file), a Hugging Face
+  // transformers folder (config.json with model_type dinov3_vit + model.safetensors or shards with
+  // model.safetensors.index.json, preprocessor_config.json), or Meta's original .pth file (or a folder
+  // holding exactly one). The layout is recognised from the files, not their names.
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const LoadOptions& options = {});
   // Same, onto a backend the caller created.
-  static Result<std::unique_ptr<Model>> load(const std::string& dir, std::unique_ptr<Backend> backend);
+  static Result<std::unique_ptr<Model>> load(const std::string& path, std::unique_ptr<Backend> backend);
 
   ~Model();
   Model(const Model&) = delete;
@@ -114,20 +145,17 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const WeightsInfo& weights_info() const { return weights_info_; }
   Backend& backend() { return *backend_; }
-  const std::string& directory() const { return dir_; }
+  const std::string& directory() const { return dir_; }  // the path the model was loaded from
 
   // input: [B, C, H, W] normalised pixels, H and W multiples of the patch size. Calls are serialised.
   Result<ForwardOutput> forward(const Tensor& input, const ForwardOptions& options = {});
 
  private:
+  // Defined in src/model/model.cpp: the weights as the backend prepared them, the activation plan for the
+  // last input shape, and what one forward pass returns.
   struct Weights;
   struct Activations;
-  struct Pass {
-    std::vector<int> blocks;  // intermediate blocks to return, in the order asked
-    bool norm_blocks = false;
-    bool keep_embed = false;
-    bool mean_pool = true;
-  };
+  struct Pass;
   Model();
   // load and forward without the boundary that turns allocation failures into statuses.
   static Result<std::unique_ptr<Model>> load_unguarded(const std::string& dir, std::unique_ptr<Backend> backend);

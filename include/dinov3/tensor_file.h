@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "dinov3/files.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
 
@@ -56,17 +57,20 @@ struct RawTensor {
   bool contiguous() const;
 };
 
-// A weights file opened for reading. The tensors stay valid while the archive lives.
+// A weights file (or a set of shards) opened for reading. The tensors stay valid while the archive lives.
 class TensorArchive {
  public:
   TensorArchive() = default;
   TensorArchive(std::shared_ptr<MappedFile> file, std::vector<RawTensor> tensors,
                 std::map<std::string, std::string> metadata);
+  // The shards of one checkpoint as one archive named `path`; a tensor name held twice is an error.
+  static Result<TensorArchive> merge(const std::string& path, std::vector<TensorArchive> shards);
 
   const std::vector<RawTensor>& tensors() const { return tensors_; }
   const RawTensor* find(std::string_view name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const;
+  size_t file_count() const { return files_.size(); }  // shards
 
   // Converts any floating dtype (and strided layout) to a float32 host tensor.
   Result<Tensor> load_f32(const RawTensor& raw) const;
@@ -75,7 +79,8 @@ class TensorArchive {
   void release(const RawTensor& raw) const;
 
  private:
-  std::shared_ptr<MappedFile> file_;
+  std::vector<std::shared_ptr<MappedFile>> files_;
+  std::string path_;
   std::vector<RawTensor> tensors_;
   std::map<std::string, std::string> metadata_;
   std::map<std::string, size_t, std::less<>> index_;
@@ -88,6 +93,11 @@ Result<TensorArchive> open_safetensors(const std::string& path);
 // restricted reader: only OrderedDict, torch._utils._rebuild_tensor_v2 and the torch storage types.
 Result<TensorArchive> open_pytorch_bin(const std::string& path);
 
+// A sharded safetensors checkpoint: model.safetensors.index.json ({"weight_map": {tensor: shard file}})
+// beside its shards. Shards must be plain file names in the index's folder; every listed tensor must be
+// in the shard the index names, and every tensor in a shard must be listed.
+Result<TensorArchive> open_sharded_safetensors(const std::string& index_path);
+
 // Opens by content: safetensors, or a zip (pytorch_model.bin).
 Result<TensorArchive> open_tensor_file(const std::string& path);
 
@@ -99,5 +109,8 @@ struct NamedTensor {
 };
 Status save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                         const std::map<std::string, std::string>& metadata = {}, bool overwrite = true);
+// The same bytes through `write`, for a caller that places the file itself (write_files_together).
+Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace dinov3

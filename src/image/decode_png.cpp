@@ -14,6 +14,7 @@
 
 #include "image/decoders.h"
 #include "image/exif.h"
+#include "image/png_handlers.h"
 #include "image/pillow_modes.h"
 
 namespace dinov3::image_detail {
@@ -35,16 +36,6 @@ struct PngContext {
   char message[256] = {};
   Status status;  // a failure found by this code rather than by libpng
 };
-
-// libpng's default handler would print; this one records the message and unwinds to the setjmp.
-[[noreturn]] void on_png_error(png_structp png, png_const_charp message) {
-  auto* ctx = static_cast<PngContext*>(png_get_error_ptr(png));
-  std::snprintf(ctx->message, sizeof(ctx->message), "%s", message);
-  png_longjmp(png, 1);
-}
-
-// Warnings concern ancillary chunks, which Pillow ignores as well.
-void on_png_warning(png_structp, png_const_charp) {}
 
 void read_png_bytes(png_structp png, png_bytep dst, size_t n) {
   auto* ctx = static_cast<PngContext*>(png_get_io_ptr(png));
@@ -211,7 +202,7 @@ Result<DecodedImage> decode_png(const uint8_t* data, size_t size, const DecodeOp
   ctx.size = size;
   ctx.options = &options;
   ctx.out = &out;
-  ctx.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, on_png_error, on_png_warning);
+  ctx.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, on_png_error<PngContext>, on_png_warning);
   if (ctx.png == nullptr) return make_error(ErrorCode::kOutOfMemory, "cannot create a PNG reader");
   ctx.info = png_create_info_struct(ctx.png);
   if (ctx.info == nullptr) {

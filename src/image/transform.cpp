@@ -1,6 +1,7 @@
 // timm's eval geometry (transforms_imagenet_eval in timm 1.0 on torchvision 0.14), ToTensor and
 // Normalize. The crop is folded into the resize: only the pixels that survive it are computed.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -32,14 +33,19 @@ int crop_offset(int size, int crop) {
   return static_cast<int>(python_round((size - crop) / 2.0));
 }
 
-struct Geometry {
-  int resize_w = 0, resize_h = 0;
-  Interpolation interpolation = Interpolation::kBicubic;
-  int offset_x = 0, offset_y = 0;  // output pixel (x, y) is resized pixel (x + offset_x, y + offset_y)
-  uint8_t fill[3] = {0, 0, 0};     // color of output pixels outside the resized image
-};
+// The color of output pixels outside the resized image: the mean color for kBorder, else black.
+std::array<uint8_t, 3> fill_color(const PreprocessConfig& config) {
+  std::array<uint8_t, 3> fill{0, 0, 0};
+  if (config.crop_mode != CropMode::kBorder) return fill;
+  for (int c = 0; c < 3; ++c) {
+    fill[c] = static_cast<uint8_t>(std::clamp(python_round(255.0 * config.mean[c]), 0.0, 255.0));
+  }
+  return fill;
+}
 
-Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& config) {
+}  // namespace
+
+Result<PreprocessGeometry> preprocess_geometry(int width, int height, const PreprocessConfig& config) {
   if (config.height <= 0 || config.width <= 0) {
     return make_error(ErrorCode::kInvalidArgument, "preprocess: the input size must be positive");
   }
@@ -48,7 +54,7 @@ Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& co
   }
   const double scale_h = std::floor(config.height / config.crop_pct);
   const double scale_w = std::floor(config.width / config.crop_pct);
-  Geometry g;
+  PreprocessGeometry g;
   g.interpolation = config.interpolation;
   double new_h = 0, new_w = 0;
   // ResizeKeepRatio: scale both sides by one ratio, taken from the longer (border) or the shorter
@@ -74,7 +80,7 @@ Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& co
       } else {
         keep_ratio(false);
         // timm builds this ResizeKeepRatio without passing the interpolation, so it uses its default.
-        g.interpolation = Interpolation::kBilinear;
+        if (config.non_square_center_bilinear) g.interpolation = Interpolation::kBilinear;
       }
       break;
     case CropMode::kSquash:
@@ -83,9 +89,6 @@ Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& co
       break;
     case CropMode::kBorder:
       keep_ratio(true);
-      for (int c = 0; c < 3; ++c) {
-        g.fill[c] = static_cast<uint8_t>(std::clamp(python_round(255.0 * config.mean[c]), 0.0, 255.0));
-      }
       break;
   }
   constexpr double kMaxSide = 1 << 30;
@@ -94,32 +97,39 @@ Result<Geometry> plan_geometry(int width, int height, const PreprocessConfig& co
                       "preprocess: a " + std::to_string(width) + "x" + std::to_string(height) +
                           " image cannot be resized for this input size (its aspect ratio is too extreme)");
   }
-  g.resize_w = static_cast<int>(new_w);
-  g.resize_h = static_cast<int>(new_h);
-  g.offset_x = crop_offset(g.resize_w, config.width);
-  g.offset_y = crop_offset(g.resize_h, config.height);
+  g.resize_width = static_cast<int>(new_w);
+  g.resize_height = static_cast<int>(new_h);
+  g.offset_x = crop_offset(g.resize_width, config.width);
+  g.offset_y = crop_offset(g.resize_height, config.height);
   return g;
 }
+
+InputPosition image_to_input(const PreprocessGeometry& g, int image_width, int image_height, double x, double y) {
+  return {x * g.resize_width / image_width - g.offset_x, y * g.resize_height / image_height - g.offset_y};
+}
+
+namespace {
 
 Result<ImageRGB8> transform_unguarded(const ImageRGB8& in, const PreprocessConfig& config) {
   if (in.width <= 0 || in.height <= 0 || in.pixels.size() != size_t(in.width) * size_t(in.height) * 3) {
     return make_error(ErrorCode::kInvalidArgument,
                       "preprocess: the image is empty or its pixel buffer has the wrong size");
   }
-  DINOV3_ASSIGN_OR_RETURN(const Geometry g, plan_geometry(in.width, in.height, config));
+  DINOV3_ASSIGN_OR_RETURN(const PreprocessGeometry g, preprocess_geometry(in.width, in.height, config));
   // The part of the output covered by the resized image, in resized coordinates.
   image_detail::OutputWindow window;
   window.x = std::max(0, g.offset_x);
   window.y = std::max(0, g.offset_y);
-  window.width = std::min(g.resize_w, g.offset_x + config.width) - window.x;
-  window.height = std::min(g.resize_h, g.offset_y + config.height) - window.y;
-  DINOV3_ASSIGN_OR_RETURN(ImageRGB8 resized, image_detail::resize_window(in, g.resize_w, g.resize_h, window,
+  window.width = std::min(g.resize_width, g.offset_x + config.width) - window.x;
+  window.height = std::min(g.resize_height, g.offset_y + config.height) - window.y;
+  DINOV3_ASSIGN_OR_RETURN(ImageRGB8 resized, image_detail::resize_window(in, g.resize_width, g.resize_height, window,
                                                                          g.interpolation, ResampleKernel::kAuto));
   if (window.width == config.width && window.height == config.height) return resized;
 
   ImageRGB8 out;
   DINOV3_RETURN_IF_ERROR(image_detail::allocate_image(config.width, config.height, &out));
-  for (size_t i = 0; i < out.pixels.size(); i += 3) std::memcpy(&out.pixels[i], g.fill, 3);
+  const std::array<uint8_t, 3> fill = fill_color(config);
+  for (size_t i = 0; i < out.pixels.size(); i += 3) std::memcpy(&out.pixels[i], fill.data(), 3);
   const int dst_x = window.x - g.offset_x, dst_y = window.y - g.offset_y;
   for (int y = 0; y < window.height; ++y) {
     std::memcpy(&out.pixels[(size_t(dst_y + y) * out.width + dst_x) * 3], &resized.pixels[size_t(y) * window.width * 3],
@@ -158,10 +168,19 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
   }
   // ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
   // possible results per channel gives exactly those values.
-  DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
+  if (config.normalize) DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
   float table[3][256];
+  const bool to_tensor = config.rescale_factor == 1.0 / 255.0;
   for (int c = 0; c < 3; ++c) {
-    for (int v = 0; v < 256; ++v) table[c][v] = (static_cast<float>(v) / 255.0f - config.mean[c]) / config.std[c];
+    for (int v = 0; v < 256; ++v) {
+      const float scaled = to_tensor ? static_cast<float>(v) / 255.0f
+                                     : static_cast<float>(static_cast<float>(v) * static_cast<float>(config.rescale_factor));
+      table[c][v] = config.normalize ? (scaled - config.mean[c]) / config.std[c] : scaled;
+      if (!std::isfinite(table[c][v])) {
+        return make_error(ErrorCode::kInvalidArgument, "normalize: rescale factor " + std::to_string(config.rescale_factor) +
+                                                           " gives values that are not finite");
+      }
+    }
   }
   const size_t plane = size_t(image.width) * size_t(image.height);
   const uint8_t* px = image.pixels.data();
@@ -173,16 +192,21 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
   return {};
 }
 
+Result<Tensor> preprocess_image(const ImageRGB8& image, const PreprocessConfig& config) {
+  DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 input, transform_rgb8(image, config));
+  return guard_allocations("preprocess", [&]() -> Result<Tensor> {
+    Tensor tensor({3, config.height, config.width});
+    DINOV3_RETURN_IF_ERROR(to_normalized_chw(input, config, tensor.ptr()));
+    return tensor;
+  });
+}
+
 Result<Tensor> preprocess_image_file(const std::string& path, const PreprocessConfig& config,
                                      const DecodeOptions& options) {
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 image, decode_image_file(path, options));
-  Result<ImageRGB8> input = transform_rgb8(image, config);
-  if (!input.ok()) return input.status().with_context(path);
-  return guard_allocations("preprocess", [&]() -> Result<Tensor> {
-    Tensor tensor({3, config.height, config.width});
-    DINOV3_RETURN_IF_ERROR(to_normalized_chw(*input, config, tensor.ptr()));
-    return tensor;
-  });
+  Result<Tensor> tensor = preprocess_image(image, config);
+  if (!tensor.ok()) return tensor.status().with_context(path);
+  return tensor;
 }
 
 bool parse_interpolation(const std::string& name, Interpolation* out) {

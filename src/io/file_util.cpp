@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 namespace dinov3 {
@@ -26,7 +28,20 @@ Status already_exists(const std::string& path) {
   return make_error(ErrorCode::kInvalidArgument, path + ": already exists (pass the overwrite option to replace it)");
 }
 
-}  // namespace
+// A file written in full, flushed to disk, in a temporary file beside its destination, and not yet in
+// place. Destroying it before it is moved removes the temporary file.
+class StagedFile {
+ public:
+  static Result<StagedFile> write(const std::string& path, const std::function<Status(const WriteFn&)>& produce);
+  StagedFile(StagedFile&& other) noexcept;
+  StagedFile& operator=(StagedFile&&) = delete;
+  ~StagedFile();
+
+  std::string path_, tmp_;  // tmp_ is empty once moved into place
+
+ private:
+  StagedFile(std::string path, std::string tmp) : path_(std::move(path)), tmp_(std::move(tmp)) {}
+};
 
 StagedFile::StagedFile(StagedFile&& other) noexcept : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)) {
   other.tmp_.clear();
@@ -36,7 +51,7 @@ StagedFile::~StagedFile() {
   if (!tmp_.empty()) ::unlink(tmp_.c_str());
 }
 
-Result<StagedFile> StagedFile::write(const std::string& path, const ProduceFn& produce) {
+Result<StagedFile> StagedFile::write(const std::string& path, const std::function<Status(const WriteFn&)>& produce) {
   std::string tmpl = path + ".tmp.XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
@@ -71,6 +86,7 @@ Result<StagedFile> StagedFile::write(const std::string& path, const ProduceFn& p
   return staged;
 }
 
+// Moves every staged file into place, or none of them (see write_files_together).
 Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
   if (!overwrite) {
     for (const StagedFile& f : files)
@@ -121,16 +137,41 @@ Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
   return {};
 }
 
-Status write_file_atomic(const std::string& path, bool overwrite, const ProduceFn& produce) {
-  if (!overwrite && file_exists(path)) return already_exists(path);
-  std::vector<StagedFile> files;
-  DINOV3_ASSIGN_OR_RETURN(StagedFile staged, StagedFile::write(path, produce));
-  files.push_back(std::move(staged));
-  return commit_files(files, overwrite);
+}  // namespace
+
+Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite) {
+  if (!overwrite) {
+    for (const FileToWrite& f : files)
+      if (file_exists(f.path)) return already_exists(f.path);
+  }
+  std::vector<StagedFile> staged;
+  for (const FileToWrite& f : files) {
+    DINOV3_ASSIGN_OR_RETURN(StagedFile s, StagedFile::write(f.path, f.produce));
+    staged.push_back(std::move(s));
+  }
+  return commit_files(staged, overwrite);
+}
+
+Status write_file_atomic(const std::string& path, bool overwrite, const std::function<Status(const WriteFn&)>& produce) {
+  return write_files_together({{path, produce}}, overwrite);
 }
 
 Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes) {
   return write_file_atomic(path, overwrite, [&](const WriteFn& write) { return write(bytes.data(), bytes.size()); });
+}
+
+Result<std::string> read_text_file(const std::string& path, size_t limit) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return make_error(ErrorCode::kNotFound, path + ": no such file");
+  if (!S_ISREG(st.st_mode)) return make_error(ErrorCode::kInvalidArgument, path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > limit)
+    return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(st.st_size) + " bytes is too large");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorCode::kIoError, path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return make_error(ErrorCode::kIoError, path + ": read error");
+  return ss.str();
 }
 
 }  // namespace dinov3

@@ -95,14 +95,30 @@ bool RawTensor::contiguous() const {
 
 TensorArchive::TensorArchive(std::shared_ptr<MappedFile> file, std::vector<RawTensor> tensors,
                              std::map<std::string, std::string> metadata)
-    : file_(std::move(file)), tensors_(std::move(tensors)), metadata_(std::move(metadata)) {
+    : path_(file ? file->path() : std::string()), tensors_(std::move(tensors)), metadata_(std::move(metadata)) {
+  if (file) files_.push_back(std::move(file));
   for (size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
 }
 
-const std::string& TensorArchive::path() const {
-  static const std::string kNone;
-  return file_ ? file_->path() : kNone;
+Result<TensorArchive> TensorArchive::merge(const std::string& path, std::vector<TensorArchive> shards) {
+  TensorArchive out;
+  out.path_ = path;
+  for (TensorArchive& shard : shards) {
+    for (RawTensor& t : shard.tensors_) {
+      if (out.index_.count(t.name) != 0) {
+        return make_error(ErrorCode::kFormatError, path + ": tensor '" + t.name + "' is stored in more than one shard (" +
+                                                       shard.path() + " and another)");
+      }
+      out.index_.emplace(t.name, out.tensors_.size());
+      out.tensors_.push_back(std::move(t));
+    }
+    for (auto& f : shard.files_) out.files_.push_back(std::move(f));
+    out.metadata_.merge(shard.metadata_);
+  }
+  return out;
 }
+
+const std::string& TensorArchive::path() const { return path_; }
 
 const RawTensor* TensorArchive::find(std::string_view name) const {
   auto it = index_.find(name);
@@ -144,7 +160,9 @@ Result<Tensor> TensorArchive::load_f32(const RawTensor& raw) const {
 }
 
 void TensorArchive::release(const RawTensor& raw) const {
-  if (file_) file_->release(raw.data, raw.nbytes);
+  for (const auto& f : files_) {
+    if (raw.data >= f->data() && raw.data < f->data() + f->size()) f->release(raw.data, raw.nbytes);
+  }
 }
 
 Result<TensorArchive> open_tensor_file(const std::string& path) {

@@ -1,116 +1,66 @@
 #include "model/checkpoint.h"
 
+#include <cmath>
 #include <set>
-#include <sys/stat.h>
 
 namespace dinov3 {
 namespace {
 
-bool regular_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 bool is_floating(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64; }
+
+Status format_error(const std::string& what) { return make_error(ErrorCode::kFormatError, what); }
 
 }  // namespace
 
-Result<CheckpointFile> open_checkpoint(const std::string& dir) {
-  const std::string st_path = dir + "/model.safetensors", bin_path = dir + "/pytorch_model.bin";
-  if (regular_file(st_path)) {
-    DINOV3_ASSIGN_OR_RETURN(TensorArchive archive, open_safetensors(st_path));
-    return CheckpointFile{std::move(archive), "safetensors"};
+Result<int64_t> mlp_width_from_tensors(const TensorArchive& archive, const ModelConfig& config) {
+  const TensorRole role = config.mlp == MlpKind::kGelu ? TensorRole::kFc1Weight : TensorRole::kGateWeight;
+  const std::string name = *tensor_name(config.layout, role, 0, config);
+  const RawTensor* t = archive.find(name);
+  if (t == nullptr) {
+    return format_error("missing tensor '" + name + "' (a " + (config.mlp == MlpKind::kGelu ? "GELU" : "SwiGLU") +
+                        " MLP was expected)");
   }
-  if (regular_file(bin_path)) {
-    DINOV3_ASSIGN_OR_RETURN(TensorArchive archive, open_pytorch_bin(bin_path));
-    return CheckpointFile{std::move(archive), "pytorch"};
+  if (t->shape.size() != 2 || t->shape[0] <= 0 || t->shape[1] != config.embed_dim) {
+    return format_error("tensor '" + name + "' has shape " + shape_to_string(t->shape) + ", expected [hidden, " +
+                        std::to_string(config.embed_dim) + "]");
   }
-  return make_error(ErrorCode::kNotFound, dir + ": no weights file (expected model.safetensors or pytorch_model.bin)");
+  return t->shape[0];
 }
 
-std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg) {
-  const int64_t D = cfg.embed_dim, hidden = cfg.mlp_hidden, p = cfg.patch_size;
-  std::vector<ExpectedTensor> t = {
-      {"cls_token", {1, 1, D}},
-      {"patch_embed.proj.weight", {D, cfg.in_chans, p, p}},
-      {"patch_embed.proj.bias", {D}},
-      {"norm.weight", {D}},
-      {"norm.bias", {D}},
-  };
-  if (cfg.num_reg_tokens > 0) t.push_back({"reg_token", {1, cfg.num_reg_tokens, D}});
-  for (int64_t i = 0; i < cfg.depth; ++i) {
-    const std::string b = "blocks." + std::to_string(i) + ".";
-    for (const char* n : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "gamma_1", "gamma_2",
-                          "attn.proj.bias", "mlp.fc2.bias"})
-      t.push_back({b + n, {D}});
-    t.push_back({b + "attn.qkv.weight", {3 * D, D}});
-    t.push_back({b + "attn.proj.weight", {D, D}});
-    if (cfg.qkv_bias) {
-      t.push_back({b + "attn.q_bias", {D}});
-      t.push_back({b + "attn.v_bias", {D}});
-    }
-    if (cfg.mlp == MlpKind::kGelu) {
-      t.push_back({b + "mlp.fc1.weight", {hidden, D}});
-      t.push_back({b + "mlp.fc1.bias", {hidden}});
-    } else {
-      for (const char* n : {"mlp.fc1_g", "mlp.fc1_x"}) {
-        t.push_back({b + n + ".weight", {hidden, D}});
-        t.push_back({b + n + ".bias", {hidden}});
-      }
-    }
-    t.push_back({b + "mlp.fc2.weight", {D, hidden}});
-  }
-  return t;
-}
-
-Status check_checkpoint(const TensorArchive& archive, ModelConfig* cfg) {
-  // The MLP width is not in the architecture table in a form timm users override reliably; the
-  // weights say it, and every block is then checked against block 0.
-  const std::string first = cfg->mlp == MlpKind::kGelu ? "blocks.0.mlp.fc1.weight" : "blocks.0.mlp.fc1_g.weight";
-  if (const RawTensor* fc1 = archive.find(first); fc1 != nullptr && fc1->shape.size() == 2 && fc1->shape[0] > 0) {
-    cfg->mlp_hidden = fc1->shape[0];
-  } else if (fc1 == nullptr) {
-    return make_error(ErrorCode::kFormatError, "missing tensor '" + first + "' (the " + cfg->architecture +
-                                                   " architecture has a " +
-                                                   (cfg->mlp == MlpKind::kGelu ? "GELU" : "SwiGLU") + " MLP)");
-  } else {
-    return make_error(ErrorCode::kFormatError, "tensor '" + first + "' has shape " + shape_to_string(fc1->shape) +
-                                                   ", expected [hidden, " + std::to_string(cfg->embed_dim) + "]");
-  }
-  const std::vector<ExpectedTensor> expected = expected_tensors(*cfg);
+Status check_checkpoint(const TensorArchive& archive, const ModelConfig& config) {
+  const std::vector<ExpectedTensor> expected = expected_tensors(config);
   std::set<std::string> names;
   for (const auto& e : expected) {
     names.insert(e.name);
     const RawTensor* raw = archive.find(e.name);
     if (raw == nullptr) {
-      return make_error(ErrorCode::kFormatError, "missing tensor '" + e.name + "' (expected shape " +
-                                                     shape_to_string(e.shape) + ")");
+      return format_error("missing tensor '" + e.name + "' (expected shape " + shape_to_string(e.shape) + ")");
     }
     if (raw->shape != e.shape) {
-      return make_error(ErrorCode::kFormatError, "tensor '" + e.name + "' has shape " + shape_to_string(raw->shape) +
-                                                     ", expected " + shape_to_string(e.shape));
+      return format_error("tensor '" + e.name + "' has shape " + shape_to_string(raw->shape) + ", expected " +
+                          shape_to_string(e.shape) + " (the configuration and the weights disagree)");
     }
     if (!is_floating(raw->dtype)) {
-      return make_error(ErrorCode::kFormatError, "tensor '" + e.name + "' has dtype " + dtype_name(raw->dtype) +
-                                                     ", expected F32, F16, BF16 or F64");
+      return format_error("tensor '" + e.name + "' has dtype " + dtype_name(raw->dtype) +
+                          ", expected F32, F16, BF16 or F64");
     }
   }
   for (const auto& raw : archive.tensors()) {
-    if (names.count(raw.name) == 0) {
-      return make_error(ErrorCode::kFormatError, "unexpected tensor '" + raw.name + "' with shape " +
-                                                     shape_to_string(raw.shape) + " (not part of " +
-                                                     cfg->architecture + " with this config)");
+    if (names.count(raw.name) == 0 && !is_ignored_tensor(config.layout, raw.name)) {
+      return format_error("unexpected tensor '" + raw.name + "' with shape " + shape_to_string(raw.shape) +
+                          " (not part of a " + layout_name(config.layout) + " " + config.architecture +
+                          " checkpoint with this configuration)");
     }
   }
   return {};
 }
 
-WeightsInfo describe_checkpoint(const CheckpointFile& file) {
+WeightsInfo describe_checkpoint(const Checkpoint& checkpoint) {
   WeightsInfo info;
-  info.path = file.archive.path();
-  info.format = file.format;
+  info.path = checkpoint.archive.path();
+  info.format = checkpoint.format;
   std::set<std::string> dtypes;
-  for (const auto& raw : file.archive.tensors()) {
+  for (const auto& raw : checkpoint.archive.tensors()) {
     info.parameters += raw.numel();
     info.bytes += static_cast<int64_t>(raw.numel() * dtype_size(raw.dtype));
     dtypes.insert(dtype_name(raw.dtype));
@@ -119,43 +69,76 @@ WeightsInfo describe_checkpoint(const CheckpointFile& file) {
   return info;
 }
 
-Result<Tensor> WeightLoader::take(const std::string& name) {
-  const RawTensor* raw = archive_.find(name);
-  if (raw == nullptr) return make_error(ErrorCode::kFormatError, "missing tensor '" + name + "'");
+Result<Tensor> WeightLoader::take(TensorRole role, int64_t block) {
+  const std::optional<std::string> name = tensor_name(config_.layout, role, block, config_);
+  const RawTensor* raw = name ? archive_.find(*name) : nullptr;
+  if (raw == nullptr) return format_error("missing tensor '" + name.value_or("?") + "'");
   DINOV3_ASSIGN_OR_RETURN(Tensor t, archive_.load_f32(*raw));
   archive_.release(*raw);
   return t;
 }
 
-Result<std::unique_ptr<Weight>> WeightLoader::vector(const std::string& name) {
-  DINOV3_ASSIGN_OR_RETURN(Tensor t, take(name));
+Result<std::unique_ptr<Weight>> WeightLoader::vector(TensorRole role, int64_t block) {
+  DINOV3_ASSIGN_OR_RETURN(Tensor t, take(role, block));
   return backend_.prepare_vector(t.ptr(), t.numel());
 }
 
-Result<std::unique_ptr<Weight>> WeightLoader::linear(const std::string& weight, const std::string& bias) {
-  DINOV3_ASSIGN_OR_RETURN(Tensor w, take(weight));
-  DINOV3_ASSIGN_OR_RETURN(Tensor b, take(bias));
+Result<std::unique_ptr<Weight>> WeightLoader::linear(TensorRole weight, TensorRole bias, int64_t block) {
+  DINOV3_ASSIGN_OR_RETURN(Tensor w, take(weight, block));
   // Conv weights (D, C, p, p) are a linear over (c, ky, kx)-ordered patches: same bytes.
   const int64_t out = w.shape[0], in = w.numel() / out;
+  if (!tensor_name(config_.layout, bias, block, config_)) return backend_.prepare_linear(w.ptr(), nullptr, out, in);
+  DINOV3_ASSIGN_OR_RETURN(Tensor b, take(bias, block));
   return backend_.prepare_linear(w.ptr(), b.ptr(), out, in);
 }
 
-Result<std::unique_ptr<Weight>> WeightLoader::qkv(const std::string& block_prefix, bool has_bias, int64_t dim) {
-  DINOV3_ASSIGN_OR_RETURN(Tensor w, take(block_prefix + "attn.qkv.weight"));
-  if (!has_bias) return backend_.prepare_linear(w.ptr(), nullptr, 3 * dim, dim);
-  DINOV3_ASSIGN_OR_RETURN(Tensor q_bias, take(block_prefix + "attn.q_bias"));
-  DINOV3_ASSIGN_OR_RETURN(Tensor v_bias, take(block_prefix + "attn.v_bias"));
-  std::vector<float> bias(static_cast<size_t>(3 * dim), 0.0f);  // k has no bias
-  std::copy(q_bias.data.begin(), q_bias.data.end(), bias.begin());
-  std::copy(v_bias.data.begin(), v_bias.data.end(), bias.begin() + 2 * dim);
-  return backend_.prepare_linear(w.ptr(), bias.data(), 3 * dim, dim);
+Result<std::unique_ptr<Weight>> WeightLoader::qkv(int64_t block) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.embed_dim;
+  auto has = [&](TensorRole role) { return tensor_name(c.layout, role, block, c).has_value(); };
+
+  Tensor w;
+  if (has(TensorRole::kQkvWeight)) {
+    DINOV3_ASSIGN_OR_RETURN(w, take(TensorRole::kQkvWeight, block));
+  } else {
+    w = Tensor({3 * D, D});
+    const TensorRole parts[] = {TensorRole::kQWeight, TensorRole::kKWeight, TensorRole::kVWeight};
+    for (int p = 0; p < 3; ++p) {
+      DINOV3_ASSIGN_OR_RETURN(Tensor part, take(parts[p], block));
+      std::copy(part.data.begin(), part.data.end(), w.data.begin() + p * D * D);
+    }
+  }
+
+  std::vector<float> bias;
+  if (has(TensorRole::kQkvBias)) {
+    DINOV3_ASSIGN_OR_RETURN(Tensor b, take(TensorRole::kQkvBias, block));
+    DINOV3_ASSIGN_OR_RETURN(Tensor mask, take(TensorRole::kQkvBiasMask, block));
+    bias.resize(static_cast<size_t>(3 * D));
+    for (int64_t i = 0; i < 3 * D; ++i) {
+      // Meta's LinearKMaskedBias starts its mask as NaN until initialised: a NaN here is a broken file.
+      if (!std::isfinite(mask.data[i])) {
+        return format_error("tensor '" + *tensor_name(c.layout, TensorRole::kQkvBiasMask, block, c) +
+                            "' holds a non-finite value at " + std::to_string(i) + " (an uninitialised bias mask)");
+      }
+      bias[i] = b.data[i] * mask.data[i];
+    }
+  } else {
+    const TensorRole parts[] = {TensorRole::kQBias, TensorRole::kKBias, TensorRole::kVBias};
+    for (int p = 0; p < 3; ++p) {
+      if (!has(parts[p])) continue;
+      if (bias.empty()) bias.assign(static_cast<size_t>(3 * D), 0.0f);  // parts without a bias stay 0
+      DINOV3_ASSIGN_OR_RETURN(Tensor part, take(parts[p], block));
+      std::copy(part.data.begin(), part.data.end(), bias.begin() + p * D);
+    }
+  }
+  return backend_.prepare_linear(w.ptr(), bias.empty() ? nullptr : bias.data(), 3 * D, D);
 }
 
-Result<std::unique_ptr<Weight>> WeightLoader::prefix_tokens(bool has_registers, int64_t dim) {
-  DINOV3_ASSIGN_OR_RETURN(Tensor cls, take("cls_token"));
+Result<std::unique_ptr<Weight>> WeightLoader::prefix_tokens() {
+  DINOV3_ASSIGN_OR_RETURN(Tensor cls, take(TensorRole::kClsToken, -1));
   std::vector<float> rows = cls.data;
-  if (has_registers) {
-    DINOV3_ASSIGN_OR_RETURN(Tensor reg, take("reg_token"));
+  if (config_.num_reg_tokens > 0) {
+    DINOV3_ASSIGN_OR_RETURN(Tensor reg, take(TensorRole::kRegisterTokens, -1));
     rows.insert(rows.end(), reg.data.begin(), reg.data.end());
   }
   return backend_.prepare_vector(rows.data(), static_cast<int64_t>(rows.size()));

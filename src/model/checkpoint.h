@@ -1,5 +1,6 @@
-// The checkpoint side of loading: which file holds the weights, which tensors a config implies (one
-// name table), checking them, and handing them to a backend one at a time.
+// The checkpoint side of loading, for every layout: checking an archive against the tensor table, and
+// handing its tensors to a backend by role, one at a time. Which files a layout has and what its
+// configuration is are the layouts' business (src/model/layouts/).
 #pragma once
 
 #include <memory>
@@ -9,46 +10,49 @@
 #include "dinov3/backend.h"
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
+#include "model/tensor_table.h"
 
 namespace dinov3 {
 
-struct CheckpointFile {
+// A checkpoint opened by its layout: the configuration (with the layout's defaults) and the tensors.
+struct Checkpoint {
+  ModelConfig config;
   TensorArchive archive;
-  std::string format;  // "safetensors" or "pytorch"
+  std::string format;  // "safetensors", "safetensors (N shards)", "pytorch", "pth"
 };
 
-// model.safetensors when present, else pytorch_model.bin.
-Result<CheckpointFile> open_checkpoint(const std::string& dir);
+// Recognises the layout of `path` (a folder, or a Meta .pth file) from its files, opens it and checks
+// every tensor against the configuration (names, shapes, dtypes; unknown tensors are errors).
+Result<Checkpoint> open_checkpoint(const std::string& path);
 
-struct ExpectedTensor {
-  std::string name;
-  Shape shape;
-};
+// Checks the archive holds exactly the tensors the table gives for `config` (plus the layout's ignored
+// training-only tensors), with the expected shapes and floating dtypes. Errors name the tensor.
+Status check_checkpoint(const TensorArchive& archive, const ModelConfig& config);
 
-// Every tensor a timm DINOV3 checkpoint of this config holds, with its shape.
-std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg);
+// The MLP width, read from block 0's first MLP weight (the configuration's MLP kind says which).
+Result<int64_t> mlp_width_from_tensors(const TensorArchive& archive, const ModelConfig& config);
 
-// Reads the MLP width from the weights into cfg->mlp_hidden, then checks the archive holds exactly the
-// expected tensors with the expected shapes and floating dtypes. Errors name the tensor.
-Status check_checkpoint(const TensorArchive& archive, ModelConfig* cfg);
-
-WeightsInfo describe_checkpoint(const CheckpointFile& file);
+WeightsInfo describe_checkpoint(const Checkpoint& checkpoint);
 
 // Converts each tensor to float32 once, prepares it on the backend and releases its pages.
 class WeightLoader {
  public:
-  WeightLoader(const TensorArchive& archive, Backend& backend) : archive_(archive), backend_(backend) {}
+  WeightLoader(const TensorArchive& archive, const ModelConfig& config, Backend& backend)
+      : archive_(archive), config_(config), backend_(backend) {}
 
-  Result<std::unique_ptr<Weight>> vector(const std::string& name);
-  Result<std::unique_ptr<Weight>> linear(const std::string& weight, const std::string& bias);
-  // attn.qkv.weight, with bias [q_bias, 0, v_bias] when the checkpoint has q/v biases.
-  Result<std::unique_ptr<Weight>> qkv(const std::string& block_prefix, bool has_bias, int64_t dim);
-  // cls_token rows then reg_token rows, as one (1+R, D) vector.
-  Result<std::unique_ptr<Weight>> prefix_tokens(bool has_registers, int64_t dim);
+  Result<std::unique_ptr<Weight>> vector(TensorRole role, int64_t block = -1);
+  // weight [out, in...] and its bias, or none when the configuration has no such bias.
+  Result<std::unique_ptr<Weight>> linear(TensorRole weight, TensorRole bias, int64_t block = -1);
+  // The fused [3D, D] qkv projection, from a fused weight or q/k/v parts, with its bias assembled from
+  // what the layout stores (q/k/v biases, or Meta's qkv.bias x bias_mask); no bias when there is none.
+  Result<std::unique_ptr<Weight>> qkv(int64_t block);
+  // cls_token rows then register rows, as one (1+R, D) vector.
+  Result<std::unique_ptr<Weight>> prefix_tokens();
 
  private:
-  Result<Tensor> take(const std::string& name);
+  Result<Tensor> take(TensorRole role, int64_t block);
   const TensorArchive& archive_;
+  const ModelConfig& config_;
   Backend& backend_;
 };
 

@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "io/json_util.h"
+#include "model/layouts/layout.h"
 #include "util/alloc_guard.h"
 
 namespace dinov3 {
@@ -94,7 +94,8 @@ Status apply_model_args(const json& args, ModelConfig* cfg) {
         return config_error("'num_reg_tokens' must be an integer in [0, 1024], got " + quote(v));
       cfg->num_reg_tokens = v.get<int64_t>();
     } else if (key == "qkv_bias") {
-      DINOV3_ASSIGN_OR_RETURN(cfg->qkv_bias, boolean(v, key));
+      DINOV3_ASSIGN_OR_RETURN(cfg->q_bias, boolean(v, key));
+      cfg->v_bias = cfg->q_bias;  // timm's qkv_bias: q and v biases, never k
     } else if (key == "swiglu_mlp") {
       DINOV3_ASSIGN_OR_RETURN(bool swiglu, boolean(v, key));
       cfg->mlp = swiglu ? MlpKind::kSwiGlu : MlpKind::kGelu;
@@ -128,10 +129,6 @@ Status apply_pretrained_cfg(const json& pc, DataConfig* data) {
     data->channels = (*it)[0].get<int64_t>();
     data->height = (*it)[1].get<int64_t>();
     data->width = (*it)[2].get<int64_t>();
-    // An input no decodable image could fill is a broken config, not a large one (Pillow's bomb limit).
-    if (const int64_t limit = DecodeOptions{}.max_pixels; data->height * data->width > limit)
-      return config_error("pretrained_cfg.input_size " + std::to_string(data->height) + "x" +
-                          std::to_string(data->width) + " is more than " + std::to_string(limit) + " pixels");
   }
   if (auto it = pc.find("interpolation"); it != pc.end()) {
     if (!it->is_string()) return config_error("pretrained_cfg.interpolation must be a string");
@@ -156,8 +153,8 @@ Status apply_pretrained_cfg(const json& pc, DataConfig* data) {
       dst[c] = (*it)[c].get<float>();
     }
   }
-  if (Status st = check_normalization(data->mean, data->std); !st.ok())
-    return config_error("pretrained_cfg mean/std: " + st.message());
+  // What every layout's preprocessing must satisfy (finite normalisation, a size an image can fill).
+  if (Status st = layouts::check_data_config(*data); !st.ok()) return config_error("pretrained_cfg: " + st.message());
   return {};
 }
 
@@ -184,7 +181,7 @@ Result<ModelConfig> parse_config(const std::string& json_text) {
   cfg.depth = arch->depth;
   cfg.num_heads = arch->num_heads;
   cfg.mlp = arch->mlp;
-  cfg.qkv_bias = arch->qkv_bias;
+  cfg.q_bias = cfg.v_bias = arch->qkv_bias;
 
   if (auto it = root.find("num_classes"); it != root.end() && !(it->is_number_integer() && it->get<int64_t>() == 0))
     return unsupported("num_classes " + quote(*it) + ": classifier heads are not supported (use 0)");
@@ -201,6 +198,7 @@ Result<ModelConfig> parse_config(const std::string& json_text) {
   if (cfg.head_dim() % 4 != 0) {
     return config_error("head_dim " + std::to_string(cfg.head_dim()) + " must be a multiple of 4 for 2-D RoPE");
   }
+  cfg.rope_periods = rope_periods_from_temperature(cfg.head_dim(), cfg.rope_temperature);
   if (cfg.data.channels != cfg.in_chans)
     return config_error("pretrained_cfg.input_size has " + std::to_string(cfg.data.channels) +
                         " channels, the model takes " + std::to_string(cfg.in_chans));
@@ -226,6 +224,24 @@ bool pool_mode_from_name(const std::string& name, PoolMode* out) {
     }
   }
   return false;
+}
+
+const char* layout_name(CheckpointLayout layout) {
+  switch (layout) {
+    case CheckpointLayout::kTimm: return "timm";
+    case CheckpointLayout::kMeta: return "meta";
+    case CheckpointLayout::kHuggingFace: return "hf";
+  }
+  return "?";
+}
+
+std::string architecture_name_for(const ModelConfig& c) {
+  for (const auto& a : kArchitectures) {
+    if (a.embed_dim == c.embed_dim && a.depth == c.depth && a.num_heads == c.num_heads && a.mlp == c.mlp &&
+        a.qkv_bias == (c.q_bias && c.v_bias))
+      return a.name;
+  }
+  return "dinov3_vit";
 }
 
 std::vector<std::string> known_architectures() {

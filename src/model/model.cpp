@@ -1,10 +1,6 @@
 // The DINOv3 ViT forward, written once against the Backend interface (SPEC.md section 1).
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
-#include <set>
-#include <sstream>
-#include <sys/stat.h>
 
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
@@ -36,6 +32,13 @@ struct Model::Weights {
 // never overlap share a buffer: the normed stream h is dead once qkv is computed, so the attention output
 // goes there; qkv is dead once attention has run, so the MLP's hidden activations go there. Per token row
 // that is D + D + max(3D, hidden) floats instead of 5D + hidden (ViT-S: 2304 instead of 3456).
+struct Model::Pass {
+  std::vector<int> blocks;  // intermediate blocks to return, in the order asked
+  bool norm_blocks = false;
+  bool keep_embed = false;
+  bool mean_pool = true;
+};
+
 struct Model::Activations {
   int64_t batch = 0, height = 0, width = 0;
   std::unique_ptr<DeviceBuffer> image;   // (B, C, H, W)
@@ -62,85 +65,53 @@ int64_t activation_floats_per_row(const ModelConfig& cfg) { return 2 * cfg.embed
 Model::Model() = default;
 Model::~Model() = default;
 
-namespace {
-
-Result<std::string> read_text_file(const std::string& path, size_t limit) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return make_error(ErrorCode::kNotFound, path + ": no such file");
-  if (static_cast<uint64_t>(st.st_size) > limit)
-    return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(st.st_size) + " bytes is too large");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorCode::kIoError, path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool is_directory(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-}  // namespace
-
-Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const LoadOptions& options) {
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, options.backend_options));
-  return load(dir, std::move(backend));
+  return load(path, std::move(backend));
 }
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& dir, std::unique_ptr<Backend> backend) {
-  return guard_allocations("loading the model", [&] { return load_unguarded(dir, std::move(backend)); });
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {
+  return guard_allocations("loading the model", [&] { return load_unguarded(path, std::move(backend)); });
 }
 
-Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& dir, std::unique_ptr<Backend> backend) {
+Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, std::unique_ptr<Backend> backend) {
   if (!backend) return make_error(ErrorCode::kInvalidArgument, "no backend given");
-  if (!is_directory(dir)) {
-    return make_error(ErrorCode::kNotFound, dir + ": not a model folder (expected config.json and model.safetensors)");
-  }
-  DINOV3_ASSIGN_OR_RETURN(std::string config_text, read_text_file(dir + "/config.json", 16u << 20));
-  Result<ModelConfig> parsed = parse_model_config(config_text);
-  if (!parsed.ok()) return parsed.status().with_context(dir);
+  DINOV3_ASSIGN_OR_RETURN(Checkpoint ckpt, open_checkpoint(path));
 
   std::unique_ptr<Model> model(new Model());
-  model->dir_ = dir;
-  model->config_ = std::move(parsed).value();
+  model->dir_ = path;
+  model->config_ = std::move(ckpt.config);
   model->backend_ = std::move(backend);
-
-  DINOV3_ASSIGN_OR_RETURN(CheckpointFile file, open_checkpoint(dir));
-  Status st = check_checkpoint(file.archive, &model->config_);
-  if (!st.ok()) return st.with_context(file.archive.path());
-  model->weights_info_ = describe_checkpoint(file);
+  model->weights_info_ = describe_checkpoint(ckpt);
 
   // Prepare each parameter on the backend, then let its pages go: peak memory stays near one copy.
   auto weights = std::make_unique<Weights>();
   const ModelConfig& cfg = model->config_;
-  Backend& be = *model->backend_;
-  WeightLoader loader(file.archive, be);
-  const int64_t D = cfg.embed_dim;
-  DINOV3_ASSIGN_OR_RETURN(weights->patch, loader.linear("patch_embed.proj.weight", "patch_embed.proj.bias"));
-  DINOV3_ASSIGN_OR_RETURN(weights->prefix, loader.prefix_tokens(cfg.num_reg_tokens > 0, D));
+  WeightLoader loader(ckpt.archive, cfg, *model->backend_);
+  using R = TensorRole;
+  DINOV3_ASSIGN_OR_RETURN(weights->patch, loader.linear(R::kPatchWeight, R::kPatchBias));
+  DINOV3_ASSIGN_OR_RETURN(weights->prefix, loader.prefix_tokens());
   weights->blocks.resize(static_cast<size_t>(cfg.depth));
   for (int64_t i = 0; i < cfg.depth; ++i) {
     Weights::Block& b = weights->blocks[static_cast<size_t>(i)];
-    const std::string p = "blocks." + std::to_string(i) + ".";
-    DINOV3_ASSIGN_OR_RETURN(b.norm1_w, loader.vector(p + "norm1.weight"));
-    DINOV3_ASSIGN_OR_RETURN(b.norm1_b, loader.vector(p + "norm1.bias"));
-    DINOV3_ASSIGN_OR_RETURN(b.qkv, loader.qkv(p, cfg.qkv_bias, D));
-    DINOV3_ASSIGN_OR_RETURN(b.proj, loader.linear(p + "attn.proj.weight", p + "attn.proj.bias"));
-    DINOV3_ASSIGN_OR_RETURN(b.gamma_1, loader.vector(p + "gamma_1"));
-    DINOV3_ASSIGN_OR_RETURN(b.norm2_w, loader.vector(p + "norm2.weight"));
-    DINOV3_ASSIGN_OR_RETURN(b.norm2_b, loader.vector(p + "norm2.bias"));
+    DINOV3_ASSIGN_OR_RETURN(b.norm1_w, loader.vector(R::kNorm1Weight, i));
+    DINOV3_ASSIGN_OR_RETURN(b.norm1_b, loader.vector(R::kNorm1Bias, i));
+    DINOV3_ASSIGN_OR_RETURN(b.qkv, loader.qkv(i));
+    DINOV3_ASSIGN_OR_RETURN(b.proj, loader.linear(R::kProjWeight, R::kProjBias, i));
+    DINOV3_ASSIGN_OR_RETURN(b.gamma_1, loader.vector(R::kLayerScale1, i));
+    DINOV3_ASSIGN_OR_RETURN(b.norm2_w, loader.vector(R::kNorm2Weight, i));
+    DINOV3_ASSIGN_OR_RETURN(b.norm2_b, loader.vector(R::kNorm2Bias, i));
     if (cfg.mlp == MlpKind::kGelu) {
-      DINOV3_ASSIGN_OR_RETURN(b.fc1, loader.linear(p + "mlp.fc1.weight", p + "mlp.fc1.bias"));
+      DINOV3_ASSIGN_OR_RETURN(b.fc1, loader.linear(R::kFc1Weight, R::kFc1Bias, i));
     } else {
-      DINOV3_ASSIGN_OR_RETURN(b.fc1_g, loader.linear(p + "mlp.fc1_g.weight", p + "mlp.fc1_g.bias"));
-      DINOV3_ASSIGN_OR_RETURN(b.fc1_x, loader.linear(p + "mlp.fc1_x.weight", p + "mlp.fc1_x.bias"));
+      DINOV3_ASSIGN_OR_RETURN(b.fc1_g, loader.linear(R::kGateWeight, R::kGateBias, i));
+      DINOV3_ASSIGN_OR_RETURN(b.fc1_x, loader.linear(R::kUpWeight, R::kUpBias, i));
     }
-    DINOV3_ASSIGN_OR_RETURN(b.fc2, loader.linear(p + "mlp.fc2.weight", p + "mlp.fc2.bias"));
-    DINOV3_ASSIGN_OR_RETURN(b.gamma_2, loader.vector(p + "gamma_2"));
+    DINOV3_ASSIGN_OR_RETURN(b.fc2, loader.linear(R::kFc2Weight, R::kFc2Bias, i));
+    DINOV3_ASSIGN_OR_RETURN(b.gamma_2, loader.vector(R::kLayerScale2, i));
   }
-  DINOV3_ASSIGN_OR_RETURN(weights->norm_w, loader.vector("norm.weight"));
-  DINOV3_ASSIGN_OR_RETURN(weights->norm_b, loader.vector("norm.bias"));
+  DINOV3_ASSIGN_OR_RETURN(weights->norm_w, loader.vector(R::kNormWeight));
+  DINOV3_ASSIGN_OR_RETURN(weights->norm_b, loader.vector(R::kNormBias));
   model->weights_ = std::move(weights);
   return model;
 }
@@ -165,7 +136,8 @@ Status Model::prepare_activations(int64_t batch, int64_t height, int64_t width) 
   a->hidden = a->wide.get();
   DINOV3_RETURN_IF_ERROR(alloc(&a->rope, gh * gw * 2 * hd));
   DINOV3_RETURN_IF_ERROR(alloc(&a->pooled, batch * D));
-  const Tensor rope = compute_rope_table(gh, gw, hd, cfg.rope_temperature);
+  const Tensor rope = cfg.rope_periods.empty() ? compute_rope_table(gh, gw, hd, cfg.rope_temperature)
+                                               : compute_rope_table(gh, gw, cfg.rope_periods);
   DINOV3_RETURN_IF_ERROR(backend_->upload(*a->rope, 0, rope.ptr(), rope.data.size()));
   a->batch = batch;
   a->height = height;

@@ -1,17 +1,23 @@
-// 2-D RoPE for DINOv3 (SPEC.md section 1.3; timm RotaryEmbeddingDinoV3 with normalize_coords='separate').
+// 2-D RoPE for DINOv3 (SPEC.md section 1.3; timm RotaryEmbeddingDinoV3 with normalize_coords='separate',
+// Meta's RopePositionEmbedding, HF's DINOv3ViTRopePositionEmbedding: the same table from each layout's periods).
 #include <cmath>
 
 #include "dinov3/model.h"
 
 namespace dinov3 {
 
-Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature) {
+std::vector<double> rope_periods_from_temperature(int64_t head_dim, double temperature) {
   const int64_t quarter = head_dim / 4, half = head_dim / 2;
-  // periods[k] = temperature ** (2k / (hd/2)); timm keeps them as a float32 buffer.
+  // timm keeps them as a float32 buffer.
   std::vector<double> periods(static_cast<size_t>(quarter));
   for (int64_t k = 0; k < quarter; ++k) {
     periods[k] = static_cast<float>(std::pow(temperature, 2.0 * static_cast<double>(k) / static_cast<double>(half)));
   }
+  return periods;
+}
+
+Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vector<double>& periods) {
+  const int64_t quarter = static_cast<int64_t>(periods.size()), half = 2 * quarter, head_dim = 4 * quarter;
   Tensor table({grid_h * grid_w, 2 * head_dim});
   std::vector<double> angles(static_cast<size_t>(half));
   for (int64_t i = 0; i < grid_h; ++i) {
@@ -32,6 +38,10 @@ Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, doub
     }
   }
   return table;
+}
+
+Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature) {
+  return compute_rope_table(grid_h, grid_w, rope_periods_from_temperature(head_dim, temperature));
 }
 
 }  // namespace dinov3

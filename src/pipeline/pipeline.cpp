@@ -1,6 +1,12 @@
 #include "dinov3/pipeline.h"
 
 #include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
 
 #include "util/alloc_guard.h"
 
@@ -10,11 +16,11 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
   const DataConfig& d = config.data;
   PreprocessConfig p;
   if (!parse_interpolation(d.interpolation, &p.interpolation)) {
-    return make_error(ErrorCode::kUnsupported, "pretrained_cfg.interpolation '" + d.interpolation +
+    return make_error(ErrorCode::kUnsupported, "interpolation '" + d.interpolation +
                                                    "' is not supported (bicubic or bilinear)");
   }
   if (!parse_crop_mode(d.crop_mode, &p.crop_mode)) {
-    return make_error(ErrorCode::kUnsupported, "pretrained_cfg.crop_mode '" + d.crop_mode +
+    return make_error(ErrorCode::kUnsupported, "crop_mode '" + d.crop_mode +
                                                    "' is not supported (center, squash or border)");
   }
   if (d.channels != 3) {
@@ -30,6 +36,8 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
   p.crop_pct = d.crop_pct;
   p.mean = d.mean;
   p.std = d.std;
+  p.rescale_factor = d.rescale_factor;
+  p.normalize = d.normalize;
   return p;
 }
 
@@ -45,6 +53,85 @@ Result<Tensor> load_image_batch(const std::vector<std::string>& paths, const Pre
     }
     return batch;
   });
+}
+
+void l2_normalize_rows(float* data, size_t rows, size_t width) {
+  for (size_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (size_t i = 0; i < width; ++i) ss += static_cast<double>(data[r * width + i]) * data[r * width + i];
+    const double inv = ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
+    for (size_t i = 0; i < width; ++i) data[r * width + i] = static_cast<float>(data[r * width + i] * inv);
+  }
+}
+
+struct ImagePrefetcher::State {
+  State(std::vector<std::string> p, size_t first, size_t window, const PreprocessConfig& c, const DecodeOptions& o)
+      : paths(std::move(p)), next(first), consume(first), window(std::max<size_t>(window, 1)), config(c), options(o) {}
+  void run();
+
+  const std::vector<std::string> paths;
+  size_t next, consume, window;  // next to decode, next to be taken, how far ahead of it to decode
+  const PreprocessConfig config;
+  const DecodeOptions options;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<size_t, Item> ready;
+  bool stop = false;
+  std::vector<std::thread> threads;
+};
+
+ImagePrefetcher::ImagePrefetcher(std::vector<std::string> paths, size_t first, size_t window, int workers,
+                                 const PreprocessConfig& config, const DecodeOptions& options)
+    : state_(std::make_unique<State>(std::move(paths), first, window, config, options)) {
+  State* s = state_.get();
+  for (int i = 0; i < std::max(workers, 1); ++i) s->threads.emplace_back([s] { s->run(); });
+}
+
+ImagePrefetcher::~ImagePrefetcher() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->stop = true;
+  }
+  state_->cv.notify_all();
+  for (auto& t : state_->threads) t.join();
+}
+
+const std::vector<std::string>& ImagePrefetcher::paths() const { return state_->paths; }
+
+ImagePrefetcher::Item ImagePrefetcher::take(size_t index) {
+  State& s = *state_;
+  std::unique_lock<std::mutex> lock(s.mu);
+  s.cv.wait(lock, [&] { return s.ready.count(index) > 0; });
+  Item item = std::move(s.ready[index]);
+  s.ready.erase(index);
+  s.consume = index + 1;
+  s.cv.notify_all();
+  return item;
+}
+
+void ImagePrefetcher::State::run() {
+  for (;;) {
+    size_t index;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return stop || (next < paths.size() && next < consume + window); });
+      if (stop) return;
+      index = next++;
+    }
+    Item item;
+    Result<Tensor> t = preprocess_image_file(paths[index], config, options);
+    if (t.ok()) {
+      item.ok = true;
+      item.chw = std::move(t).value();
+    } else {
+      item.reason = t.status().message();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ready[index] = std::move(item);
+    }
+    cv.notify_all();
+  }
 }
 
 }  // namespace dinov3

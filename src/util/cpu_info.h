@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "dinov3/machine.h"  // cpu_brand_string, cpu_core_count
+
 namespace dinov3 {
 
 struct CpuFeatures {
@@ -14,10 +16,8 @@ struct CpuFeatures {
 
 // Raw capabilities: cpuid bits, masked by what XCR0 says the OS saves (YMM for AVX, ZMM+opmask for AVX-512).
 const CpuFeatures& cpu_features();
-std::string cpu_brand_string();  // "Intel(R) Xeon(R) ..." (tidied as below) or "unknown CPU"
-// The cpuid brand field as people write it: vendors pad it with spaces on either side, and some put runs
-// of them inside; those go, and the text ends at the first NUL.
+// The cpuid brand field as people write it (what cpu_brand_string returns): vendors pad it with spaces on
+// either side, and some put runs of them inside; those go, and the text ends at the first NUL.
 std::string tidy_cpu_brand(std::string_view raw);
-int cpu_core_count();            // logical processors this process may run on
 
 }  // namespace dinov3

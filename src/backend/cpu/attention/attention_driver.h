@@ -1,10 +1,17 @@
 // The flash-attention driver shared by the float32 and bf16 paths. A task is (batch, head, query chunk).
 // It applies RoPE to the head's queries and keys and packs Q, K^T and V for the operand type once; then,
-// per query tile of `mr` rows and per key block, S = Q K^T goes to an L1-resident [mr, key block] buffer,
-// the online-softmax step turns it into P (running max and sum per row), and O = O * rescale + P V
-// accumulates straight into `out` (normalised by the row sums in the store of the last key block).
-// The tokens x tokens score matrix never exists; with ViT-S at 256 px (261 tokens) one key block covers
-// all keys, so the softmax is exact in one pass.
+// per group of query tiles (`mr` rows each) and per key block, each tile's S = Q K^T goes to an
+// L1-resident [mr, key block] buffer, the online-softmax step turns it into P (running max and sum per
+// row), and O = O * rescale + P V accumulates straight into `out` (normalised by the row sums in the store
+// of the last key block). The tokens x tokens score matrix never exists: per thread there is one
+// [mr, key block] tile of scores. With ViT-S at 256 px (261 tokens) one key block covers all keys, so the
+// softmax is exact in one pass.
+//
+// Why groups: at high resolution one head's packed K^T and V outgrow L2 (4101 tokens at 1024 px: 2 MiB
+// in float32), and a loop of every tile over every key would stream them from L3 once per 14 query rows.
+// Looping the tiles of a group inside each key block reads a key block (2 x 512 x 64 floats) from L3
+// once per group and from L2 for the group's other tiles. The order of the operations on each row is
+// unchanged, so the results are bitwise those of the tile-by-tile loop.
 //
 // An Operands type supplies what depends on the element type of the matrix products:
 //   int mr() const, int nr() const                 the micro-tile shape
@@ -18,6 +25,10 @@
 //               int rows, int64_t j0, int64_t keys, float* s) const
 //                                                   s[rows, keys] (row stride key_block) = Q K^T for query
 //                                                   rows [q_row, q_row + rows) of the chunk (q: its float rows)
+//   void softmax(const CpuKernels&, float* ws, const AttentionSplit&, const AttentionShape&, float* s, int rows,
+//                int64_t keys, float* row_max, float* row_sum, float* rescale) const
+//                                                   the online-softmax step (CpuKernels::softmax_block) on s,
+//                                                   leaving P where accumulate reads it
 //   void accumulate(float* ws, const AttentionSplit&, const AttentionShape&, const float* p, int rows,
 //                   int64_t j0, int64_t keys, const GemmTile& epilogue) const
 //                                                   O (epilogue.c, .ldc, .row_scale, .row_post) += P V
@@ -34,18 +45,22 @@ namespace dinov3::cpu {
 
 struct AttentionSplit {
   int64_t q_chunks = 1, chunk_rows = 0, key_block = 0;
+  int64_t group_tiles = 1;  // query tiles that share a pass over the key blocks
 };
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 inline AttentionSplit split_attention(const AttentionShape& sh, int mr, int nr, int threads) {
   constexpr int64_t kMaxKeyBlock = 512;
+  // 8 tiles of 14 rows: a 512-key block of K^T and V (256 KiB in float32) is read once per 112 query rows.
+  constexpr int64_t kGroupTiles = 8;
   AttentionSplit s;
   const int64_t bh = sh.batch * sh.heads;
   // Few (batch, head) pairs for the threads: split queries too, at the cost of re-packing K and V.
   s.q_chunks = bh >= 2 * threads ? 1 : std::min<int64_t>((2 * threads + bh - 1) / bh, (sh.tokens + mr - 1) / mr);
   s.chunk_rows = round_up((sh.tokens + s.q_chunks - 1) / s.q_chunks, mr);
   s.key_block = std::min(round_up(sh.tokens, nr), round_up(kMaxKeyBlock, nr));
+  s.group_tiles = std::min<int64_t>(kGroupTiles, (s.chunk_rows + mr - 1) / mr);
   return s;
 }
 
@@ -62,7 +77,8 @@ inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t
 }
 
 // Offsets (floats) of a thread's scratch regions, each a multiple of 16 floats: the RoPE'd q and k rows in
-// float32, the operands' packed forms, S ([mr, key block]) and the row statistics (4 x mr).
+// float32, the operands' packed forms, S ([mr, key block]) and the row statistics (running max and sum
+// for every row of a group, rescale and 1/sum for one tile).
 struct AttentionScratch {
   int64_t q = 0, k = 0, ops = 0, s = 0, stats = 0, total = 0;
 };
@@ -80,7 +96,7 @@ AttentionScratch attention_scratch(const Operands& ops, const AttentionSplit& sp
   l.k = take(sh.tokens * sh.head_dim);
   l.ops = take(ops.scratch_floats(split, sh));
   l.s = take(ops.mr() * split.key_block);
-  l.stats = take(4 * ops.mr());
+  l.stats = take((2 * split.group_tiles + 2) * ops.mr());
   l.total = at;
   return l;
 }
@@ -110,37 +126,43 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
     float* k = scratch_base + l.k;
     float* ws = scratch_base + l.ops;  // the operands' regions
     float* s = scratch_base + l.s;
-    float* row_max = scratch_base + l.stats;
-    float* row_sum = row_max + mr;
-    float* rescale = row_sum + mr;
-    float* inv_sum = rescale + mr;
+    const int64_t group_rows = split.group_tiles * mr;
+    float* group_max = scratch_base + l.stats;  // [group_rows]
+    float* group_sum = group_max + group_rows;  // [group_rows]
+    float* rescale = group_sum + group_rows;    // [mr]
+    float* inv_sum = rescale + mr;              // [mr]
 
     const float* base = qkv + b * T * 3 * dim + h * hd;
     rope_token_rows(kernels, base, 3 * dim, q0, q1, sh, rope, q_scale, q);
     rope_token_rows(kernels, base + dim, 3 * dim, 0, T, sh, rope, 1.0f, k);
     ops.load_head(ws, split, sh, q, q1 - q0, k, base + 2 * dim, 3 * dim);
 
-    for (int64_t i0 = q0; i0 < q1; i0 += mr) {
-      const int rows = static_cast<int>(std::min<int64_t>(mr, q1 - i0));
-      std::fill(row_max, row_max + mr, -std::numeric_limits<float>::infinity());
-      std::fill(row_sum, row_sum + mr, 0.0f);
+    for (int64_t g0 = q0; g0 < q1; g0 += group_rows) {
+      const int64_t g1 = std::min(q1, g0 + group_rows);
+      std::fill(group_max, group_max + group_rows, -std::numeric_limits<float>::infinity());
+      std::fill(group_sum, group_sum + group_rows, 0.0f);
       for (int64_t j0 = 0; j0 < T; j0 += split.key_block) {
         const int64_t keys = std::min(split.key_block, T - j0);
-        ops.scores(ws, split, sh, q, i0 - q0, rows, j0, keys, s);
-        kernels.softmax_block(s, split.key_block, rows, static_cast<int>(keys), row_max, row_sum, rescale);
         const bool last = j0 + keys >= T;
-        if (last) {
-          for (int r = 0; r < rows; ++r) inv_sum[r] = 1.0f / row_sum[r];
+        for (int64_t i0 = g0; i0 < g1; i0 += mr) {
+          const int rows = static_cast<int>(std::min<int64_t>(mr, g1 - i0));
+          float* row_max = group_max + (i0 - g0);
+          float* row_sum = group_sum + (i0 - g0);
+          ops.scores(ws, split, sh, q, i0 - q0, rows, j0, keys, s);
+          ops.softmax(kernels, ws, split, sh, s, rows, keys, row_max, row_sum, rescale);
+          if (last) {
+            for (int r = 0; r < rows; ++r) inv_sum[r] = 1.0f / row_sum[r];
+          }
+          // O = O * rescale + P V, normalised by the row sums after the last key block.
+          GemmTile o;
+          o.c = out + (b * T + i0) * dim + h * hd;
+          o.ldc = dim;
+          o.rows = rows;
+          o.epilogue = TileEpilogue::kAttentionRows;
+          o.row_scale = j0 == 0 ? nullptr : rescale;
+          o.row_post = last ? inv_sum : nullptr;
+          ops.accumulate(ws, split, sh, s, rows, j0, keys, o);
         }
-        // O = O * rescale + P V, normalised by the row sums after the last key block.
-        GemmTile o;
-        o.c = out + (b * T + i0) * dim + h * hd;
-        o.ldc = dim;
-        o.rows = rows;
-        o.epilogue = TileEpilogue::kAttentionRows;
-        o.row_scale = j0 == 0 ? nullptr : rescale;
-        o.row_post = last ? inv_sum : nullptr;
-        ops.accumulate(ws, split, sh, s, rows, j0, keys, o);
       }
     }
   });

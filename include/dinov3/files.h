@@ -1,0 +1,38 @@
+// Writing files so that a reader never sees half of one, and nothing a user has is replaced unasked.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dinov3/status.h"
+
+namespace dinov3 {
+
+using WriteFn = std::function<Status(const void* data, size_t size)>;
+
+// Writes through `produce` into a temporary file beside `path`, flushes it to disk, then renames it over
+// `path`. With overwrite == false an existing `path` is an error and is left untouched.
+Status write_file_atomic(const std::string& path, bool overwrite, const std::function<Status(const WriteFn&)>& produce);
+// write_file_atomic of bytes already in memory.
+Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes);
+
+// Files that belong together (an output and its index). Each is written through its producer into a
+// temporary file beside it and flushed; then all are moved into place, or none are: a failure while
+// writing (a full disk) leaves every destination as it was, and one while moving puts back the files
+// already moved. (A crash between two moves can still leave the first one done.) With overwrite == false
+// an existing destination is an error and nothing is written.
+struct FileToWrite {
+  std::string path;
+  std::function<Status(const WriteFn&)> produce;
+};
+Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite);
+
+bool file_exists(const std::string& path);
+
+// A small text file (a config, an index) read whole; larger than `limit` bytes is an error.
+Result<std::string> read_text_file(const std::string& path, size_t limit = 16u << 20);
+
+}  // namespace dinov3

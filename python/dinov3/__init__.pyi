@@ -1,0 +1,42 @@
+# Type stub for the dinov3 package (see __init__.py for the documentation).
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+import os
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+DEFAULT_MODEL: str
+
+ImageLike = Union[str, bytes, os.PathLike, npt.NDArray[np.uint8], Any]  # Any: a PIL.Image
+
+class ForwardResult:
+    features: npt.NDArray[np.float32]  # [B, T, D]
+    pooled: npt.NDArray[np.float32]    # [B, D]
+    blocks: List[npt.NDArray[np.float32]]  # [B, T, D] per layer asked
+
+class EmbedResult:
+    path: str
+    pooled: npt.NDArray[np.float32]               # [D]
+    features: Optional[npt.NDArray[np.float32]]   # [T, D] when asked
+
+class EmbedIterator(Iterator[EmbedResult]):
+    def __iter__(self) -> EmbedIterator: ...
+    def __next__(self) -> EmbedResult: ...
+    @property
+    def skipped(self) -> List[Tuple[str, str]]: ...
+
+class Model:
+    def __init__(self, model: Union[str, os.PathLike] = ..., backend: str = "cpu", precision: str = "fp32",
+                 threads: Optional[int] = None) -> None: ...
+    @property
+    def config(self) -> Dict[str, Any]: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    def preprocess(self, images: Union[ImageLike, Sequence[ImageLike]]) -> npt.NDArray[np.float32]: ...
+    def forward(self, x: Any, pool: Optional[str] = None, layers: Optional[Sequence[int]] = None) -> ForwardResult: ...
+    def embed(self, paths: Iterable[Union[str, os.PathLike]], batch_size: int = 8, normalize: bool = False,
+              features: bool = False, pool: Optional[str] = None, workers: int = 1,
+              exif_transpose: bool = False) -> EmbedIterator: ...

@@ -1,0 +1,395 @@
+// dinov3._dinov3: the compiled half of the Python package, on the public C++ API only
+// (include/dinov3/). The pure-Python dinov3/__init__.py wraps it with the user-facing classes.
+//
+// Every call that decodes or computes releases the GIL. Library errors become Python exceptions carrying
+// the library's message: kNotFound -> FileNotFoundError, kIoError -> OSError, kInvalidArgument /
+// kFormatError / kUnsupported -> ValueError, kOutOfMemory -> MemoryError, anything else -> RuntimeError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "dinov3/backend.h"
+#include "dinov3/hub.h"
+#include "dinov3/image.h"
+#include "dinov3/model.h"
+#include "dinov3/pipeline.h"
+#include "dinov3/status.h"
+#include "dinov3/tensor.h"
+#include "dinov3/version.h"
+
+namespace py = pybind11;
+
+namespace dinov3::python {
+namespace {
+
+PyObject* exception_type(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNotFound: return PyExc_FileNotFoundError;
+    case ErrorCode::kIoError: return PyExc_OSError;
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kFormatError:
+    case ErrorCode::kUnsupported: return PyExc_ValueError;
+    case ErrorCode::kOutOfMemory: return PyExc_MemoryError;
+    default: return PyExc_RuntimeError;
+  }
+}
+
+// Raises the Python exception for a failed Status (the GIL must be held).
+[[noreturn]] void raise(const Status& status) {
+  PyErr_SetString(exception_type(status.code()), status.message().c_str());
+  throw py::error_already_set();
+}
+
+void check(const Status& status) {
+  if (!status.ok()) raise(status);
+}
+
+template <typename T>
+T unwrap(Result<T>&& result) {
+  if (!result.ok()) raise(result.status());
+  return std::move(result).value();
+}
+
+// A float32 array over `data` without a copy: the vector moves into the capsule that owns the memory.
+py::array_t<float> to_numpy(std::vector<float>&& data, const Shape& shape) {
+  auto* owned = new std::vector<float>(std::move(data));
+  py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+  std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+  return py::array_t<float>(dims, owned->data(), owner);
+}
+
+py::array_t<float> to_numpy(Tensor&& t) {
+  Shape shape = std::move(t.shape);
+  return to_numpy(std::move(t.data), shape);
+}
+
+PoolMode parse_pool(const std::optional<std::string>& name) {
+  PoolMode mode = PoolMode::kDefault;
+  if (name && !pool_mode_from_name(*name, &mode)) {
+    raise(make_error(ErrorCode::kInvalidArgument, "unknown pool '" + *name + "' (avg, token or default)"));
+  }
+  return mode;
+}
+
+// A float32 setting as the short decimal it was written as (0.485, not 0.48500001430511475).
+double decimal(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.7g", static_cast<double>(v));
+  return std::strtod(buf, nullptr);
+}
+
+py::dict config_dict(const Model& model, const PreprocessConfig& pc) {
+  const ModelConfig& c = model.config();
+  py::dict d;
+  d["layout"] = layout_name(c.layout);
+  d["architecture"] = c.architecture;
+  d["embed_dim"] = c.embed_dim;
+  d["depth"] = c.depth;
+  d["num_heads"] = c.num_heads;
+  d["mlp"] = c.mlp == MlpKind::kSwiGlu ? "swiglu" : "gelu";
+  d["mlp_hidden"] = c.mlp_hidden;
+  d["patch_size"] = c.patch_size;
+  d["num_reg_tokens"] = c.num_reg_tokens;
+  d["global_pool"] = pool_mode_name(c.global_pool);
+  d["input_size"] = py::make_tuple(3, pc.height, pc.width);
+  d["interpolation"] = interpolation_name(pc.interpolation);
+  d["crop_mode"] = crop_mode_name(pc.crop_mode);
+  d["crop_pct"] = pc.crop_pct;
+  d["mean"] = py::make_tuple(decimal(pc.mean[0]), decimal(pc.mean[1]), decimal(pc.mean[2]));
+  d["std"] = py::make_tuple(decimal(pc.std[0]), decimal(pc.std[1]), decimal(pc.std[2]));
+  d["rescale_factor"] = pc.rescale_factor;
+  d["normalize"] = pc.normalize;
+  d["preprocess_source"] = c.data.source;
+  d["path"] = model.directory();
+  d["weights_format"] = model.weights_info().format;
+  d["weights_dtype"] = model.weights_info().dtype;
+  d["parameters"] = model.weights_info().parameters;
+  return d;
+}
+
+// One image for preprocess(): a file to decode, or 8-bit RGB pixels already in memory.
+using ImageSource = std::variant<std::string, ImageRGB8>;
+
+ImageSource image_source(const py::handle& item, size_t index) {
+  if (py::isinstance<py::str>(item)) return item.cast<std::string>();
+  if (py::isinstance<py::bytes>(item)) return std::string(item.cast<py::bytes>());
+  if (!py::isinstance<py::array>(item)) {
+    raise(make_error(ErrorCode::kInvalidArgument,
+                     "image " + std::to_string(index) + ": expected a path, a PIL.Image or a HxWx3 uint8 array, got " +
+                         std::string(py::str(py::type::of(item).attr("__name__")))));
+  }
+  auto array = py::reinterpret_borrow<py::array>(item);
+  const std::string where = "image " + std::to_string(index) + ": ";
+  if (!array.dtype().is(py::dtype::of<uint8_t>())) {
+    raise(make_error(ErrorCode::kInvalidArgument, where + "expected a uint8 array, got dtype " +
+                                                      std::string(py::str(array.dtype()))));
+  }
+  if (array.ndim() != 3 || array.shape(2) != 3 || array.shape(0) < 1 || array.shape(1) < 1) {
+    std::string shape;
+    for (py::ssize_t i = 0; i < array.ndim(); ++i) {
+      if (i > 0) shape += ", ";
+      shape += std::to_string(array.shape(i));
+    }
+    raise(make_error(ErrorCode::kInvalidArgument, where + "expected a HxWx3 RGB array, got shape [" + shape + "]"));
+  }
+  auto pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(array);
+  ImageRGB8 image;
+  image.height = static_cast<int>(array.shape(0));
+  image.width = static_cast<int>(array.shape(1));
+  image.pixels.assign(pixels.data(), pixels.data() + pixels.size());
+  return image;
+}
+
+// The model and its default preprocessing; shared with the embed iterators it starts.
+struct ModelState {
+  std::unique_ptr<Model> model;
+  PreprocessConfig preprocess;
+};
+
+class EmbedIterator {
+ public:
+  EmbedIterator(std::shared_ptr<ModelState> state, std::vector<std::string> paths, int batch_size, bool normalize,
+                bool features, PoolMode pool, int workers, const DecodeOptions& decode)
+      : state_(std::move(state)),
+        batch_size_(batch_size),
+        normalize_(normalize),
+        features_(features),
+        pool_(pool),
+        total_(paths.size()),
+        prefetch_(std::move(paths), 0, static_cast<size_t>(batch_size) * 3, workers, state_->preprocess, decode) {}
+
+  // (path, pooled [D], features [T, D] or None) for the next readable image; StopIteration at the end.
+  py::tuple next() {
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    {
+      py::gil_scoped_release release;
+      lock.lock();
+    }
+    if (rows_ == 0 || taken_ == rows_) {
+      Status status;
+      Batch batch;
+      {
+        py::gil_scoped_release release;
+        status = run_batch(&batch);
+      }
+      check(status);
+      if (batch.paths.empty()) throw py::stop_iteration();
+      const auto n = static_cast<int64_t>(batch.paths.size());
+      paths_ = std::move(batch.paths);
+      pooled_ = to_numpy(std::move(batch.pooled), {n, state_->model->config().embed_dim});
+      features_batch_ = features_ ? py::object(to_numpy(std::move(batch.features))) : py::object(py::none());
+      rows_ = static_cast<size_t>(n);
+      taken_ = 0;
+    }
+    const size_t r = taken_++;
+    // Rows are views into the batch's arrays: no copy.
+    py::object pooled = pooled_[py::int_(r)];
+    py::object features = features_ ? py::object(features_batch_[py::int_(r)]) : py::object(py::none());
+    return py::make_tuple(paths_[r], pooled, features);
+  }
+
+  std::vector<std::pair<std::string, std::string>> skipped() {
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    {
+      py::gil_scoped_release release;
+      lock.lock();
+    }
+    return skipped_;
+  }
+
+ private:
+  struct Batch {
+    std::vector<std::string> paths;
+    std::vector<float> pooled;  // [n, D]
+    Tensor features;            // [n, T, D] when asked for
+  };
+
+  // Takes images until a batch is full or the inputs end, and runs it (no Python objects touched).
+  Status run_batch(Batch* batch) {
+    const PreprocessConfig& pc = state_->preprocess;
+    const int64_t per_image = 3 * static_cast<int64_t>(pc.height) * pc.width;
+    Tensor input({batch_size_, 3, pc.height, pc.width});
+    int64_t n = 0;
+    for (; next_ < total_ && n < batch_size_; ++next_) {
+      ImagePrefetcher::Item item = prefetch_.take(next_);
+      if (!item.ok) {
+        skipped_.emplace_back(prefetch_.paths()[next_], item.reason);
+        continue;
+      }
+      std::copy(item.chw.data.begin(), item.chw.data.end(), input.data.begin() + n * per_image);
+      batch->paths.push_back(prefetch_.paths()[next_]);
+      ++n;
+    }
+    if (n == 0) return {};
+    input.shape[0] = n;
+    input.data.resize(static_cast<size_t>(n * per_image));
+    ForwardOptions fo;
+    fo.pool = pool_;
+    DINOV3_ASSIGN_OR_RETURN(ForwardOutput out, state_->model->forward(input, fo));
+    const auto D = static_cast<size_t>(state_->model->config().embed_dim);
+    if (normalize_) {
+      l2_normalize_rows(out.pooled.ptr(), out.pooled.data.size() / D, D);
+      if (features_) l2_normalize_rows(out.features.ptr(), out.features.data.size() / D, D);
+    }
+    batch->pooled = std::move(out.pooled.data);
+    if (features_) batch->features = std::move(out.features);
+    return {};
+  }
+
+  std::shared_ptr<ModelState> state_;
+  const int64_t batch_size_;
+  const bool normalize_, features_;
+  const PoolMode pool_;
+  const size_t total_;
+  ImagePrefetcher prefetch_;
+  std::mutex mu_;  // one next() at a time
+  size_t next_ = 0;  // the next input index to take
+  std::vector<std::pair<std::string, std::string>> skipped_;
+  // The batch being handed out.
+  std::vector<std::string> paths_;
+  py::object pooled_, features_batch_;
+  size_t rows_ = 0, taken_ = 0;
+};
+
+class PyModel {
+ public:
+  PyModel(const std::string& spec, const std::string& backend, const std::string& precision, int threads) {
+    if (threads < 0) raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
+    // An unknown backend is a wrong argument here (the registry says kNotFound, as for a missing name).
+    const std::vector<std::string> backends = backend_names();
+    if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
+      std::string known;
+      for (const auto& b : backends) known += (known.empty() ? "" : ", ") + b;
+      raise(make_error(ErrorCode::kInvalidArgument, "unknown backend '" + backend + "' (available: " + known + ")"));
+    }
+    LoadOptions lo;
+    lo.backend = backend;
+    lo.backend_options.threads = threads;
+    if (!precision_from_name(precision, &lo.backend_options.precision)) {
+      raise(make_error(ErrorCode::kInvalidArgument, "unknown precision '" + precision + "' (fp32, bf16, int8)"));
+    }
+    auto state = std::make_shared<ModelState>();
+    Status status;
+    {
+      py::gil_scoped_release release;
+      status = [&]() -> Status {
+        DINOV3_ASSIGN_OR_RETURN(ModelLocation loc, resolve_model(spec));
+        DINOV3_ASSIGN_OR_RETURN(state->model, Model::load(loc.dir, lo));
+        DINOV3_ASSIGN_OR_RETURN(state->preprocess, preprocess_config_for(state->model->config()));
+        return {};
+      }();
+    }
+    check(status);
+    state_ = std::move(state);
+  }
+
+  py::dict config() const { return config_dict(*state_->model, state_->preprocess); }
+  std::string backend_name() { return state_->model->backend().name(); }
+  std::string device() { return state_->model->backend().device(); }
+
+  py::array_t<float> preprocess(const py::sequence& images) {
+    std::vector<ImageSource> sources;
+    sources.reserve(images.size());
+    for (size_t i = 0; i < images.size(); ++i) sources.push_back(image_source(images[i], i));
+    if (sources.empty()) raise(make_error(ErrorCode::kInvalidArgument, "preprocess: no images given"));
+    const PreprocessConfig& pc = state_->preprocess;
+    const int64_t per_image = 3 * static_cast<int64_t>(pc.height) * pc.width;
+    Tensor out({static_cast<int64_t>(sources.size()), 3, pc.height, pc.width});
+    Status status;
+    {
+      py::gil_scoped_release release;
+      for (size_t i = 0; i < sources.size() && status.ok(); ++i) {
+        float* dst = out.ptr() + static_cast<int64_t>(i) * per_image;
+        if (const auto* path = std::get_if<std::string>(&sources[i])) {
+          Result<Tensor> one = preprocess_image_file(*path, pc);
+          if (one.ok()) std::copy(one->data.begin(), one->data.end(), dst);
+          else status = one.status();
+        } else {
+          Result<ImageRGB8> geometry = transform_rgb8(std::get<ImageRGB8>(sources[i]), pc);
+          status = geometry.ok() ? to_normalized_chw(*geometry, pc, dst)
+                                 : geometry.status().with_context("image " + std::to_string(i));
+        }
+      }
+    }
+    check(status);
+    return to_numpy(std::move(out));
+  }
+
+  py::dict forward(const py::array_t<float, py::array::c_style>& x, const std::optional<std::string>& pool,
+                   const std::optional<std::vector<int>>& layers) {
+    ForwardOptions fo;
+    fo.pool = parse_pool(pool);
+    if (layers) fo.intermediate_blocks = *layers;
+    Shape shape(x.shape(), x.shape() + x.ndim());
+    Result<ForwardOutput> result = make_error(ErrorCode::kInternal, "no forward ran");
+    {
+      py::gil_scoped_release release;
+      Tensor input(std::move(shape), std::vector<float>(x.data(), x.data() + x.size()));
+      result = state_->model->forward(input, fo);
+    }
+    ForwardOutput out = unwrap(std::move(result));
+    py::dict d;
+    d["features"] = to_numpy(std::move(out.features));
+    d["pooled"] = to_numpy(std::move(out.pooled));
+    py::list blocks;
+    for (auto& inter : out.intermediates) blocks.append(to_numpy(std::move(inter.tokens)));
+    d["blocks"] = blocks;
+    return d;
+  }
+
+  std::unique_ptr<EmbedIterator> embed(std::vector<std::string> paths, int batch_size, bool normalize, bool features,
+                                       const std::optional<std::string>& pool, int workers, bool exif_transpose) {
+    if (batch_size < 1 || batch_size > 4096) raise(make_error(ErrorCode::kInvalidArgument, "batch_size must be in [1, 4096]"));
+    if (workers < 1 || workers > 256) raise(make_error(ErrorCode::kInvalidArgument, "workers must be in [1, 256]"));
+    DecodeOptions decode;
+    decode.exif_transpose = exif_transpose;
+    return std::make_unique<EmbedIterator>(state_, std::move(paths), batch_size, normalize, features, parse_pool(pool),
+                                           workers, decode);
+  }
+
+ private:
+  std::shared_ptr<ModelState> state_;
+};
+
+}  // namespace
+}  // namespace dinov3::python
+
+PYBIND11_MODULE(_dinov3, m) {
+  using dinov3::python::EmbedIterator;
+  using dinov3::python::PyModel;
+  m.doc() = "Compiled core of the dinov3 package; use the classes in `dinov3` rather than this module.";
+  m.attr("__version__") = dinov3::version_string();
+  m.attr("build_commit") = dinov3::build_commit();
+  m.attr("DEFAULT_MODEL") = dinov3::kDefaultModelId;
+
+  py::class_<EmbedIterator>(m, "EmbedIterator", "Batches of images decoded ahead and embedded, one row at a time.")
+      .def("next", &EmbedIterator::next, "(path, pooled, features or None) for the next readable image.")
+      .def("skipped", &EmbedIterator::skipped, "(path, reason) for each unreadable image so far.");
+
+  py::class_<PyModel>(m, "Model", "A loaded DINOv3 model (see dinov3.Model).")
+      .def(py::init<const std::string&, const std::string&, const std::string&, int>(), py::arg("model"),
+           py::arg("backend"), py::arg("precision"), py::arg("threads"))
+      .def("config", &PyModel::config, "Architecture, dimensions, pooling and preprocessing defaults.")
+      .def("backend_name", &PyModel::backend_name, "The compute backend's name.")
+      .def("device", &PyModel::device, "The device the backend computes on.")
+      .def("preprocess", &PyModel::preprocess, py::arg("images"),
+           "Paths (str) or HxWx3 uint8 arrays -> float32 [B, 3, H, W].")
+      .def("forward", &PyModel::forward, py::arg("x"), py::arg("pool"), py::arg("layers"),
+           "float32 [B, 3, H, W] (C-contiguous) -> dict of features, pooled, blocks.")
+      .def("embed", &PyModel::embed, py::arg("paths"), py::arg("batch_size"), py::arg("normalize"),
+           py::arg("features"), py::arg("pool"), py::arg("workers"), py::arg("exif_transpose"),
+           "An iterator over the readable images' embeddings, decoding ahead on worker threads.");
+}

@@ -1,0 +1,76 @@
+"""Bad inputs raise the exception type their status code maps to, with the engine's clear message."""
+# ctest labels: hostile
+
+import numpy as np
+import pytest
+
+import dinov3
+from conftest import IMAGES, MODELS
+
+
+def test_missing_model_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        dinov3.Model(str(tmp_path / "no_such_model"))
+
+
+def test_missing_hub_id_lists_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        dinov3.Model("nobody/no-such-dinov3")
+
+
+def test_not_a_checkpoint_is_value_error(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ValueError, match="config.json"):
+        dinov3.Model(str(tmp_path))
+
+
+@pytest.mark.parametrize("kwargs,match", [({"precision": "fp64"}, "precision 'fp64'"),
+                                          ({"backend": "nope"}, "backend 'nope'"),
+                                          ({"threads": -1}, "threads")])
+def test_bad_options_are_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dinov3.Model(str(MODELS / "tiny"), **kwargs)
+
+
+def test_forward_rejects_bad_inputs(tiny):
+    with pytest.raises(ValueError, match="multiple of the patch size|patch"):
+        tiny.forward(np.zeros((1, 3, 60, 64), np.float32))
+    with pytest.raises(ValueError, match=r"\[1, 3, 64\]"):
+        tiny.forward(np.zeros((1, 3, 64), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        tiny.forward(np.zeros((1, 3, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match="pool 'max'"):
+        tiny.forward(np.zeros((1, 3, 64, 64), np.float32), pool="max")
+    with pytest.raises(ValueError, match="99"):
+        tiny.forward(np.zeros((1, 3, 64, 64), np.float32), layers=[99])
+
+
+def test_preprocess_rejects_bad_inputs(tiny):
+    with pytest.raises(FileNotFoundError, match="no_such.jpg"):
+        tiny.preprocess(str(IMAGES / "no_such.jpg"))
+    for bad in sorted((IMAGES / "bad").iterdir()):
+        with pytest.raises(ValueError, match=bad.name):
+            tiny.preprocess(str(bad))
+    with pytest.raises(ValueError, match=r"HxWx3 RGB array, got shape \[10, 10\]"):
+        tiny.preprocess(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="uint8 array, got dtype float32"):
+        tiny.preprocess(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="expected a path, a PIL.Image or a HxWx3 uint8 array, got int"):
+        tiny.preprocess([42])
+    with pytest.raises(ValueError, match="no images"):
+        tiny.preprocess([])
+
+
+def test_embed_rejects_bad_options(tiny):
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny.embed([], batch_size=0)
+    with pytest.raises(ValueError, match="workers"):
+        tiny.embed([], workers=0)
+
+
+def test_documented():
+    for obj in (dinov3, dinov3.Model, dinov3.Model.forward, dinov3.Model.preprocess, dinov3.Model.embed,
+                dinov3.Model.config, dinov3.ForwardResult, dinov3.EmbedResult, dinov3.EmbedIterator):
+        assert obj.__doc__ and len(obj.__doc__) > 40, obj
