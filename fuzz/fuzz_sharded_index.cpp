@@ -12,10 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::write_file("model-00001-of-00002.safetensors", parts[1]);
   fuzz::write_file("model-00002-of-00002.safetensors", parts[2]);
   Result<TensorArchive> archive = open_sharded_safetensors(index);
-  if (!archive.ok()) return 0;
-  for (const RawTensor& raw : archive->tensors()) {
-    Result<Tensor> t = archive->load_f32(raw);
-    if (t.ok()) fuzz::expect(t->numel() == raw.numel(), "a loaded tensor has the wrong number of values");
-  }
+  if (archive.ok()) fuzz::load_every_tensor(*archive, size);
   return 0;
 }

@@ -67,4 +67,15 @@ void expect(bool ok, const char* what) {
   std::abort();
 }
 
+void load_every_tensor(const TensorArchive& archive, size_t input_size) {
+  for (const RawTensor& raw : archive.tensors()) {
+    expect(raw.nbytes <= input_size, "a tensor spans more bytes than the input");
+    Result<Tensor> t = archive.load_f32(raw);
+    if (!t.ok()) continue;
+    expect(t->numel() == raw.numel(), "a loaded tensor has the wrong number of values");
+    expect(static_cast<uint64_t>(t->numel()) * dtype_size(raw.dtype) <= raw.nbytes,
+           "a tensor holds more elements than its bytes");
+  }
+}
+
 }  // namespace dinov3::fuzz
