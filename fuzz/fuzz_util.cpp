@@ -26,15 +26,16 @@ std::string make_scratch_dir() {
 }  // namespace
 
 const std::string& scratch_dir() {
-  static const std::string dir = [] {
-    std::string d = make_scratch_dir();
+  // Never destroyed: the exit handler that removes the folder runs after static destructors would.
+  static const std::string* dir = [] {
+    auto* d = new std::string(make_scratch_dir());
     std::atexit([] {
       std::error_code ec;
-      fs::remove_all(scratch_dir(), ec);
+      fs::remove_all(*dir, ec);
     });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 std::string write_file(const std::string& name, std::string_view bytes) {
