@@ -235,6 +235,8 @@ TEST(InputSize, OtherPreprocessingSettingsStayTheLayouts) {
   EXPECT_FALSE(preprocess_config_for_size(c, {0, 700}).ok());
 }
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(InputSize, CliSizesGiveTheDocumentedGrids, "unit", "slow");
 TEST(InputSize, CliSizesGiveTheDocumentedGrids) {
   test::TempDir tmp;
   struct Case {
@@ -338,6 +340,8 @@ test::TempDir* DensePictures::tmp_ = nullptr;
 
 DINOV3_SUITE_LABELS(DensePictures, "unit");
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(DensePictures, PcaMatchesAnIndependentPcaAndThePictureIsItsDocumentedMapping, "unit", "slow");
 TEST_F(DensePictures, PcaMatchesAnIndependentPcaAndThePictureIsItsDocumentedMapping) {
   const test::CommandResult r = dinov3("pca --model " + kVits + " " + kChelsea + " -o " + tmp_->file("pca.png") +
                                        " --components-out " + tmp_->file("pca.safetensors"));
@@ -401,6 +405,8 @@ TEST_F(DensePictures, PcaMatchesAnIndependentPcaAndThePictureIsItsDocumentedMapp
   EXPECT_EQ(test::read_file(tmp_->file("again.png")), test::read_file(tmp_->file("pca.png")));
 }
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(DensePictures, ForegroundIsDeterministicAndFollowsTheDocumentedRule, "unit", "slow");
 TEST_F(DensePictures, ForegroundIsDeterministicAndFollowsTheDocumentedRule) {
   for (const char* name : {"fg1.png", "fg2.png"}) {
     const test::CommandResult r = dinov3("pca --model " + kVits + " " + kChelsea + " --foreground -o " + tmp_->file(name));
