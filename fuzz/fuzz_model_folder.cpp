@@ -1,6 +1,8 @@
-// Model::load on a whole folder. The input is config.json's text, a NUL byte, then the weights file
-// (pytorch_model.bin when it starts like a zip, else model.safetensors), so the config parser, the
-// architecture table and the config/tensor cross-checks are fuzzed together. A model that loads runs one
+// Model::load on a whole folder, in any of the layouts it recognises. The input is config.json's text, a
+// NUL, the weights file, and optionally a NUL and preprocessor_config.json's text. The weights are
+// pytorch_model.bin when they start like a zip and model.safetensors otherwise; with an empty config part
+// the folder holds only the weights, as checkpoint.pth (Meta's layout). So the config parsers, the layout
+// recognition and the config/tensor cross-checks are fuzzed together. A model that loads runs one
 // forward on an image of one patch, on the reference backend, and must give outputs of the right shape.
 #include <memory>
 
@@ -10,11 +12,18 @@
 using namespace dinov3;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::vector<std::string_view> parts = fuzz::split(data, size, 2);
-  fuzz::write_file("config.json", parts[0]);
+  const std::vector<std::string_view> parts = fuzz::split(data, size, 3);
+  for (const char* name : {"config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin",
+                           "checkpoint.pth"})
+    fuzz::remove_file(name);
   const bool zip = parts[1].substr(0, 4) == std::string_view("PK\x03\x04", 4);
-  fuzz::remove_file(zip ? "model.safetensors" : "pytorch_model.bin");
-  fuzz::write_file(zip ? "pytorch_model.bin" : "model.safetensors", parts[1]);
+  if (parts[0].empty()) {
+    fuzz::write_file("checkpoint.pth", parts[1]);
+  } else {
+    fuzz::write_file("config.json", parts[0]);
+    fuzz::write_file(zip ? "pytorch_model.bin" : "model.safetensors", parts[1]);
+    if (!parts[2].empty()) fuzz::write_file("preprocessor_config.json", parts[2]);
+  }
 
   LoadOptions options;
   options.backend = "reference";

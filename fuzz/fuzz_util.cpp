@@ -26,15 +26,16 @@ std::string make_scratch_dir() {
 }  // namespace
 
 const std::string& scratch_dir() {
-  static const std::string dir = [] {
-    std::string d = make_scratch_dir();
+  // Never destroyed: the exit handler that removes the folder runs after static destructors would.
+  static const std::string* dir = [] {
+    auto* d = new std::string(make_scratch_dir());
     std::atexit([] {
       std::error_code ec;
-      fs::remove_all(scratch_dir(), ec);
+      fs::remove_all(*dir, ec);
     });
     return d;
   }();
-  return dir;
+  return *dir;
 }
 
 std::string write_file(const std::string& name, std::string_view bytes) {
@@ -65,6 +66,17 @@ void expect(bool ok, const char* what) {
   if (ok) return;
   std::fprintf(stderr, "dinov3 fuzz: property violated: %s\n", what);
   std::abort();
+}
+
+void load_every_tensor(const TensorArchive& archive, size_t input_size) {
+  for (const RawTensor& raw : archive.tensors()) {
+    expect(raw.nbytes <= input_size, "a tensor spans more bytes than the input");
+    Result<Tensor> t = archive.load_f32(raw);
+    if (!t.ok()) continue;
+    expect(t->numel() == raw.numel(), "a loaded tensor has the wrong number of values");
+    expect(static_cast<uint64_t>(t->numel()) * dtype_size(raw.dtype) <= raw.nbytes,
+           "a tensor holds more elements than its bytes");
+  }
 }
 
 }  // namespace dinov3::fuzz

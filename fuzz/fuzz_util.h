@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "dinov3/tensor_file.h"
+
 namespace dinov3::fuzz {
 
 // Writes `bytes` to <scratch>/<name> (the scratch folder is made once per process, on /dev/shm when it
@@ -24,6 +26,11 @@ std::vector<std::string_view> split(const uint8_t* data, size_t size, size_t cou
 
 // Aborts with `what` when `ok` is false: the fuzzer records the input as a finding.
 void expect(bool ok, const char* what);
+
+// Converts every tensor of an archive read from `input_size` bytes, checking what a reader promises: no
+// tensor spans more bytes than the input, and none holds more elements than the bytes it spans (memory
+// follows the bytes present).
+void load_every_tensor(const TensorArchive& archive, size_t input_size);
 
 }  // namespace dinov3::fuzz
 

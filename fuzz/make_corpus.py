@@ -215,6 +215,65 @@ def micro_weights(tiny):
     return out
 
 
+def cut(name, a, full_dim, full_hidden):
+    """Any layout's tensor cut to the micro model: embed dim -> 8, MLP width -> 32, fused qkv thirds cut
+    alike, the patch kernel -> 2x2, registers -> 1, RoPE periods -> head_dim / 4 = 1."""
+    D = MICRO["embed_dim"]
+    if "periods" in name:
+        return a[:1]
+    if a.ndim == 4:  # patch conv [D, C, p, p]
+        return a[:D, :, :2, :2]
+    if a.ndim == 3:  # cls / register / storage tokens [1, n, D]
+        return a[:, :1, :D]
+    index = []
+    for n in a.shape:
+        if n == 3 * full_dim:
+            index.append(np.concatenate([np.arange(j * full_dim, j * full_dim + D) for j in range(3)]))
+        elif n == full_dim:
+            index.append(np.arange(D))
+        elif n == full_hidden:
+            index.append(np.arange(HIDDEN))
+        else:
+            index.append(np.arange(n))
+    return a[np.ix_(*index)] if index else a
+
+
+def first_block_only(names, block_prefix):
+    return [n for n in names if not n.startswith(block_prefix) or n.startswith(block_prefix + "0.")]
+
+
+class _TorchReader(pickle.Unpickler):
+    """Reads a torch.save state_dict's pickle into numpy arrays (nothing of torch runs)."""
+
+    def __init__(self, data, records):
+        super().__init__(io.BytesIO(data))
+        self.records = records
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if name == "_rebuild_tensor_v2":
+            return lambda storage, offset, shape, stride, *rest: np.lib.stride_tricks.as_strided(
+                storage[offset:], shape, [s * storage.itemsize for s in stride]).copy()
+        if name == "_rebuild_parameter":
+            return lambda t, *rest: t
+        return name  # a storage type: its name is the element type
+
+    def persistent_load(self, pid):
+        _, kind, key, _, _ = pid
+        raw = self.records[key]
+        if kind == "BFloat16Storage":
+            return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        return np.frombuffer(raw, {"FloatStorage": np.float32, "HalfStorage": np.float16}[kind])
+
+
+def read_torch(path):
+    with zipfile.ZipFile(path) as z:
+        prefix = next(n for n in z.namelist() if n.endswith("/data.pkl"))[:-len("data.pkl")]
+        records = {n[len(prefix) + 5:]: z.read(n) for n in z.namelist() if n.startswith(prefix + "data/")}
+        return _TorchReader(z.read(prefix + "data.pkl"), records).load()
+
+
 def micro_config(fixture_config):
     cfg = json.loads(pathlib.Path(fixture_config).read_text())
     cfg["model_args"] = dict(MICRO)
@@ -330,6 +389,17 @@ def main():
     write("fuzz_safetensors", "every_dtype.safetensors", safetensors_bytes(mixed))
     write("fuzz_safetensors", "no_tensors.safetensors", safetensors_bytes([]))
 
+    # Sharded safetensors: the same tensors over two shards and their index (NUL-separated).
+    names = sorted(small)
+    shards = [names[:2], names[2:]]
+    files = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    index = {"metadata": {"total_size": sum(small[k].nbytes for k in names)},
+             "weight_map": {k: files[i] for i, part in enumerate(shards) for k in part}}
+    write("fuzz_sharded_index", "two_shards.seed", json.dumps(index, indent=2).encode() + b"".join(
+        b"\0" + safetensors_bytes([f32(k, small[k]) for k in part]) for part in shards))
+    write("fuzz_sharded_index", "one_shard_used.seed", json.dumps({"weight_map": {k: files[0] for k in names}}).encode() +
+          b"\0" + safetensors_bytes([f32(k, small[k]) for k in names]) + b"\0")
+
     # pytorch_model.bin, zip and pickle: the same tensors in torch.save's layout.
     bins = {}
     bins["f32.bin"] = torch_checkpoint(small)
@@ -349,8 +419,9 @@ def main():
     deflated = io.BytesIO()
     with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
         z.comment = b"a comment after the directory"
-        z.writestr("archive/data.pkl", bins["f32.bin"][1])
-        z.writestr("archive/notes.txt", b"compressed records are refused when read")
+        # ZipInfo keeps the 1980 timestamp: the seed stays the same from run to run.
+        z.writestr(zipfile.ZipInfo("archive/data.pkl"), bins["f32.bin"][1], zipfile.ZIP_DEFLATED)
+        z.writestr(zipfile.ZipInfo("archive/notes.txt"), b"compressed records are refused when read", zipfile.ZIP_DEFLATED)
     write("fuzz_zip", "deflated_with_comment.zip", deflated.getvalue())
 
     # Whole model folders: config.json, NUL, weights. The micro model cut from each tiny fixture.
@@ -361,6 +432,20 @@ def main():
         write("fuzz_model_folder", f"{label}.safetensors.seed",
               cfg + b"\0" + safetensors_bytes([f32(k, v) for k, v in sorted(weights.items())]))
         write("fuzz_model_folder", f"{label}.bin.seed", cfg + b"\0" + torch_checkpoint(weights)[0])
+    # A Hugging Face folder (config.json with HF keys, weights, preprocessor_config.json as a third part)
+    # and a Meta .pth alone (an empty config part: the folder holds only the checkpoint).
+    hf = read_safetensors(fixtures / "models/tiny_hf/model.safetensors")
+    hf_micro = {k: cut(k, hf[k], 64, 256) for k in first_block_only(hf, "layer.")}
+    hf_cfg = json.loads((fixtures / "models/tiny_hf/config.json").read_text())
+    hf_cfg.update(hidden_size=8, intermediate_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2,
+                  num_register_tokens=1, patch_size=2)
+    write("fuzz_model_folder", "hf.seed", json.dumps(hf_cfg, indent=2).encode() + b"\0" +
+          safetensors_bytes([f32(k, v) for k, v in sorted(hf_micro.items())]) + b"\0" +
+          (fixtures / "models/tiny_hf/preprocessor_config.json").read_bytes())
+    meta = read_torch(fixtures / "models/tiny_meta/dinov3_tiny_pretrain_random.pth")
+    meta_micro = {k: cut(k, meta[k], 64, 256) for k in first_block_only(meta, "blocks.")}
+    write("fuzz_model_folder", "meta.seed", b"\0" + torch_checkpoint(
+        meta_micro, kinds={"rope_embed.periods": "BFloat16Storage"})[0])
     half = micro_weights(tiny)
     write("fuzz_model_folder", "gelu_f16.safetensors.seed",
           micro_config(fixtures / "models/tiny/config.json") + b"\0" + safetensors_bytes(

@@ -55,6 +55,7 @@ expand_dict() {
 # Runs one target; its log ends with libFuzzer's final stats. Prints one summary line.
 run_one() {
   local t=$1 log dict=()
+  shift
   mkdir -p "$build/corpus/$t" "$build/findings/$t" "$build/logs"
   if [ -f "fuzz/dict/$t.dict" ]; then
     expand_dict "fuzz/dict/$t.dict" >"$build/corpus/$t.dict"

@@ -9,9 +9,9 @@ packages=(
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line
   libcurl4-openssl-dev libssl-dev              # dinov3 pull: HTTP, sha256 (libcrypto)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
+  clang libclang-rt-14-dev llvm                # sanitizer build and libFuzzer (scripts/test.sh, scripts/fuzz.sh)
   python3-dev pybind11-dev python3-pybind11    # the Python module
   python3-numpy python3-pytest python3-pil python3-setuptools  # the Python package, its tests, pip install
-  clang libclang-rt-14-dev llvm                # sanitizer build and libFuzzer (scripts/test.sh, scripts/fuzz.sh)
 )
 
 missing=()

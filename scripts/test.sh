@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The test suite. `scripts/test.sh` (what CI runs, .ci/run) installs the dependencies and runs the release
-# stage; `scripts/test.sh all` runs all three stages:
-#   release   builds Release into build/ and runs every test (CTest, with pytest and the fuzz replays)
+# The whole test suite, as CI runs it (.ci/run): installs the dependencies, then
+#   release   builds Release into build/ and runs every test (the Python package's too)
 #   sanitize  builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer harnesses
 #             into build-fuzz/ (the `fuzz` preset) and runs every test there except those labelled slow
 #   fuzz      runs every fuzz/ harness on its corpus for DINOV3_FUZZ_SECONDS (default 30) each
@@ -10,11 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 
-stages=(release)
-if [ $# -gt 0 ] && [ "$1" = all ]; then
-  stages=(release sanitize fuzz)
-  shift
-elif [ $# -gt 0 ] && [[ " release sanitize fuzz " == *" $1 "* ]]; then
+stages=(release sanitize fuzz)
+if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
   stages=("$1")
   shift
 fi
@@ -24,9 +20,11 @@ for stage in "${stages[@]}"; do
   case $stage in
     release)
       scripts/build.sh
-      rm -f build/pytest.log  # written by the python_pytest test (scripts/test_python.sh)
+      rm -f build/pytest*.log  # written by the python.* tests (scripts/test_python.sh)
       ctest --test-dir build --output-on-failure -j"$jobs" "$@"
-      if [ -f build/pytest.log ]; then echo "pytest: $(tail -n 1 build/pytest.log)"; fi
+      for log in build/pytest_*.log; do
+        [ -f "$log" ] && echo "pytest $(basename "$log" .log | sed 's/^pytest_//'): $(tail -n 1 "$log")"
+      done
       ;;
     sanitize)
       cmake --preset fuzz >/dev/null

@@ -137,6 +137,7 @@ TEST(Hub, ACheckpointFileIsUsedAsIs) {
   EXPECT_EQ(dinov3({"info", "--model", pth}), 0);
   EXPECT_FALSE(resolve_model(test::fixture("models/tiny_meta/no_such.pth")).ok());
 }
+
 DINOV3_SUITE_LABELS(Infer, "unit");
 
 TEST(Infer, ReportHoldsEveryField) {

@@ -405,6 +405,8 @@ TEST(CpuBackendOptions, EnvironmentRejectsUnknownIsa) {
   EXPECT_EQ(be.status().code(), ErrorCode::kInvalidArgument);
 }
 
+DINOV3_SUITE_LABELS(CpuAttention, "unit");
+
 // Attention at 1024 px (4101 tokens, ViT-S heads) keeps per thread a few [tokens, head_dim] buffers and one
 // [14, <= 512] score tile: no [tokens, tokens] score matrix (16.8M floats per head) exists anywhere.
 TEST(CpuAttention, ScratchHoldsNoTokensByTokensScores) {

@@ -146,6 +146,8 @@ constexpr CenterCrop256 kRocketCrop{640, 427, 383, 64};   // 256 * 640 / 427 = 3
 
 // ---- sizes ------------------------------------------------------------------------------------------
 
+DINOV3_SUITE_LABELS(InputSize, "unit");
+
 TEST(InputSize, RoundsToTheNearestMultipleOfThePatchAtLeastOne) {
   EXPECT_EQ(round_to_patch(500, 16), 496);
   EXPECT_EQ(round_to_patch(700, 16), 704);
@@ -233,6 +235,8 @@ TEST(InputSize, OtherPreprocessingSettingsStayTheLayouts) {
   EXPECT_FALSE(preprocess_config_for_size(c, {0, 700}).ok());
 }
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(InputSize, CliSizesGiveTheDocumentedGrids, "unit", "slow");
 TEST(InputSize, CliSizesGiveTheDocumentedGrids) {
   test::TempDir tmp;
   struct Case {
@@ -252,6 +256,8 @@ TEST(InputSize, CliSizesGiveTheDocumentedGrids) {
 }
 
 // ---- pixel -> patch -----------------------------------------------------------------------------------
+
+DINOV3_SUITE_LABELS(DenseFeatures, "unit");
 
 TEST(DenseFeatures, PixelsMapThroughTheCenterCrop) {
   Result<std::unique_ptr<Model>> model = Model::load(kTiny);
@@ -297,6 +303,8 @@ TEST(DenseFeatures, AnImageAtTheInputSizeMapsOnePatchPer16Pixels) {
 
 // ---- PNG ----------------------------------------------------------------------------------------------
 
+DINOV3_SUITE_LABELS(Png, "unit");
+
 TEST(Png, EncodesWhatTheDecoderReadsBack) {
   test::TempDir tmp;
   ImageRGB8 image{37, 11, std::vector<uint8_t>(37 * 11 * 3)};
@@ -330,6 +338,10 @@ class DensePictures : public testing::Test {
 };
 test::TempDir* DensePictures::tmp_ = nullptr;
 
+DINOV3_SUITE_LABELS(DensePictures, "unit");
+
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(DensePictures, PcaMatchesAnIndependentPcaAndThePictureIsItsDocumentedMapping, "unit", "slow");
 TEST_F(DensePictures, PcaMatchesAnIndependentPcaAndThePictureIsItsDocumentedMapping) {
   const test::CommandResult r = dinov3("pca --model " + kVits + " " + kChelsea + " -o " + tmp_->file("pca.png") +
                                        " --components-out " + tmp_->file("pca.safetensors"));
@@ -393,6 +405,8 @@ TEST_F(DensePictures, PcaMatchesAnIndependentPcaAndThePictureIsItsDocumentedMapp
   EXPECT_EQ(test::read_file(tmp_->file("again.png")), test::read_file(tmp_->file("pca.png")));
 }
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(DensePictures, ForegroundIsDeterministicAndFollowsTheDocumentedRule, "unit", "slow");
 TEST_F(DensePictures, ForegroundIsDeterministicAndFollowsTheDocumentedRule) {
   for (const char* name : {"fg1.png", "fg2.png"}) {
     const test::CommandResult r = dinov3("pca --model " + kVits + " " + kChelsea + " --foreground -o " + tmp_->file(name));
@@ -503,6 +517,8 @@ TEST_F(DensePictures, SimilarityEqualsCosinesOfInferFeatures) {
   EXPECT_LE(max_diff, 2);
 }
 
+DINOV3_SUITE_LABELS(Viridis, "unit");
+
 TEST(Viridis, EndsAndMiddleAreMatplotlibs) {
   EXPECT_EQ(viridis_color(0), (std::array<uint8_t, 3>{68, 1, 84}));      // #440154
   EXPECT_EQ(viridis_color(128), (std::array<uint8_t, 3>{33, 145, 140}));  // #21918c
@@ -511,6 +527,9 @@ TEST(Viridis, EndsAndMiddleAreMatplotlibs) {
 
 // ---- bad input --------------------------------------------------------------------------------------
 
+DINOV3_SUITE_LABELS(DenseCli, "unit");
+
+DINOV3_TEST_LABELS(DenseCli, BadInputIsAClearError, "hostile");
 TEST(DenseCli, BadInputIsAClearError) {
   test::TempDir tmp;
   ImageRGB8 small{12, 40, std::vector<uint8_t>(12 * 40 * 3, 100)};

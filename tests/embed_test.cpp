@@ -73,6 +73,8 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 DINOV3_SUITE_LABELS(Embed, "unit");
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(Embed, FolderWithBadFilesGivesOneRowPerGoodImage, "unit", "slow");
 TEST(Embed, FolderWithBadFilesGivesOneRowPerGoodImage) {
   test::TempDir tmp;
   const fs::path imgs = fs::path(tmp.path()) / "imgs";
@@ -119,6 +121,8 @@ TEST(Embed, FolderWithBadFilesGivesOneRowPerGoodImage) {
   EXPECT_NEAR(norm, 1.0, 1e-5);
 }
 
+// 44 ViT-S/16 images: minutes under the sanitizers.
+DINOV3_TEST_LABELS(Embed, KilledRunResumesToTheSameFile, "unit", "slow");
 TEST(Embed, KilledRunResumesToTheSameFile) {
   test::TempDir tmp;
   // 44 inputs: the good photos four times over, so a run lasts long enough to be killed mid-way.

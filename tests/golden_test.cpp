@@ -53,6 +53,8 @@ class GoldenTest : public testing::TestWithParam<GoldenCase> {};
 
 DINOV3_SUITE_LABELS(GoldenTest, "golden");
 
+// The reference backend on the full ViT-S/16 takes minutes under the sanitizers (the cpu backend case does not).
+DINOV3_TEST_LABELS(GoldenTest, MatchesTimm/vits16_expected_safetensors_safetensors_reference, "golden", "slow");
 TEST_P(GoldenTest, MatchesTimm) {
   const GoldenCase& gc = GetParam();
   const std::string src = test::fixture("models/" + gc.model);

@@ -73,27 +73,39 @@ TEST(HostileCli, EveryMemoryLimitGivesAResultOrAnError) {
     GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space at start, so no build with it can run "
                     "under a lowered RLIMIT_AS";
   }
-  // Wherever the allocation that fails falls (mapping the file, converting a tensor, preparing a weight,
-  // planning activations), the result is the output or one line and exit code 1.
+  // Wherever the allocation that fails falls (mapping the file, packing a weight, planning activations,
+  // decoding and preprocessing the image, the outputs), the result is the output or one line and exit
+  // code 1. The smallest limit that passes is found by bisection; the 16 limits a MiB apart just below it
+  // fail at the last allocations of a run.
   test::TempDir tmp;
-  bool some_failed = false, some_passed = false;
-  for (int mib = 64; mib <= 704; mib += 64) {
-    const test::CommandResult r =
-        test::run_command("ulimit -v " + std::to_string(mib * 1024) + " && exec " + test::cli_path() +
-                          " infer --backend reference --threads 1 --model " + kVits + " --image " +
-                          test::fixture("images/rocket.jpg") + " --output-dir " + tmp.file("out"));
-    SCOPED_TRACE(std::to_string(mib) + " MiB");
+  const auto run = [&](int mib) {
+    return test::run_command("ulimit -v " + std::to_string(mib * 1024) + " && exec " + test::cli_path() +
+                             " infer --threads 1 --model " + kVits + " --image " + test::fixture("images/rocket.jpg") +
+                             " --output-dir " + tmp.file("out"));
+  };
+  const auto expect_result_or_one_line = [](const test::CommandResult& r) {
     if (r.exit_code == 0) {
-      some_passed = true;
       EXPECT_NE(r.out.find("pooled[0][:5]"), std::string::npos) << r.out;
-    } else {
-      some_failed = true;
-      EXPECT_EQ(r.exit_code, 1) << r.out;
-      EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-      EXPECT_NE(r.out.find("memory"), std::string::npos) << r.out;
+      return true;
     }
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_TRUE(r.out.find("memory") != std::string::npos || r.out.find("cannot allocate") != std::string::npos)
+        << r.out;
+    return false;
+  };
+  int fails = 64, passes = 2048;
+  ASSERT_FALSE(expect_result_or_one_line(run(fails)));
+  ASSERT_TRUE(expect_result_or_one_line(run(passes)));
+  while (passes - fails > 1) {
+    const int mid = (fails + passes) / 2;
+    SCOPED_TRACE(std::to_string(mid) + " MiB");
+    (expect_result_or_one_line(run(mid)) ? passes : fails) = mid;
   }
-  EXPECT_TRUE(some_failed && some_passed) << "the limits should span failing and passing runs";
+  for (int mib = passes - 16; mib < passes; ++mib) {
+    SCOPED_TRACE(std::to_string(mib) + " MiB");
+    expect_result_or_one_line(run(mib));
+  }
 }
 
 TEST(HostileCli, ExceptionsBecomeOneLineErrors) {

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -73,6 +76,8 @@ void PrintTo(const LayoutCase& c, std::ostream* os) { *os << c.model << "/" << c
 
 class LayoutGoldenTest : public testing::TestWithParam<LayoutCase> {};
 
+DINOV3_SUITE_LABELS(LayoutGoldenTest, "golden");
+
 TEST_P(LayoutGoldenTest, MatchesTheLayoutsOwnForward) {
   const LayoutCase& lc = GetParam();
   const std::string dir = test::fixture("models/" + lc.model);
@@ -118,6 +123,8 @@ std::string layout_case_name(const testing::TestParamInfo<LayoutCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, LayoutGoldenTest, testing::ValuesIn(layout_cases()), layout_case_name);
 
+DINOV3_SUITE_LABELS(MetaLayoutTest, "unit");
+
 TEST(MetaLayoutTest, LoadsThePthFileItselfAndReadsTheArchitectureFromShapes) {
   const std::string pth = test::fixture("models/tiny_swiglu_qkvb_meta/dinov3_tiny_swiglu_qkvb_pretrain_random.pth");
   std::unique_ptr<Model> model = load_ok(pth);
@@ -148,6 +155,8 @@ TEST(MetaLayoutTest, LoadsThePthFileItselfAndReadsTheArchitectureFromShapes) {
 
 // ---- The same weights in three layouts ----
 
+DINOV3_SUITE_LABELS(LayoutsAgreeTest, "unit");
+
 TEST(LayoutsAgreeTest, TimmAndHfGiveTheSameFeaturesAndMetaDiffersOnlyByItsStoredPeriods) {
   for (const std::string name : {"tiny", "tiny_swiglu_qkvb"}) {
     const Tensor input = load_tensor(test::fixture("models/" + name + "/expected.safetensors"), "input");
@@ -172,6 +181,8 @@ TEST(LayoutsAgreeTest, TimmAndHfGiveTheSameFeaturesAndMetaDiffersOnlyByItsStored
 }
 
 // ---- Each layout's preprocessing ----
+
+DINOV3_SUITE_LABELS(LayoutPreprocessTest, "golden");
 
 TEST(LayoutPreprocessTest, MetaAndHfTransformsMatchTheirReferences) {
   for (const auto& [model_dir, file] : {std::pair{"models/tiny_meta", "preprocess_meta.safetensors"},
@@ -235,6 +246,8 @@ test::StoredTensor* find(std::vector<test::StoredTensor>* tensors, const std::st
   ADD_FAILURE() << "no tensor " << name;
   return nullptr;
 }
+
+DINOV3_SUITE_LABELS(MetaHostileTest, "hostile");
 
 TEST(MetaHostileTest, RewrittenFixtureStillLoads) {
   // The writer itself: an unmodified rewrite loads and gives Meta's numbers.
@@ -359,6 +372,9 @@ struct HfCopy {
   }
 };
 
+DINOV3_SUITE_LABELS(HfLayoutTest, "hostile");
+
+DINOV3_TEST_LABELS(HfLayoutTest, ShardedWeightsGiveTheSameFeatures, "unit");
 TEST(HfLayoutTest, ShardedWeightsGiveTheSameFeatures) {
   HfCopy copy("tiny_swiglu_qkvb_hf");
   copy.shard(3);
@@ -426,6 +442,7 @@ TEST(HfLayoutTest, UnsupportedActivationAndModelTypeAreNamed) {
   expect_load_error(type.dir.path(), "model_type 'dinov2' is not a DINOv3 ViT");
 }
 
+DINOV3_TEST_LABELS(HfLayoutTest, PreprocessorConfigIsRead, "unit");
 TEST(HfLayoutTest, PreprocessorConfigIsRead) {
   HfCopy copy("tiny_hf");
   std::string pre = test::read_file(copy.dir.file("preprocessor_config.json"));
@@ -442,6 +459,26 @@ TEST(HfLayoutTest, PreprocessorConfigIsRead) {
   test::write_file(copy.dir.file("preprocessor_config.json"), pre);
   expect_load_error(copy.dir.path(), "resample 1 is not supported");
 }
+
+TEST(HfLayoutTest, PreprocessingAndNestingAreCheckedAsForTimm) {
+  // One check serves every layout: a size no image could fill, a std whose normalised values overflow.
+  for (const auto& [from, to, needle] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"\"height\": 224", "\"height\": 65536", "preprocessing input size 65536x65536 is more than"},
+           {"0.229", "1e-45", "preprocessing normalize: channel 0 has mean"}}) {
+    HfCopy copy("tiny_hf");
+    std::string pre = test::read_file(copy.dir.file("preprocessor_config.json"));
+    pre.replace(pre.find(from), from.size(), to);
+    if (from.find("height") != std::string::npos) pre.replace(pre.find("\"width\": 224"), 13, "\"width\": 65536");
+    test::write_file(copy.dir.file("preprocessor_config.json"), pre);
+    expect_load_error(copy.dir.path(), needle);
+  }
+  // Nesting deeper than any config needs is refused before nlohmann builds it.
+  HfCopy deep("tiny_hf");
+  deep.edit_config("\"drop_path_rate\": 0.0", "\"drop_path_rate\": " + std::string(100000, '[') + std::string(100000, ']'));
+  expect_load_error(deep.dir.path(), "config.json: JSON nested deeper than 64 levels");
+}
+
+DINOV3_SUITE_LABELS(LayoutRecognitionTest, "hostile");
 
 TEST(LayoutRecognitionTest, FolderWithoutConfigOrPthIsAnError) {
   test::TempDir tmp;
@@ -465,6 +502,9 @@ int dinov3(std::vector<std::string> args) {
   return cli::run_cli(args);
 }
 
+DINOV3_SUITE_LABELS(LayoutCliTest, "unit");
+
+DINOV3_TEST_LABELS(LayoutCliTest, InferFromAnImageFileGivesTheLayoutsNumbersAndReportsItsDefaults, "golden");
 TEST(LayoutCliTest, InferFromAnImageFileGivesTheLayoutsNumbersAndReportsItsDefaults) {
   for (const auto& [model, pre_file] : {std::pair{"tiny_hf", "preprocess_hf.safetensors"},
                                         std::pair{"tiny_swiglu_qkvb_meta", "preprocess_meta.safetensors"}}) {

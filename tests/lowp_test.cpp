@@ -351,6 +351,8 @@ TEST(LowpBackend, ReportsItsPrecision) {
   }
 }
 
+// A minute or more under the sanitizers.
+DINOV3_TEST_LABELS(LowpBackend, LayersMatchReferenceOnRoundedOperands, "unit", "slow");
 TEST(LowpBackend, LayersMatchReferenceOnRoundedOperands) {
   for (Precision p : {Precision::kBF16, Precision::kInt8}) {
     auto be = cpu_backend(p);

@@ -266,7 +266,7 @@ TEST(ModelErrors, InputSizeNoImageCouldFillIsRefused) {
   ModelCopy m;
   m.edit_config("256,\n      256", "65536,\n      65536");
   expect_error(load_status(m.dir.path()), ErrorCode::kFormatError,
-               "pretrained_cfg.input_size 65536x65536 is more than 178956970 pixels");
+               "config.json: pretrained_cfg: preprocessing input size 65536x65536 is more than 178956970 pixels");
 }
 
 TEST(ModelErrors, NormalizationMustGiveFiniteValues) {
@@ -280,7 +280,7 @@ TEST(ModelErrors, NormalizationMustGiveFiniteValues) {
     ModelCopy m;
     m.edit_config(from, to);
     const Status st = load_status(m.dir.path());
-    expect_error(st, ErrorCode::kFormatError, "config.json: pretrained_cfg mean/std: normalize: channel 0");
+    expect_error(st, ErrorCode::kFormatError, "config.json: pretrained_cfg: preprocessing normalize: channel 0");
   }
   PreprocessConfig pc;
   pc.std = {0.2f, 0.0f, 0.2f};

@@ -24,6 +24,8 @@ PreprocessConfig small_config() {
   return pc;
 }
 
+DINOV3_SUITE_LABELS(ImagePrefetcher, "unit");
+
 TEST(ImagePrefetcher, HandsOutEveryFileInOrder) {
   const std::vector<std::string> paths = mixed_inputs();
   for (int workers : {1, 3}) {
@@ -59,6 +61,8 @@ TEST(ImagePrefetcher, StartsAtFirstAndStopsEarly) {
   ImagePrefetcher none({}, 0, 4, 2, small_config());
   EXPECT_TRUE(none.paths().empty());
 }
+
+DINOV3_SUITE_LABELS(L2NormalizeRows, "unit");
 
 TEST(L2NormalizeRows, UnitRowsAndZeroRowsStayZero) {
   std::vector<float> v = {3, 4, 0, 0, 0, 0, 1, 1, 1};

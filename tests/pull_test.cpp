@@ -175,6 +175,8 @@ class Pull : public ::testing::Test {
   const std::string weights_ = test::read_file(kTiny + "/model.safetensors");
 };
 
+DINOV3_SUITE_LABELS(Pull, "unit");
+
 TEST_F(Pull, FillsTheCacheAsHuggingFaceHubDoes) {
   HubServer server;
   Result<PullResult> r = pull_repo(options(server));
@@ -501,6 +503,8 @@ TEST_F(Pull, InferRunsFromThePulledCacheWithTheNetworkGone) {
 
 // Lookup recognises every layout from the files: timm and Hugging Face folders (one file or a shard
 // index), a folder holding one Meta .pth, and a .pth file given directly.
+DINOV3_SUITE_LABELS(Lookup, "unit");
+
 TEST(Lookup, EveryLayout) {
   test::TempDir cache;
   ::setenv("HF_HUB_CACHE", cache.path().c_str(), 1);

@@ -2,7 +2,7 @@
 //   unit     one function, class or command against an independent computation
 //   golden   end to end against timm's numbers in ../shared/fixtures
 //   hostile  broken or malicious input must give a clear error, never a crash
-//   slow     minutes rather than seconds; left out of the sanitizer run (scripts/test.sh)
+//   slow     a minute or more under the sanitizers; left out of the sanitizer run (scripts/test.sh)
 //   fuzz     replays fuzz corpora and reproducers (the fuzz/ harnesses)
 // A suite's labels cover all its tests, and a test may give its own instead:
 //   DINOV3_SUITE_LABELS(Infer, "golden");

@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "cli_common.h"
-#include "dinov3/tensor_file.h"
 #include "dinov3/files.h"
 #include "dinov3/tensor_file.h"
 
@@ -239,7 +238,7 @@ Status EmbedStore::publish(const std::string& format) {
     if (e.ok) paths.push_back(e.path);
   const std::string index = path_lines(paths);
 
-  ProduceFn produce_rows;
+  std::function<Status(const WriteFn&)> produce_rows;
   Tensor all;
   if (format == "safetensors") {
     all = Tensor(shape);
@@ -268,14 +267,9 @@ Status EmbedStore::publish(const std::string& format) {
   }
   // Both files are written in full before either replaces anything: a disk that fills up leaves the
   // previous output and index as they were.
-  std::vector<StagedFile> staged;
-  DINOV3_ASSIGN_OR_RETURN(StagedFile rows_file, StagedFile::write(out_, produce_rows));
-  staged.push_back(std::move(rows_file));
-  DINOV3_ASSIGN_OR_RETURN(StagedFile index_file, StagedFile::write(index_path(out_), [&](const WriteFn& w) {
-    return w(index.data(), index.size());
-  }));
-  staged.push_back(std::move(index_file));
-  DINOV3_RETURN_IF_ERROR(commit_files(staged, /*overwrite=*/true));
+  DINOV3_RETURN_IF_ERROR(write_files_together(
+      {{out_, produce_rows}, {index_path(out_), [&](const WriteFn& w) { return w(index.data(), index.size()); }}},
+      /*overwrite=*/true));
   std::error_code ec;
   ::close(rows_fd_);
   ::close(done_fd_);

@@ -1,5 +1,4 @@
-// Writing files so that a reader never sees half of one (and several files published together or not
-// at all), and nothing a user has is replaced unasked.
+// Writing files so that a reader never sees half of one, and nothing a user has is replaced unasked.
 #pragma once
 
 #include <cstddef>
@@ -13,35 +12,23 @@
 namespace dinov3 {
 
 using WriteFn = std::function<Status(const void* data, size_t size)>;
-using ProduceFn = std::function<Status(const WriteFn&)>;
 
-// A file written in full, flushed to disk, in a temporary file beside its destination, and not yet in
-// place. Destroying it without commit_files removes the temporary file.
-class StagedFile {
- public:
-  static Result<StagedFile> write(const std::string& path, const ProduceFn& produce);
-  StagedFile(StagedFile&& other) noexcept;
-  StagedFile& operator=(StagedFile&&) = delete;
-  ~StagedFile();
-  const std::string& path() const { return path_; }
-
- private:
-  friend Status commit_files(std::vector<StagedFile>& files, bool overwrite);
-  StagedFile(std::string path, std::string tmp) : path_(std::move(path)), tmp_(std::move(tmp)) {}
-  std::string path_, tmp_;  // tmp_ is empty once moved into place
-};
-
-// Moves every staged file to its destination, or none of them: when one cannot be moved, those already
-// moved are put back as they were (a crash between two renames can still leave the first one done).
-// With overwrite == false an existing destination is an error and nothing moves.
-Status commit_files(std::vector<StagedFile>& files, bool overwrite);
-
-// StagedFile::write then commit_files for one file. With overwrite == false an existing `path` is an
-// error and is left untouched.
-Status write_file_atomic(const std::string& path, bool overwrite, const ProduceFn& produce);
-
+// Writes through `produce` into a temporary file beside `path`, flushes it to disk, then renames it over
+// `path`. With overwrite == false an existing `path` is an error and is left untouched.
+Status write_file_atomic(const std::string& path, bool overwrite, const std::function<Status(const WriteFn&)>& produce);
 // write_file_atomic of bytes already in memory.
 Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes);
+
+// Files that belong together (an output and its index). Each is written through its producer into a
+// temporary file beside it and flushed; then all are moved into place, or none are: a failure while
+// writing (a full disk) leaves every destination as it was, and one while moving puts back the files
+// already moved. (A crash between two moves can still leave the first one done.) With overwrite == false
+// an existing destination is an error and nothing is written.
+struct FileToWrite {
+  std::string path;
+  std::function<Status(const WriteFn&)> produce;
+};
+Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite);
 
 bool file_exists(const std::string& path);
 

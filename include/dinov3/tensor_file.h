@@ -109,9 +109,8 @@ struct NamedTensor {
 };
 Status save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                         const std::map<std::string, std::string>& metadata = {}, bool overwrite = true);
-// The bytes of that float32 safetensors file through `write`, for writers that place the file themselves
-// (embed publishes one together with its index: StagedFile / commit_files in dinov3/files.h).
+// The same bytes through `write`, for a caller that places the file itself (write_files_together).
 Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
-                         const std::map<std::string, std::string>& metadata);
+                         const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace dinov3

@@ -84,20 +84,26 @@ WeightInfo vector_info(const Backend& be, int64_t n) {
   return {WeightInfo::Kind::kVector, n, 0, be.precision(), be.instance_id()};
 }
 
-Status upload(const Backend& be, const DeviceBuffer& dst, size_t offset, const float* src, size_t n) {
-  Check c(be, "upload");
+namespace {
+
+// upload and download: n floats between host memory and buffer[offset, offset + n).
+Status host_copy(const Backend& be, const char* op, const DeviceBuffer& buffer, const char* buffer_name, size_t offset,
+                 const float* host, size_t n) {
+  Check c(be, op);
   size_t end = 0;
   c.that(!__builtin_add_overflow(offset, n, &end) && end <= static_cast<size_t>(INT64_MAX), "range overflows");
-  c.that(n == 0 || src != nullptr, "no source data");
-  return c.buffer(dst, static_cast<int64_t>(end), "destination").status();
+  c.that(n == 0 || host != nullptr, "no host memory");
+  return c.buffer(buffer, static_cast<int64_t>(end), buffer_name).status();
+}
+
+}  // namespace
+
+Status upload(const Backend& be, const DeviceBuffer& dst, size_t offset, const float* src, size_t n) {
+  return host_copy(be, "upload", dst, "destination", offset, src, n);
 }
 
 Status download(const Backend& be, const DeviceBuffer& src, size_t offset, const float* dst, size_t n) {
-  Check c(be, "download");
-  size_t end = 0;
-  c.that(!__builtin_add_overflow(offset, n, &end) && end <= static_cast<size_t>(INT64_MAX), "range overflows");
-  c.that(n == 0 || dst != nullptr, "no destination");
-  return c.buffer(src, static_cast<int64_t>(end), "source").status();
+  return host_copy(be, "download", src, "source", offset, dst, n);
 }
 
 Status prepare_linear(const Backend& be, const float* w, int64_t out, int64_t in) {

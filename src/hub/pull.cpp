@@ -20,6 +20,7 @@
 #include "hub/cache.h"
 #include "hub/http.h"
 #include "io/file_util.h"
+#include "io/json_util.h"
 
 namespace dinov3 {
 namespace {
@@ -195,8 +196,10 @@ Result<Listing> fetch_listing(const Session& s) {
   Result<hub::HttpResponse> r = hub::http_request(req);
   if (!r.ok()) return unreachable(s, r.status());
   if (r->status != 200) return http_status_error(s, *r, "");
-  const json j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
   const std::string bad = req.url + ": not a hub repository listing";
+  Result<json> parsed = io::parse_json(r->body);
+  if (!parsed.ok()) return make_error(ErrorCode::kFormatError, bad + " (" + parsed.status().message() + ")");
+  const json& j = *parsed;
   if (!j.is_object() || !j.contains("sha") || !j["sha"].is_string() || !j.contains("siblings") ||
       !j["siblings"].is_array()) {
     return make_error(ErrorCode::kFormatError, bad + " (no 'sha' and 'siblings')");

@@ -78,7 +78,7 @@ Result<std::vector<uint8_t>> encode_png(const ImageRGB8& image) {
 
 Status write_png_file(const std::string& path, const ImageRGB8& image, bool overwrite) {
   DINOV3_ASSIGN_OR_RETURN(const std::vector<uint8_t> bytes, encode_png(image));
-  return write_file_atomic(path, overwrite, [&](const WriteFn& write) { return write(bytes.data(), bytes.size()); });
+  return write_bytes_atomic(path, overwrite, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 }  // namespace dinov3

@@ -176,6 +176,10 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
       const float scaled = to_tensor ? static_cast<float>(v) / 255.0f
                                      : static_cast<float>(static_cast<float>(v) * static_cast<float>(config.rescale_factor));
       table[c][v] = config.normalize ? (scaled - config.mean[c]) / config.std[c] : scaled;
+      if (!std::isfinite(table[c][v])) {
+        return make_error(ErrorCode::kInvalidArgument, "normalize: rescale factor " + std::to_string(config.rescale_factor) +
+                                                           " gives values that are not finite");
+      }
     }
   }
   const size_t plane = size_t(image.width) * size_t(image.height);
@@ -190,15 +194,17 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
 
 Result<Tensor> preprocess_image(const ImageRGB8& image, const PreprocessConfig& config) {
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 input, transform_rgb8(image, config));
-  Tensor tensor({3, config.height, config.width});
-  DINOV3_RETURN_IF_ERROR(to_normalized_chw(input, config, tensor.ptr()));
-  return tensor;
+  return guard_allocations("preprocess", [&]() -> Result<Tensor> {
+    Tensor tensor({3, config.height, config.width});
+    DINOV3_RETURN_IF_ERROR(to_normalized_chw(input, config, tensor.ptr()));
+    return tensor;
+  });
 }
 
 Result<Tensor> preprocess_image_file(const std::string& path, const PreprocessConfig& config,
                                      const DecodeOptions& options) {
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 image, decode_image_file(path, options));
-  Result<Tensor> tensor = guard_allocations("preprocess", [&] { return preprocess_image(image, config); });
+  Result<Tensor> tensor = preprocess_image(image, config);
   if (!tensor.ok()) return tensor.status().with_context(path);
   return tensor;
 }

@@ -28,7 +28,20 @@ Status already_exists(const std::string& path) {
   return make_error(ErrorCode::kInvalidArgument, path + ": already exists (pass the overwrite option to replace it)");
 }
 
-}  // namespace
+// A file written in full, flushed to disk, in a temporary file beside its destination, and not yet in
+// place. Destroying it before it is moved removes the temporary file.
+class StagedFile {
+ public:
+  static Result<StagedFile> write(const std::string& path, const std::function<Status(const WriteFn&)>& produce);
+  StagedFile(StagedFile&& other) noexcept;
+  StagedFile& operator=(StagedFile&&) = delete;
+  ~StagedFile();
+
+  std::string path_, tmp_;  // tmp_ is empty once moved into place
+
+ private:
+  StagedFile(std::string path, std::string tmp) : path_(std::move(path)), tmp_(std::move(tmp)) {}
+};
 
 StagedFile::StagedFile(StagedFile&& other) noexcept : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)) {
   other.tmp_.clear();
@@ -38,7 +51,7 @@ StagedFile::~StagedFile() {
   if (!tmp_.empty()) ::unlink(tmp_.c_str());
 }
 
-Result<StagedFile> StagedFile::write(const std::string& path, const ProduceFn& produce) {
+Result<StagedFile> StagedFile::write(const std::string& path, const std::function<Status(const WriteFn&)>& produce) {
   std::string tmpl = path + ".tmp.XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
@@ -73,6 +86,7 @@ Result<StagedFile> StagedFile::write(const std::string& path, const ProduceFn& p
   return staged;
 }
 
+// Moves every staged file into place, or none of them (see write_files_together).
 Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
   if (!overwrite) {
     for (const StagedFile& f : files)
@@ -123,12 +137,23 @@ Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
   return {};
 }
 
-Status write_file_atomic(const std::string& path, bool overwrite, const ProduceFn& produce) {
-  if (!overwrite && file_exists(path)) return already_exists(path);
-  std::vector<StagedFile> files;
-  DINOV3_ASSIGN_OR_RETURN(StagedFile staged, StagedFile::write(path, produce));
-  files.push_back(std::move(staged));
-  return commit_files(files, overwrite);
+}  // namespace
+
+Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite) {
+  if (!overwrite) {
+    for (const FileToWrite& f : files)
+      if (file_exists(f.path)) return already_exists(f.path);
+  }
+  std::vector<StagedFile> staged;
+  for (const FileToWrite& f : files) {
+    DINOV3_ASSIGN_OR_RETURN(StagedFile s, StagedFile::write(f.path, f.produce));
+    staged.push_back(std::move(s));
+  }
+  return commit_files(staged, overwrite);
+}
+
+Status write_file_atomic(const std::string& path, bool overwrite, const std::function<Status(const WriteFn&)>& produce) {
+  return write_files_together({{path, produce}}, overwrite);
 }
 
 Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_view bytes) {

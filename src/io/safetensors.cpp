@@ -12,7 +12,6 @@
 #include "dinov3/tensor_file.h"
 #include "io/file_util.h"
 #include "io/json_util.h"
-#include "dinov3/tensor_file.h"
 #include "util/alloc_guard.h"
 
 namespace dinov3 {

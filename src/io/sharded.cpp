@@ -6,6 +6,7 @@
 
 #include "dinov3/tensor_file.h"
 #include "io/file_util.h"
+#include "io/json_util.h"
 
 namespace dinov3 {
 namespace {
@@ -25,10 +26,10 @@ bool plain_file_name(const std::string& name) {
 Result<TensorArchive> open_sharded_safetensors(const std::string& index_path) {
   DINOV3_ASSIGN_OR_RETURN(const std::string text, read_text_file(index_path));
   // The index is flat: {"metadata": {...}, "weight_map": {name: file}}. A deeply nested document is not one.
-  const auto root = nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-    return depth <= 8;
-  }, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) return index_error(index_path, "not a JSON object");
+  Result<nlohmann::json> parsed = io::parse_json(text, 8);
+  if (!parsed.ok()) return parsed.status().with_context(index_path);
+  const nlohmann::json& root = *parsed;
+  if (!root.is_object()) return index_error(index_path, "not a JSON object");
   const auto map_it = root.find("weight_map");
   if (map_it == root.end() || !map_it->is_object() || map_it->empty())
     return index_error(index_path, "no 'weight_map' object naming each tensor's shard");

@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "io/json_util.h"
+#include "model/layouts/layout.h"
 #include "util/alloc_guard.h"
 
 namespace dinov3 {
@@ -129,10 +129,6 @@ Status apply_pretrained_cfg(const json& pc, DataConfig* data) {
     data->channels = (*it)[0].get<int64_t>();
     data->height = (*it)[1].get<int64_t>();
     data->width = (*it)[2].get<int64_t>();
-    // An input no decodable image could fill is a broken config, not a large one (Pillow's bomb limit).
-    if (const int64_t limit = DecodeOptions{}.max_pixels; data->height * data->width > limit)
-      return config_error("pretrained_cfg.input_size " + std::to_string(data->height) + "x" +
-                          std::to_string(data->width) + " is more than " + std::to_string(limit) + " pixels");
   }
   if (auto it = pc.find("interpolation"); it != pc.end()) {
     if (!it->is_string()) return config_error("pretrained_cfg.interpolation must be a string");
@@ -157,8 +153,8 @@ Status apply_pretrained_cfg(const json& pc, DataConfig* data) {
       dst[c] = (*it)[c].get<float>();
     }
   }
-  if (Status st = check_normalization(data->mean, data->std); !st.ok())
-    return config_error("pretrained_cfg mean/std: " + st.message());
+  // What every layout's preprocessing must satisfy (finite normalisation, a size an image can fill).
+  if (Status st = layouts::check_data_config(*data); !st.ok()) return config_error("pretrained_cfg: " + st.message());
   return {};
 }
 

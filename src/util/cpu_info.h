@@ -16,8 +16,8 @@ struct CpuFeatures {
 
 // Raw capabilities: cpuid bits, masked by what XCR0 says the OS saves (YMM for AVX, ZMM+opmask for AVX-512).
 const CpuFeatures& cpu_features();
-// The cpuid brand field as people write it: vendors pad it with spaces on either side, and some put runs
-// of them inside; those go, and the text ends at the first NUL.
+// The cpuid brand field as people write it (what cpu_brand_string returns): vendors pad it with spaces on
+// either side, and some put runs of them inside; those go, and the text ends at the first NUL.
 std::string tidy_cpu_brand(std::string_view raw);
 
 }  // namespace dinov3

@@ -1,4 +1,5 @@
 """Model.embed yields what `dinov3 embed` writes, row for row, and lists the unreadable files."""
+# ctest labels: unit
 
 import subprocess
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Bad inputs raise the exception type their status code maps to, with the engine's clear message."""
+# ctest labels: hostile
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
 """Every golden fixture (timm, Meta and Hugging Face layouts) through the Python API equals its expected tensors."""
+# ctest labels: golden
 
 import numpy as np
 import pytest

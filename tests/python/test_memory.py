@@ -1,4 +1,5 @@
 """1000 forwards of the tiny model leave the resident memory flat (outputs are freed with their arrays)."""
+# ctest labels: unit
 
 import os
 

@@ -1,4 +1,5 @@
 """Model.preprocess equals timm's eval transform (preprocess_vits16.safetensors) for paths, PIL images and arrays."""
+# ctest labels: golden
 
 import numpy as np
 import pytest

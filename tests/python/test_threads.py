@@ -1,4 +1,5 @@
 """One model shared by four Python threads gives the same results as one thread; the GIL is released."""
+# ctest labels: unit
 
 import threading
 import time

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/file_util.h"
+#include "io/json_util.h"
 #include "model/layouts/layout.h"
 
 namespace dinov3::layouts {
@@ -69,11 +70,17 @@ struct Reader {
   }
 };
 
+// A JSON object from a config file's text, nested no deeper than io::parse_json allows.
+Result<json> parse_object(const std::string& text, const std::string& path) {
+  Result<json> root = io::parse_json(text);
+  if (!root.ok()) return root.status().with_context(path);
+  if (!root->is_object()) return hf_error(path, "not a JSON object");
+  return root;
+}
+
 Result<json> read_json(const std::string& path) {
   DINOV3_ASSIGN_OR_RETURN(const std::string text, read_text_file(path));
-  json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) return hf_error(path, "not a JSON object");
-  return root;
+  return parse_object(text, path);
 }
 
 Status parse_config(const json& root, const std::string& file, ModelConfig* c) {
@@ -180,8 +187,7 @@ Status parse_preprocessor(const json& root, const std::string& file, DataConfig*
 
 Result<Checkpoint> open_hf(const std::string& dir, const std::string& config_text) {
   const std::string config_file = dir + "/config.json";
-  const json root = json::parse(config_text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) return hf_error(config_file, "not a JSON object");
+  DINOV3_ASSIGN_OR_RETURN(const json root, parse_object(config_text, config_file));
   Checkpoint ckpt;
   ModelConfig& c = ckpt.config;
   c.layout = CheckpointLayout::kHuggingFace;

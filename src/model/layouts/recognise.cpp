@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "dinov3/image.h"
 #include "io/file_util.h"
+#include "io/json_util.h"
 #include "model/layouts/layout.h"
 
 namespace dinov3 {
@@ -33,14 +35,21 @@ Result<TensorArchive> open_folder_weights(const std::string& dir, std::string* f
 }
 
 Status check_data_config(const DataConfig& d) {
-  for (int c = 0; c < 3; ++c) {
-    if (!std::isfinite(d.mean[c])) return make_error(ErrorCode::kFormatError, "preprocessing mean must be finite");
-    if (!(std::isfinite(d.std[c]) && d.std[c] > 0.0f))
-      return make_error(ErrorCode::kFormatError, "preprocessing std must be finite and positive");
-  }
+  int64_t pixels = 0;
   if (d.height <= 0 || d.width <= 0) return make_error(ErrorCode::kFormatError, "preprocessing size must be positive");
+  // An input no decodable image could fill (Pillow's decompression-bomb limit) is a broken config, not a
+  // large one: a batch of it alone would take gigabytes.
+  if (const int64_t limit = DecodeOptions{}.max_pixels; __builtin_mul_overflow(d.height, d.width, &pixels) || pixels > limit) {
+    return make_error(ErrorCode::kFormatError, "preprocessing input size " + std::to_string(d.height) + "x" +
+                                                   std::to_string(d.width) + " is more than " + std::to_string(limit) +
+                                                   " pixels");
+  }
   if (!(std::isfinite(d.rescale_factor) && d.rescale_factor > 0.0))
     return make_error(ErrorCode::kFormatError, "preprocessing rescale_factor must be finite and positive");
+  if (d.normalize) {
+    if (Status st = check_normalization(d.mean, d.std); !st.ok())
+      return make_error(ErrorCode::kFormatError, "preprocessing " + st.message());
+  }
   return {};
 }
 
@@ -55,8 +64,9 @@ Result<Checkpoint> open_folder(const std::string& dir) {
   if (file_exists(config_path)) {
     DINOV3_ASSIGN_OR_RETURN(const std::string text, read_text_file(config_path));
     // Only the top level decides the layout; the layout's own parser reads the rest.
-    const auto root = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (root.is_discarded()) return make_error(ErrorCode::kFormatError, config_path + ": not valid JSON");
+    Result<nlohmann::json> parsed = io::parse_json(text);
+    if (!parsed.ok()) return parsed.status().with_context(config_path);
+    const nlohmann::json& root = *parsed;
     if (!root.is_object()) return make_error(ErrorCode::kFormatError, config_path + ": not a JSON object");
     if (root.contains("model_type")) return layouts::open_hf(dir, text);
     if (root.contains("architecture")) return layouts::open_timm(dir, text);
@@ -98,7 +108,8 @@ Result<Checkpoint> open_checkpoint(const std::string& path) {
   if (!ckpt.ok()) return ckpt;
   Status st = check_checkpoint(ckpt->archive, ckpt->config);
   if (!st.ok()) return st.with_context(ckpt->archive.path());
-  DINOV3_RETURN_IF_ERROR(layouts::check_data_config(ckpt->config.data));
+  st = layouts::check_data_config(ckpt->config.data);
+  if (!st.ok()) return st.with_context(path);
   return ckpt;
 }
 
