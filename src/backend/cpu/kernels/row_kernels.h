@@ -64,7 +64,7 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
 // [c, c + n) (n <= the vector width, all of it but at a row's end) handed to store(r, c, e, n): written
 // back over the scores here, converted to bf16 into the P operand by the bf16 attention.
 template <class O, class Store>
-void softmax_rows(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
+void softmax_rows(const float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
                   Store store) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
