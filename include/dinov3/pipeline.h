@@ -34,7 +34,7 @@ struct InputSize {
 // max(p, p * floor(x / p + 1/2)). With p = 16: 500 -> 496, 700 -> 704, 8 -> 16, 7 -> 16.
 int round_to_patch(double x, int patch_size);
 
-// Largest side (pixels) an InputSize may ask for: a 8192 x 8192 input already holds 262,149 tokens.
+// Largest side (pixels) an InputSize may ask for: an 8192 x 8192 input already holds 262,149 tokens.
 constexpr int kMaxInputSide = 8192;
 
 // Dense features need at least one patch of real pixels: an image narrower or shorter than one patch is

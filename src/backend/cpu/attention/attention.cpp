@@ -44,11 +44,6 @@ struct Fp32Operands {
     }
   }
 
-  void softmax(const CpuKernels&, float*, const AttentionSplit& split, const AttentionShape&, float* s, int rows,
-               int64_t keys, float* row_max, float* row_sum, float* rescale) const {
-    kernels.softmax_block(s, split.key_block, rows, static_cast<int>(keys), row_max, row_sum, rescale);
-  }
-
   void accumulate(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float* p, int rows,
                   int64_t j0, int64_t keys, const GemmTile& epilogue) const {
     const float* v = ws + kt_floats(sh);

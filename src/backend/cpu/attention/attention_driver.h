@@ -25,10 +25,6 @@
 //               int rows, int64_t j0, int64_t keys, float* s) const
 //                                                   s[rows, keys] (row stride key_block) = Q K^T for query
 //                                                   rows [q_row, q_row + rows) of the chunk (q: its float rows)
-//   void softmax(const CpuKernels&, float* ws, const AttentionSplit&, const AttentionShape&, float* s, int rows,
-//                int64_t keys, float* row_max, float* row_sum, float* rescale) const
-//                                                   the online-softmax step (CpuKernels::softmax_block) on s,
-//                                                   leaving P where accumulate reads it
 //   void accumulate(float* ws, const AttentionSplit&, const AttentionShape&, const float* p, int rows,
 //                   int64_t j0, int64_t keys, const GemmTile& epilogue) const
 //                                                   O (epilogue.c, .ldc, .row_scale, .row_post) += P V
@@ -149,7 +145,7 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
           float* row_max = group_max + (i0 - g0);
           float* row_sum = group_sum + (i0 - g0);
           ops.scores(ws, split, sh, q, i0 - q0, rows, j0, keys, s);
-          ops.softmax(kernels, ws, split, sh, s, rows, keys, row_max, row_sum, rescale);
+          kernels.softmax_block(s, split.key_block, rows, static_cast<int>(keys), row_max, row_sum, rescale);
           if (last) {
             for (int r = 0; r < rows; ++r) inv_sum[r] = 1.0f / row_sum[r];
           }

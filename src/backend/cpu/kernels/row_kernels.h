@@ -1,4 +1,4 @@
-// Row-wise kernels (LayerNorm, online-softmax step, RoPE), generic over an Ops type.
+// Row-wise kernels (LayerNorm, online-softmax step), generic over an Ops type.
 #pragma once
 
 #include <math.h>  // exp2f, sqrtf, fmaxf: plain C functions, never ISA-specific inline copies
@@ -60,17 +60,13 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
   }
 }
 
-// The online-softmax step of CpuKernels::softmax_block, with the exponentials of row r, columns
-// [c, c + n) (n <= the vector width, all of it but at a row's end) handed to store(r, c, e, n): written
-// back over the scores here, converted to bf16 into the P operand by the bf16 attention.
-template <class O, class Store>
-void softmax_rows(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
-                  Store store) {
+template <class O>
+void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int r = 0; r < rows; ++r) {
-    const float* row = s + r * lds;
+    float* row = s + r * lds;
     // Four independent chains in both passes: a row is only ~17 vectors, so a single max or sum chain
     // would leave the row latency-bound.
     V m0 = O::set1(kNegInf), m1 = m0, m2 = m0, m3 = m0;
@@ -94,10 +90,10 @@ void softmax_rows(float* s, int64_t lds, int rows, int cols, float* row_max, flo
       const V e1 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + W), vmax));
       const V e2 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + 2 * W), vmax));
       const V e3 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + 3 * W), vmax));
-      store(r, c, e0, W);
-      store(r, c + W, e1, W);
-      store(r, c + 2 * W, e2, W);
-      store(r, c + 3 * W, e3, W);
+      O::store(row + c, e0);
+      O::store(row + c + W, e1);
+      O::store(row + c + 2 * W, e2);
+      O::store(row + c + 3 * W, e3);
       sum0 = O::add(sum0, e0);
       sum1 = O::add(sum1, e1);
       sum2 = O::add(sum2, e2);
@@ -105,30 +101,19 @@ void softmax_rows(float* s, int64_t lds, int rows, int cols, float* row_max, flo
     }
     for (; c + W <= cols; c += W) {
       const V e = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
-      store(r, c, e, W);
+      O::store(row + c, e);
       sum0 = O::add(sum0, e);
     }
     if (c < cols) {
       const int n = cols - c;
       const V e = O::keep_first(exp2_nonpositive_f32<O>(O::sub(O::load_first(row + c, n), vmax)), n);
-      store(r, c, e, n);
+      O::store_first(row + c, e, n);
       sum1 = O::add(sum1, e);
     }
     row_max[r] = new_max;
     rescale[r] = alpha;
     row_sum[r] = row_sum[r] * alpha + O::reduce_add(O::add(O::add(sum0, sum1), O::add(sum2, sum3)));
   }
-}
-
-template <class O>
-void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale) {
-  softmax_rows<O>(s, lds, rows, cols, row_max, row_sum, rescale, [s, lds](int r, int c, typename O::V e, int n) {
-    if (n == O::kLanes) {
-      O::store(s + r * lds + c, e);
-    } else {
-      O::store_first(s + r * lds + c, e, n);
-    }
-  });
 }
 
 template <class O>

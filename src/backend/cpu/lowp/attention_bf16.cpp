@@ -76,24 +76,12 @@ struct Bf16Operands {
     }
   }
 
-  // P goes to bf16 in the softmax step itself where the kernel set can (one pass less over the scores).
-  void softmax(const CpuKernels& kernels, float* ws, const AttentionSplit& split, const AttentionShape& sh, float* s,
-               int rows, int64_t keys, float* row_max, float* row_sum, float* rescale) const {
-    uint16_t* pb = region(ws, layout(split, sh).pb);
-    const int cols = static_cast<int>(keys);
-    if (lowp.softmax_to_bf16 != nullptr) {
-      lowp.softmax_to_bf16(s, split.key_block, rows, cols, row_max, row_sum, rescale, pb, round_up(keys, 2));
-      return;
-    }
-    kernels.softmax_block(s, split.key_block, rows, cols, row_max, row_sum, rescale);
-    lowp.to_bf16_rows(s, split.key_block, rows, keys, round_up(keys, 2), pb);
-  }
-
-  void accumulate(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int rows,
+  void accumulate(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float* p, int rows,
                   int64_t j0, int64_t keys, const GemmTile& epilogue) const {
     const Layout l = layout(split, sh);
     const int64_t keys_pad = round_up(keys, 2);
-    const uint16_t* pb = region(ws, l.pb);
+    uint16_t* pb = region(ws, l.pb);
+    lowp.to_bf16_rows(p, split.key_block, rows, keys, keys_pad, pb);
     LowpTile t;
     t.a = reinterpret_cast<const uint8_t*>(pb);
     t.lda = keys_pad * 2;

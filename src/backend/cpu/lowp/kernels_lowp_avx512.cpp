@@ -12,7 +12,6 @@
 #include <utility>
 
 #include "backend/cpu/lowp/lowp_kernels.h"
-#include "backend/cpu/kernels/row_kernels.h"
 #include "backend/cpu/kernels/tile_store.h"
 #include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/cpu/simd/ops_avx512.h"
@@ -86,16 +85,6 @@ void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, i
       _mm256_mask_storeu_epi16(d + i, m, bf16_from_float16(_mm512_maskz_loadu_ps(m, src + i)));
     }
     for (int64_t i = k; i < k_pad; ++i) d[i] = 0;
-  }
-}
-
-void softmax_to_bf16_avx512(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
-                            uint16_t* p, int64_t cols_pad) {
-  softmax_rows<OpsAvx512>(s, lds, rows, cols, row_max, row_sum, rescale, [p, cols_pad](int r, int c, __m512 e, int n) {
-    _mm256_mask_storeu_epi16(p + r * cols_pad + c, first(n), bf16_from_float16(e));
-  });
-  for (int r = 0; r < rows; ++r) {
-    for (int64_t i = cols; i < cols_pad; ++i) p[r * cols_pad + i] = 0;
   }
 }
 

@@ -40,11 +40,6 @@ struct LowpKernels {
                      float* scale);
   void (*gemm_bf16_tile)(const LowpTile& t);
   void (*gemm_u8s8_tile)(const LowpTile& t);
-  // CpuKernels::softmax_block that writes P as bf16 (p[r, :cols_pad], rows cols_pad apart, zero past
-  // cols) instead of back over the scores: the same exponentials and sums, one pass less. nullptr: the
-  // attention runs softmax_block, then to_bf16_rows.
-  void (*softmax_to_bf16)(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
-                          uint16_t* p, int64_t cols_pad);
 };
 
 // use_bf16_instructions / use_vnni: whether the AVX512_BF16 / AVX512_VNNI tiles may be used (the backend
@@ -54,8 +49,6 @@ const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, 
 
 // The per-ISA entry points (files compiled with matching -m flags).
 void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
-void softmax_to_bf16_avx512(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
-                            uint16_t* p, int64_t cols_pad);
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint8_t* dst,
                        float* scale);
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t);
