@@ -10,17 +10,17 @@ using namespace dinov3;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view all(reinterpret_cast<const char*>(data), size);
-  const std::string escaped = cli::escape_line(all);
+  const std::string escaped = escape_line(all);
   fuzz::expect(escaped.find_first_of(std::string_view("\n\r\t\0", 4)) == std::string::npos,
                "escape_line leaves a line break, tab or NUL");
   std::string back;
-  fuzz::expect(cli::unescape_line(escaped, &back) && back == all, "escape_line does not round-trip");
+  fuzz::expect(unescape_line(escaped, &back) && back == all, "escape_line does not round-trip");
 
   const std::vector<std::string_view> parts = fuzz::split(data, size, 4);
-  Result<std::vector<std::string>> inputs = cli::parse_path_lines(parts[0]);
+  Result<std::vector<std::string>> inputs = parse_path_lines(parts[0]);
   if (!inputs.ok()) return 0;
   const Shape row_shape{4};
-  Result<cli::ResumePoint> point = cli::read_resume_point("state", cli::path_lines(*inputs), parts[1], parts[2],
+  Result<cli::ResumePoint> point = cli::read_resume_point("state", path_lines(*inputs), parts[1], parts[2],
                                                           parts[3].size(), *inputs, row_shape);
   if (!point.ok()) return 0;
   fuzz::expect(point->done.size() <= inputs->size(), "more inputs done than given");

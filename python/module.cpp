@@ -21,7 +21,9 @@
 #include <variant>
 #include <vector>
 
+#include "dinov3/analysis.h"
 #include "dinov3/backend.h"
+#include "dinov3/collection.h"
 #include "dinov3/hub.h"
 #include "dinov3/image.h"
 #include "dinov3/model.h"
@@ -75,6 +77,104 @@ py::array_t<float> to_numpy(Tensor&& t) {
   Shape shape = std::move(t.shape);
   return to_numpy(std::move(t.data), shape);
 }
+
+// An HxWx3 uint8 array holding a copy of the picture.
+py::array_t<uint8_t> picture_to_numpy(const ImageRGB8& image) {
+  py::array_t<uint8_t> out({static_cast<py::ssize_t>(image.height), static_cast<py::ssize_t>(image.width),
+                            static_cast<py::ssize_t>(3)});
+  std::copy(image.pixels.begin(), image.pixels.end(), out.mutable_data());
+  return out;
+}
+
+InputSize input_size(const std::optional<int>& size, const std::optional<int>& long_side) {
+  InputSize s;
+  if (size && long_side) raise(make_error(ErrorCode::kInvalidArgument, "give size or long_side, not both"));
+  if ((size && *size < 1) || (long_side && *long_side < 1)) {
+    raise(make_error(ErrorCode::kInvalidArgument, "size and long_side must be positive"));
+  }
+  if (size) s.size = *size;
+  if (long_side) s.long_side = *long_side;
+  return s;
+}
+
+// One image's patch features (dinov3.DenseFeatures wraps it).
+class PyDense {
+ public:
+  explicit PyDense(DenseFeatures f) : f_(std::make_shared<const DenseFeatures>(std::move(f))) {}
+  const DenseFeatures& get() const { return *f_; }
+
+  // [grid_h, grid_w, D], a copy.
+  py::array_t<float> patches() const {
+    std::vector<float> data = f_->patches.data;
+    return to_numpy(std::move(data), {f_->grid_h, f_->grid_w, f_->dim()});
+  }
+  py::tuple grid() const { return py::make_tuple(f_->grid_h, f_->grid_w); }
+  py::tuple input_size() const { return py::make_tuple(f_->preprocess.height, f_->preprocess.width); }
+  py::tuple image_size() const { return py::make_tuple(f_->image.height, f_->image.width); }
+  int patch_size() const { return f_->patch_size; }
+  std::string source() const { return f_->source; }
+  py::array_t<uint8_t> image() const { return picture_to_numpy(f_->image); }
+  // (row, column) of the patch under image pixel (x, y); ValueError when there is none.
+  py::tuple patch_at(int x, int y) const {
+    const int64_t p = unwrap(patch_for_point(*f_, x, y));
+    return py::make_tuple(p / f_->grid_w, p % f_->grid_w);
+  }
+
+ private:
+  std::shared_ptr<const DenseFeatures> f_;
+};
+
+// A fitted patch PCA (dinov3.PatchPca wraps it).
+class PyPca {
+ public:
+  explicit PyPca(PatchPca pca) : pca_(std::move(pca)) {}
+  const PatchPca& get() const { return pca_; }
+
+  py::array_t<float> mean() const { std::vector<float> v = pca_.mean; return to_numpy(std::move(v), {pca_.dim()}); }
+  py::array_t<float> components() const {
+    std::vector<float> v = pca_.components;
+    return to_numpy(std::move(v), {kPcaComponents, pca_.dim()});
+  }
+  py::tuple explained_variance_ratio() const {
+    const auto& r = pca_.explained_variance_ratio;
+    return py::make_tuple(r[0], r[1], r[2]);
+  }
+  // [3, 2]: (low, high) score of each component, the colour scale.
+  py::array_t<float> score_range() const {
+    std::vector<float> v;
+    for (int k = 0; k < kPcaComponents; ++k) {
+      v.push_back(pca_.low[k]);
+      v.push_back(pca_.high[k]);
+    }
+    return to_numpy(std::move(v), {kPcaComponents, 2});
+  }
+  py::array_t<float> project(const PyDense& f) const {
+    Result<Tensor> scores = [&] {
+      py::gil_scoped_release release;
+      return project_patches(pca_, f.get().patches);
+    }();
+    Tensor t = unwrap(std::move(scores));
+    return to_numpy(std::move(t.data), {f.get().grid_h, f.get().grid_w, kPcaComponents});
+  }
+  void save(const std::string& path, bool overwrite) const {
+    Status status;
+    {
+      py::gil_scoped_release release;
+      status = save_patch_pca(path, pca_, {}, overwrite);
+    }
+    check(status);
+  }
+  static PyPca load(const std::string& path) {
+    Result<PatchPca> pca = [&] {
+      py::gil_scoped_release release;
+      return load_patch_pca(path);
+    }();
+    return PyPca(unwrap(std::move(pca)));
+  }
+
+ private:
+  PatchPca pca_;
+};
 
 PoolMode parse_pool(const std::optional<std::string>& name) {
   PoolMode mode = PoolMode::kDefault;
@@ -198,16 +298,19 @@ class EmbedIterator {
     // Rows are views into the batch's arrays: no copy.
     py::object pooled = pooled_[py::int_(r)];
     py::object features = features_ ? py::object(features_batch_[py::int_(r)]) : py::object(py::none());
-    return py::make_tuple(paths_[r], pooled, features);
+    return py::make_tuple(py::bytes(paths_[r]), pooled, features);
   }
 
-  std::vector<std::pair<std::string, std::string>> skipped() {
+  // [(path as bytes, reason)]
+  py::list skipped() {
     std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
     {
       py::gil_scoped_release release;
       lock.lock();
     }
-    return skipped_;
+    py::list out;
+    for (const auto& [path, reason] : skipped_) out.append(py::make_tuple(py::bytes(path), reason));
+    return out;
   }
 
  private:
@@ -263,6 +366,22 @@ class EmbedIterator {
   py::object pooled_, features_batch_;
   size_t rows_ = 0, taken_ = 0;
 };
+
+// publish_npy_with_index with the rows from an iterable of float32 arrays (called with the GIL held).
+void publish_npy(const std::string& out, const std::vector<int64_t>& shape, const py::iterable& chunks,
+                 const std::vector<std::string>& paths, bool overwrite) {
+  const ProduceFn rows = [&](const WriteFn& write) -> Status {
+    for (const py::handle& chunk : chunks) {
+      auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(chunk);
+      if (!a) return make_error(ErrorCode::kInvalidArgument, "publish_npy: a chunk is not a float32 array");
+      DINOV3_RETURN_IF_ERROR(write(a.data(), static_cast<size_t>(a.size()) * sizeof(float)));
+    }
+    return {};
+  };
+  Status status = publish_npy_with_index(out, Shape(shape.begin(), shape.end()), rows, paths, overwrite);
+  if (PyErr_Occurred()) throw py::error_already_set();
+  check(status);
+}
 
 class PyModel {
  public:
@@ -360,6 +479,70 @@ class PyModel {
                                            workers, decode);
   }
 
+  PyDense dense(const py::handle& image, const std::optional<int>& size, const std::optional<int>& long_side) {
+    ImageSource source = image_source(image, 0);
+    const InputSize s = input_size(size, long_side);
+    Result<DenseFeatures> f = make_error(ErrorCode::kInternal, "no features computed");
+    {
+      py::gil_scoped_release release;
+      if (const auto* path = std::get_if<std::string>(&source)) {
+        f = compute_dense_features(*state_->model, *path, s);
+      } else {
+        f = compute_dense_features(*state_->model, std::move(std::get<ImageRGB8>(source)), s, "image");
+      }
+    }
+    return PyDense(unwrap(std::move(f)));
+  }
+
+  // (PyPca, pictures, masks): dinov3 pca over the given images' features.
+  py::tuple pca(const std::vector<const PyDense*>& images, bool foreground, const PyPca* reuse) {
+    if (images.empty()) raise(make_error(ErrorCode::kInvalidArgument, "pca: no images given"));
+    std::vector<const DenseFeatures*> features;
+    for (const PyDense* d : images) {
+      if (d == nullptr) raise(make_error(ErrorCode::kInvalidArgument, "pca: None among the images"));
+      features.push_back(&d->get());
+    }
+    PcaPictureOptions options;
+    options.foreground = foreground;
+    options.reuse = reuse ? &reuse->get() : nullptr;
+    Result<PcaPictures> result = make_error(ErrorCode::kInternal, "no PCA computed");
+    {
+      py::gil_scoped_release release;
+      result = pca_pictures(features, options);
+    }
+    PcaPictures pictures = unwrap(std::move(result));
+    py::list out, masks;
+    for (const ImageRGB8& p : pictures.pictures) out.append(picture_to_numpy(p));
+    for (size_t i = 0; i < pictures.masks.size(); ++i) {
+      const DenseFeatures& f = *features[i];
+      py::array_t<bool> m({static_cast<py::ssize_t>(f.grid_h), static_cast<py::ssize_t>(f.grid_w)});
+      std::transform(pictures.masks[i].begin(), pictures.masks[i].end(), m.mutable_data(), [](uint8_t v) { return v != 0; });
+      masks.append(m);
+    }
+    return py::make_tuple(PyPca(std::move(pictures.pca)), out, masks);
+  }
+
+  // (similarity [grid_h, grid_w] of the target, picture): dinov3 similarity.
+  py::tuple similarity(const PyDense& source, int x, int y, const PyDense& target, double alpha) {
+    if (!(alpha >= 0.0 && alpha <= 1.0)) raise(make_error(ErrorCode::kInvalidArgument, "alpha must be in [0, 1]"));
+    const DenseFeatures& from = source.get();
+    const DenseFeatures& to = target.get();
+    const int64_t p = unwrap(patch_for_point(from, x, y));
+    if (from.dim() != to.dim()) {
+      raise(make_error(ErrorCode::kInvalidArgument, "similarity: the two feature sets have different widths"));
+    }
+    Result<std::vector<float>> sim = make_error(ErrorCode::kInternal, "no similarity computed");
+    Result<ImageRGB8> picture = make_error(ErrorCode::kInternal, "no picture drawn");
+    {
+      py::gil_scoped_release release;
+      sim = patch_similarity(from.patches.ptr() + p * from.dim(), from.dim(), to);
+      if (sim.ok()) picture = render_similarity(to, *sim, alpha);
+    }
+    std::vector<float> values = unwrap(std::move(sim));
+    ImageRGB8 pic = unwrap(std::move(picture));
+    return py::make_tuple(to_numpy(std::move(values), {to.grid_h, to.grid_w}), picture_to_numpy(pic));
+  }
+
  private:
   std::shared_ptr<ModelState> state_;
 };
@@ -375,9 +558,53 @@ PYBIND11_MODULE(_dinov3, m) {
   m.attr("build_commit") = dinov3::build_commit();
   m.attr("DEFAULT_MODEL") = dinov3::kDefaultModelId;
 
+  m.def(
+      "expand_inputs",
+      [](const std::vector<std::string>& specs) {
+        dinov3::Result<std::vector<std::string>> paths = [&] {
+          py::gil_scoped_release release;
+          return dinov3::expand_inputs(specs);
+        }();
+        py::list out;
+        for (const std::string& p : dinov3::python::unwrap(std::move(paths))) out.append(py::bytes(p));
+        return out;
+      },
+      py::arg("specs"), "The image files that files, folders and @list.txt name, as `dinov3 embed` lists them (bytes).");
+  m.def("escape_line", [](const std::string& text) { return dinov3::escape_line(text); }, py::arg("text"),
+        "Bytes as one line of text, as embed's index and state files hold them.");
+  m.def("embed_index_path", [](const std::string& out) { return py::bytes(dinov3::embed_index_path(out)); }, py::arg("out"));
+  m.def(
+      "check_embed_output",
+      [](const std::string& out, bool allow_existing) { dinov3::python::check(dinov3::check_embed_output(out, allow_existing)); },
+      py::arg("out"), py::arg("allow_existing"), "Raises ValueError for an output embed may not write.");
+  m.def("publish_npy", &dinov3::python::publish_npy, py::arg("out"), py::arg("shape"), py::arg("chunks"), py::arg("paths"),
+        py::arg("overwrite"),
+        "Writes a float32 .npy from an iterable of row arrays and its index of paths, both or neither.");
+
   py::class_<EmbedIterator>(m, "EmbedIterator", "Batches of images decoded ahead and embedded, one row at a time.")
       .def("next", &EmbedIterator::next, "(path, pooled, features or None) for the next readable image.")
       .def("skipped", &EmbedIterator::skipped, "(path, reason) for each unreadable image so far.");
+
+  using dinov3::python::PyDense;
+  using dinov3::python::PyPca;
+  py::class_<PyDense>(m, "DenseFeatures", "One image's patch features at a chosen resolution.")
+      .def("patches", &PyDense::patches, "float32 [grid_h, grid_w, D] (a copy).")
+      .def("grid", &PyDense::grid)
+      .def("input_size", &PyDense::input_size)
+      .def("image_size", &PyDense::image_size)
+      .def("patch_size", &PyDense::patch_size)
+      .def("source", &PyDense::source)
+      .def("image", &PyDense::image, "The decoded image, HxWx3 uint8 (a copy).")
+      .def("patch_at", &PyDense::patch_at, py::arg("x"), py::arg("y"));
+
+  py::class_<PyPca>(m, "PatchPca", "Three principal axes of patch features and their colour scale.")
+      .def("mean", &PyPca::mean)
+      .def("components", &PyPca::components)
+      .def("explained_variance_ratio", &PyPca::explained_variance_ratio)
+      .def("score_range", &PyPca::score_range)
+      .def("project", &PyPca::project, py::arg("features"))
+      .def("save", &PyPca::save, py::arg("path"), py::arg("overwrite"))
+      .def_static("load", &PyPca::load, py::arg("path"));
 
   py::class_<PyModel>(m, "Model", "A loaded DINOv3 model (see dinov3.Model).")
       .def(py::init<const std::string&, const std::string&, const std::string&, int>(), py::arg("model"),
@@ -391,5 +618,11 @@ PYBIND11_MODULE(_dinov3, m) {
            "float32 [B, 3, H, W] (C-contiguous) -> dict of features, pooled, blocks.")
       .def("embed", &PyModel::embed, py::arg("paths"), py::arg("batch_size"), py::arg("normalize"),
            py::arg("features"), py::arg("pool"), py::arg("workers"), py::arg("exif_transpose"),
-           "An iterator over the readable images' embeddings, decoding ahead on worker threads.");
+           "An iterator over the readable images' embeddings, decoding ahead on worker threads.")
+      .def("dense", &PyModel::dense, py::arg("image"), py::arg("size"), py::arg("long_side"),
+           "Patch features of one image at a chosen resolution.")
+      .def("pca", &PyModel::pca, py::arg("images"), py::arg("foreground"), py::arg("reuse").none(true),
+           "(PatchPca, pictures, masks) over the images' patch features together.")
+      .def("similarity", &PyModel::similarity, py::arg("source"), py::arg("x"), py::arg("y"), py::arg("target"),
+           py::arg("alpha"), "(similarity [grid_h, grid_w], picture) of the patch under (x, y).");
 }

@@ -164,7 +164,7 @@ TEST(Embed, KilledRunResumesToTheSameFile) {
   EXPECT_EQ(read_npy(cut).shape, (Shape{44, 384}));
 }
 
-// Undoes cli::escape_line on every line of an index or state file.
+// Undoes escape_line on every line of an index or state file.
 std::vector<std::string> unescaped_lines(const std::string& path) {
   std::vector<std::string> out;
   const std::string text = test::read_file(path);
@@ -172,7 +172,7 @@ std::vector<std::string> unescaped_lines(const std::string& path) {
   size_t begin = 0;
   for (size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1) {
     std::string line;
-    EXPECT_TRUE(cli::unescape_line(text.substr(begin, end - begin), &line)) << text.substr(begin, end - begin);
+    EXPECT_TRUE(unescape_line(text.substr(begin, end - begin), &line)) << text.substr(begin, end - begin);
     out.push_back(line);
   }
   return out;

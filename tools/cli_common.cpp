@@ -195,62 +195,6 @@ Result<PoolMode> parse_pool(const std::string& name) {
   return mode;
 }
 
-std::string escape_line(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 15];
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-bool unescape_line(std::string_view line, std::string* out) {
-  const auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  out->clear();
-  for (size_t i = 0; i < line.size(); ++i) {
-    if (line[i] != '\\') {
-      *out += line[i];
-      continue;
-    }
-    if (++i == line.size()) return false;
-    switch (line[i]) {
-      case '\\': *out += '\\'; break;
-      case 'n': *out += '\n'; break;
-      case 'r': *out += '\r'; break;
-      case 't': *out += '\t'; break;
-      case 'x': {
-        if (line.size() - i < 3 || hex(line[i + 1]) < 0 || hex(line[i + 2]) < 0) return false;
-        *out += static_cast<char>(hex(line[i + 1]) * 16 + hex(line[i + 2]));
-        i += 2;
-        break;
-      }
-      default: return false;
-    }
-  }
-  return true;
-}
-
 std::string format_values(const float* v, size_t n) {
   std::ostringstream ss;
   ss.precision(6);

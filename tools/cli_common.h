@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dinov3/collection.h"
 #include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
@@ -70,14 +71,6 @@ Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::ve
 // "FILE.safetensors[:NAME]", NAME defaulting to "input".
 Result<Tensor> load_input_tensor(const std::string& spec);
 Result<PoolMode> parse_pool(const std::string& name);
-
-// Text as one line, any bytes kept: backslash and every byte below 0x20 or equal to 0x7f become \\, \n,
-// \r, \t or \xHH; every other byte (UTF-8 included) stays as it is. File names may hold any byte but
-// NUL, so the line-based files embed writes hold them escaped; Python's codecs.escape_decode(line)[0]
-// gives the bytes back.
-std::string escape_line(std::string_view text);
-// The inverse of escape_line; false when a backslash starts anything but one of those escapes.
-bool unescape_line(std::string_view line, std::string* out);
 
 std::string format_values(const float* v, size_t n);
 std::string format_ms(double ms);

@@ -12,6 +12,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "dinov3/collection.h"
 #include "dinov3/pipeline.h"
 #include "embed_store.h"
 
@@ -41,51 +42,6 @@ struct EmbedOptions {
   PreprocessOverrides preprocess;
   InputSize size;
 };
-
-bool has_image_extension(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  for (const char* e : {".jpg", ".jpeg", ".png", ".webp", ".bmp"})
-    if (ext == e) return true;
-  return false;
-}
-
-// Files as given; folders searched recursively for images (sorted, so a resume sees the same order);
-// @list.txt read one path per line. A link in a folder that leads nowhere (dangling, or in a loop) is
-// kept, so that it is listed as skipped with the reason instead of vanishing.
-Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& specs) {
-  std::vector<std::string> out;
-  for (const auto& spec : specs) {
-    if (!spec.empty() && spec[0] == '@') {
-      std::ifstream in(spec.substr(1));
-      if (!in) return make_error(ErrorCode::kNotFound, spec.substr(1) + ": cannot read the input list");
-      for (std::string line; std::getline(in, line);) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (!line.empty()) out.push_back(line);
-      }
-      continue;
-    }
-    std::error_code ec;
-    if (fs::is_directory(spec, ec)) {
-      std::vector<std::string> found;
-      for (fs::recursive_directory_iterator it(spec, fs::directory_options::skip_permission_denied, ec), end;
-           !ec && it != end; it.increment(ec)) {
-        if (!has_image_extension(it->path())) continue;
-        std::error_code target_ec;
-        const fs::file_status target = fs::status(it->path(), target_ec);  // follows links
-        const bool broken_link = it->is_symlink(target_ec) && (target.type() == fs::file_type::not_found ||
-                                                              target.type() == fs::file_type::none);
-        if (fs::is_regular_file(target) || broken_link) found.push_back(it->path().string());
-      }
-      if (ec) return make_error(ErrorCode::kIoError, spec + ": cannot list: " + ec.message());
-      std::sort(found.begin(), found.end());
-      out.insert(out.end(), found.begin(), found.end());
-    } else {
-      out.push_back(spec);  // a missing file is reported as skipped, like any unreadable one
-    }
-  }
-  return out;
-}
 
 std::string format_duration(double s) {
   char buf[32];
@@ -204,7 +160,7 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
       std::fprintf(stderr, "embed: end to end %.2f img/s, model only %.2f img/s (%.0f%%)\n", embedded / total,
                    embedded / model_seconds, 100.0 * model_seconds / total);
     }
-    std::fprintf(stderr, "embed: index %s\n", EmbedStore::index_path(o.out).c_str());
+    std::fprintf(stderr, "embed: index %s\n", embed_index_path(o.out).c_str());
   }
   return 0;
 }

@@ -64,43 +64,6 @@ std::vector<std::string_view> fields_of(std::string_view line) {
 
 }  // namespace
 
-std::string npy_header(const Shape& shape) {
-  // Python's tuple spelling: (N,) for one dimension, (N, D) for two.
-  std::string dims;
-  for (size_t i = 0; i < shape.size(); ++i) dims += (i ? ", " : "") + std::to_string(shape[i]);
-  if (shape.size() == 1) dims += ",";
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
-  const size_t unpadded = 10 + dict.size() + 1;  // magic(6) + version(2) + length(2) + dict + '\n'
-  dict.append((64 - unpadded % 64) % 64, ' ');
-  dict += '\n';
-  std::string h = "\x93NUMPY";
-  h += '\x01';
-  h += '\x00';
-  h += static_cast<char>(dict.size() & 0xff);
-  h += static_cast<char>((dict.size() >> 8) & 0xff);
-  return h + dict;
-}
-
-std::string path_lines(const std::vector<std::string>& paths) {
-  std::string text;
-  for (const auto& p : paths) text += escape_line(p) + "\n";
-  return text;
-}
-
-Result<std::vector<std::string>> parse_path_lines(std::string_view text) {
-  std::vector<std::string> paths;
-  for (size_t begin = 0; begin < text.size();) {
-    const size_t end = text.find('\n', begin);
-    if (end == std::string_view::npos) return make_error(ErrorCode::kFormatError, "the last line has no end");
-    std::string path;
-    if (!unescape_line(text.substr(begin, end - begin), &path))
-      return make_error(ErrorCode::kFormatError, "line " + std::to_string(paths.size() + 1) + " is not an escaped path");
-    paths.push_back(std::move(path));
-    begin = end + 1;
-  }
-  return paths;
-}
-
 Result<ResumePoint> read_resume_point(const std::string& dir, std::string_view inputs_txt, std::string_view shape_txt,
                                       std::string_view done_txt, uint64_t rows_bytes,
                                       const std::vector<std::string>& inputs, const Shape& row_shape) {
@@ -140,11 +103,6 @@ Result<ResumePoint> read_resume_point(const std::string& dir, std::string_view i
   return point;
 }
 
-std::string EmbedStore::index_path(const std::string& out) {
-  const fs::path p(out);
-  return (p.parent_path() / (p.stem().string() + ".index.txt")).string();
-}
-
 std::string EmbedStore::partial_dir(const std::string& out) { return out + ".partial"; }
 
 EmbedStore::~EmbedStore() {
@@ -153,11 +111,8 @@ EmbedStore::~EmbedStore() {
 }
 
 Status EmbedStore::check_output(const std::string& out, bool resume, bool overwrite) {
+  DINOV3_RETURN_IF_ERROR(check_embed_output(out, /*allow_existing=*/true));
   std::error_code ec;
-  if (out.empty() || out.back() == '/' || fs::is_directory(out, ec)) {
-    return make_error(ErrorCode::kInvalidArgument, escape_line(out) + ": is a folder; -o names the output file "
-                                                                      "(for example " + escape_line((fs::path(out) / "embeddings.npy").string()) + ")");
-  }
   const std::string dir = partial_dir(out);
   const bool have_partial = fs::exists(dir, ec);
   if (have_partial && !fs::is_directory(dir, ec))
@@ -167,11 +122,7 @@ Status EmbedStore::check_output(const std::string& out, bool resume, bool overwr
                                                          "or --overwrite to start over)");
   }
   // A resumed run may finish what the interrupted one was allowed to write; anything else needs --overwrite.
-  if (!overwrite && !(resume && have_partial)) {
-    for (const std::string& path : {out, index_path(out)})
-      if (file_exists(path)) return make_error(ErrorCode::kInvalidArgument, path + ": already exists (pass --overwrite to replace it)");
-  }
-  return {};
+  return check_embed_output(out, /*allow_existing=*/overwrite || (resume && have_partial));
 }
 
 Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, const std::vector<std::string>& inputs,
@@ -236,40 +187,38 @@ Status EmbedStore::publish(const std::string& format) {
   std::vector<std::string> paths;
   for (const auto& e : done_)
     if (e.ok) paths.push_back(e.path);
-  const std::string index = path_lines(paths);
 
-  std::function<Status(const WriteFn&)> produce_rows;
-  Tensor all;
-  if (format == "safetensors") {
-    all = Tensor(shape);
+  const ProduceFn produce_rows = [&](const WriteFn& w) -> Status {
     std::ifstream in(rows_path, std::ios::binary);
-    in.read(reinterpret_cast<char*>(all.ptr()), static_cast<std::streamsize>(rows_bytes));
-    if (!in && rows_bytes > 0) return make_error(ErrorCode::kIoError, rows_path + ": cannot read rows");
-    produce_rows = [&](const WriteFn& w) { return write_safetensors(w, {{"embeddings", &all}}, {}); };
-  } else {
-    produce_rows = [&](const WriteFn& w) -> Status {
-      const std::string header = npy_header(shape);
-      DINOV3_RETURN_IF_ERROR(w(header.data(), header.size()));
-      std::ifstream in(rows_path, std::ios::binary);
-      std::vector<char> buf(1 << 20);
-      size_t total = 0;
-      while (in && total < rows_bytes) {
-        in.read(buf.data(), static_cast<std::streamsize>(std::min(buf.size(), rows_bytes - total)));
-        const auto n = static_cast<size_t>(in.gcount());
-        if (n == 0) break;
-        DINOV3_RETURN_IF_ERROR(w(buf.data(), n));
-        total += n;
-      }
-      if (total != rows_bytes)
-        return make_error(ErrorCode::kIoError, rows_path + ": holds fewer rows than recorded");
-      return {};
-    };
-  }
+    std::vector<char> buf(1 << 20);
+    size_t total = 0;
+    while (in && total < rows_bytes) {
+      in.read(buf.data(), static_cast<std::streamsize>(std::min(buf.size(), rows_bytes - total)));
+      const auto n = static_cast<size_t>(in.gcount());
+      if (n == 0) break;
+      DINOV3_RETURN_IF_ERROR(w(buf.data(), n));
+      total += n;
+    }
+    if (total != rows_bytes) return make_error(ErrorCode::kIoError, rows_path + ": holds fewer rows than recorded");
+    return {};
+  };
   // Both files are written in full before either replaces anything: a disk that fills up leaves the
   // previous output and index as they were.
-  DINOV3_RETURN_IF_ERROR(write_files_together(
-      {{out_, produce_rows}, {index_path(out_), [&](const WriteFn& w) { return w(index.data(), index.size()); }}},
-      /*overwrite=*/true));
+  if (format == "safetensors") {
+    Tensor all(shape);
+    DINOV3_RETURN_IF_ERROR(produce_rows([&, at = size_t{0}](const void* data, size_t size) mutable -> Status {
+      std::memcpy(reinterpret_cast<char*>(all.ptr()) + at, data, size);
+      at += size;
+      return {};
+    }));
+    const std::string index = path_lines(paths);
+    DINOV3_RETURN_IF_ERROR(write_files_together(
+        {{out_, [&](const WriteFn& w) { return write_safetensors(w, {{"embeddings", &all}}, {}); }},
+         {embed_index_path(out_), [&](const WriteFn& w) { return w(index.data(), index.size()); }}},
+        /*overwrite=*/true));
+  } else {
+    DINOV3_RETURN_IF_ERROR(publish_npy_with_index(out_, shape, produce_rows, paths, /*overwrite=*/true));
+  }
   std::error_code ec;
   ::close(rows_fd_);
   ::close(done_fd_);

@@ -6,7 +6,7 @@
 //   shape.txt   one row's shape, "[384]"
 //   rows.f32    finished rows, raw float32
 //   done.txt    one line per input handled, in input order: "ok\t<path>" or "skip\t<path>\t<reason>"
-// Paths and reasons are written with escape_line (cli_common.h), so any byte a file name can hold
+// Paths and reasons are written with escape_line (dinov3/collection.h), so any byte a file name can hold
 // round-trips, newlines and tabs included; the index beside the output is written the same way. Rows are
 // flushed to disk before their done lines, so after a kill at any moment rows.f32 holds at least as many
 // rows as done.txt names; a resume keeps the complete lines, checks each names the input at its position,
@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dinov3/collection.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
 
@@ -44,11 +45,6 @@ Result<ResumePoint> read_resume_point(const std::string& dir, std::string_view i
                                       std::string_view done_txt, uint64_t rows_bytes,
                                       const std::vector<std::string>& inputs, const Shape& row_shape);
 
-// One path per line, escaped (inputs.txt and the published index).
-std::string path_lines(const std::vector<std::string>& paths);
-// The inverse of path_lines; an error for a line that is not one path escaped.
-Result<std::vector<std::string>> parse_path_lines(std::string_view text);
-
 class EmbedStore {
  public:
   ~EmbedStore();
@@ -68,7 +64,6 @@ class EmbedStore {
   // removes the partial state. On failure neither is replaced and the partial state stays.
   Status publish(const std::string& format);
 
-  static std::string index_path(const std::string& out);
   static std::string partial_dir(const std::string& out);
 
  private:
@@ -80,8 +75,5 @@ class EmbedStore {
   size_t rows_ = 0;
   int rows_fd_ = -1, done_fd_ = -1;
 };
-
-// The .npy v1.0 header for a C-order float32 array of `shape` (padded so the data is 64-byte aligned).
-std::string npy_header(const Shape& shape);
 
 }  // namespace dinov3::cli

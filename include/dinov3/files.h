@@ -12,6 +12,8 @@
 namespace dinov3 {
 
 using WriteFn = std::function<Status(const void* data, size_t size)>;
+// Writes a whole file's contents through the WriteFn it is given.
+using ProduceFn = std::function<Status(const WriteFn&)>;
 
 // Writes through `produce` into a temporary file beside `path`, flushes it to disk, then renames it over
 // `path`. With overwrite == false an existing `path` is an error and is left untouched.

@@ -6,6 +6,9 @@
     out = model.forward(x, layers=[-1])                                 # out.features, out.pooled, out.blocks
     for r in model.embed(paths, batch_size=8):                          # decoded ahead on worker threads
         print(r.path, r.pooled.shape)
+    f = model.dense_features("cat.jpg", long_side=768)                  # f.patches: [grid_h, grid_w, D]
+    pca = model.pca(["cat.jpg", "dog.jpg"], long_side=768)              # pca.pictures: HxWx3 uint8 each
+    sim = model.similarity("cat.jpg", point=(120, 80), to="dog.jpg")    # sim.similarity, sim.picture
 
 Threads: one Model may be shared by several Python threads. Its forward passes run one at a time (the
 engine serialises them; each uses every backend thread), while decoding and preprocessing run in
@@ -27,7 +30,8 @@ import numpy as np
 
 from . import _dinov3
 
-__all__ = ["Model", "ForwardResult", "EmbedResult", "EmbedIterator", "DEFAULT_MODEL", "__version__"]
+__all__ = ["Model", "ForwardResult", "EmbedResult", "EmbedIterator", "DenseFeatures", "PatchPca", "PcaResult",
+           "SimilarityResult", "DEFAULT_MODEL", "__version__"]
 
 __version__: str = _dinov3.__version__
 DEFAULT_MODEL: str = _dinov3.DEFAULT_MODEL
@@ -72,12 +76,95 @@ class EmbedIterator:
 
     def __next__(self) -> EmbedResult:
         path, pooled, features = self._core.next()
-        return EmbedResult(path, pooled, features)
+        return EmbedResult(os.fsdecode(path), pooled, features)
 
     @property
     def skipped(self) -> List[Tuple[str, str]]:
         """(path, reason) for each unreadable image met so far."""
-        return list(self._core.skipped())
+        return [(os.fsdecode(p), reason) for p, reason in self._core.skipped()]
+
+
+class DenseFeatures:
+    """One image's patch features at a chosen resolution (Model.dense_features).
+
+    patches: float32 [grid_h, grid_w, D], the final-normed patch tokens (no class or register tokens).
+    grid: (grid_h, grid_w); input_size: (height, width) of the model input; image_size: (height, width)
+    of the decoded image; patch_size: pixels per patch side in the input.
+    """
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self.patches: np.ndarray = core.patches()
+        self.grid: Tuple[int, int] = tuple(core.grid())
+        self.input_size: Tuple[int, int] = tuple(core.input_size())
+        self.image_size: Tuple[int, int] = tuple(core.image_size())
+        self.patch_size: int = core.patch_size()
+        self.source: str = core.source()
+
+    def image(self) -> np.ndarray:
+        """The decoded image, HxWx3 uint8."""
+        return self._core.image()
+
+    def patch_at(self, x: int, y: int) -> Tuple[int, int]:
+        """(row, column) of the patch under image pixel (x, y) (its centre carried through the
+        preprocessing). ValueError when the pixel is outside the image or cropped away."""
+        return tuple(self._core.patch_at(int(x), int(y)))
+
+    def __repr__(self) -> str:
+        return f"dinov3.DenseFeatures({self.source!r}, grid={self.grid}, dim={self.patches.shape[-1]})"
+
+
+class PatchPca:
+    """Three principal axes of patch features and the colour scale that goes with them.
+
+    mean: [D]; components: [3, D] (unit rows, largest variance first, each signed so that its largest
+    coefficient is positive); explained_variance_ratio: 3 fractions of the total variance; score_range:
+    [3, 2], the (low, high) score of each component over the fitted patches. A patch's colour channel k is
+    round(255 * clip((score_k - low_k) / (high_k - low_k), 0, 1)), score_k = (x - mean) . components[k].
+    """
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self.mean: np.ndarray = core.mean()
+        self.components: np.ndarray = core.components()
+        self.explained_variance_ratio: Tuple[float, float, float] = tuple(core.explained_variance_ratio())
+        self.score_range: np.ndarray = core.score_range()
+
+    def project(self, features: DenseFeatures) -> np.ndarray:
+        """Scores of every patch: float32 [grid_h, grid_w, 3]."""
+        return self._core.project(features._core)
+
+    def save(self, path: Any, overwrite: bool = False) -> None:
+        """Writes the PCA as safetensors (as `dinov3 pca --components-out` does); an existing file is an
+        error unless overwrite=True."""
+        self._core.save(os.fspath(path), bool(overwrite))
+
+    @staticmethod
+    def load(path: Any) -> "PatchPca":
+        """Reads a PCA saved by save() or `dinov3 pca --components-out`."""
+        return PatchPca(_dinov3.PatchPca.load(os.fspath(path)))
+
+
+@dataclass(frozen=True)
+class PcaResult:
+    """What Model.pca returns: the PCA used, one HxWx3 uint8 picture per image (at the image's own size),
+    and with foreground=True one bool [grid_h, grid_w] mask per image; features: each image's
+    DenseFeatures."""
+
+    pca: PatchPca
+    pictures: List[np.ndarray]
+    masks: List[np.ndarray]
+    features: List[DenseFeatures]
+
+
+@dataclass(frozen=True)
+class SimilarityResult:
+    """What Model.similarity returns: cosine similarity [grid_h, grid_w] of the chosen patch to every
+    patch of the target image, the HxWx3 uint8 overlay picture, and the patch (row, column) chosen."""
+
+    similarity: np.ndarray
+    picture: np.ndarray
+    patch: Tuple[int, int]
 
 
 def _as_image(item: Any) -> Any:
@@ -168,8 +255,48 @@ class Model:
         features=True, .features float32 [T, D]. normalize=True scales each vector (pooled, and each
         token) to unit L2 norm. Unreadable files are listed in the iterator's .skipped.
         """
-        return EmbedIterator(self._core.embed([os.fspath(p) for p in paths], int(batch_size), bool(normalize),
+        return EmbedIterator(self._core.embed([os.fsencode(p) for p in paths], int(batch_size), bool(normalize),
                                               bool(features), pool, int(workers), bool(exif_transpose)))
+
+    def dense_features(self, image: Any, size: Optional[int] = None,
+                       long_side: Optional[int] = None) -> DenseFeatures:
+        """Patch features of one image (a path, PIL.Image or HxWx3 uint8 array) at a chosen resolution.
+
+        size: a square input, each side rounded to the nearest multiple of the patch size (halves up, at
+        least one patch); long_side: the aspect ratio kept, the longer side rounded so and the shorter
+        round(long_side * shorter / longer) rounded the same way. Neither: the model's own preprocessing.
+        The layout's interpolation, mean and std apply either way.
+        """
+        return DenseFeatures(self._core.dense(_as_image(image), size, long_side))
+
+    def _dense(self, image: Any, size: Optional[int], long_side: Optional[int]) -> DenseFeatures:
+        return image if isinstance(image, DenseFeatures) else self.dense_features(image, size, long_side)
+
+    def pca(self, images: Any, size: Optional[int] = None, long_side: Optional[int] = None,
+            foreground: bool = False, components: Optional[PatchPca] = None) -> PcaResult:
+        """One PCA over the patches of all the images together, as RGB pictures (as `dinov3 pca`).
+
+        images: one image or a list (paths, PIL images, uint8 arrays, or DenseFeatures already computed).
+        foreground=True fits over the foreground patches only (first component thresholded at the mean,
+        the side away from the image borders) and paints the background black. components: a PatchPca to
+        apply as it is instead of fitting one.
+        """
+        if isinstance(images, (str, bytes, os.PathLike, np.ndarray, DenseFeatures)) or hasattr(images, "convert"):
+            images = [images]
+        features = [self._dense(i, size, long_side) for i in images]
+        core, pictures, masks = self._core.pca([f._core for f in features], bool(foreground),
+                                               None if components is None else components._core)
+        return PcaResult(PatchPca(core), list(pictures), list(masks), features)
+
+    def similarity(self, image: Any, point: Tuple[int, int], to: Any = None, size: Optional[int] = None,
+                   long_side: Optional[int] = None, alpha: float = 0.5) -> SimilarityResult:
+        """Cosine similarity of the patch under pixel point=(x, y) of `image` to every patch of `to` (the
+        same image when None), with the viridis overlay picture (as `dinov3 similarity`)."""
+        source = self._dense(image, size, long_side)
+        target = source if to is None else self._dense(to, size, long_side)
+        x, y = (int(v) for v in point)
+        sim, picture = self._core.similarity(source._core, x, y, target._core, float(alpha))
+        return SimilarityResult(sim, picture, source.patch_at(x, y))
 
     def __repr__(self) -> str:
         c = self._config

@@ -26,6 +26,37 @@ class EmbedIterator(Iterator[EmbedResult]):
     @property
     def skipped(self) -> List[Tuple[str, str]]: ...
 
+class DenseFeatures:
+    patches: npt.NDArray[np.float32]  # [grid_h, grid_w, D]
+    grid: Tuple[int, int]
+    input_size: Tuple[int, int]
+    image_size: Tuple[int, int]
+    patch_size: int
+    source: str
+    def image(self) -> npt.NDArray[np.uint8]: ...
+    def patch_at(self, x: int, y: int) -> Tuple[int, int]: ...
+
+class PatchPca:
+    mean: npt.NDArray[np.float32]        # [D]
+    components: npt.NDArray[np.float32]  # [3, D]
+    explained_variance_ratio: Tuple[float, float, float]
+    score_range: npt.NDArray[np.float32]  # [3, 2]
+    def project(self, features: DenseFeatures) -> npt.NDArray[np.float32]: ...
+    def save(self, path: Union[str, os.PathLike], overwrite: bool = False) -> None: ...
+    @staticmethod
+    def load(path: Union[str, os.PathLike]) -> PatchPca: ...
+
+class PcaResult:
+    pca: PatchPca
+    pictures: List[npt.NDArray[np.uint8]]
+    masks: List[npt.NDArray[np.bool_]]
+    features: List[DenseFeatures]
+
+class SimilarityResult:
+    similarity: npt.NDArray[np.float32]  # [grid_h, grid_w]
+    picture: npt.NDArray[np.uint8]
+    patch: Tuple[int, int]
+
 class Model:
     def __init__(self, model: Union[str, os.PathLike] = ..., backend: str = "cpu", precision: str = "fp32",
                  threads: Optional[int] = None) -> None: ...
@@ -40,3 +71,11 @@ class Model:
     def embed(self, paths: Iterable[Union[str, os.PathLike]], batch_size: int = 8, normalize: bool = False,
               features: bool = False, pool: Optional[str] = None, workers: int = 1,
               exif_transpose: bool = False) -> EmbedIterator: ...
+    def dense_features(self, image: ImageLike, size: Optional[int] = None,
+                       long_side: Optional[int] = None) -> DenseFeatures: ...
+    def pca(self, images: Union[ImageLike, DenseFeatures, Sequence[Union[ImageLike, DenseFeatures]]],
+            size: Optional[int] = None, long_side: Optional[int] = None, foreground: bool = False,
+            components: Optional[PatchPca] = None) -> PcaResult: ...
+    def similarity(self, image: Union[ImageLike, DenseFeatures], point: Tuple[int, int],
+                   to: Optional[Union[ImageLike, DenseFeatures]] = None, size: Optional[int] = None,
+                   long_side: Optional[int] = None, alpha: float = 0.5) -> SimilarityResult: ...
