@@ -12,6 +12,7 @@ packages=(
   clang libclang-rt-14-dev llvm                # sanitizer build and libFuzzer (scripts/test.sh, scripts/fuzz.sh)
   python3-dev pybind11-dev python3-pybind11    # the Python module
   python3-numpy python3-pytest python3-pil python3-setuptools  # the Python package, its tests, pip install
+  python3-dask python3-distributed             # dinov3.distributed (dask-scheduler, dask-worker)
 )
 
 missing=()
