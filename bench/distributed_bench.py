@@ -2,7 +2,7 @@
 """dinov3.distributed against `dinov3 embed` on this machine, on the same images and model.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/distributed_bench.py [--images 500] [--rounds 2]
-        [--model ../shared/fixtures/models/vits16] [--cli build/bin/dinov3] [--partition-size 25]
+        [--model ../shared/fixtures/models/vits16] [--cli build/bin/dinov3] [--partition-size 256]
 
 Four runs per round, interleaved so that a noisy neighbour hits them alike:
   embed-1t      dinov3 embed --threads 1
@@ -50,8 +50,7 @@ def time_cli(cli: str, model: str, images: Path, out: Path, threads: int) -> flo
 def time_dask(model: str, images: Path, out: Path, workers: int, threads: int, partition_size: int):
     """(end to end including the cluster's start, embed() alone)."""
     t0 = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=50)
+    cluster = dd.local_cluster(workers)  # as embed() and `python3 -m dinov3.distributed` start it
     client = distributed.Client(cluster)
     client.wait_for_workers(workers)
     t1 = time.perf_counter()
@@ -72,7 +71,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--model", default=str(ROOT.parent / "shared" / "fixtures" / "models" / "vits16"))
     ap.add_argument("--cli", default=str(ROOT / "build" / "bin" / "dinov3"))
-    ap.add_argument("--partition-size", type=int, default=25)
+    ap.add_argument("--partition-size", type=int, default=dd.DEFAULT_PARTITION_SIZE)
     a = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"# {a.images} images, model {a.model}, {cores} cores, partition size {a.partition_size}, "

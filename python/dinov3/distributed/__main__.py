@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                                                "over its worker threads)")
     e.add_argument("--batch-size", type=int, default=8, help="images per forward (default 8)")
     e.add_argument("--partition-size", type=int, default=DEFAULT_PARTITION_SIZE,
-                   help=f"images per task and shard (default {DEFAULT_PARTITION_SIZE})")
+                   help=f"the most images per task and shard; partitions are cut equal (default {DEFAULT_PARTITION_SIZE})")
     e.add_argument("--pool", default="default", help="pooled output: avg, token or default")
     e.add_argument("--normalize", action="store_true", help="L2-normalise each output vector")
     e.add_argument("--features", action="store_true", help="write all tokens [N, T, D] instead of pooled [N, D]")
@@ -59,6 +59,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EmbedFailed as e:
         print(f"dinov3.distributed: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        from dinov3.distributed import work_dir_for
+        print(f"dinov3.distributed: interrupted; finished partitions are kept in {work_dir_for(args.output)} "
+              "(--resume continues)", file=sys.stderr)
+        return 130
     except (ValueError, OSError, RuntimeError, MemoryError) as e:
         print(f"dinov3.distributed: error: {e}", file=sys.stderr)
         return 1
