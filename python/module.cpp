@@ -51,7 +51,13 @@ PyObject* exception_type(ErrorCode code) {
 
 // Raises the Python exception for a failed Status (the GIL must be held).
 [[noreturn]] void raise(const Status& status) {
-  PyErr_SetString(exception_type(status.code()), status.message().c_str());
+  // Messages quote paths, whose bytes need not be UTF-8: those become \xNN rather than a decoding error.
+  const std::string& m = status.message();
+  PyObject* text = PyUnicode_DecodeUTF8(m.data(), static_cast<Py_ssize_t>(m.size()), "backslashreplace");
+  if (text != nullptr) {
+    PyErr_SetObject(exception_type(status.code()), text);
+    Py_DECREF(text);
+  }
   throw py::error_already_set();
 }
 
@@ -112,7 +118,7 @@ class PyDense {
   py::tuple input_size() const { return py::make_tuple(f_->preprocess.height, f_->preprocess.width); }
   py::tuple image_size() const { return py::make_tuple(f_->image.height, f_->image.width); }
   int patch_size() const { return f_->patch_size; }
-  std::string source() const { return f_->source; }
+  py::bytes source() const { return py::bytes(f_->source); }
   py::array_t<uint8_t> image() const { return picture_to_numpy(f_->image); }
   // (row, column) of the patch under image pixel (x, y); ValueError when there is none.
   py::tuple patch_at(int x, int y) const {
@@ -309,7 +315,7 @@ class EmbedIterator {
       lock.lock();
     }
     py::list out;
-    for (const auto& [path, reason] : skipped_) out.append(py::make_tuple(py::bytes(path), reason));
+    for (const auto& [path, reason] : skipped_) out.append(py::make_tuple(py::bytes(path), py::bytes(reason)));
     return out;
   }
 
@@ -570,7 +576,7 @@ PYBIND11_MODULE(_dinov3, m) {
         return out;
       },
       py::arg("specs"), "The image files that files, folders and @list.txt name, as `dinov3 embed` lists them (bytes).");
-  m.def("escape_line", [](const std::string& text) { return dinov3::escape_line(text); }, py::arg("text"),
+  m.def("escape_line", [](const std::string& text) { return py::bytes(dinov3::escape_line(text)); }, py::arg("text"),
         "Bytes as one line of text, as embed's index and state files hold them.");
   m.def("embed_index_path", [](const std::string& out) { return py::bytes(dinov3::embed_index_path(out)); }, py::arg("out"));
   m.def(

@@ -81,7 +81,7 @@ class EmbedIterator:
     @property
     def skipped(self) -> List[Tuple[str, str]]:
         """(path, reason) for each unreadable image met so far."""
-        return [(os.fsdecode(p), reason) for p, reason in self._core.skipped()]
+        return [(os.fsdecode(p), reason.decode("utf-8", "backslashreplace")) for p, reason in self._core.skipped()]
 
 
 class DenseFeatures:
@@ -99,7 +99,7 @@ class DenseFeatures:
         self.input_size: Tuple[int, int] = tuple(core.input_size())
         self.image_size: Tuple[int, int] = tuple(core.image_size())
         self.patch_size: int = core.patch_size()
-        self.source: str = core.source()
+        self.source: str = os.fsdecode(core.source())
 
     def image(self) -> np.ndarray:
         """The decoded image, HxWx3 uint8."""
@@ -169,9 +169,9 @@ class SimilarityResult:
 
 def _as_image(item: Any) -> Any:
     """A path (str), or an HxWx3 uint8 array; PIL images are converted to RGB first."""
-    if isinstance(item, os.PathLike):
-        return os.fspath(item)
-    if isinstance(item, (str, bytes, np.ndarray)):
+    if isinstance(item, (str, os.PathLike)):
+        return os.fsencode(item)  # bytes: any file name passes, UTF-8 or not
+    if isinstance(item, (bytes, np.ndarray)):
         return item
     if hasattr(item, "convert") and hasattr(item, "mode") and hasattr(item, "size"):  # a PIL.Image
         return np.asarray(item.convert("RGB"), dtype=np.uint8)

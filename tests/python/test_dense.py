@@ -2,6 +2,8 @@
 checked against numpy computations from the same features and against Model.forward."""
 # ctest labels: golden
 
+import os
+
 import numpy as np
 import pytest
 
@@ -142,5 +144,7 @@ def test_bad_input(vits):
         vits.dense_features(CHELSEA, size=0)
     with pytest.raises(FileNotFoundError):
         vits.pca(str(IMAGES / "no_such.png"))
+    with pytest.raises(FileNotFoundError, match=r"caf\\xe9"):  # a name that is not UTF-8, in the message
+        vits.dense_features(os.fsdecode(b"/nonexistent/caf\xe9.png"))
     with pytest.raises(ValueError):
         vits.similarity(CHELSEA, point=(10, 10), alpha=2.0)

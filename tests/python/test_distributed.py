@@ -29,7 +29,8 @@ COPIES = 18  # 11 photos x 18 = 198 images, plus the bad files
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
-    """~200 images (links to the fixture photos, in nested folders, one name holding a newline and a tab)
+    """~200 images (links to the fixture photos, in nested folders, one name holding a newline and a tab,
+    one whose bytes are not UTF-8)
     and the unreadable fixtures."""
     root = tmp_path_factory.mktemp("collection")
     photos = sorted(p for p in IMAGES.iterdir() if p.is_file())
@@ -38,7 +39,11 @@ def collection(tmp_path_factory):
         folder = root / f"batch{copy % 3}"
         folder.mkdir(exist_ok=True)
         for p in photos:
-            name = f"img{n:04d}{p.suffix}" if n != 7 else f"odd\nname\t{n}{p.suffix}"
+            name = f"img{n:04d}{p.suffix}"
+            if n == 7:
+                name = f"odd\nname\t{n}{p.suffix}"
+            elif n == 8:
+                name = os.fsdecode(b"latin1_caf\xe9_8") + p.suffix  # not UTF-8: the bytes must round-trip
             (folder / name).symlink_to(p)
             n += 1
     for p in sorted((IMAGES / "bad").iterdir()):

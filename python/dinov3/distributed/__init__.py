@@ -373,8 +373,8 @@ def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes]
                              "overwrite=True / --overwrite starts over)")
         shutil.rmtree(work_dir)
     os.makedirs(work_dir)
-    with open(os.path.join(work_dir, "inputs.txt"), "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write("".join(_dinov3.escape_line(p) + "\n" for p in paths))
+    with open(os.path.join(work_dir, "inputs.txt"), "wb") as f:
+        f.write(b"".join(_dinov3.escape_line(p) + b"\n" for p in paths))
     tmp = run_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(run, f, indent=1)
