@@ -414,6 +414,21 @@ TEST(ImageErrorTest, JpegTooShortForItsFrameIsRefusedBeforeAllocating) {
   EXPECT_EQ(decode_error_within(jpeg, 64 << 20, "truncated JPEG data"), 0);
 }
 
+TEST(ImageErrorTest, PngChunkClaimingMoreThanTheFileHoldsIsRefusedBeforeAllocating) {
+  // Found by a ten-minute fuzzing run: 1127 bytes whose zTXt chunk claims 911,681,078 bytes. libpng
+  // allocated and cleared that much before the data ran out (3.4 s a file); the chunk walk refuses it first.
+  const std::string file =
+      test::read_file(std::string(DINOV3_SOURCE_DIR) + "/fuzz/regressions/fuzz_image_png/ztxt_claiming_911mb_in_1kb.png");
+  const Bytes png(file.begin(), file.end());
+  ASSERT_EQ(png.size(), 1127u);
+  Result<ImageRGB8> r = decode_image_memory(png.data(), png.size());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kFormatError);
+  EXPECT_EQ(r.status().message(), "truncated PNG data");
+  if (test::built_with_address_sanitizer()) GTEST_SKIP() << "AddressSanitizer cannot run under RLIMIT_AS";
+  EXPECT_EQ(decode_error_within(png, 256 << 20, "truncated PNG data"), 0);  // 911 MB would not fit
+}
+
 TEST(ImageErrorTest, JpegScanCutShortAndClosedIsRefused) {
   // Scan data cut in the middle and an end-of-image marker appended: libjpeg warns of a premature end of
   // the data segment and would fill the rest with gray; that is a truncated image.
