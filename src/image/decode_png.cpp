@@ -33,6 +33,7 @@ struct PngContext {
   std::vector<png_bytep> row_pointers;
   Palette palette;
   bool truncated = false;
+  uint64_t image_data = 0;  // IDAT bytes present (scan_chunks)
   char message[256] = {};
   Status status;  // a failure found by this code rather than by libpng
 };
@@ -56,35 +57,32 @@ void take_exif(PngContext* ctx) {
   }
 }
 
-// Bytes of image data (IDAT chunks) in the file, walking the chunk lengths; a chunk running past the end
-// counts only what is there. libpng checks the chunks themselves as it reads them.
-uint64_t image_data_bytes(const uint8_t* data, size_t size) {
-  uint64_t total = 0;
-  for (size_t pos = 8; size - pos >= 8 && pos < size;) {
-    const uint64_t length = uint64_t{data[pos]} << 24 | uint64_t{data[pos + 1]} << 16 | uint64_t{data[pos + 2]} << 8 |
-                            data[pos + 3];
-    const size_t available = size - pos - 8;
-    if (std::memcmp(data + pos + 4, "IDAT", 4) == 0) total += std::min<uint64_t>(length, available);
-    if (std::memcmp(data + pos + 4, "IEND", 4) == 0 || length > available) break;
-    pos += 8 + length + 4;  // length, type, data, CRC
-    if (pos > size) break;
-  }
-  return total;
-}
+// One walk over the chunk headers up to IEND. image_data: bytes of image data (IDAT) present, a chunk
+// running past the end counting only what is there. runs_past_end: a chunk claims more bytes (its data and
+// CRC) than the file holds after its header. libpng reads every chunk up to IEND and would fail at the end of
+// the data all the same, but only after allocating and clearing the length an ancillary chunk's header
+// claims: 911 MB for a 1 KB file whose zTXt said so (a ten-minute fuzzing run found it; 3.4 s per file).
+// The data ending between two chunks is left to libpng, which says what it misses.
+struct ChunkScan {
+  uint64_t image_data = 0;
+  bool runs_past_end = false;
+};
 
-// True when a chunk up to IEND claims more bytes (its data and CRC) than the file holds after its header.
-// libpng reads every chunk up to IEND and would fail at the end of the data all the same, but only after
-// allocating and clearing the length an ancillary chunk's header claims: 911 MB for a 1 KB file whose
-// zTXt said so (a ten-minute fuzzing run found it; 3.4 s per file).
-bool chunk_runs_past_end(const uint8_t* data, size_t size) {
+ChunkScan scan_chunks(const uint8_t* data, size_t size) {
+  ChunkScan scan;
   for (size_t pos = 8; pos <= size && size - pos >= 8;) {
     const uint64_t length = uint64_t{data[pos]} << 24 | uint64_t{data[pos + 1]} << 16 | uint64_t{data[pos + 2]} << 8 |
                             data[pos + 3];
-    if (length + 4 > size - pos - 8) return true;
-    if (std::memcmp(data + pos + 4, "IEND", 4) == 0) return false;
+    const size_t available = size - pos - 8;
+    if (std::memcmp(data + pos + 4, "IDAT", 4) == 0) scan.image_data += std::min<uint64_t>(length, available);
+    if (length + 4 > available) {
+      scan.runs_past_end = true;
+      break;
+    }
+    if (std::memcmp(data + pos + 4, "IEND", 4) == 0) break;
     pos += 8 + static_cast<size_t>(length) + 4;  // length, type, data, CRC
   }
-  return false;  // the data ends between two chunks: libpng says what it misses
+  return scan;
 }
 
 // Deflate cannot expand data more than 1032 times (a 258-byte match in two bits), so image data shorter
@@ -153,7 +151,7 @@ bool decompress(PngContext* ctx) {
   ctx->status = check_image_size(width, height, *ctx->options, "PNG");
   if (!ctx->status.ok()) return false;
   const uint64_t sample_bytes = uint64_t{height} * ((uint64_t{width} * png_get_channels(png, info) * bit_depth + 7) / 8);
-  if (image_data_bytes(ctx->data, ctx->size) * kMaxDeflateRatio < sample_bytes) {
+  if (ctx->image_data * kMaxDeflateRatio < sample_bytes) {
     ctx->truncated = true;
     return false;
   }
@@ -211,9 +209,11 @@ void read_trailing_exif(PngContext* ctx) {
 }  // namespace
 
 Result<DecodedImage> decode_png(const uint8_t* data, size_t size, const DecodeOptions& options) {
-  if (chunk_runs_past_end(data, size)) return make_error(ErrorCode::kFormatError, "truncated PNG data");
+  const ChunkScan scan = scan_chunks(data, size);
+  if (scan.runs_past_end) return make_error(ErrorCode::kFormatError, "truncated PNG data");
   DecodedImage out;
   PngContext ctx;
+  ctx.image_data = scan.image_data;
   ctx.data = data;
   ctx.size = size;
   ctx.options = &options;
