@@ -4,7 +4,8 @@
 // Tile 14x32: 28 zmm int32 accumulators. Per K quad: 2 B loads (32 columns x 4 int8), 14 broadcasts of a
 // row's 4 shifted activations, 28 vpdpbusd (four multiply-adds per lane each). The int32 sums cannot
 // overflow: |u * q| <= 255 * 127 per term, and the backend limits K to kInt8MaxIn.
-// Dequantisation in the store: y = (acc - col_offset) * row_scale * col_scale (lowp_kernels.h).
+// Dequantisation in the store: y = (acc - row_zero * col_sum) * row_scale * col_scale, plus the row's outlier
+// channels (lowp_kernels.h).
 #include <cstring>
 #include <utility>
 
@@ -46,15 +47,25 @@ void gemm_u8s8_rows(const LowpTile& t) {
     _mm512_store_si512(&sums[r][0], (__m512i)acc[r][0]);
     _mm512_store_si512(&sums[r][16], (__m512i)acc[r][1]);
   }
-  const __m512i off0 = _mm512_loadu_si512(t.col_offset), off1 = _mm512_loadu_si512(t.col_offset + 16);
+  const __m512i sum0 = _mm512_loadu_si512(t.col_sum), sum1 = _mm512_loadu_si512(t.col_sum + 16);
   const __m512 cs0 = _mm512_loadu_ps(t.col_scale), cs1 = _mm512_loadu_ps(t.col_scale + 16);
   alignas(64) float out[MR][kNr];
   for (int r = 0; r < MR; ++r) {
     const __m512 rs = _mm512_set1_ps(t.row_scale[r]);
-    const __m512i s0 = _mm512_sub_epi32(_mm512_load_si512(&sums[r][0]), off0);
-    const __m512i s1 = _mm512_sub_epi32(_mm512_load_si512(&sums[r][16]), off1);
-    _mm512_store_ps(&out[r][0], _mm512_mul_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(rs, cs0)));
-    _mm512_store_ps(&out[r][16], _mm512_mul_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(rs, cs1)));
+    const __m512i z = _mm512_set1_epi32(t.row_zero[r]);
+    const __m512i s0 = _mm512_sub_epi32(_mm512_load_si512(&sums[r][0]), _mm512_mullo_epi32(z, sum0));
+    const __m512i s1 = _mm512_sub_epi32(_mm512_load_si512(&sums[r][16]), _mm512_mullo_epi32(z, sum1));
+    __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(rs, cs0));
+    __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(rs, cs1));
+    for (int o = 0; o < t.outliers[r]; ++o) {  // the row's outlier channels, in float32 (lowp_kernels.h)
+      const int32_t k = t.outlier_index[r * kMaxOutliers + o];
+      const __m512 v = _mm512_set1_ps(t.outlier_value[r * kMaxOutliers + o] * t.channel_scale[k]);
+      const int8_t* q = t.channel_q + k * t.ld_channel_q;
+      y0 = _mm512_fmadd_ps(v, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))), y0);
+      y1 = _mm512_fmadd_ps(v, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)))), y1);
+    }
+    _mm512_store_ps(&out[r][0], y0);
+    _mm512_store_ps(&out[r][16], y1);
   }
   store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
 }

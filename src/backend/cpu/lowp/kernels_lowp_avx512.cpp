@@ -8,6 +8,8 @@
 // exactly one rounding of an exact sum: an FMA (or a multiply then add) in the same order gives the same
 // float32, and the backend runs every task with FTZ/DAZ. bf16 -> float32 is a 16-bit shift (even element)
 // or a mask (odd element) of the packed pair.
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -70,6 +72,18 @@ __m256i bf16_from_float16(__m512 x) {
 
 __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
+// Lanes that may enter, offered in channel order against the list's current cut.
+void gather_avx512(const float* x, int64_t k, TopMagnitudes& top) {
+  for (int64_t i = 0; i < k; i += 16) {
+    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(first(k - i), x + i));
+    for (unsigned m = _mm512_cmp_ps_mask(v, _mm512_set1_ps(top.cut), _CMP_GT_OQ); m != 0; m &= m - 1) {
+      const int lane = __builtin_ctz(m);
+      const float a = std::fabs(x[i + lane]);
+      if (a > top.cut) top.offer(a, static_cast<int32_t>(i + lane));
+    }
+  }
+}
+
 }  // namespace
 
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t) {
@@ -88,24 +102,58 @@ void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, i
   }
 }
 
-void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint8_t* dst,
-                       float* scale) {
+void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = x + r * ldx;
-    uint8_t* d = dst + r * k_pad;
-    __m512 amax = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(first(k - i), src + i)));
-    const float m = _mm512_reduce_max_ps(amax);
-    scale[r] = m / 127.0f;
-    const __m512 inv = _mm512_set1_ps(m > 0.0f ? 127.0f / m : 0.0f);
-    const __m512i bias = _mm512_set1_epi32(128);
+    __m512 sq = _mm512_setzero_ps(), amax = _mm512_setzero_ps(), lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(first(k - i), src + i);
+      sq = _mm512_fmadd_ps(v, v, sq);
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+      lo = _mm512_min_ps(lo, v);
+      hi = _mm512_max_ps(hi, v);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sq);
+    float sum_squares = 0.0f;
+    for (float l : lanes) sum_squares += l;
+    int32_t* index = dst.outlier_index + r * kMaxOutliers;
+    const int n = find_outliers(src, k, sum_squares, _mm512_reduce_max_ps(amax), gather_avx512, index,
+                                dst.outlier_value + r * kMaxOutliers);
+    dst.outliers[r] = n;
+    // The lanes of [i, i + 16) that are outliers (they count as 0 from here on).
+    auto outlier_lanes = [&](int64_t i) {
+      __mmask16 m = 0;
+      for (int o = 0; o < n; ++o) {
+        if (index[o] >= i && index[o] < i + 16) m = static_cast<__mmask16>(m | (1u << (index[o] - i)));
+      }
+      return m;
+    };
+    if (n > 0) {
+      lo = hi = _mm512_setzero_ps();
+      for (int64_t i = 0; i < k; i += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>(first(k - i) & ~outlier_lanes(i)), src + i);
+        lo = _mm512_min_ps(lo, v);
+        hi = _mm512_max_ps(hi, v);
+      }
+    }
+    float s;
+    int32_t z;
+    u8_scale_zero(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), sum_squares, &s, &z);
+    dst.scale[r] = s;
+    dst.zero[r] = z;
+    const __m512 inv = _mm512_set1_ps(s >= FLT_MIN && s <= FLT_MAX ? 1.0f / s : 0.0f);
+    const __m512i zero = _mm512_set1_epi32(z), u8_max = _mm512_set1_epi32(255);
+    uint8_t* d = dst.data + r * k_pad;
     for (int64_t i = 0; i < k; i += 16) {
       const __mmask16 mk = first(k - i);
+      const __mmask16 m = n > 0 ? static_cast<__mmask16>(mk & ~outlier_lanes(i)) : mk;
       // cvtps rounds with MXCSR's mode, nearest-even, like nearbyint in the scalar path.
-      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, src + i), inv));
-      _mm_mask_storeu_epi8(d + i, mk, _mm512_cvtepi32_epi8(_mm512_add_epi32(q, bias)));
+      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + i), inv)), zero);
+      q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), u8_max);
+      _mm_mask_storeu_epi8(d + i, mk, _mm512_cvtepi32_epi8(q));
     }
-    for (int64_t i = k; i < k_pad; ++i) d[i] = 128;
+    for (int64_t i = k; i < k_pad; ++i) d[i] = static_cast<uint8_t>(z);
   }
 }
 

@@ -20,11 +20,10 @@ Status prepare_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& s
   const int64_t row_bytes = w.k_pad * element_bytes(w.precision);
   DINOV3_RETURN_IF_ERROR(staging.reserve(rows, row_bytes));
   uint8_t* dst = staging.rows_data();
-  float* scales = staging.row_scales();
   pool.run((rows + kConvertRowsPerTask - 1) / kConvertRowsPerTask, [&](int64_t task, int) {
     const int64_t r0 = task * kConvertRowsPerTask, n = std::min(kConvertRowsPerTask, rows - r0);
     if (w.precision == Precision::kInt8) {
-      kernels.to_u8_rows(a + r0 * lda, lda, n, w.in, w.k_pad, dst + r0 * row_bytes, scales + r0);
+      kernels.to_u8_rows(a + r0 * lda, lda, n, w.in, w.k_pad, staging.u8_rows(r0, row_bytes));
     } else {
       kernels.to_bf16_rows(a + r0 * lda, lda, n, w.in, w.k_pad, reinterpret_cast<uint16_t*>(dst + r0 * row_bytes));
     }
@@ -40,10 +39,18 @@ LowpTile make_tile(LowpStaging& staging, const LowpLinear& w, int64_t row0, int 
   t.lda = row_bytes;
   t.b = w.panel(p);
   t.k_groups = w.k_pad / k_group(w.precision);
-  t.row_scale = staging.row_scales() + row0;
   if (w.precision == Precision::kInt8) {
+    const U8Rows rows = staging.u8_rows(row0, row_bytes);
+    t.row_scale = rows.scale;
+    t.row_zero = rows.zero;
+    t.outliers = rows.outliers;
+    t.outlier_index = rows.outlier_index;
+    t.outlier_value = rows.outlier_value;
     t.col_scale = w.col_scale.get() + p * kNr;
-    t.col_offset = w.col_offset.get() + p * kNr;
+    t.col_sum = w.col_sum.get() + p * kNr;
+    t.ld_channel_q = w.panels * kNr;
+    t.channel_q = reinterpret_cast<const int8_t*>(w.channel_q.get()) + p * kNr;
+    t.channel_scale = w.channel_scale.get();
   }
   t.out.rows = tile_rows;
   t.out.cols = static_cast<int>(std::min<int64_t>(kNr, w.out - p * kNr));
@@ -71,9 +78,14 @@ Status LowpStaging::reserve(int64_t rows, int64_t row_bytes) {
       data_ = allocate_bytes(static_cast<size_t>(rows * row_bytes));
       data_bytes_ = rows * row_bytes;
     }
-    if (rows > scale_count_) {
-      scales_ = allocate_aligned(static_cast<size_t>(rows));
-      scale_count_ = rows;
+    if (rows > row_count_) {
+      const auto n = static_cast<size_t>(rows);
+      scales_ = allocate_aligned(n);
+      outlier_values_ = allocate_aligned(n * kMaxOutliers);
+      zeros_ = std::make_unique<int32_t[]>(n);
+      outliers_ = std::make_unique<int32_t[]>(n);
+      outlier_indices_ = std::make_unique<int32_t[]>(n * kMaxOutliers);
+      row_count_ = rows;
     }
   } catch (const std::bad_alloc&) {
     return make_error(ErrorCode::kOutOfMemory,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "backend/cpu/aligned_floats.h"
 #include "backend/cpu/kernels.h"
@@ -19,12 +20,23 @@ class LowpStaging {
  public:
   Status reserve(int64_t rows, int64_t row_bytes);
   uint8_t* rows_data() { return data_.get(); }
-  float* row_scales() { return scales_.get(); }
+  // int8 rows (lowp_kernels.h) from row r on, rows of row_bytes.
+  U8Rows u8_rows(int64_t r, int64_t row_bytes) {
+    U8Rows u;
+    u.data = data_.get() + r * row_bytes;
+    u.scale = scales_.get() + r;
+    u.zero = zeros_.get() + r;
+    u.outliers = outliers_.get() + r;
+    u.outlier_index = outlier_indices_.get() + r * kMaxOutliers;
+    u.outlier_value = outlier_values_.get() + r * kMaxOutliers;
+    return u;
+  }
 
  private:
   AlignedBytes data_;
-  AlignedPtr scales_;
-  int64_t data_bytes_ = 0, scale_count_ = 0;
+  AlignedPtr scales_, outlier_values_;
+  std::unique_ptr<int32_t[]> zeros_, outliers_, outlier_indices_;
+  int64_t data_bytes_ = 0, row_count_ = 0;
 };
 
 // c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]).

@@ -1,6 +1,88 @@
 #include "backend/cpu/lowp/lowp_kernels.h"
 
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+
 namespace dinov3::cpu::lowp {
+
+float outlier_bar(float rest, int64_t n) {
+  return kOutlierRms * std::sqrt(std::max(rest, 0.0f) / static_cast<float>(n));
+}
+
+void TopMagnitudes::offer(float m, int32_t i) {
+  if (count < kMaxOutliers) {
+    magnitude[count] = m;
+    index[count++] = i;
+  } else {
+    int smallest = 0;  // the one to give up: the smallest, the later channel among equals
+    for (int j = 1; j < count; ++j) {
+      if (magnitude[j] < magnitude[smallest] || (magnitude[j] == magnitude[smallest] && index[j] > index[smallest])) {
+        smallest = j;
+      }
+    }
+    magnitude[smallest] = m;
+    index[smallest] = i;
+  }
+  if (count == kMaxOutliers) cut = *std::min_element(magnitude, magnitude + count);
+}
+
+namespace {
+
+// From the largest in `top` down; returns how many, their channels in index (largest first), and the sum
+// of squares left.
+int take_outliers(const TopMagnitudes& top, int64_t k, float sum_squares, int32_t* index, float* rest) {
+  int order[kMaxOutliers];
+  for (int j = 0; j < top.count; ++j) order[j] = j;
+  std::sort(order, order + top.count, [&](int a, int b) {
+    return top.magnitude[a] > top.magnitude[b] || (top.magnitude[a] == top.magnitude[b] && top.index[a] < top.index[b]);
+  });
+  int n = 0;
+  *rest = sum_squares;
+  for (; n < top.count; ++n) {
+    const float m = top.magnitude[order[n]];
+    if (!(m > outlier_bar(*rest, k - n))) break;
+    *rest -= m * m;
+    index[n] = top.index[order[n]];
+  }
+  return n;
+}
+
+}  // namespace
+
+int find_outliers(const float* x, int64_t k, float sum_squares, float amax, GatherFn gather, int32_t* index,
+                  float* value) {
+  if (!(amax > outlier_bar(sum_squares, k))) return 0;
+  float floor = 0.5f * outlier_bar(sum_squares, k);
+  int n = 0;
+  for (int pass = 0; pass < kOutlierSearches; ++pass) {
+    TopMagnitudes top(floor);
+    gather(x, k, top);
+    float rest;
+    n = take_outliers(top, k, sum_squares, index, &rest);
+    const float lower = 0.5f * outlier_bar(rest, k - n);
+    if (n == 0 || n == kMaxOutliers || !(lower < floor)) break;
+    floor = lower;
+  }
+  std::sort(index, index + n);
+  for (int j = 0; j < n; ++j) value[j] = x[index[j]];
+  return n;
+}
+
+void u8_scale_zero(float lo, float hi, float sum_squares, float* scale, int32_t* zero) {
+  if (!(sum_squares <= FLT_MAX)) {  // the row holds inf or NaN: its outputs are NaN, as in float32
+    *scale = std::nanf("");
+    *zero = 0;
+    return;
+  }
+  lo = std::min(lo, 0.0f);
+  hi = std::max(hi, 0.0f);
+  const float s = (hi - lo) / 255.0f;
+  *scale = s;
+  *zero = 0;
+  // An all-zero row keeps s = 0 (every u = 0 = z).
+  if (s >= FLT_MIN && s <= FLT_MAX) *zero = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, 255.0f));
+}
 
 const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, bool use_vnni) {
   static const LowpKernels kScalar{"scalar-emulated", "scalar", 4, 4, to_bf16_rows_scalar, to_u8_rows_scalar,

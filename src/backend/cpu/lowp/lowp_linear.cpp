@@ -61,8 +61,8 @@ void pack_bf16_rows_plain(const uint16_t* m, int64_t ld, int64_t rows, int64_t c
 
 namespace {
 
-// Symmetric per output channel: scale = max|w| / 127, q = round(w / scale). The column sum feeds the
-// activation-shift correction (lowp_kernels.h).
+// Symmetric per output channel: scale = max|w| / 127, q = round(w / scale); the column sums feed the
+// zero-point correction. Then the per-input-channel copy (lowp_kernels.h).
 void pack_int8(const float* w, LowpLinear& lin) {
   auto* dst = reinterpret_cast<int8_t*>(lin.data.get());
   for (int64_t n = 0; n < lin.out; ++n) {
@@ -78,7 +78,18 @@ void pack_int8(const float* w, LowpLinear& lin) {
       sum += qi;
     }
     lin.col_scale[n] = static_cast<float>(m / 127.0);
-    lin.col_offset[n] = 128 * sum;
+    lin.col_sum[n] = sum;
+  }
+  const int64_t cols = lin.panels * kNr;
+  auto* channel = reinterpret_cast<int8_t*>(lin.channel_q.get());
+  for (int64_t k = 0; k < lin.in; ++k) {
+    double m = 0.0;
+    for (int64_t n = 0; n < lin.out; ++n) m = std::max(m, std::fabs(static_cast<double>(w[n * lin.in + k])));
+    for (int64_t n = 0; n < lin.out; ++n) {
+      const double q = m > 0.0 ? std::nearbyint(w[n * lin.in + k] * 127.0 / m) : 0.0;
+      channel[k * cols + n] = static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
+    }
+    lin.channel_scale[k] = static_cast<float>(m / 127.0);
   }
 }
 
@@ -100,7 +111,9 @@ std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w
   lin->has_bias = bias != nullptr;
   if (precision == Precision::kInt8) {
     lin->col_scale = allocate_aligned(static_cast<size_t>(cols));
-    lin->col_offset = std::make_unique<int32_t[]>(static_cast<size_t>(cols));
+    lin->col_sum = std::make_unique<int32_t[]>(static_cast<size_t>(cols));
+    lin->channel_q = allocate_bytes(static_cast<size_t>(in * cols));
+    lin->channel_scale = allocate_aligned(static_cast<size_t>(in));
     pack_int8(w, *lin);
   } else {
     pack_bf16_transposed(w, in, out, in, lin->k_pad, reinterpret_cast<uint16_t*>(lin->data.get()));

@@ -3,7 +3,9 @@
 // product instructions consume it:
 //   bf16: data[((p * k_pad/2 + kp) * 32 + j) * 2 + e] = bf16(W[p*32 + j][2*kp + e])       (vdpbf16ps pairs)
 //   int8: data[((p * k_pad/4 + kq) * 32 + j) * 4 + e] = q(W[p*32 + j][4*kq + e])          (vpdpbusd quads)
-// int8 weights are symmetric per output channel: W[n][k] ~ col_scale[n] * q, q in [-127, 127].
+// int8 weights are symmetric per output channel: W[n][k] ~ col_scale[n] * q, q in [-127, 127]; a second
+// copy, symmetric per input channel (channel_q[k][n] ~ W[n][k] / channel_scale[k], K-major rows of panels * 32
+// columns), serves the activations' outlier channels (lowp_kernels.h).
 #pragma once
 
 #include <cstddef>
@@ -39,7 +41,9 @@ struct LowpLinear final : public Weight {
   AlignedPtr bias;       // [panels * 32], zero-padded
   bool has_bias = false;
   AlignedPtr col_scale;  // int8: [panels * 32] per-channel weight scale
-  std::unique_ptr<int32_t[]> col_offset;  // int8: [panels * 32] = 128 * sum_k q[n][k] (see lowp_kernels.h)
+  std::unique_ptr<int32_t[]> col_sum;  // int8: [panels * 32] sum_k q[n][k] (see lowp_kernels.h)
+  AlignedBytes channel_q;  // int8: [in, panels * 32]
+  AlignedPtr channel_scale;  // int8: [in]
 
   const uint8_t* panel(int64_t p) const { return data.get() + p * k_pad * kNr * element_bytes(precision); }
 };
