@@ -65,16 +65,75 @@ std::vector<float> bf16_rounded(std::vector<float> v) {
   return v;
 }
 
-// Activations on their per-row int8 grid (lowp_kernels.h: scale = max|x| / 127, q = round(x / scale)).
-std::vector<float> int8_rows_rounded(std::vector<float> v, int64_t rows, int64_t cols) {
+// Activations as the int8 conversion splits them (lowp_kernels.h): per row, the outlier channels (from the
+// largest |x| down, each above 6 x the RMS of the values not taken out, at most 8) exactly, and the rest
+// (outliers as 0) on its asymmetric grid over [min(lo, 0), max(hi, 0)]: s = (hi - lo) / 255,
+// z = round(-lo / s), x ~ s * (clamp(round(x / s) + z, 0, 255) - z). Written from the documented rule, in
+// double where the kernels' own rounding does not matter; operands here have clear-cut outliers or none.
+struct Int8Rows {
+  std::vector<float> rest;      // [rows, cols] the grid values, 0 at outliers
+  std::vector<float> outliers;  // [rows, cols] the outliers' exact values, 0 elsewhere
+};
+
+Int8Rows int8_rows_split(const std::vector<float>& v, int64_t rows, int64_t cols) {
+  Int8Rows out{std::vector<float>(v.size(), 0.0f), std::vector<float>(v.size(), 0.0f)};
   for (int64_t r = 0; r < rows; ++r) {
-    float* row = v.data() + r * cols;
-    float m = 0.0f;
-    for (int64_t i = 0; i < cols; ++i) m = std::max(m, std::fabs(row[i]));
-    const float inv = m > 0.0f ? 127.0f / m : 0.0f;
-    for (int64_t i = 0; i < cols; ++i) row[i] = std::nearbyint(row[i] * inv) * (m / 127.0f);
+    const float* row = v.data() + r * cols;
+    std::vector<int64_t> order(static_cast<size_t>(cols));
+    for (int64_t i = 0; i < cols; ++i) order[static_cast<size_t>(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return std::fabs(row[a]) > std::fabs(row[b]); });
+    double rest = 0.0;
+    for (int64_t i = 0; i < cols; ++i) rest += static_cast<double>(row[i]) * row[i];
+    std::vector<bool> outlier(static_cast<size_t>(cols), false);
+    for (int64_t n = 0; n < std::min<int64_t>(8, cols); ++n) {
+      const double m = std::fabs(row[order[static_cast<size_t>(n)]]);
+      if (!(m > 6.0 * std::sqrt(rest / static_cast<double>(cols - n)))) break;
+      rest -= m * m;
+      outlier[static_cast<size_t>(order[static_cast<size_t>(n)])] = true;
+    }
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t i = 0; i < cols; ++i) {
+      if (outlier[static_cast<size_t>(i)]) continue;
+      lo = std::min(lo, row[i]);
+      hi = std::max(hi, row[i]);
+    }
+    const float s = (hi - lo) / 255.0f;
+    const float z = s > 0.0f ? std::nearbyint(-lo / s) : 0.0f;
+    const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+    for (int64_t i = 0; i < cols; ++i) {
+      const size_t at = static_cast<size_t>(r * cols + i);
+      if (outlier[static_cast<size_t>(i)]) {
+        out.outliers[at] = row[i];
+      } else {
+        const float u = std::clamp(std::nearbyint(row[i] * inv) + z, 0.0f, 255.0f);
+        out.rest[at] = (u - z) * s;
+      }
+    }
   }
-  return v;
+  return out;
+}
+
+// The weights' per-input-channel copy that multiplies the outliers (lowp_linear.h).
+std::vector<float> int8_channels_rounded(std::vector<float> w, int64_t out, int64_t in) {
+  for (int64_t k = 0; k < in; ++k) {
+    double m = 0.0;
+    for (int64_t n = 0; n < out; ++n) m = std::max(m, std::fabs(static_cast<double>(w[n * in + k])));
+    for (int64_t n = 0; n < out; ++n) {
+      float& x = w[n * in + k];
+      x = m > 0.0 ? static_cast<float>(std::nearbyint(x * 127.0 / m)) * static_cast<float>(m / 127.0) : 0.0f;
+    }
+  }
+  return w;
+}
+
+// Side by side: [a | b] row by row.
+std::vector<float> concat_rows(const std::vector<float>& a, const std::vector<float>& b, int64_t rows, int64_t cols) {
+  std::vector<float> c(static_cast<size_t>(rows * cols * 2));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(a.begin() + r * cols, a.begin() + (r + 1) * cols, c.begin() + 2 * r * cols);
+    std::copy(b.begin() + r * cols, b.begin() + (r + 1) * cols, c.begin() + (2 * r + 1) * cols);
+  }
+  return c;
 }
 
 // Weights on their per-output-channel grid (lowp_linear.cpp: scale and rounding in double).
@@ -105,12 +164,26 @@ struct Operands {
   std::vector<float> x, w, w2, bias, bias2, y0, gamma;
 };
 
-Operands make_operands(const LinearCase& c, uint32_t seed) {
+// with_outliers: a few input channels 20-60 times larger in every row, their weights that much smaller, as
+// trained ViTs carry them (scripts/make_outlier_model.py); a few rows also get one more, smaller outlier.
+Operands make_operands(const LinearCase& c, uint32_t seed, bool with_outliers = false) {
   Operands o;
   const float bound = 1.0f / std::sqrt(static_cast<float>(c.in));
   o.x = test::random_normal(static_cast<size_t>(c.rows * c.in), seed);
   o.w = test::random_uniform(static_cast<size_t>(c.out * c.in), seed + 1, -bound, bound);
   o.w2 = test::random_uniform(static_cast<size_t>(c.out * c.in), seed + 2, -bound, bound);
+  if (with_outliers) {
+    const int64_t channels[] = {3, c.in / 2, c.in - 5};
+    const float factors[] = {20.0f, 60.0f, 35.0f};
+    for (int j = 0; j < 3; ++j) {
+      for (int64_t r = 0; r < c.rows; ++r) o.x[static_cast<size_t>(r * c.in + channels[j])] = factors[j] * (r % 2 ? 2.5f : -3.0f);
+      for (int64_t n = 0; n < c.out; ++n) {
+        o.w[static_cast<size_t>(n * c.in + channels[j])] /= factors[j];
+        o.w2[static_cast<size_t>(n * c.in + channels[j])] /= factors[j];
+      }
+    }
+    for (int64_t r = 0; r < c.rows; r += 3) o.x[static_cast<size_t>(r * c.in + 7)] = 40.0f;
+  }
   o.bias = test::random_uniform(static_cast<size_t>(c.out), seed + 3, -0.5f, 0.5f);
   o.bias2 = test::random_uniform(static_cast<size_t>(c.out), seed + 4, -0.5f, 0.5f);
   o.y0 = test::random_normal(static_cast<size_t>(c.rows * c.out), seed + 5);
@@ -162,13 +235,16 @@ std::vector<float> oracle_on_rounded(const LinearCase& c, Operands o, Precision 
     o.x = bf16_rounded(o.x);
     o.w = bf16_rounded(o.w);
     o.w2 = bf16_rounded(o.w2);
-  } else {
-    o.x = int8_rows_rounded(o.x, c.rows, c.in);
-    o.w = int8_weights_rounded(o.w, c.out, c.in);
-    o.w2 = int8_weights_rounded(o.w2, c.out, c.in);
+    auto ref = reference();
+    return backend_linear(*ref, c, o, epi);
   }
+  // int8: the grid part and the outliers as one layer over [rest | outliers] and [W | W per channel].
+  const Int8Rows x = int8_rows_split(o.x, c.rows, c.in);
+  o.x = concat_rows(x.rest, x.outliers, c.rows, c.in);
+  o.w = concat_rows(int8_weights_rounded(o.w, c.out, c.in), int8_channels_rounded(o.w, c.out, c.in), c.out, c.in);
+  o.w2 = concat_rows(int8_weights_rounded(o.w2, c.out, c.in), int8_channels_rounded(o.w2, c.out, c.in), c.out, c.in);
   auto ref = reference();
-  return backend_linear(*ref, c, o, epi);
+  return backend_linear(*ref, LinearCase{c.rows, c.out, 2 * c.in}, o, epi);
 }
 
 // ---- the kernel sets, driven directly -----------------------------------------------------------------
@@ -242,12 +318,15 @@ TEST_P(LowpKernelTest, ArithmeticMatchesReferenceOnRoundedOperands) {
   const lowp::LowpKernels* k = kernels_for(GetParam().set);
   if (k == nullptr) GTEST_SKIP() << "this machine cannot run these kernels";
   for (const LinearCase& c : kCases) {
-    const Operands o = make_operands(c, 11);
-    for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
-      const auto got = lowp_linear(*k, GetParam().precision, c, o, epi);
-      const auto want = oracle_on_rounded(c, o, GetParam().precision, epi);
-      EXPECT_LE(test::rel_l2(got, want), kArithmeticTol)
-          << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
+    for (bool outliers : {false, true}) {
+      if (outliers && (GetParam().precision != Precision::kInt8 || c.in < 64)) continue;
+      const Operands o = make_operands(c, 11, outliers);
+      for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
+        const auto got = lowp_linear(*k, GetParam().precision, c, o, epi);
+        const auto want = oracle_on_rounded(c, o, GetParam().precision, epi);
+        EXPECT_LE(test::rel_l2(got, want), kArithmeticTol) << c.rows << "x" << c.out << "x" << c.in << " epilogue "
+                                                           << static_cast<int>(epi) << (outliers ? " outliers" : "");
+      }
     }
   }
 }
@@ -316,14 +395,27 @@ TEST(Bf16, EmulationIsBitExact) {
 
 DINOV3_SUITE_LABELS(Int8, "unit");
 
+// VNNI against the portable tile (plain stores: its epilogue multiply-adds are not fused) and against the
+// AVX-512BW tile (every epilogue).
 TEST(Int8, VnniMatchesScalarBitExact) {
   const lowp::LowpKernels* best = kernels_for(KernelSet::kBest);
   if (best == nullptr || std::strcmp(best->int8_name, "avx512vnni") != 0) GTEST_SKIP() << "no AVX512_VNNI";
   for (const LinearCase& c : kCases) {
-    const Operands o = make_operands(c, 37);
-    const auto a = lowp_linear(*best, Precision::kInt8, c, o, Epi::kStore);
-    const auto b = lowp_linear(*kernels_for(KernelSet::kScalar), Precision::kInt8, c, o, Epi::kStore);
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << c.rows << "x" << c.out << "x" << c.in;
+    for (bool outliers : {false, true}) {
+      if (outliers && c.in < 64) continue;
+      const Operands o = make_operands(c, 37, outliers);
+      const auto a = lowp_linear(*best, Precision::kInt8, c, o, Epi::kStore);
+      const auto b = lowp_linear(*kernels_for(KernelSet::kScalar), Precision::kInt8, c, o, Epi::kStore);
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+          << c.rows << "x" << c.out << "x" << c.in << (outliers ? " outliers" : "");
+      // The AVX-512BW tile shares the VNNI tile's store: the same bits with every epilogue.
+      for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
+        const auto v = lowp_linear(*best, Precision::kInt8, c, o, epi);
+        const auto e = lowp_linear(*kernels_for(KernelSet::kAvx512Emulated), Precision::kInt8, c, o, epi);
+        EXPECT_EQ(std::memcmp(v.data(), e.data(), v.size() * sizeof(float)), 0)
+            << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi) << (outliers ? " outliers" : "");
+      }
+    }
   }
 }
 
@@ -358,10 +450,14 @@ TEST(LowpBackend, LayersMatchReferenceOnRoundedOperands) {
     auto be = cpu_backend(p);
     ASSERT_NE(be, nullptr);
     for (const LinearCase& c : kCases) {
-      const Operands o = make_operands(c, 41);
-      for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
-        EXPECT_LE(test::rel_l2(backend_linear(*be, c, o, epi), oracle_on_rounded(c, o, p, epi)), kArithmeticTol)
-            << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " epilogue " << static_cast<int>(epi);
+      for (bool outliers : {false, true}) {
+        if (outliers && (p != Precision::kInt8 || c.in < 64)) continue;
+        const Operands o = make_operands(c, 41, outliers);
+        for (Epi epi : {Epi::kStore, Epi::kGelu, Epi::kResidual, Epi::kSwiglu}) {
+          EXPECT_LE(test::rel_l2(backend_linear(*be, c, o, epi), oracle_on_rounded(c, o, p, epi)), kArithmeticTol)
+              << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " epilogue "
+              << static_cast<int>(epi) << (outliers ? " outliers" : "");
+        }
       }
     }
   }
@@ -493,19 +589,19 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LowpGoldenTest,
                                          ModelCase{"tiny_swiglu_qkvb", Precision::kInt8}),
                          model_case_name);
 
-// DINOV3_CPU_NO_BF16=1 forces the AVX-512F emulation (or, without AVX-512, the portable kernels): the
-// whole model must come out bit for bit as on the AVX512_BF16 path.
-DINOV3_SUITE_LABELS(LowpGolden, "unit");  // native against emulated bf16, not against timm
+// DINOV3_CPU_NO_BF16=1 / DINOV3_CPU_NO_VNNI=1 force the AVX-512 emulations (or, without AVX-512, the
+// portable kernels): the whole model must come out bit for bit as on the AVX512_BF16 / AVX512_VNNI path.
+DINOV3_SUITE_LABELS(LowpGolden, "unit");  // native against emulated, not against timm
 
-TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
-  ::unsetenv("DINOV3_CPU_NO_BF16");
-  Result<ForwardOutput> native = forward_fixture("vits16", Precision::kBF16, nullptr, nullptr);
-  ::setenv("DINOV3_CPU_NO_BF16", "1", 1);
-  auto be = cpu_backend(Precision::kBF16);
+void expect_forced_emulation_gives_the_same_bits(Precision precision, const char* env, const char* native_name) {
+  ::unsetenv(env);
+  Result<ForwardOutput> native = forward_fixture("vits16", precision, nullptr, nullptr);
+  ::setenv(env, "1", 1);
+  auto be = cpu_backend(precision);
   ASSERT_NE(be, nullptr);
-  EXPECT_EQ(be->device().find("avx512bf16"), std::string::npos) << be->device();
-  Result<ForwardOutput> emulated = forward_fixture("vits16", Precision::kBF16, nullptr, nullptr);
-  ::unsetenv("DINOV3_CPU_NO_BF16");
+  EXPECT_EQ(be->device().find(native_name), std::string::npos) << be->device();
+  Result<ForwardOutput> emulated = forward_fixture("vits16", precision, nullptr, nullptr);
+  ::unsetenv(env);
   ASSERT_TRUE(native.ok()) << native.status().message();
   ASSERT_TRUE(emulated.ok()) << emulated.status().message();
   ASSERT_EQ(native->features.data.size(), emulated->features.data.size());
@@ -515,6 +611,14 @@ TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
   EXPECT_EQ(std::memcmp(native->pooled.data.data(), emulated->pooled.data.data(),
                         native->pooled.data.size() * sizeof(float)),
             0);
+}
+
+TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
+  expect_forced_emulation_gives_the_same_bits(Precision::kBF16, "DINOV3_CPU_NO_BF16", "avx512bf16");
+}
+
+TEST(LowpGolden, ForcedNoVnniGivesTheSameBits) {
+  expect_forced_emulation_gives_the_same_bits(Precision::kInt8, "DINOV3_CPU_NO_VNNI", "avx512vnni");
 }
 
 DINOV3_SUITE_LABELS(LowpCli, "unit");

@@ -100,9 +100,13 @@ class CpuBackend final : public Backend {
       return {"bf16 runs on the portable 4x32 scalar tile: its fast tiles need AVX-512 (there is no AVX2 one), which "
               "this CPU lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
     }
+    if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx512bw-emulated") {
+      return {"int8 runs on an AVX-512BW emulation of AVX512_VNNI (the same results), which this CPU lacks or "
+              "DINOV3_CPU_NO_VNNI turned off; expect it slower than bf16"};
+    }
     if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "scalar") {
-      return {"int8 runs on the portable 4x32 scalar tile: its fast tile needs AVX512_VNNI (there is no AVX2 one), "
-              "which this CPU lacks or DINOV3_CPU_ISA / DINOV3_CPU_NO_VNNI turned off; expect it slower than fp32"};
+      return {"int8 runs on the portable 4x32 scalar tile: its fast tiles need AVX-512 (there is no AVX2 one), "
+              "which this CPU lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
     }
     return {};
   }

@@ -1,84 +1,25 @@
 // int8 GEMM micro-tile on AVX512_VNNI (compiled with -mavx512vnni on top of AVX-512F/BW/DQ/VL; reached only
-// through select_lowp_kernels after the runtime check).
-//
-// Tile 14x32: 28 zmm int32 accumulators. Per K quad: 2 B loads (32 columns x 4 int8), 14 broadcasts of a
-// row's 4 shifted activations, 28 vpdpbusd (four multiply-adds per lane each). The int32 sums cannot
-// overflow: |u * q| <= 255 * 127 per term, and the backend limits K to kInt8MaxIn.
-// Dequantisation in the store: y = (acc - row_zero * col_sum) * row_scale * col_scale, plus the row's outlier
-// channels (lowp_kernels.h).
-#include <cstring>
-#include <utility>
-
-#include "backend/cpu/lowp/lowp_kernels.h"
-#include "backend/cpu/kernels/tile_store.h"
-#include "backend/cpu/lowp/lowp_linear.h"
-#include "backend/cpu/simd/ops_avx512.h"
+// through select_lowp_kernels after the runtime check). Tile 14x32: 28 zmm int32 accumulators, one vpdpbusd
+// (four multiply-adds per lane) per accumulator and K quad. The tile itself: gemm_u8s8_tile.h.
+#include "backend/cpu/lowp/gemm_u8s8_tile.h"
 
 namespace dinov3::cpu::lowp {
 namespace {
 
 constexpr int kMr = 14;
 
-template <int MR>
-void gemm_u8s8_rows(const LowpTile& t) {
-  __v16si acc[MR][2];  // the intrinsic's own element type: with __m512i GCC 12 keeps a stack copy live in the loop
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = (__v16si)_mm512_setzero_si512();
-  const uint8_t* b = t.b;
-  for (int64_t kq = 0; kq < t.k_groups; ++kq, b += 4 * kNr) {
-    // The next panel (contiguous) towards L2 while this one streams, as in the float32 kernel.
-    __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
-    __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
-    const __m512i b0 = _mm512_loadu_si512(b);
-    const __m512i b1 = _mm512_loadu_si512(b + 64);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      int32_t quad;
-      std::memcpy(&quad, t.a + r * t.lda + kq * 4, sizeof(quad));
-      const __m512i a = _mm512_set1_epi32(quad);
-      acc[r][0] = (__v16si)_mm512_dpbusd_epi32((__m512i)acc[r][0], a, b0);
-      acc[r][1] = (__v16si)_mm512_dpbusd_epi32((__m512i)acc[r][1], a, b1);
-    }
-  }
-  // The accumulators leave registers in one plain pass (kept apart from the dequantisation so they are
-  // never spilled inside the K loop).
-  alignas(64) int32_t sums[MR][kNr];
-  for (int r = 0; r < MR; ++r) {
-    _mm512_store_si512(&sums[r][0], (__m512i)acc[r][0]);
-    _mm512_store_si512(&sums[r][16], (__m512i)acc[r][1]);
-  }
-  const __m512i sum0 = _mm512_loadu_si512(t.col_sum), sum1 = _mm512_loadu_si512(t.col_sum + 16);
-  const __m512 cs0 = _mm512_loadu_ps(t.col_scale), cs1 = _mm512_loadu_ps(t.col_scale + 16);
-  alignas(64) float out[MR][kNr];
-  for (int r = 0; r < MR; ++r) {
-    const __m512 rs = _mm512_set1_ps(t.row_scale[r]);
-    const __m512i z = _mm512_set1_epi32(t.row_zero[r]);
-    const __m512i s0 = _mm512_sub_epi32(_mm512_load_si512(&sums[r][0]), _mm512_mullo_epi32(z, sum0));
-    const __m512i s1 = _mm512_sub_epi32(_mm512_load_si512(&sums[r][16]), _mm512_mullo_epi32(z, sum1));
-    __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(rs, cs0));
-    __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(rs, cs1));
-    for (int o = 0; o < t.outliers[r]; ++o) {  // the row's outlier channels, in float32 (lowp_kernels.h)
-      const int32_t k = t.outlier_index[r * kMaxOutliers + o];
-      const __m512 v = _mm512_set1_ps(t.outlier_value[r * kMaxOutliers + o] * t.channel_scale[k]);
-      const int8_t* q = t.channel_q + k * t.ld_channel_q;
-      y0 = _mm512_fmadd_ps(v, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))), y0);
-      y1 = _mm512_fmadd_ps(v, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)))), y1);
-    }
-    _mm512_store_ps(&out[r][0], y0);
-    _mm512_store_ps(&out[r][16], y1);
-  }
-  store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
-}
-
-template <int... R>
-void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
-  using Fn = void (*)(const LowpTile&);
-  static constexpr Fn kByRows[] = {&gemm_u8s8_rows<R + 1>...};
-  kByRows[t.out.rows - 1](t);
-}
+struct DotVnni {
+  using A = __m512i;
+  using B = __m512i;
+  static B load_b(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  static A broadcast_a(int32_t quad) { return _mm512_set1_epi32(quad); }
+  static __v16si step(__v16si acc, A a, B b) { return (__v16si)_mm512_dpbusd_epi32((__m512i)acc, a, b); }
+};
 
 }  // namespace
 
-void gemm_u8s8_14x32_avx512vnni(const LowpTile& t) { dispatch_rows(t, std::make_integer_sequence<int, kMr>{}); }
+void gemm_u8s8_14x32_avx512vnni(const LowpTile& t) {
+  dispatch_u8s8_rows<DotVnni>(t, std::make_integer_sequence<int, kMr>{});
+}
 
 }  // namespace dinov3::cpu::lowp

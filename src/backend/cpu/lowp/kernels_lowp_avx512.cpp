@@ -1,5 +1,6 @@
 // AVX-512F kernels of the reduced-precision paths (compiled with -mavx512f -mavx512bw -mavx512dq
-// -mavx512vl -mfma): operand preparation for both, and the bf16 micro-tile for CPUs without AVX512_BF16.
+// -mavx512vl -mfma): operand preparation for both, the bf16 micro-tile for CPUs without AVX512_BF16 and the
+// int8 one for CPUs without AVX512_VNNI (gemm_u8s8_tile.h: the same sums as vpdpbusd, exactly).
 //
 // The emulated tile reproduces vdpbf16ps bit for bit. Per lane, vdpbf16ps computes
 //   acc = (acc + a[1] * b[1]) + a[0] * b[0]
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/lowp/gemm_u8s8_tile.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
 #include "backend/cpu/kernels/tile_store.h"
 #include "backend/cpu/lowp/lowp_linear.h"
@@ -21,8 +23,31 @@
 namespace dinov3::cpu::lowp {
 namespace {
 
-// 12 rows: 24 accumulators + 4 split B vectors + 2 split A values fit the 32 zmm registers.
+// 12 rows: 24 accumulators + 4 split B vectors + 2 split A values fit the 32 zmm registers (both tiles).
 constexpr int kMrEmulated = 12;
+
+// A K quad's products as vpdpbusd sums them, from 16-bit halves: per 32-bit lane, the even bytes (0, 2)
+// and the odd bytes (1, 3) each give one vpmaddwd pair sum.
+struct DotAvx512bw {
+  struct A {
+    __m512i even, odd;  // u8 zero-extended to 16 bits
+  };
+  struct B {
+    __m512i even, odd;  // s8 sign-extended to 16 bits
+  };
+  static B load_b(const uint8_t* p) {
+    const __m512i v = _mm512_loadu_si512(p);
+    return {_mm512_srai_epi16(_mm512_slli_epi16(v, 8), 8), _mm512_srai_epi16(v, 8)};
+  }
+  static A broadcast_a(int32_t quad) {
+    const __m512i v = _mm512_set1_epi32(quad), low = _mm512_set1_epi16(0x00FF);
+    return {_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 8), low)};
+  }
+  static __v16si step(__v16si acc, const A& a, const B& b) {
+    const __m512i s = _mm512_add_epi32(_mm512_madd_epi16(a.even, b.even), _mm512_madd_epi16(a.odd, b.odd));
+    return (__v16si)_mm512_add_epi32((__m512i)acc, s);
+  }
+};
 
 __m512 even_of(__m512i pairs) { return _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16)); }
 __m512 odd_of(__m512i pairs) { return _mm512_castsi512_ps(_mm512_and_si512(pairs, _mm512_set1_epi32(-65536))); }
@@ -88,6 +113,10 @@ void gather_avx512(const float* x, int64_t k, TopMagnitudes& top) {
 
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t) {
   dispatch_rows(t, std::make_integer_sequence<int, kMrEmulated>{});
+}
+
+void gemm_u8s8_12x32_avx512bw(const LowpTile& t) {
+  dispatch_u8s8_rows<DotAvx512bw>(t, std::make_integer_sequence<int, kMrEmulated>{});
 }
 
 void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {

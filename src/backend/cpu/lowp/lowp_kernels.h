@@ -61,7 +61,7 @@ struct LowpTile {
 
 struct LowpKernels {
   const char* bf16_name;  // which bf16 dot product: "avx512bf16", "avx512f-emulated", "scalar-emulated"
-  const char* int8_name;  // "avx512vnni", "scalar"
+  const char* int8_name;  // "avx512vnni", "avx512bw-emulated", "scalar"
   int bf16_mr, int8_mr;   // rows per micro-tile
   // dst[r, :k_pad] = bf16(x[r, :k]), zero past k. dst rows are k_pad uint16 apart.
   void (*to_bf16_rows)(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
@@ -83,6 +83,7 @@ void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t);
 void gemm_bf16_14x32_avx512bf16(const LowpTile& t);
 void gemm_u8s8_14x32_avx512vnni(const LowpTile& t);
+void gemm_u8s8_12x32_avx512bw(const LowpTile& t);
 void to_bf16_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
 void to_u8_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 

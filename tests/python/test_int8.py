@@ -1,0 +1,100 @@
+"""Reduced precision on a model with outlier channels (scripts/make_outlier_model.py) and on the plain vits16
+fixture, against the float32 reference backend, through the Python API."""
+# ctest labels: golden slow
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dinov3
+
+from conftest import IMAGES, MODELS
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTOS = [IMAGES / n for n in ("rocket.jpg", "chelsea.png", "camera.png", "moon_gray.jpg")]
+RULE_REL, RULE_COS = 1e-2, 0.999  # the accuracy tool's PASS rule
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_outlier_model", ROOT / "scripts" / "make_outlier_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("outliers") / "vits16_outliers"
+    _script().main([str(MODELS / "vits16"), str(dst)])
+    return {"plain": str(MODELS / "vits16"), "outliers": str(dst)}
+
+
+@pytest.fixture(scope="module")
+def pixels(models):
+    return dinov3.Model(models["plain"]).preprocess([str(p) for p in PHOTOS])
+
+
+@pytest.fixture(scope="module")
+def reference(models, pixels):
+    return {k: dinov3.Model(path, backend="reference").forward(pixels) for k, path in models.items()}
+
+
+def agreement(got, want):
+    """Per image: (relative L2 error, cosine), in float64."""
+    out = []
+    for g, w in zip(got.astype(np.float64), want.astype(np.float64)):
+        g, w = g.ravel(), w.ravel()
+        out.append((np.linalg.norm(g - w) / np.linalg.norm(w), g @ w / (np.linalg.norm(g) * np.linalg.norm(w))))
+    return out
+
+
+def run(models, pixels, which, precision):
+    return dinov3.Model(models[which], precision=precision).forward(pixels)
+
+
+def test_the_outlier_model_is_the_same_function_with_large_channels(models, pixels):
+    script = _script()
+    plain, _ = script.read_safetensors(os.path.join(models["plain"], "model.safetensors"))
+    changed, _ = script.read_safetensors(os.path.join(models["outliers"], "model.safetensors"))
+    ratio = changed["blocks.0.norm1.weight"] / plain["blocks.0.norm1.weight"]
+    big = np.flatnonzero(ratio > 1.5)
+    assert len(big) == 4 and ratio[big].min() >= 20 and ratio[big].max() <= 60
+    a, b = run(models, pixels, "plain", "fp32"), run(models, pixels, "outliers", "fp32")
+    for rel, cos in agreement(b.features, a.features):
+        assert rel < 1e-5 and cos > 0.99999
+
+
+@pytest.mark.parametrize("which", ["plain", "outliers"])
+def test_bf16_passes_the_rule(models, pixels, reference, which):
+    out = run(models, pixels, which, "bf16")
+    for name in ("features", "pooled"):
+        for i, (rel, cos) in enumerate(agreement(getattr(out, name), getattr(reference[which], name))):
+            assert rel < RULE_REL and cos > RULE_COS, f"{which} {name} image {i}: rel {rel:.3g} cos {cos:.6f}"
+
+
+def test_int8_loses_nothing_to_outlier_channels(models, pixels, reference):
+    # int8 does not pass the relative-error rule on these random-weight models (README, "Precision"): its
+    # per-channel int8 weights alone cost 1.8e-2. What the outlier handling must give: the outlier model no
+    # worse than the plain one (per-token int8 without it: 0.22 relative error), and the cosine rule kept.
+    plain, outliers = run(models, pixels, "plain", "int8"), run(models, pixels, "outliers", "int8")
+    for name in ("features", "pooled"):
+        a = agreement(getattr(plain, name), getattr(reference["plain"], name))
+        b = agreement(getattr(outliers, name), getattr(reference["outliers"], name))
+        for i, ((rel_a, cos_a), (rel_b, cos_b)) in enumerate(zip(a, b)):
+            assert rel_b < 1.1 * rel_a, f"{name} image {i}: outlier model {rel_b:.3g}, plain {rel_a:.3g}"
+            assert cos_a > RULE_COS and cos_b > RULE_COS, f"{name} image {i}: cosine {cos_a:.6f} / {cos_b:.6f}"
+
+
+def test_int8_without_vnni_gives_the_same_bits(models, pixels, monkeypatch):
+    vnni = dinov3.Model(models["outliers"], precision="int8")
+    if "avx512vnni" not in vnni.device:
+        pytest.skip("this machine has no AVX512_VNNI: the portable tile is the only int8 path")
+    want = vnni.forward(pixels)
+    monkeypatch.setenv("DINOV3_CPU_NO_VNNI", "1")
+    portable = dinov3.Model(models["outliers"], precision="int8")
+    assert "avx512vnni" not in portable.device
+    got = portable.forward(pixels)
+    assert np.array_equal(got.features, want.features) and np.array_equal(got.pooled, want.pooled)
