@@ -77,9 +77,11 @@ const cpu::CpuKernels& kernels_for(Isa isa) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(Isa isa, Precision precision, const cpu::lowp::LowpKernels& lowp, int threads, std::string isa_note)
+  CpuBackend(Isa isa, const BackendOptions& options, const cpu::lowp::LowpKernels& lowp, int threads,
+             std::string isa_note)
       : kernels_(kernels_for(isa)),
-        precision_(precision),
+        precision_(options.precision),
+        int8_linear_precision_(options.int8_linear_precision),
         lowp_(lowp),
         pool_(threads),
         scratch_(threads),
@@ -149,7 +151,14 @@ class CpuBackend final : public Backend {
     try {
       std::unique_ptr<Weight> packed;
       if (lowp()) {
-        packed = cpu::lowp::pack_linear_lowp(precision_, w, bias, out, in);
+        Precision p = precision_;
+        if (p == Precision::kInt8 && int8_linear_precision_) p = int8_linear_precision_(linears_prepared_);
+        if (p != Precision::kInt8 && p != Precision::kBF16) {
+          return make_error(ErrorCode::kInvalidArgument, "cpu backend: an int8 backend's layer runs int8 or bf16, not " +
+                                                             std::string(precision_name(p)));
+        }
+        ++linears_prepared_;
+        packed = cpu::lowp::pack_linear_lowp(p, w, bias, out, in);
       } else {
         packed = cpu::pack_linear(w, bias, out, in, kernels_.nr);
       }
@@ -312,6 +321,8 @@ class CpuBackend final : public Backend {
 
   const cpu::CpuKernels& kernels_;
   Precision precision_;
+  std::function<Precision(int64_t)> int8_linear_precision_;  // BackendOptions::int8_linear_precision
+  int64_t linears_prepared_ = 0;
   const cpu::lowp::LowpKernels& lowp_;
   cpu::lowp::LowpStaging staging_;  // activations converted for the current reduced-precision GEMM
   cpu::ThreadPool pool_;
@@ -334,7 +345,7 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options, Isa
       isa == Isa::kAvx512, f.avx512_bf16 && !env_flag("DINOV3_CPU_NO_BF16"),
       f.avx512_vnni && !env_flag("DINOV3_CPU_NO_VNNI"));
   try {
-    return std::unique_ptr<Backend>(new CpuBackend(isa, options.precision, lowp, threads, std::move(note)));
+    return std::unique_ptr<Backend>(new CpuBackend(isa, options, lowp, threads, std::move(note)));
   } catch (const std::system_error& e) {
     return make_error(ErrorCode::kInternal, std::string("cpu backend: cannot start worker threads: ") + e.what());
   }

@@ -118,6 +118,9 @@ Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
                         const float* a, int64_t lda, int64_t rows, const LowpLinear& gate, const LowpLinear& up,
                         float* c, int64_t ldc) {
   if (rows <= 0) return {};
+  if (gate.precision != up.precision) {
+    return make_error(ErrorCode::kInvalidArgument, "cpu backend: a SwiGLU layer's two weights need one precision");
+  }
   DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, gate));
   const auto tile_fn = gate.precision == Precision::kInt8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
   // Both weights stream through the cache per panel, so a block holds half as many panels of each.
