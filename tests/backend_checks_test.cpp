@@ -140,18 +140,25 @@ TEST(MachineReport, CpuBrandIsTidied) {
   EXPECT_EQ(brand.find("  "), std::string::npos) << brand;
 }
 
+BackendOptions one_thread(Precision precision) {
+  BackendOptions o;
+  o.threads = 1;
+  o.precision = precision;
+  return o;
+}
+
 TEST(MachineReport, PortableLowPrecisionTileIsReportedOnce) {
   // Below AVX-512 the bf16 and int8 linears run on the portable 4x32 tile; the backend says so, once,
   // and only then. (DINOV3_CPU_ISA=avx2 makes that true here whatever the machine.)
-  Result<std::unique_ptr<Backend>> avx2_bf16 = create_cpu_backend_for_isa({1, Precision::kBF16}, cpu::Isa::kAvx2);
+  Result<std::unique_ptr<Backend>> avx2_bf16 = create_cpu_backend_for_isa(one_thread(Precision::kBF16), cpu::Isa::kAvx2);
   if (!avx2_bf16.ok()) GTEST_SKIP() << "this machine has no AVX2: " << avx2_bf16.status().message();
   ASSERT_EQ((*avx2_bf16)->notes().size(), 1u);
   EXPECT_NE((*avx2_bf16)->notes()[0].find("bf16 runs on the portable 4x32 scalar tile"), std::string::npos);
-  Result<std::unique_ptr<Backend>> avx2_int8 = create_cpu_backend_for_isa({1, Precision::kInt8}, cpu::Isa::kAvx2);
+  Result<std::unique_ptr<Backend>> avx2_int8 = create_cpu_backend_for_isa(one_thread(Precision::kInt8), cpu::Isa::kAvx2);
   ASSERT_TRUE(avx2_int8.ok());
   ASSERT_EQ((*avx2_int8)->notes().size(), 1u);
   EXPECT_NE((*avx2_int8)->notes()[0].find("int8 runs on the portable 4x32 scalar tile"), std::string::npos);
-  EXPECT_TRUE((*create_cpu_backend_for_isa({1, Precision::kF32}, cpu::Isa::kAvx2))->notes().empty());
+  EXPECT_TRUE((*create_cpu_backend_for_isa(one_thread(Precision::kF32), cpu::Isa::kAvx2))->notes().empty());
 
   test::TempDir tmp;
   const test::CommandResult r = test::run_command(

@@ -29,12 +29,23 @@ void TopMagnitudes::offer(float m, int32_t i) {
 
 namespace {
 
+// Insertion sort of at most kMaxOutliers entries by `before`.
+template <class T, class Before>
+void sort_small(T* v, int n, Before before) {
+  for (int i = 1; i < n; ++i) {
+    const T x = v[i];
+    int j = i;
+    for (; j > 0 && before(x, v[j - 1]); --j) v[j] = v[j - 1];
+    v[j] = x;
+  }
+}
+
 // From the largest in `top` down; returns how many, their channels in index (largest first), and the sum
 // of squares left.
 int take_outliers(const TopMagnitudes& top, int64_t k, float sum_squares, int32_t* index, float* rest) {
   int order[kMaxOutliers];
   for (int j = 0; j < top.count; ++j) order[j] = j;
-  std::sort(order, order + top.count, [&](int a, int b) {
+  sort_small(order, top.count, [&](int a, int b) {
     return top.magnitude[a] > top.magnitude[b] || (top.magnitude[a] == top.magnitude[b] && top.index[a] < top.index[b]);
   });
   int n = 0;
@@ -64,7 +75,7 @@ int find_outliers(const float* x, int64_t k, float sum_squares, float amax, Gath
     if (n == 0 || n == kMaxOutliers || !(lower < floor)) break;
     floor = lower;
   }
-  std::sort(index, index + n);
+  sort_small(index, n, [](int32_t a, int32_t b) { return a < b; });
   for (int j = 0; j < n; ++j) value[j] = x[index[j]];
   return n;
 }
