@@ -31,31 +31,47 @@ namespace {
 
 using dinov3::Precision;
 
-// Worst image's features relative L2 error against `base`, or -1 on failure (printed).
-double worst_error(const std::string& model_dir, const dinov3::Tensor& input, const dinov3::BackendOptions& options,
-                   const dinov3::Tensor* base, dinov3::Tensor* features) {
+dinov3::Result<std::unique_ptr<dinov3::Model>> load_cpu(const std::string& model_dir,
+                                                        const dinov3::BackendOptions& options) {
   dinov3::LoadOptions lo;
   lo.backend = "cpu";
   lo.backend_options = options;
-  auto model = dinov3::Model::load(model_dir, lo);
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", model.status().message().c_str());
-    return -1;
+  return dinov3::Model::load(model_dir, lo);
+}
+
+dinov3::Result<dinov3::ForwardOutput> forward_with(const std::string& model_dir, const dinov3::Tensor& input,
+                                                   const dinov3::BackendOptions& options) {
+  DINOV3_ASSIGN_OR_RETURN(auto model, load_cpu(model_dir, options));
+  return model->forward(input);
+}
+
+struct Worst {
+  double rel_error = 0, cosine = 1;
+};
+
+// The worst image of `got` against `base` (both [B, ...]).
+Worst worst_image(const dinov3::Tensor& got, const dinov3::Tensor& base) {
+  const size_t per_image = base.data.size() / static_cast<size_t>(base.shape[0]);
+  Worst w;
+  for (int64_t b = 0; b < base.shape[0]; ++b) {
+    const size_t at = static_cast<size_t>(b) * per_image;
+    const auto g = dinov3::compare_outputs(got.data.data() + at, base.data.data() + at, per_image);
+    w.rel_error = std::max(w.rel_error, g.rel_error);
+    w.cosine = std::min(w.cosine, g.cosine);
   }
-  auto out = (*model)->forward(input);
+  return w;
+}
+
+// Worst image's features relative L2 error against `base`, or -1 on failure (printed).
+double worst_error(const std::string& model_dir, const dinov3::Tensor& input, const dinov3::BackendOptions& options,
+                   const dinov3::Tensor* base, dinov3::Tensor* features) {
+  auto out = forward_with(model_dir, input, options);
   if (!out.ok()) {
     std::fprintf(stderr, "%s\n", out.status().message().c_str());
     return -1;
   }
   if (features != nullptr) *features = out->features;
-  if (base == nullptr) return 0;
-  const size_t per_image = base->data.size() / static_cast<size_t>(base->shape[0]);
-  double worst = 0;
-  for (int64_t b = 0; b < base->shape[0]; ++b) {
-    const size_t at = static_cast<size_t>(b) * per_image;
-    worst = std::max(worst, dinov3::compare_outputs(out->features.data.data() + at, base->data.data() + at, per_image).rel_error);
-  }
-  return worst;
+  return base == nullptr ? 0 : worst_image(out->features, *base).rel_error;
 }
 
 // Median forward time (ms) of each configuration, measured in turns.
@@ -63,10 +79,7 @@ std::vector<double> time_in_turns(const std::string& model_dir, const dinov3::Te
                                   const std::vector<dinov3::BackendOptions>& configs) {
   std::vector<std::unique_ptr<dinov3::Model>> models;
   for (const auto& options : configs) {
-    dinov3::LoadOptions lo;
-    lo.backend = "cpu";
-    lo.backend_options = options;
-    auto m = dinov3::Model::load(model_dir, lo);
+    auto m = load_cpu(model_dir, options);
     if (!m.ok()) return {};
     models.push_back(std::move(m).value());
   }
@@ -90,19 +103,12 @@ std::vector<double> time_in_turns(const std::string& model_dir, const dinov3::Te
 
 int run_mix(const std::string& model_dir, const dinov3::Tensor& input, dinov3::BackendOptions options,
             const std::set<int64_t>& int8_layers) {
-  auto load = [&](const dinov3::BackendOptions& o) -> dinov3::Result<dinov3::ForwardOutput> {
-    dinov3::LoadOptions lo;
-    lo.backend = "cpu";
-    lo.backend_options = o;
-    DINOV3_ASSIGN_OR_RETURN(auto m, dinov3::Model::load(model_dir, lo));
-    return m->forward(input);
-  };
-  auto base = load(options);
+  auto base = forward_with(model_dir, input, options);
   dinov3::BackendOptions mix = options, bf16 = options, int8 = options;
   bf16.precision = Precision::kBF16;
   int8.precision = mix.precision = Precision::kInt8;
   mix.int8_linear_precision = [int8_layers](int64_t n) { return int8_layers.count(n) ? Precision::kInt8 : Precision::kBF16; };
-  auto got = load(mix);
+  auto got = forward_with(model_dir, input, mix);
   if (!base.ok() || !got.ok()) {
     std::fprintf(stderr, "%s\n", (base.ok() ? got.status() : base.status()).message().c_str());
     return 1;
@@ -110,14 +116,9 @@ int run_mix(const std::string& model_dir, const dinov3::Tensor& input, dinov3::B
   for (const auto& [name, a, b] : {std::tuple<const char*, const dinov3::Tensor*, const dinov3::Tensor*>{
                                        "features", &got->features, &base->features},
                                    {"pooled", &got->pooled, &base->pooled}}) {
-    const size_t per_image = b->data.size() / static_cast<size_t>(b->shape[0]);
-    double rel = 0, cos = 1;
-    for (int64_t i = 0; i < b->shape[0]; ++i) {
-      const auto g = dinov3::compare_outputs(a->data.data() + i * per_image, b->data.data() + i * per_image, per_image);
-      rel = std::max(rel, g.rel_error);
-      cos = std::min(cos, g.cosine);
-    }
-    std::printf("mix of %zu int8 layers, %s: worst image rel L2 %.3e, cosine %.6f\n", int8_layers.size(), name, rel, cos);
+    const Worst w = worst_image(*a, *b);
+    std::printf("mix of %zu int8 layers, %s: worst image rel L2 %.3e, cosine %.6f\n", int8_layers.size(), name,
+                w.rel_error, w.cosine);
   }
   const auto ms = time_in_turns(model_dir, input, {bf16, mix, int8});
   if (ms.size() != 3) return 1;

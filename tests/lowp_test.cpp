@@ -113,17 +113,30 @@ Int8Rows int8_rows_split(const std::vector<float>& v, int64_t rows, int64_t cols
   return out;
 }
 
-// The weights' per-input-channel copy that multiplies the outliers (lowp_linear.h).
-std::vector<float> int8_channels_rounded(std::vector<float> w, int64_t out, int64_t in) {
-  for (int64_t k = 0; k < in; ++k) {
+// Symmetric int8 rounding of `groups` vectors of `len` values (vector g's i-th value at g * group_stride +
+// i * stride), each on its own grid (lowp_linear.cpp: scale and rounding in double).
+std::vector<float> int8_grid_rounded(std::vector<float> w, int64_t groups, int64_t len, int64_t group_stride,
+                                     int64_t stride) {
+  for (int64_t g = 0; g < groups; ++g) {
+    float* v = w.data() + g * group_stride;
     double m = 0.0;
-    for (int64_t n = 0; n < out; ++n) m = std::max(m, std::fabs(static_cast<double>(w[n * in + k])));
-    for (int64_t n = 0; n < out; ++n) {
-      float& x = w[n * in + k];
+    for (int64_t i = 0; i < len; ++i) m = std::max(m, std::fabs(static_cast<double>(v[i * stride])));
+    for (int64_t i = 0; i < len; ++i) {
+      float& x = v[i * stride];
       x = m > 0.0 ? static_cast<float>(std::nearbyint(x * 127.0 / m)) * static_cast<float>(m / 127.0) : 0.0f;
     }
   }
   return w;
+}
+
+// Weights on their per-output-channel grid.
+std::vector<float> int8_weights_rounded(std::vector<float> w, int64_t out, int64_t in) {
+  return int8_grid_rounded(std::move(w), out, in, in, 1);
+}
+
+// The weights' per-input-channel copy that multiplies the outliers (lowp_linear.h).
+std::vector<float> int8_channels_rounded(std::vector<float> w, int64_t out, int64_t in) {
+  return int8_grid_rounded(std::move(w), in, out, 1, in);
 }
 
 // Side by side: [a | b] row by row.
@@ -134,19 +147,6 @@ std::vector<float> concat_rows(const std::vector<float>& a, const std::vector<fl
     std::copy(b.begin() + r * cols, b.begin() + (r + 1) * cols, c.begin() + (2 * r + 1) * cols);
   }
   return c;
-}
-
-// Weights on their per-output-channel grid (lowp_linear.cpp: scale and rounding in double).
-std::vector<float> int8_weights_rounded(std::vector<float> w, int64_t out, int64_t in) {
-  for (int64_t n = 0; n < out; ++n) {
-    float* row = w.data() + n * in;
-    double m = 0.0;
-    for (int64_t k = 0; k < in; ++k) m = std::max(m, std::fabs(static_cast<double>(row[k])));
-    for (int64_t k = 0; k < in; ++k) {
-      row[k] = m > 0.0 ? static_cast<float>(std::nearbyint(row[k] * 127.0 / m)) * static_cast<float>(m / 127.0) : 0.0f;
-    }
-  }
-  return w;
 }
 
 // ---- the reference backend as the oracle ------------------------------------------------------------

@@ -2,6 +2,7 @@
 fixture, against the float32 reference backend, through the Python API."""
 # ctest labels: golden slow
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ PHOTOS = [IMAGES / n for n in ("rocket.jpg", "chelsea.png", "camera.png", "moon_
 RULE_REL, RULE_COS = 1e-2, 0.999  # the accuracy tool's PASS rule
 
 
+@functools.lru_cache(maxsize=None)
 def _script():
     spec = importlib.util.spec_from_file_location("make_outlier_model", ROOT / "scripts" / "make_outlier_model.py")
     module = importlib.util.module_from_spec(spec)

@@ -10,16 +10,23 @@ float outlier_bar(float rest, int64_t n) {
   return kOutlierRms * std::sqrt(std::max(rest, 0.0f) / static_cast<float>(n));
 }
 
+namespace {
+
+// The ranking of candidates: larger magnitude first, the lower channel among equals.
+bool ranks_before(float magnitude_a, int32_t index_a, float magnitude_b, int32_t index_b) {
+  return magnitude_a > magnitude_b || (magnitude_a == magnitude_b && index_a < index_b);
+}
+
+}  // namespace
+
 void TopMagnitudes::offer(float m, int32_t i) {
   if (count < kMaxOutliers) {
     magnitude[count] = m;
     index[count++] = i;
   } else {
-    int smallest = 0;  // the one to give up: the smallest, the later channel among equals
+    int smallest = 0;  // the one to give up: the last in ranking
     for (int j = 1; j < count; ++j) {
-      if (magnitude[j] < magnitude[smallest] || (magnitude[j] == magnitude[smallest] && index[j] > index[smallest])) {
-        smallest = j;
-      }
+      if (ranks_before(magnitude[smallest], index[smallest], magnitude[j], index[j])) smallest = j;
     }
     magnitude[smallest] = m;
     index[smallest] = i;
@@ -46,7 +53,7 @@ int take_outliers(const TopMagnitudes& top, int64_t k, float sum_squares, int32_
   int order[kMaxOutliers];
   for (int j = 0; j < top.count; ++j) order[j] = j;
   sort_small(order, top.count, [&](int a, int b) {
-    return top.magnitude[a] > top.magnitude[b] || (top.magnitude[a] == top.magnitude[b] && top.index[a] < top.index[b]);
+    return ranks_before(top.magnitude[a], top.index[a], top.magnitude[b], top.index[b]);
   });
   int n = 0;
   *rest = sum_squares;
@@ -63,8 +70,9 @@ int take_outliers(const TopMagnitudes& top, int64_t k, float sum_squares, int32_
 
 int find_outliers(const float* x, int64_t k, float sum_squares, float amax, GatherFn gather, int32_t* index,
                   float* value) {
-  if (!(amax > outlier_bar(sum_squares, k))) return 0;
-  float floor = 0.5f * outlier_bar(sum_squares, k);
+  const float bar = outlier_bar(sum_squares, k);
+  if (!(amax > bar)) return 0;
+  float floor = 0.5f * bar;
   int n = 0;
   for (int pass = 0; pass < kOutlierSearches; ++pass) {
     TopMagnitudes top(floor);

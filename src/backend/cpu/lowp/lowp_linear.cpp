@@ -61,35 +61,37 @@ void pack_bf16_rows_plain(const uint16_t* m, int64_t ld, int64_t rows, int64_t c
 
 namespace {
 
-// Symmetric per output channel: scale = max|w| / 127, q = round(w / scale); the column sums feed the
-// zero-point correction. Then the per-input-channel copy (lowp_kernels.h).
+// Symmetric int8 of the n values v[0], v[stride], ...: scale = max|v| / 127 (in double), q = round(v / scale);
+// put(i, q) receives each value's q. Returns the scale.
+template <class Put>
+float quantize_symmetric(const float* v, int64_t n, int64_t stride, Put&& put) {
+  double m = 0.0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(v[i * stride])));
+  for (int64_t i = 0; i < n; ++i) {
+    const double q = m > 0.0 ? std::nearbyint(v[i * stride] * 127.0 / m) : 0.0;
+    put(i, static_cast<int8_t>(std::clamp(q, -127.0, 127.0)));
+  }
+  return static_cast<float>(m / 127.0);
+}
+
+// Per output channel into the panels (the column sums feed the zero-point correction), then the
+// per-input-channel copy (lowp_kernels.h).
 void pack_int8(const float* w, LowpLinear& lin) {
   auto* dst = reinterpret_cast<int8_t*>(lin.data.get());
   for (int64_t n = 0; n < lin.out; ++n) {
-    const float* row = w + n * lin.in;
-    double m = 0.0;
-    for (int64_t k = 0; k < lin.in; ++k) m = std::max(m, std::fabs(static_cast<double>(row[k])));
     const int64_t p = n / kNr, j = n % kNr;
     int32_t sum = 0;
-    for (int64_t k = 0; k < lin.in; ++k) {
-      const double q = m > 0.0 ? std::nearbyint(row[k] * 127.0 / m) : 0.0;
-      const auto qi = static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
-      dst[((p * lin.k_pad / 4 + k / 4) * kNr + j) * 4 + k % 4] = qi;
-      sum += qi;
-    }
-    lin.col_scale[n] = static_cast<float>(m / 127.0);
+    lin.col_scale[n] = quantize_symmetric(w + n * lin.in, lin.in, 1, [&](int64_t k, int8_t q) {
+      dst[((p * lin.k_pad / 4 + k / 4) * kNr + j) * 4 + k % 4] = q;
+      sum += q;
+    });
     lin.col_sum[n] = sum;
   }
   const int64_t cols = lin.panels * kNr;
   auto* channel = reinterpret_cast<int8_t*>(lin.channel_q.get());
   for (int64_t k = 0; k < lin.in; ++k) {
-    double m = 0.0;
-    for (int64_t n = 0; n < lin.out; ++n) m = std::max(m, std::fabs(static_cast<double>(w[n * lin.in + k])));
-    for (int64_t n = 0; n < lin.out; ++n) {
-      const double q = m > 0.0 ? std::nearbyint(w[n * lin.in + k] * 127.0 / m) : 0.0;
-      channel[k * cols + n] = static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
-    }
-    lin.channel_scale[k] = static_cast<float>(m / 127.0);
+    lin.channel_scale[k] =
+        quantize_symmetric(w + k, lin.out, lin.in, [&](int64_t n, int8_t q) { channel[k * cols + n] = q; });
   }
 }
 
