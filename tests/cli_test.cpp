@@ -2,6 +2,7 @@
 // when it should, hub ids resolve from a fake cache, and images give timm's numbers.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -93,18 +94,27 @@ DINOV3_SUITE_LABELS(Hub, "unit");
 TEST(Hub, ResolvesFromFakeCache) {
   test::TempDir cache;
   const fs::path repo = fs::path(cache.path()) / "models--timm--vit_small_patch16_dinov3.lvd1689m";
+  const std::string main_commit = "0123abcd0123abcd0123abcd0123abcd0123abcd";
   fs::create_directories(repo / "refs");
-  fs::create_directories(repo / "snapshots" / "0123abcd");
-  fs::create_directories(repo / "snapshots" / "older");
-  test::write_file((repo / "refs" / "main").string(), "0123abcd");
+  fs::create_directories(repo / "snapshots" / main_commit);
+  fs::create_directories(repo / "snapshots" / "other");
   for (const char* f : {"config.json", "model.safetensors"}) {
-    fs::copy_file(kTiny + "/" + f, repo / "snapshots" / "0123abcd" / f);
-    fs::copy_file(kTiny + "/" + f, repo / "snapshots" / "older" / f);
+    fs::copy_file(kTiny + "/" + f, repo / "snapshots" / main_commit / f);
+    fs::copy_file(kTiny + "/" + f, repo / "snapshots" / "other" / f);
   }
+  // Without refs/main the most recently written snapshot is taken; the times are set, not left to the clock.
+  const auto now = fs::file_time_type::clock::now();
+  fs::last_write_time(repo / "snapshots" / main_commit, now - std::chrono::hours(2));
+  fs::last_write_time(repo / "snapshots" / "other", now - std::chrono::hours(1));
   ::setenv("HF_HUB_CACHE", cache.path().c_str(), 1);
   Result<ModelLocation> loc = resolve_model(kDefaultModelId);
   ASSERT_TRUE(loc.ok()) << loc.status().message();
-  EXPECT_EQ(loc->dir, (repo / "snapshots" / "0123abcd").string());
+  EXPECT_EQ(loc->dir, (repo / "snapshots" / "other").string());
+  // refs/main names the snapshot to use, even when another one is newer.
+  test::write_file((repo / "refs" / "main").string(), main_commit + "\n");
+  loc = resolve_model(kDefaultModelId);
+  ASSERT_TRUE(loc.ok()) << loc.status().message();
+  EXPECT_EQ(loc->dir, (repo / "snapshots" / main_commit).string());
 
   // HF_HOME/hub is the next place.
   ::unsetenv("HF_HUB_CACHE");
