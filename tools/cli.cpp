@@ -20,7 +20,7 @@ int run_cli_unguarded(const std::vector<std::string>& args) {
   const std::vector<Command> commands = {
       add_info_command(app),  add_infer_command(app),    add_preprocess_command(app),
       add_bench_command(app), add_accuracy_command(app), add_embed_command(app),
-      add_pull_command(app),
+      add_pull_command(app),  add_calibrate_command(app),
       add_pca_command(app),   add_similarity_command(app),
   };
   std::vector<std::string> reversed(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "dinov3/hub.h"
+#include "dinov3/int8_plan.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/tensor_file.h"
 
@@ -41,6 +42,9 @@ void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend) {
   cmd.add_option("--backend,-b", opts->backend, "compute backend")->capture_default_str();
   cmd.add_option("--threads,-t", opts->threads, "worker threads (0: one per core)")->capture_default_str();
   cmd.add_option("--precision", opts->precision, "fp32, bf16 or int8 (backend permitting)")->capture_default_str();
+  cmd.add_option("--int8-plan", opts->int8_plan,
+                 "with --precision int8: the per-layer plan `dinov3 calibrate` wrote (int8 where it measured "
+                 "safe, bf16 elsewhere); without it every linear layer runs int8");
 }
 
 Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend) {
@@ -59,10 +63,29 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
     return make_error(ErrorCode::kInvalidArgument, "unknown precision '" + opts.precision + "' (fp32, bf16, int8)");
   }
   LoadedModel m;
+  if (!opts.int8_plan.empty()) {
+    if (lo.backend_options.precision != Precision::kInt8) {
+      return make_error(ErrorCode::kInvalidArgument, "--int8-plan needs --precision int8");
+    }
+    DINOV3_ASSIGN_OR_RETURN(Int8Plan plan, read_int8_plan(opts.int8_plan));
+    m.int8_plan = opts.int8_plan;
+    m.int8_layers = plan.int8_layers();
+    m.linear_layers = static_cast<int64_t>(plan.layers.size());
+    lo.int8_plan = std::make_shared<const Int8Plan>(std::move(plan));
+  }
   DINOV3_ASSIGN_OR_RETURN(m.model, Model::load(dir, lo));
   std::error_code ec;
   m.random_weights = fs::exists(fs::path(dir) / kRandomWeightsMarker, ec);
   return m;
+}
+
+std::string precision_label(const LoadedModel& m) {
+  std::string label = precision_name(m.model->backend().precision());
+  if (!m.int8_plan.empty()) {
+    label += " (plan " + m.int8_plan + ": " + std::to_string(m.int8_layers) + " of " + std::to_string(m.linear_layers) +
+             " linear layers int8, the rest bf16)";
+  }
+  return label;
 }
 
 void describe_model_source(const LoadedModel& m) {

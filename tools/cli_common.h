@@ -22,6 +22,7 @@ struct ModelOptions {
   std::string backend = default_backend_name();
   int threads = 0;
   std::string precision = "fp32";
+  std::string int8_plan;  // with precision int8: a plan file from `dinov3 calibrate` (empty: every layer int8)
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend = true);
@@ -29,9 +30,13 @@ void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend = tr
 struct LoadedModel {
   std::unique_ptr<Model> model;
   bool random_weights = false;  // the bundled test checkpoint: its numbers mean nothing
+  std::string int8_plan;        // the plan file it was loaded with, if any
+  int64_t int8_layers = 0, linear_layers = 0;  // with a plan: layers in int8, of all
 };
 // Resolves --model (folder, hub id, or the default with the bundled fallback) and loads it on `backend`.
 Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend);
+// The precision as reports print it: "int8 (plan FILE: N of M linear layers int8, the rest bf16)" with a plan.
+std::string precision_label(const LoadedModel& m);
 // Prints the resolved model and, for random weights, a plain warning.
 void describe_model_source(const LoadedModel& m);
 

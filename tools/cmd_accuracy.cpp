@@ -58,6 +58,7 @@ Result<int> run_accuracy(AccuracyOptions o) {
   describe_model_source(test_model);
   ModelOptions base_opts = o.model;
   base_opts.precision = "fp32";
+  base_opts.int8_plan.clear();
   DINOV3_ASSIGN_OR_RETURN(LoadedModel base_model, load_model(base_opts, o.baseline));
   if (o.input.images.empty() && o.input.input_tensor.empty()) o.input.images = bundled_sample_images();
   std::vector<std::string> labels;
@@ -77,7 +78,7 @@ Result<int> run_accuracy(AccuracyOptions o) {
   if (std::isfinite(o.max_mse)) j["thresholds"]["max_mse"] = o.max_mse;
   if (std::isfinite(o.max_abs_diff)) j["thresholds"]["max_abs_diff"] = o.max_abs_diff;
 
-  r.line("backend:  " + model.backend().name() + " (" + precision_name(model.backend().precision()) + ") on " +
+  r.line("backend:  " + model.backend().name() + " (" + precision_label(test_model) + ") on " +
          model.backend().device());
   r.backend_notes(model.backend());
   r.line("baseline: " + o.baseline + " (fp32)");

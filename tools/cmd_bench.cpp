@@ -69,7 +69,7 @@ Result<int> run_bench(const BenchOptions& o) {
   j["warmup"] = o.warmup;
   r.line("model:    " + c.architecture + " at " + std::to_string(size) + "x" + std::to_string(size) + " (" +
          std::to_string(gflop).substr(0, 6) + " GFLOP/image)");
-  r.line("backend:  " + model.backend().name() + ", " + precision_name(model.backend().precision()) + ", " +
+  r.line("backend:  " + model.backend().name() + ", " + precision_label(loaded) + ", " +
          std::to_string(model.backend().threads()) + " thread(s) on " + model.backend().device());
   r.backend_notes(model.backend());
   r.line("build:    " + j["context"]["build"]["commit"].get<std::string>() + ", " + j["context"]["date"].get<std::string>());

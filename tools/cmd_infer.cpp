@@ -54,7 +54,7 @@ Result<int> run_infer(InferOptions o) {
 
   Report r("infer");
   r.line("model:    " + c.architecture + " (" + model.directory() + ")" + (loaded.random_weights ? " [random weights]" : ""));
-  r.line("backend:  " + model.backend().name() + ", " + precision_name(model.backend().precision()) + ", " +
+  r.line("backend:  " + model.backend().name() + ", " + precision_label(loaded) + ", " +
          std::to_string(model.backend().threads()) + " thread(s)");
   r.line("device:   " + model.backend().device());
   r.backend_notes(model.backend());

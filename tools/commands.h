@@ -21,6 +21,7 @@ Command add_bench_command(CLI::App& app);
 Command add_accuracy_command(CLI::App& app);
 Command add_embed_command(CLI::App& app);
 Command add_pull_command(CLI::App& app);
+Command add_calibrate_command(CLI::App& app);
 Command add_pca_command(CLI::App& app);
 Command add_similarity_command(CLI::App& app);
 

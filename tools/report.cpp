@@ -65,6 +65,9 @@ nlohmann::ordered_json model_json(const LoadedModel& loaded) {
                               {"architecture", c.architecture},
                               {"default_pool", pool_mode_name(c.global_pool)},
                               {"random_weights", loaded.random_weights}};
+  if (!loaded.int8_plan.empty()) {
+    j["int8_plan"] = {{"file", loaded.int8_plan}, {"int8_layers", loaded.int8_layers}, {"linear_layers", loaded.linear_layers}};
+  }
   Result<PreprocessConfig> pc = preprocess_config_for(c);
   if (pc.ok()) {
     j["default_preprocess"] = preprocess_json(*pc);

@@ -94,9 +94,25 @@ std::vector<double> rope_periods_from_temperature(int64_t head_dim, double tempe
 Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vector<double>& periods);
 Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature);
 
+// One linear layer of the model, as the backend prepares it.
+struct LinearLayer {
+  std::string name;          // timm's module name: patch_embed.proj, blocks.N.attn.qkv, blocks.N.mlp.fc2, ...
+  int64_t out = 0, in = 0;   // weight shape
+  bool tied_to_next = false;  // takes the next layer's precision too (SwiGLU's gate and up run as one product)
+};
+// The linear layers in the order the backend prepares them (the order BackendOptions::int8_linear_precision
+// counts): the patch embedding, then per block attn.qkv, attn.proj, mlp.fc1 (SwiGLU: mlp.fc1_g and mlp.fc1_x,
+// tied) and mlp.fc2. `config` as a loaded model holds it (mlp_hidden read from the weights).
+std::vector<LinearLayer> linear_layers(const ModelConfig& config);
+
+struct Int8Plan;  // dinov3/int8_plan.h
+
 struct LoadOptions {
   std::string backend = default_backend_name();
   BackendOptions backend_options;
+  // With precision int8: which linear layers run int8 and which stay bf16 (dinov3/int8_plan.h). Loading
+  // fails when the plan names other layers than the model has. Unset: every linear layer int8.
+  std::shared_ptr<const Int8Plan> int8_plan;
 };
 
 struct ForwardOptions {

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "dinov3/model.h"
+#include "dinov3/int8_plan.h"
 #include "dinov3/tensor_file.h"
 #include "model/checkpoint.h"
 #include "util/alloc_guard.h"
@@ -65,9 +66,45 @@ int64_t activation_floats_per_row(const ModelConfig& cfg) { return 2 * cfg.embed
 Model::Model() = default;
 Model::~Model() = default;
 
+std::vector<LinearLayer> linear_layers(const ModelConfig& c) {
+  const int64_t d = c.embed_dim, hidden = c.mlp_hidden;
+  std::vector<LinearLayer> layers{{"patch_embed.proj", d, c.in_chans * c.patch_size * c.patch_size, false}};
+  for (int64_t i = 0; i < c.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    layers.push_back({b + "attn.qkv", 3 * d, d, false});
+    layers.push_back({b + "attn.proj", d, d, false});
+    if (c.mlp == MlpKind::kGelu) {
+      layers.push_back({b + "mlp.fc1", hidden, d, false});
+    } else {
+      layers.push_back({b + "mlp.fc1_g", hidden, d, true});
+      layers.push_back({b + "mlp.fc1_x", hidden, d, false});
+    }
+    layers.push_back({b + "mlp.fc2", d, hidden, false});
+  }
+  return layers;
+}
+
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
-  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, options.backend_options));
-  return load(path, std::move(backend));
+  BackendOptions backend_options = options.backend_options;
+  // The plan's precisions by layer index; checked against the model's own layers once its config is read.
+  auto plan_precisions = std::make_shared<std::vector<Precision>>();
+  if (options.int8_plan) {
+    if (backend_options.precision != Precision::kInt8) {
+      return make_error(ErrorCode::kInvalidArgument, "an int8 plan needs precision int8, not " +
+                                                         std::string(precision_name(backend_options.precision)));
+    }
+    for (const Int8PlanLayer& l : options.int8_plan->layers) plan_precisions->push_back(l.precision);
+    backend_options.int8_linear_precision = [plan_precisions](int64_t n) {
+      return n < static_cast<int64_t>(plan_precisions->size()) ? (*plan_precisions)[static_cast<size_t>(n)]
+                                                                : Precision::kInt8;
+    };
+  }
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, load(path, std::move(backend)));
+  if (options.int8_plan) {
+    DINOV3_RETURN_IF_ERROR(int8_plan_precisions(*options.int8_plan, model->config()).status());
+  }
+  return model;
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {

@@ -1,0 +1,65 @@
+// int8 with per-layer precision: which linear layers of a model run int8 and which stay bf16, chosen by
+// measuring each layer's share of the error on calibration images (the least sensitive layers per unit of
+// arithmetic go int8 until the error budget is spent).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dinov3/backend.h"
+#include "dinov3/model.h"
+#include "dinov3/status.h"
+#include "dinov3/tensor.h"
+
+namespace dinov3 {
+
+struct Int8PlanLayer {
+  std::string name;                   // LinearLayer::name
+  Precision precision = Precision::kInt8;  // kInt8 or kBF16
+  double contribution = 0;            // measured: sqrt(e^2 - e_bf16^2) with only this layer (and its tied one) int8
+};
+
+struct Int8Plan {
+  std::string architecture;  // of the model it was measured on (information; layers are what is checked)
+  std::vector<Int8PlanLayer> layers;  // every linear layer, in linear_layers() order
+  // How it was chosen: errors are the worst image's relative L2 against float32, the larger of features and
+  // pooled.
+  double budget = 0;            // the error the plan was allowed
+  int64_t calibration_images = 0;
+  double bf16_error = 0;        // every layer bf16
+  double int8_error = 0;        // every layer int8
+  double predicted_error = 0;   // sqrt(bf16_error^2 + sum of the int8 layers' contributions^2)
+  double measured_error = 0;    // the plan itself
+  double measured_cosine = 1;   // its worst cosine (features and pooled)
+  double int8_flop_share = 0;   // share of the linear layers' multiply-adds that run int8
+
+  int64_t int8_layers() const;
+};
+
+struct CalibrationOptions {
+  std::string backend = "cpu";
+  int threads = 0;
+  double budget = 8e-3;  // below the port's rule (1e-2) with room for images not in the calibration set
+  // Called after each measurement: (done, total).
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+// Measures every linear layer's int8 error on `images` ([B, C, H, W], preprocessed for the model) and
+// chooses the plan: one forward in float32, bf16 and int8, one per layer (or tied pair) with only it int8,
+// then the plan's own forward; layers leave the plan, most sensitive first, until it measures within budget.
+Result<Int8Plan> calibrate_int8(const std::string& model_path, const Tensor& images,
+                                const CalibrationOptions& options = {});
+
+// JSON files ("format": "dinov3-int8-plan", version 1). write refuses an existing file unless told to overwrite.
+Result<Int8Plan> read_int8_plan(const std::string& path);
+Result<Int8Plan> parse_int8_plan(const std::string& json_text);
+Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overwrite = false);
+std::string int8_plan_to_json(const Int8Plan& plan);
+
+// The plan's precision per layer index, after checking that it names exactly `config`'s linear layers and
+// gives tied layers one precision.
+Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const ModelConfig& config);
+
+}  // namespace dinov3

@@ -1,0 +1,285 @@
+// Per-layer int8 plans: measuring each linear layer's share of the int8 error, choosing the plan, and its
+// JSON file.
+#include "dinov3/int8_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "dinov3/files.h"
+#include "dinov3/metrics.h"
+#include "io/json_util.h"
+
+namespace dinov3 {
+
+namespace {
+
+constexpr const char* kPlanFormat = "dinov3-int8-plan";
+constexpr int kPlanVersion = 1;
+
+// The worst image's agreement with the float32 outputs: the larger relative error and the smaller cosine
+// of features and pooled.
+struct Deviation {
+  double error = 0, cosine = 1;
+};
+
+Deviation deviation(const ForwardOutput& got, const ForwardOutput& base) {
+  Deviation d;
+  for (const auto& [a, b] : {std::pair{&got.features, &base.features}, std::pair{&got.pooled, &base.pooled}}) {
+    const int64_t batch = b->shape.empty() ? 0 : b->shape[0];
+    const size_t per_image = batch > 0 ? b->data.size() / static_cast<size_t>(batch) : 0;
+    for (int64_t i = 0; i < batch; ++i) {
+      const size_t at = static_cast<size_t>(i) * per_image;
+      const Agreement g = compare_outputs(a->data.data() + at, b->data.data() + at, per_image);
+      // NaN anywhere must not look small.
+      d.error = std::isnan(g.rel_error) ? INFINITY : std::max(d.error, g.rel_error);
+      d.cosine = std::isnan(g.cosine) ? -INFINITY : std::min(d.cosine, g.cosine);
+    }
+  }
+  return d;
+}
+
+// Units take one precision together: a layer and the ones tied to it (SwiGLU's gate and up).
+struct Unit {
+  size_t first = 0, count = 0;
+  double macs = 0;          // multiply-adds per token
+  double contribution = 0;  // measured
+};
+
+std::vector<Unit> units_of(const std::vector<LinearLayer>& layers) {
+  std::vector<Unit> units;
+  for (size_t i = 0; i < layers.size();) {
+    Unit u;
+    u.first = i;
+    do {
+      u.macs += static_cast<double>(layers[i].out) * static_cast<double>(layers[i].in);
+      ++u.count;
+    } while (layers[i++].tied_to_next && i < layers.size());
+    units.push_back(u);
+  }
+  return units;
+}
+
+Result<ForwardOutput> run_with(const std::string& path, const Tensor& images, const CalibrationOptions& o,
+                               Precision precision, const std::vector<Precision>* layers) {
+  LoadOptions lo;
+  lo.backend = o.backend;
+  lo.backend_options.threads = o.threads;
+  lo.backend_options.precision = precision;
+  if (layers != nullptr) {
+    lo.backend_options.int8_linear_precision = [layers](int64_t n) { return (*layers)[static_cast<size_t>(n)]; };
+  }
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, lo));
+  return model->forward(images);
+}
+
+double quadrature(double a, double b) { return std::sqrt(a * a + b * b); }
+
+}  // namespace
+
+int64_t Int8Plan::int8_layers() const {
+  return std::count_if(layers.begin(), layers.end(), [](const Int8PlanLayer& l) { return l.precision == Precision::kInt8; });
+}
+
+Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, const CalibrationOptions& o) {
+  if (!(o.budget > 0) || !std::isfinite(o.budget)) {
+    return make_error(ErrorCode::kInvalidArgument, "int8 calibration: the error budget must be a positive number");
+  }
+  if (images.shape.size() != 4 || images.shape[0] < 1) {
+    return make_error(ErrorCode::kInvalidArgument, "int8 calibration: needs a batch of at least one image [B, C, H, W]");
+  }
+  DINOV3_ASSIGN_OR_RETURN(const ForwardOutput base, run_with(path, images, o, Precision::kF32, nullptr));
+  LoadOptions probe_options;
+  probe_options.backend = o.backend;
+  probe_options.backend_options.threads = o.threads;
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> probe, Model::load(path, probe_options));
+  const ModelConfig config = probe->config();
+  probe.reset();
+  const std::vector<LinearLayer> layers = linear_layers(config);
+  std::vector<Unit> units = units_of(layers);
+  const int64_t total = 3 + static_cast<int64_t>(units.size());
+  int64_t done = 0;
+  auto step = [&] {
+    if (o.progress) o.progress(++done, total);
+  };
+
+  Int8Plan plan;
+  plan.architecture = config.architecture;
+  plan.budget = o.budget;
+  plan.calibration_images = images.shape[0];
+  DINOV3_ASSIGN_OR_RETURN(const ForwardOutput bf16, run_with(path, images, o, Precision::kBF16, nullptr));
+  plan.bf16_error = deviation(bf16, base).error;
+  step();
+  DINOV3_ASSIGN_OR_RETURN(const ForwardOutput int8, run_with(path, images, o, Precision::kInt8, nullptr));
+  plan.int8_error = deviation(int8, base).error;
+  step();
+  if (!(plan.bf16_error < o.budget)) {
+    return make_error(ErrorCode::kUnsupported, "int8 calibration: bf16 alone is off by " + std::to_string(plan.bf16_error) +
+                                                   ", over the budget of " + std::to_string(o.budget));
+  }
+
+  // Each unit alone in int8, the rest bf16: its contribution, as errors of independent layers add in quadrature.
+  std::vector<Precision> precisions(layers.size(), Precision::kBF16);
+  for (Unit& u : units) {
+    std::fill_n(precisions.begin() + static_cast<std::ptrdiff_t>(u.first), u.count, Precision::kInt8);
+    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput one, run_with(path, images, o, Precision::kInt8, &precisions));
+    std::fill_n(precisions.begin() + static_cast<std::ptrdiff_t>(u.first), u.count, Precision::kBF16);
+    const double e = deviation(one, base).error;
+    u.contribution = std::sqrt(std::max(0.0, e * e - plan.bf16_error * plan.bf16_error));
+    step();
+  }
+
+  // Cheapest error per multiply-add saved first, while the predicted error stays within budget.
+  std::vector<size_t> order(units.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return units[a].contribution * units[a].contribution * units[b].macs <
+           units[b].contribution * units[b].contribution * units[a].macs;
+  });
+  std::vector<size_t> chosen;
+  double predicted = plan.bf16_error;
+  for (const size_t u : order) {
+    const double next = quadrature(predicted, units[u].contribution);
+    if (next > o.budget) continue;
+    predicted = next;
+    chosen.push_back(u);
+  }
+
+  // Measure the plan; while it is over budget, the most sensitive chosen unit goes back to bf16.
+  Deviation measured{plan.bf16_error, 1.0};
+  for (;;) {
+    std::fill(precisions.begin(), precisions.end(), Precision::kBF16);
+    for (const size_t u : chosen) {
+      std::fill_n(precisions.begin() + static_cast<std::ptrdiff_t>(units[u].first), units[u].count, Precision::kInt8);
+    }
+    if (chosen.empty()) break;
+    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput mix, run_with(path, images, o, Precision::kInt8, &precisions));
+    measured = deviation(mix, base);
+    if (measured.error <= o.budget) break;
+    const auto worst = std::max_element(chosen.begin(), chosen.end(), [&](size_t a, size_t b) {
+      return units[a].contribution < units[b].contribution;
+    });
+    chosen.erase(worst);
+  }
+  step();
+  if (chosen.empty()) measured = deviation(bf16, base);
+
+  double int8_macs = 0, all_macs = 0;
+  plan.predicted_error = plan.bf16_error;
+  for (const size_t u : chosen) {
+    int8_macs += units[u].macs;
+    plan.predicted_error = quadrature(plan.predicted_error, units[u].contribution);
+  }
+  for (const Unit& u : units) {
+    all_macs += u.macs;
+    for (size_t i = u.first; i < u.first + u.count; ++i) {
+      plan.layers.push_back({layers[i].name, precisions[i], u.contribution});
+    }
+  }
+  plan.measured_error = measured.error;
+  plan.measured_cosine = measured.cosine;
+  plan.int8_flop_share = all_macs > 0 ? int8_macs / all_macs : 0;
+  return plan;
+}
+
+Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const ModelConfig& config) {
+  const std::vector<LinearLayer> layers = linear_layers(config);
+  if (plan.layers.size() != layers.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "int8 plan: it has " + std::to_string(plan.layers.size()) + " linear layers, the model " +
+                          std::to_string(layers.size()) + " (a plan made for " +
+                          (plan.architecture.empty() ? "another model" : plan.architecture) + "?)");
+  }
+  std::vector<Precision> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Int8PlanLayer& l = plan.layers[i];
+    if (l.name != layers[i].name) {
+      return make_error(ErrorCode::kInvalidArgument, "int8 plan: layer " + std::to_string(i) + " is '" + l.name +
+                                                         "', the model's is '" + layers[i].name + "'");
+    }
+    if (l.precision != Precision::kInt8 && l.precision != Precision::kBF16) {
+      return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + l.name + " must be int8 or bf16");
+    }
+    if (i > 0 && layers[i - 1].tied_to_next && plan.layers[i - 1].precision != l.precision) {
+      return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + layers[i - 1].name + " and " + l.name +
+                                                         " run as one product and need one precision");
+    }
+    out.push_back(l.precision);
+  }
+  return out;
+}
+
+std::string int8_plan_to_json(const Int8Plan& plan) {
+  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+  for (const Int8PlanLayer& l : plan.layers) {
+    layers.push_back({{"name", l.name}, {"precision", precision_name(l.precision)}, {"contribution", l.contribution}});
+  }
+  nlohmann::ordered_json j = {
+      {"format", kPlanFormat},
+      {"version", kPlanVersion},
+      {"architecture", plan.architecture},
+      {"int8_layers", plan.int8_layers()},
+      {"int8_flop_share", plan.int8_flop_share},
+      {"calibration",
+       {{"images", plan.calibration_images},
+        {"budget", plan.budget},
+        {"bf16_error", plan.bf16_error},
+        {"int8_error", plan.int8_error},
+        {"predicted_error", plan.predicted_error},
+        {"measured_error", plan.measured_error},
+        {"measured_cosine", plan.measured_cosine}}},
+      {"layers", layers}};
+  return j.dump(2) + "\n";
+}
+
+Result<Int8Plan> parse_int8_plan(const std::string& text) {
+  DINOV3_ASSIGN_OR_RETURN(const nlohmann::json j, io::parse_json(text));
+  auto bad = [](const std::string& why) { return make_error(ErrorCode::kFormatError, "int8 plan: " + why); };
+  if (!j.is_object() || !j.contains("format") || j["format"] != kPlanFormat) return bad("not a dinov3-int8-plan file");
+  if (!j.contains("version") || j["version"] != kPlanVersion) return bad("version must be " + std::to_string(kPlanVersion));
+  if (!j.contains("layers") || !j["layers"].is_array() || j["layers"].empty()) return bad("needs a non-empty \"layers\" list");
+  Int8Plan plan;
+  if (j.contains("architecture") && j["architecture"].is_string()) plan.architecture = j["architecture"].get<std::string>();
+  for (const auto& l : j["layers"]) {
+    if (!l.is_object() || !l.contains("name") || !l["name"].is_string() || !l.contains("precision") ||
+        !l["precision"].is_string()) {
+      return bad("each layer needs a \"name\" and a \"precision\" string");
+    }
+    Int8PlanLayer layer;
+    layer.name = l["name"].get<std::string>();
+    if (!precision_from_name(l["precision"].get<std::string>(), &layer.precision) ||
+        (layer.precision != Precision::kInt8 && layer.precision != Precision::kBF16)) {
+      return bad(layer.name + ": precision must be \"int8\" or \"bf16\"");
+    }
+    if (l.contains("contribution") && l["contribution"].is_number()) layer.contribution = l["contribution"].get<double>();
+    plan.layers.push_back(std::move(layer));
+  }
+  if (j.contains("calibration") && j["calibration"].is_object()) {
+    const auto& c = j["calibration"];
+    auto number = [&c](const char* key, double* out) {
+      if (c.contains(key) && c[key].is_number()) *out = c[key].get<double>();
+    };
+    number("budget", &plan.budget);
+    number("bf16_error", &plan.bf16_error);
+    number("int8_error", &plan.int8_error);
+    number("predicted_error", &plan.predicted_error);
+    number("measured_error", &plan.measured_error);
+    number("measured_cosine", &plan.measured_cosine);
+    if (c.contains("images") && c["images"].is_number_integer()) plan.calibration_images = c["images"].get<int64_t>();
+  }
+  if (j.contains("int8_flop_share") && j["int8_flop_share"].is_number()) plan.int8_flop_share = j["int8_flop_share"].get<double>();
+  return plan;
+}
+
+Result<Int8Plan> read_int8_plan(const std::string& path) {
+  DINOV3_ASSIGN_OR_RETURN(const std::string text, read_text_file(path));
+  Result<Int8Plan> plan = parse_int8_plan(text);
+  if (!plan.ok()) return make_error(plan.status().code(), path + ": " + plan.status().message());
+  return plan;
+}
+
+Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overwrite) {
+  return write_bytes_atomic(path, overwrite, int8_plan_to_json(plan));
+}
+
+}  // namespace dinov3
