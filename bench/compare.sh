@@ -6,7 +6,10 @@
 # minutes, and each engine can catch one alone; alternating them in short rounds keeps such a stretch from
 # deciding a ratio. The reference backend runs once (batch 1, few runs).
 #
-#   bench/compare.sh [--threads 2] [--runs 20] [--rounds 5] [--model DIR] [--precisions fp32,bf16,int8]
+#   bench/compare.sh [--threads 2] [--runs 20] [--rounds 5] [--model DIR] [--precisions fp32,bf16,int8,int8-plan]
+#
+# int8-plan: int8 with the per-layer plan `dinov3 calibrate` writes for the model first (on the bundled
+# sample photos; the plan and its report land in output/compare/calibrate).
 #
 # Peak figures: PEAK_GFLOPS_FP32 / PEAK_GFLOPS_BF16 / PEAK_GFLOPS_INT8 per core (defaults: this machine's
 # anchors README: 287 fp32 FMA, 528 bf16 dot products; int8 VNNI taken as 2x bf16).
@@ -31,7 +34,14 @@ scripts/install_deps.sh
 scripts/build.sh >/dev/null
 out=output/compare
 mkdir -p "$out"
-rm -rf "$out"/round-* "$out"/reference-* "$out"/cpu-* "$out"/ort.jsonl "$out"/ort.txt  # no stale rows from an earlier run
+rm -rf "$out"/round-* "$out"/reference-* "$out"/cpu-* "$out"/calibrate "$out"/ort.jsonl "$out"/ort.txt  # no stale rows from an earlier run
+
+plan=$out/calibrate/int8_plan.json
+if [[ ",$precisions," == *,int8-plan,* ]]; then
+  echo "# int8 plan for $model"
+  build/bin/dinov3 calibrate --model "$model" --threads "$threads" --plan "$plan" --overwrite \
+    --output-dir "$out/calibrate" | grep -E '^(errors|plan):'
+fi
 
 ort_home=$(../shared/anchors/setup.sh)
 for r in $(seq 1 "$rounds"); do
@@ -42,7 +52,8 @@ for r in $(seq 1 "$rounds"); do
     --json "$dir/ort.jsonl" | tee "$dir/ort.txt"
   for p in ${precisions//,/ }; do
     echo "# round $r of $rounds: dinov3 cpu backend, $p"
-    build/bin/dinov3 bench --model "$model" --backend cpu --precision "$p" --threads "$threads" --iterations "$runs" \
+    if [ "$p" = int8-plan ]; then flags=(--precision int8 --int8-plan "$plan"); else flags=(--precision "$p"); fi
+    build/bin/dinov3 bench --model "$model" --backend cpu "${flags[@]}" --threads "$threads" --iterations "$runs" \
       --warmup 5 --batch-sizes 1,2,4,8 --output-dir "$dir/cpu-$p" >/dev/null
     grep -E '^ +[0-9]+ ' "$dir/cpu-$p/bench.log"
   done

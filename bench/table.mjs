@@ -54,7 +54,10 @@ for (const round of rounds) {
     if (!fs.existsSync(file)) continue;
     const f = readBench(file);
     const c = f.json.context;
-    add(`dinov3 ${c.backend} ${c.precision}`, { prec: c.precision, gflop: f.json.gflop_per_image, date: c.date, machine: c.machine }, round, f);
+    // An int8 plan runs some layers int8 and the rest bf16: no single peak applies.
+    const plan = f.json.model?.int8_plan;
+    const name = `dinov3 ${c.backend} ${c.precision}` + (plan ? ` plan (${plan.int8_layers} of ${plan.linear_layers} layers int8)` : '');
+    add(name, { prec: plan ? 'mixed' : c.precision, gflop: f.json.gflop_per_image, date: c.date, machine: c.machine }, round, f);
   }
 }
 const refFile = path.join(dir, 'reference-fp32', 'bench.json');
@@ -88,7 +91,7 @@ for (const [name, e] of engines) {
     return { round: r.round, ms: quotient(r.ms1, o?.ms1), tp: quotient(r.ips[3], o?.ips[3]) };
   });
   console.log(`| ${name} | ${fmt(ms1)} | ${ips.map((v) => fmt(v)).join(' | ')} | ${fmt(achieved, 0)} | ` +
-              `${fmt((100 * achieved) / peak, 0)}% | ${ratio(median(pairs.map((p) => p.ms)))} | ` +
+              `${peak ? `${fmt((100 * achieved) / peak, 0)}%` : '-'} | ${ratio(median(pairs.map((p) => p.ms)))} | ` +
               `${ratio(median(pairs.map((p) => p.tp)))} |`);
   if (name !== 'onnxruntime fp32' && e.runs.length > 1) {
     perRound.push(`${name}: ` + pairs.map((p) => `${p.round} ${ratio(p.ms)} @1, ${ratio(p.tp)} @8`).join('; '));
