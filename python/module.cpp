@@ -24,8 +24,10 @@
 #include "dinov3/analysis.h"
 #include "dinov3/backend.h"
 #include "dinov3/collection.h"
+#include "dinov3/files.h"
 #include "dinov3/hub.h"
 #include "dinov3/image.h"
+#include "dinov3/int8_plan.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/status.h"
@@ -391,7 +393,8 @@ void publish_npy(const std::string& out, const std::vector<int64_t>& shape, cons
 
 class PyModel {
  public:
-  PyModel(const std::string& spec, const std::string& backend, const std::string& precision, int threads) {
+  PyModel(const std::string& spec, const std::string& backend, const std::string& precision, int threads,
+          const std::string& int8_plan) {
     if (threads < 0) raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
     // An unknown backend is a wrong argument here (the registry says kNotFound, as for a missing name).
     const std::vector<std::string> backends = backend_names();
@@ -411,6 +414,10 @@ class PyModel {
     {
       py::gil_scoped_release release;
       status = [&]() -> Status {
+        if (!int8_plan.empty()) {
+          DINOV3_ASSIGN_OR_RETURN(Int8Plan plan, read_int8_plan(int8_plan));
+          lo.int8_plan = std::make_shared<const Int8Plan>(std::move(plan));
+        }
         DINOV3_ASSIGN_OR_RETURN(ModelLocation loc, resolve_model(spec));
         DINOV3_ASSIGN_OR_RETURN(state->model, Model::load(loc.dir, lo));
         DINOV3_ASSIGN_OR_RETURN(state->preprocess, preprocess_config_for(state->model->config()));
@@ -583,6 +590,33 @@ PYBIND11_MODULE(_dinov3, m) {
       "check_embed_output",
       [](const std::string& out, bool allow_existing) { dinov3::python::check(dinov3::check_embed_output(out, allow_existing)); },
       py::arg("out"), py::arg("allow_existing"), "Raises ValueError for an output embed may not write.");
+  m.def(
+      "calibrate_int8",
+      [](const std::string& spec, const py::array_t<float, py::array::c_style>& pixels, double budget, int threads,
+         const std::string& plan_path, bool overwrite) {
+        using namespace dinov3;
+        if (threads < 0) python::raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
+        if (!overwrite && file_exists(plan_path)) {
+          python::raise(make_error(ErrorCode::kInvalidArgument, plan_path + " exists; pass overwrite=True or another path"));
+        }
+        Shape shape(pixels.shape(), pixels.shape() + pixels.ndim());
+        Result<Int8Plan> plan = make_error(ErrorCode::kInternal, "no calibration ran");
+        Status written;
+        {
+          py::gil_scoped_release release;
+          Tensor input(std::move(shape), std::vector<float>(pixels.data(), pixels.data() + pixels.size()));
+          CalibrationOptions o;
+          o.threads = threads;
+          o.budget = budget;
+          Result<ModelLocation> loc = resolve_model(spec);
+          plan = loc.ok() ? calibrate_int8(loc->dir, input, o) : Result<Int8Plan>(loc.status());
+          if (plan.ok()) written = write_int8_plan(*plan, plan_path, overwrite);
+        }
+        python::check(written);
+        return int8_plan_to_json(python::unwrap(std::move(plan)));
+      },
+      py::arg("model"), py::arg("pixels"), py::arg("budget"), py::arg("threads"), py::arg("plan"), py::arg("overwrite"),
+      "Measures each linear layer's int8 error on the pixels, writes the plan file, returns its JSON text.");
   m.def("publish_npy", &dinov3::python::publish_npy, py::arg("out"), py::arg("shape"), py::arg("chunks"), py::arg("paths"),
         py::arg("overwrite"),
         "Writes a float32 .npy from an iterable of row arrays and its index of paths, both or neither.");
@@ -613,8 +647,8 @@ PYBIND11_MODULE(_dinov3, m) {
       .def_static("load", &PyPca::load, py::arg("path"));
 
   py::class_<PyModel>(m, "Model", "A loaded DINOv3 model (see dinov3.Model).")
-      .def(py::init<const std::string&, const std::string&, const std::string&, int>(), py::arg("model"),
-           py::arg("backend"), py::arg("precision"), py::arg("threads"))
+      .def(py::init<const std::string&, const std::string&, const std::string&, int, const std::string&>(),
+           py::arg("model"), py::arg("backend"), py::arg("precision"), py::arg("threads"), py::arg("int8_plan"))
       .def("config", &PyModel::config, "Architecture, dimensions, pooling and preprocessing defaults.")
       .def("backend_name", &PyModel::backend_name, "The compute backend's name.")
       .def("device", &PyModel::device, "The device the backend computes on.")

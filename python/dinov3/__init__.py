@@ -22,6 +22,7 @@ MemoryError (an allocation refused) or RuntimeError (anything else).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -30,7 +31,7 @@ import numpy as np
 
 from . import _dinov3
 
-__all__ = ["Model", "ForwardResult", "EmbedResult", "EmbedIterator", "DenseFeatures", "PatchPca", "PcaResult",
+__all__ = ["Model", "calibrate_int8", "ForwardResult", "EmbedResult", "EmbedIterator", "DenseFeatures", "PatchPca", "PcaResult",
            "SimilarityResult", "DEFAULT_MODEL", "__version__"]
 
 __version__: str = _dinov3.__version__
@@ -198,14 +199,17 @@ class Model:
     backend: the compute backend ("cpu", or "reference", the slow oracle).
     precision: "fp32", "bf16" or "int8" (as the backend permits).
     threads: backend worker threads; None: one per core.
+    int8_plan: with precision "int8", a plan file from calibrate_int8 (or `dinov3 calibrate`): int8 in the
+        layers where it measured safe, bf16 elsewhere. None: every linear layer int8.
 
     Raises FileNotFoundError when the model cannot be found (the message lists where it looked),
     ValueError for a malformed or unsupported checkpoint or a wrong argument.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, backend: str = "cpu", precision: str = "fp32",
-                 threads: Optional[int] = None) -> None:
-        self._core = _dinov3.Model(os.fspath(model), backend, precision, 0 if threads is None else int(threads))
+                 threads: Optional[int] = None, int8_plan: Optional[str] = None) -> None:
+        self._core = _dinov3.Model(os.fspath(model), backend, precision, 0 if threads is None else int(threads),
+                                   "" if int8_plan is None else os.fspath(int8_plan))
         self._config: Dict[str, Any] = self._core.config()
 
     @property
@@ -301,3 +305,25 @@ class Model:
     def __repr__(self) -> str:
         c = self._config
         return f"dinov3.Model({c['architecture']!r}, layout={c['layout']!r}, path={c['path']!r}, backend={self.backend!r})"
+
+
+def calibrate_int8(model: str, images: Any, plan: str, budget: float = 0.008, threads: Optional[int] = None,
+                   overwrite: bool = False) -> Dict[str, Any]:
+    """Measures each linear layer's int8 error on calibration images and writes the int8 plan to `plan`
+    (then: Model(model, precision="int8", int8_plan=plan)). Layers go int8, least error per multiply-add
+    first, while the error predicted from the measurements stays within `budget`; the plan itself is then
+    measured, and the most sensitive of its int8 layers return to bf16 until it is within budget. Errors are
+    the worst image's relative L2 against float32, the larger of features and pooled.
+
+    images: as Model.preprocess takes them (paths, PIL images, HxWx3 uint8 arrays), or float32
+        [B, 3, H, W] pixels already preprocessed. About (4 + number of linear layers) forwards of them.
+    Returns the plan (its JSON as a dict). Raises ValueError for an existing `plan` without overwrite or
+    a budget bf16 alone exceeds.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 4 and np.issubdtype(images.dtype, np.floating):
+        pixels = np.ascontiguousarray(images, dtype=np.float32)
+    else:
+        pixels = Model(model, backend="reference").preprocess(images)
+    text = _dinov3.calibrate_int8(os.fspath(model), pixels, float(budget), 0 if threads is None else int(threads),
+                                  os.fspath(plan), bool(overwrite))
+    return json.loads(text)

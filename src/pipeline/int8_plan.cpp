@@ -233,8 +233,10 @@ std::string int8_plan_to_json(const Int8Plan& plan) {
 }
 
 Result<Int8Plan> parse_int8_plan(const std::string& text) {
-  DINOV3_ASSIGN_OR_RETURN(const nlohmann::json j, io::parse_json(text));
   auto bad = [](const std::string& why) { return make_error(ErrorCode::kFormatError, "int8 plan: " + why); };
+  Result<nlohmann::json> parsed = io::parse_json(text);
+  if (!parsed.ok()) return bad(parsed.status().message());
+  const nlohmann::json& j = *parsed;
   if (!j.is_object() || !j.contains("format") || j["format"] != kPlanFormat) return bad("not a dinov3-int8-plan file");
   if (!j.contains("version") || j["version"] != kPlanVersion) return bad("version must be " + std::to_string(kPlanVersion));
   if (!j.contains("layers") || !j["layers"].is_array() || j["layers"].empty()) return bad("needs a non-empty \"layers\" list");

@@ -15,7 +15,11 @@ import dinov3
 from conftest import IMAGES, MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
-PHOTOS = [IMAGES / n for n in ("rocket.jpg", "chelsea.png", "camera.png", "moon_gray.jpg")]
+# The int8 plans are calibrated on the bundled sample photos (rocket, chelsea, camera); the last four here are
+# not among them.
+PHOTOS = [IMAGES / n for n in ("rocket.jpg", "chelsea.png", "camera.png", "moon_gray.jpg", "coffee_444.jpg",
+                               "page.png", "astronaut_progressive.jpg")]
+SAMPLES = sorted((ROOT / "assets" / "images").iterdir())
 RULE_REL, RULE_COS = 1e-2, 0.999  # the accuracy tool's PASS rule
 
 
@@ -90,13 +94,50 @@ def test_int8_loses_nothing_to_outlier_channels(models, pixels, reference):
             assert cos_a > RULE_COS and cos_b > RULE_COS, f"{name} image {i}: cosine {cos_a:.6f} / {cos_b:.6f}"
 
 
-def test_int8_without_vnni_gives_the_same_bits(models, pixels, monkeypatch):
-    vnni = dinov3.Model(models["outliers"], precision="int8")
+@pytest.fixture(scope="module")
+def plans(models, tmp_path_factory):
+    """An int8 plan per model, calibrated on the bundled sample photos."""
+    out = tmp_path_factory.mktemp("plans")
+    plans = {}
+    for which, path in models.items():
+        plans[which] = str(out / f"{which}.json")
+        plan = dinov3.calibrate_int8(path, [str(p) for p in SAMPLES], plans[which])
+        assert plan["calibration"]["images"] == len(SAMPLES)
+        assert plan["calibration"]["measured_error"] <= plan["calibration"]["budget"]
+        assert 0 < plan["int8_layers"] < len(plan["layers"])
+    return plans
+
+
+@pytest.mark.parametrize("which", ["plain", "outliers"])
+def test_int8_with_its_plan_passes_the_rule(models, pixels, reference, plans, which):
+    # Every linear layer int8 misses the rule (above); the plan keeps int8 where it measured safe.
+    out = dinov3.Model(models[which], precision="int8", int8_plan=plans[which]).forward(pixels)
+    for name in ("features", "pooled"):
+        for i, (rel, cos) in enumerate(agreement(getattr(out, name), getattr(reference[which], name))):
+            assert rel < RULE_REL and cos > RULE_COS, f"{which} {name} {PHOTOS[i].name}: rel {rel:.3g} cos {cos:.6f}"
+
+
+def test_plans_are_checked(models, plans, tmp_path):
+    with pytest.raises(ValueError, match="needs precision int8"):
+        dinov3.Model(models["plain"], precision="bf16", int8_plan=plans["plain"])
+    with pytest.raises(ValueError, match="linear layers"):
+        dinov3.Model(str(MODELS / "tiny"), precision="int8", int8_plan=plans["plain"])
+    with pytest.raises(ValueError, match="exists"):
+        dinov3.calibrate_int8(models["plain"], [str(SAMPLES[0])], plans["plain"])
+    with pytest.raises(ValueError, match="budget"):
+        dinov3.calibrate_int8(str(MODELS / "tiny"), [str(SAMPLES[0])], str(tmp_path / "p.json"), budget=-1)
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("with_plan", [False, True])
+def test_int8_without_vnni_gives_the_same_bits(models, pixels, plans, monkeypatch, with_plan):
+    plan = plans["outliers"] if with_plan else None
+    vnni = dinov3.Model(models["outliers"], precision="int8", int8_plan=plan)
     if "avx512vnni" not in vnni.device:
         pytest.skip("this machine has no AVX512_VNNI: the portable tile is the only int8 path")
     want = vnni.forward(pixels)
     monkeypatch.setenv("DINOV3_CPU_NO_VNNI", "1")
-    portable = dinov3.Model(models["outliers"], precision="int8")
+    portable = dinov3.Model(models["outliers"], precision="int8", int8_plan=plan)
     assert "avx512vnni" not in portable.device
     got = portable.forward(pixels)
     assert np.array_equal(got.features, want.features) and np.array_equal(got.pooled, want.pooled)

@@ -1,0 +1,361 @@
+// Per-layer int8 plans: the model's list of linear layers is what the backend is given, in that order;
+// plans are written, read and checked against the model; a plan runs exactly the precisions it names; and
+// calibration measures what it reports and keeps its budget.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli.h"
+#include "dinov3/int8_plan.h"
+#include "dinov3/metrics.h"
+#include "dinov3/model.h"
+#include "dinov3/pipeline.h"
+#include "forwarding_backend.h"
+#include "test_labels.h"
+#include "test_util.h"
+
+namespace dinov3 {
+namespace {
+
+const std::string kTiny = test::fixture("models/tiny");
+
+// Records the shape of every linear weight the model prepares.
+class ShapeRecorder final : public test::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {
+    shapes.emplace_back(out, in);
+    return ForwardingBackend::prepare_linear(w, b, out, in);
+  }
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+};
+
+std::unique_ptr<Model> load(const std::string& path, Precision precision, std::shared_ptr<const Int8Plan> plan = nullptr) {
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.precision = precision;
+  lo.int8_plan = std::move(plan);
+  Result<std::unique_ptr<Model>> m = Model::load(path, lo);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  return m.ok() ? std::move(m).value() : nullptr;
+}
+
+Tensor photos(const Model& model) {
+  Result<PreprocessConfig> pc = preprocess_config_for(model.config());
+  EXPECT_TRUE(pc.ok());
+  Result<Tensor> t = load_image_batch({test::fixture("images/rocket.jpg"), test::fixture("images/chelsea.png")}, *pc);
+  EXPECT_TRUE(t.ok()) << t.status().message();
+  return t.ok() ? *t : Tensor{};
+}
+
+// A plan over `config`'s layers: int8 where `int8` says so.
+Int8Plan plan_for(const ModelConfig& config, const std::function<bool(size_t)>& int8) {
+  Int8Plan plan;
+  plan.architecture = config.architecture;
+  const std::vector<LinearLayer> layers = linear_layers(config);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    plan.layers.push_back({layers[i].name, int8(i) ? Precision::kInt8 : Precision::kBF16, 1e-3 * static_cast<double>(i)});
+  }
+  return plan;
+}
+
+// The worst image's relative error of features and pooled against `base`, as calibration measures it.
+double worst_error(const ForwardOutput& got, const ForwardOutput& base) {
+  double worst = 0;
+  for (const auto& [a, b] : {std::pair{&got.features, &base.features}, std::pair{&got.pooled, &base.pooled}}) {
+    const size_t n = b->data.size() / static_cast<size_t>(b->shape[0]);
+    for (int64_t i = 0; i < b->shape[0]; ++i) {
+      worst = std::max(worst, compare_outputs(a->ptr() + i * n, b->ptr() + i * n, n).rel_error);
+    }
+  }
+  return worst;
+}
+
+DINOV3_SUITE_LABELS(LinearLayers, "unit");
+
+// Every layout and MLP kind: the names, the order and the shapes of what the backend is asked to prepare.
+TEST(LinearLayers, AreWhatTheBackendPrepares) {
+  for (const char* name : {"tiny", "tiny_meta", "tiny_hf", "tiny_swiglu_qkvb", "tiny_swiglu_qkvb_hf"}) {
+    auto reference = create_backend("reference", {});
+    ASSERT_TRUE(reference.ok());
+    auto recorder = std::make_unique<ShapeRecorder>(std::move(reference).value());
+    ShapeRecorder* seen = recorder.get();
+    Result<std::unique_ptr<Model>> m = Model::load(test::fixture(std::string("models/") + name), std::move(recorder));
+    ASSERT_TRUE(m.ok()) << name << ": " << m.status().message();
+    const ModelConfig& c = (*m)->config();
+    const std::vector<LinearLayer> layers = linear_layers(c);
+    ASSERT_EQ(layers.size(), seen->shapes.size()) << name;
+    std::set<std::string> names;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      EXPECT_EQ(std::make_pair(layers[i].out, layers[i].in), seen->shapes[i]) << name << " " << layers[i].name;
+      names.insert(layers[i].name);
+      const bool gate = layers[i].name.size() > 5 && layers[i].name.compare(layers[i].name.size() - 5, 5, "fc1_g") == 0;
+      EXPECT_EQ(layers[i].tied_to_next, gate) << layers[i].name;
+    }
+    EXPECT_EQ(names.size(), layers.size()) << name << ": names repeat";
+    EXPECT_EQ(layers.front().name, "patch_embed.proj");
+    EXPECT_EQ(layers.back().name, "blocks." + std::to_string(c.depth - 1) + ".mlp.fc2");
+  }
+}
+
+DINOV3_SUITE_LABELS(Int8Plan, "unit");
+DINOV3_TEST_LABELS(Int8Plan, BadFilesGiveClearErrors, "hostile");
+
+TEST(Int8Plan, FileRoundTripAndNoSilentOverwrite) {
+  std::unique_ptr<Model> m = load(kTiny, Precision::kF32);
+  ASSERT_TRUE(m);
+  Int8Plan plan = plan_for(m->config(), [](size_t i) { return i % 3 == 1; });
+  plan.budget = 8e-3;
+  plan.calibration_images = 2;
+  plan.bf16_error = 1e-3;
+  plan.int8_error = 2e-2;
+  plan.predicted_error = 5e-3;
+  plan.measured_error = 4.5e-3;
+  plan.measured_cosine = 0.99999;
+  plan.int8_flop_share = 0.25;
+  test::TempDir dir;
+  const std::string path = dir.file("plan.json");
+  ASSERT_TRUE(write_int8_plan(plan, path).ok());
+  Result<Int8Plan> back = read_int8_plan(path);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(int8_plan_to_json(*back), int8_plan_to_json(plan));
+  ASSERT_EQ(back->layers.size(), plan.layers.size());
+  for (size_t i = 0; i < plan.layers.size(); ++i) {
+    EXPECT_EQ(back->layers[i].name, plan.layers[i].name);
+    EXPECT_EQ(back->layers[i].precision, plan.layers[i].precision);
+    EXPECT_EQ(back->layers[i].contribution, plan.layers[i].contribution);
+  }
+  EXPECT_EQ(back->int8_layers(), plan.int8_layers());
+
+  // An existing file is kept unless the caller says to replace it.
+  test::write_file(path, "mine");
+  Status again = write_int8_plan(plan, path);
+  EXPECT_FALSE(again.ok());
+  EXPECT_EQ(test::read_file(path), "mine");
+  ASSERT_TRUE(write_int8_plan(plan, path, /*overwrite=*/true).ok());
+  EXPECT_TRUE(read_int8_plan(path).ok());
+}
+
+TEST(Int8Plan, BadFilesGiveClearErrors) {
+  const std::string layer = R"({"name": "patch_embed.proj", "precision": "int8"})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "not valid JSON"},
+      {"[1, 2", "not valid JSON"},
+      {"[]", "not a dinov3-int8-plan file"},
+      {R"({"format": "something else"})", "not a dinov3-int8-plan file"},
+      {R"({"format": "dinov3-int8-plan", "version": 2, "layers": [)" + layer + "]}", "version must be 1"},
+      {R"({"format": "dinov3-int8-plan", "version": 1})", "non-empty \"layers\""},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": []})", "non-empty \"layers\""},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [1]})", "\"name\" and a \"precision\""},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [{"name": 3, "precision": "int8"}]})",
+       "\"name\" and a \"precision\""},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [{"name": "a", "precision": "fp32"}]})",
+       "a: precision must be"},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [{"name": "a", "precision": "int4"}]})",
+       "a: precision must be"},
+      {std::string(100, '[') + std::string(100, ']'), "nested deeper"},
+  };
+  for (const auto& [text, why] : cases) {
+    Result<Int8Plan> p = parse_int8_plan(text);
+    ASSERT_FALSE(p.ok()) << text;
+    EXPECT_EQ(p.status().code(), ErrorCode::kFormatError) << text;
+    EXPECT_NE(p.status().message().find(why), std::string::npos) << text << " -> " << p.status().message();
+  }
+  test::TempDir dir;
+  Result<Int8Plan> missing = read_int8_plan(dir.file("none.json"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("none.json"), std::string::npos) << missing.status().message();
+  test::write_file(dir.file("bad.json"), "{");
+  Result<Int8Plan> bad = read_int8_plan(dir.file("bad.json"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.json"), std::string::npos) << bad.status().message();
+}
+
+// A plan is checked against the model it is loaded with: its layers, tied layers' one precision, and
+// the precision it applies to.
+TEST(Int8Plan, MustMatchTheModel) {
+  std::unique_ptr<Model> gelu = load(kTiny, Precision::kF32);
+  std::unique_ptr<Model> swiglu = load(test::fixture("models/tiny_swiglu_qkvb"), Precision::kF32);
+  ASSERT_TRUE(gelu && swiglu);
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.precision = Precision::kInt8;
+  auto expect_error = [&](const std::string& path, const Int8Plan& plan, const std::string& why) {
+    lo.int8_plan = std::make_shared<const Int8Plan>(plan);
+    Result<std::unique_ptr<Model>> m = Model::load(path, lo);
+    ASSERT_FALSE(m.ok()) << why;
+    EXPECT_EQ(m.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find(why), std::string::npos) << m.status().message();
+  };
+  const Int8Plan for_gelu = plan_for(gelu->config(), [](size_t) { return true; });
+  expect_error(swiglu->directory(), for_gelu, "it has " + std::to_string(for_gelu.layers.size()) + " linear layers");
+
+  Int8Plan renamed = for_gelu;
+  renamed.layers[2].name = "blocks.0.attn.out";
+  expect_error(kTiny, renamed, "layer 2 is 'blocks.0.attn.out', the model's is 'blocks.0.attn.proj'");
+
+  Int8Plan split = plan_for(swiglu->config(), [](size_t) { return true; });
+  const auto gate = std::find_if(split.layers.begin(), split.layers.end(),
+                                 [](const Int8PlanLayer& l) { return l.name == "blocks.0.mlp.fc1_g"; });
+  ASSERT_NE(gate, split.layers.end());
+  gate->precision = Precision::kBF16;
+  expect_error(swiglu->directory(), split, "need one precision");
+
+  lo.backend_options.precision = Precision::kBF16;
+  expect_error(kTiny, for_gelu, "an int8 plan needs precision int8, not bf16");
+}
+
+// Whole-model bits: an all-bf16 plan is the bf16 model, an all-int8 plan the int8 model, and a mixed plan
+// differs from both.
+TEST(Int8Plan, RunsThePrecisionsItNames) {
+  std::unique_ptr<Model> probe = load(kTiny, Precision::kF32);
+  ASSERT_TRUE(probe);
+  const Tensor input = photos(*probe);
+  const ModelConfig config = probe->config();
+  auto run = [&](Precision p, std::shared_ptr<const Int8Plan> plan) {
+    std::unique_ptr<Model> m = load(kTiny, p, std::move(plan));
+    EXPECT_TRUE(m);
+    Result<ForwardOutput> out = m ? m->forward(input) : Result<ForwardOutput>(make_error(ErrorCode::kInternal, "no model"));
+    EXPECT_TRUE(out.ok()) << out.status().message();
+    return out.ok() ? out->features.data : std::vector<float>{};
+  };
+  const auto all_bf16 = std::make_shared<const Int8Plan>(plan_for(config, [](size_t) { return false; }));
+  const auto all_int8 = std::make_shared<const Int8Plan>(plan_for(config, [](size_t) { return true; }));
+  const auto mixed = std::make_shared<const Int8Plan>(plan_for(config, [](size_t i) { return i % 2 == 0; }));
+  const std::vector<float> bf16 = run(Precision::kBF16, nullptr), int8 = run(Precision::kInt8, nullptr);
+  EXPECT_EQ(run(Precision::kInt8, all_bf16), bf16);
+  EXPECT_EQ(run(Precision::kInt8, all_int8), int8);
+  const std::vector<float> mix = run(Precision::kInt8, mixed);
+  EXPECT_NE(mix, bf16);
+  EXPECT_NE(mix, int8);
+}
+
+DINOV3_SUITE_LABELS(Calibrate, "unit");
+
+// What calibration reports is what an independent forward of its plan measures, and within budget.
+TEST(Calibrate, MeasuresWhatItReportsAndKeepsItsBudget) {
+  std::unique_ptr<Model> f32 = load(kTiny, Precision::kF32);
+  std::unique_ptr<Model> bf16 = load(kTiny, Precision::kBF16);
+  std::unique_ptr<Model> int8 = load(kTiny, Precision::kInt8);
+  ASSERT_TRUE(f32 && bf16 && int8);
+  const Tensor input = photos(*f32);
+  Result<ForwardOutput> base = f32->forward(input), b = bf16->forward(input), q = int8->forward(input);
+  ASSERT_TRUE(base.ok() && b.ok() && q.ok());
+  const double e_bf16 = worst_error(*b, *base), e_int8 = worst_error(*q, *base);
+  ASSERT_LT(e_bf16, e_int8);
+
+  // A budget between the two: some layers int8, not all.
+  CalibrationOptions o;
+  o.budget = std::sqrt(e_bf16 * e_int8);
+  int64_t calls = 0, total = 0;
+  o.progress = [&](int64_t done, int64_t of) {
+    EXPECT_EQ(done, ++calls);
+    total = of;
+  };
+  Result<Int8Plan> plan = calibrate_int8(kTiny, input, o);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  const std::vector<LinearLayer> layers = linear_layers(f32->config());
+  EXPECT_EQ(calls, total);
+  EXPECT_EQ(total, 3 + static_cast<int64_t>(layers.size()));
+  ASSERT_EQ(plan->layers.size(), layers.size());
+  EXPECT_DOUBLE_EQ(plan->bf16_error, e_bf16);
+  EXPECT_DOUBLE_EQ(plan->int8_error, e_int8);
+  EXPECT_EQ(plan->calibration_images, input.shape[0]);
+  for (const Int8PlanLayer& l : plan->layers) EXPECT_GE(l.contribution, 0.0) << l.name;
+  EXPECT_GT(plan->int8_layers(), 0);
+  EXPECT_LT(plan->int8_layers(), static_cast<int64_t>(layers.size()));
+  EXPECT_GT(plan->int8_flop_share, 0.0);
+  EXPECT_LT(plan->int8_flop_share, 1.0);
+  EXPECT_LE(plan->measured_error, o.budget);
+  std::unique_ptr<Model> mixed = load(kTiny, Precision::kInt8, std::make_shared<const Int8Plan>(*plan));
+  ASSERT_TRUE(mixed);
+  Result<ForwardOutput> m = mixed->forward(input);
+  ASSERT_TRUE(m.ok());
+  EXPECT_DOUBLE_EQ(worst_error(*m, *base), plan->measured_error);
+
+  // A budget nothing exceeds: every layer int8, measuring as the int8 model does.
+  o.budget = 1.0;
+  o.progress = nullptr;
+  Result<Int8Plan> everything = calibrate_int8(kTiny, input, o);
+  ASSERT_TRUE(everything.ok());
+  EXPECT_EQ(everything->int8_layers(), static_cast<int64_t>(layers.size()));
+  EXPECT_DOUBLE_EQ(everything->measured_error, e_int8);
+  EXPECT_DOUBLE_EQ(everything->int8_flop_share, 1.0);
+}
+
+TEST(Calibrate, RefusesWhatItCannotDo) {
+  std::unique_ptr<Model> f32 = load(kTiny, Precision::kF32);
+  ASSERT_TRUE(f32);
+  const Tensor input = photos(*f32);
+  CalibrationOptions o;
+  for (const double budget : {0.0, -1.0, std::nan(""), static_cast<double>(INFINITY)}) {
+    o.budget = budget;
+    Result<Int8Plan> p = calibrate_int8(kTiny, input, o);
+    ASSERT_FALSE(p.ok()) << budget;
+    EXPECT_EQ(p.status().code(), ErrorCode::kInvalidArgument);
+  }
+  o.budget = 1e-9;  // below what bf16 alone gives
+  Result<Int8Plan> tight = calibrate_int8(kTiny, input, o);
+  ASSERT_FALSE(tight.ok());
+  EXPECT_NE(tight.status().message().find("bf16 alone"), std::string::npos) << tight.status().message();
+  o.budget = 8e-3;
+  Result<Int8Plan> flat = calibrate_int8(kTiny, Tensor({3, 16, 16}, std::vector<float>(768)), o);
+  ASSERT_FALSE(flat.ok());
+  EXPECT_EQ(flat.status().code(), ErrorCode::kInvalidArgument);
+  Result<Int8Plan> nowhere = calibrate_int8(test::fixture("models/does-not-exist"), input, o);
+  EXPECT_FALSE(nowhere.ok());
+  o.backend = "reference";  // no int8 there
+  EXPECT_FALSE(calibrate_int8(kTiny, input, o).ok());
+}
+
+DINOV3_SUITE_LABELS(CalibrateCli, "unit");
+
+int dinov3_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "dinov3");
+  return cli::run_cli(args);
+}
+
+TEST(CalibrateCli, WritesThePlanTheOtherCommandsRun) {
+  test::TempDir out;
+  const std::string plan = out.file("plans/tiny.json");
+  const std::string image = test::fixture("images/rocket.jpg");
+  ASSERT_EQ(dinov3_cli({"calibrate", "-m", kTiny, "-i", image, "--budget", "0.5", "--plan", plan, "--output-dir",
+                        out.path()}),
+            0);
+  Result<Int8Plan> written = read_int8_plan(plan);
+  ASSERT_TRUE(written.ok()) << written.status().message();
+  const nlohmann::json report = nlohmann::json::parse(test::read_file(out.file("calibrate.json")));
+  EXPECT_EQ(report["plan_file"], plan);
+  EXPECT_EQ(report["plan"]["layers"].size(), written->layers.size());
+  EXPECT_EQ(report["plan"]["int8_layers"], written->int8_layers());
+  EXPECT_NE(test::read_file(out.file("calibrate.log")).find("blocks.1.mlp.fc2"), std::string::npos);
+
+  // The plan is not replaced unasked.
+  const std::string before = test::read_file(plan);
+  EXPECT_NE(dinov3_cli({"calibrate", "-m", kTiny, "-i", image, "--plan", plan, "--output-dir", out.path()}), 0);
+  EXPECT_EQ(test::read_file(plan), before);
+
+  ASSERT_EQ(dinov3_cli({"infer", "-m", kTiny, "--precision", "int8", "--int8-plan", plan, "-i", image,
+                        "--output-dir", out.path()}),
+            0);
+  const nlohmann::json infer = nlohmann::json::parse(test::read_file(out.file("infer.json")));
+  EXPECT_EQ(infer["model"]["int8_plan"]["file"], plan);
+  EXPECT_EQ(infer["model"]["int8_plan"]["int8_layers"], written->int8_layers());
+  EXPECT_EQ(infer["context"]["precision"], "int8");
+  // A plan needs int8, and a plan file that is not one is an error, not a crash.
+  EXPECT_NE(dinov3_cli({"infer", "-m", kTiny, "--int8-plan", plan, "--output-dir", out.path()}), 0);
+  test::write_file(out.file("junk.json"), "junk");
+  EXPECT_NE(dinov3_cli({"infer", "-m", kTiny, "--precision", "int8", "--int8-plan", out.file("junk.json"),
+                        "--output-dir", out.path()}),
+            0);
+}
+
+}  // namespace
+}  // namespace dinov3
