@@ -74,9 +74,9 @@ struct LinearEpilogue {
 struct BackendOptions {
   int threads = 0;                       // 0: one per core
   Precision precision = Precision::kF32;
-  // Per-layer mixed precision, for measuring (bench/int8_sensitivity): with precision kInt8, the precision
-  // (kInt8 or kBF16) of the n-th linear layer prepared, counting from 0 in the model's loading order (patch
-  // embedding, then per block qkv, proj and the MLP's layers). Unset: every one int8. Backends without
+  // Per-layer mixed precision (int8 plans, dinov3/int8_plan.h, set it through LoadOptions::int8_plan): with
+  // precision kInt8, the precision (kInt8 or kBF16) of the n-th linear layer prepared, counting from 0 in
+  // the model's loading order (linear_layers() in dinov3/model.h). Unset: every one int8. Backends without
   // reduced precision ignore it.
   std::function<Precision(int64_t n)> int8_linear_precision;
 };

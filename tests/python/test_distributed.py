@@ -3,6 +3,7 @@ processes on 127.0.0.1): the output equals `dinov3 embed`'s on the same inputs, 
 worker is killed mid-run and when the client is killed and the run resumed."""
 # ctest labels: slow
 
+import json
 import os
 import signal
 import socket
@@ -209,7 +210,26 @@ def test_failing_partitions_are_retried_then_reported_and_nothing_published(coll
     assert not out.exists() and os.path.isdir(dd.work_dir_for(out))
 
 
+def test_an_int8_plan_reaches_the_workers(collection, reference, client, tmp_path):
+    plan_file = tmp_path / "plan.json"
+    plan = dinov3.calibrate_int8(TINY, [str(IMAGES / "rocket.jpg")], plan_file, budget=0.5)
+    for i, layer in enumerate(plan["layers"]):  # a mix: every other layer back to bf16
+        if i % 2:
+            layer["precision"] = "bf16"
+    plan_file.write_text(json.dumps(plan))
+    want = tmp_path / "cli.npy"
+    subprocess.run([CLI, "embed", "--model", TINY, "--precision", "int8", "--int8-plan", str(plan_file),
+                    str(collection), "-o", str(want), "-q"], check=True)
+    out = tmp_path / "out.npy"
+    dd.embed([str(collection)], TINY, out, client=client, partition_size=64, precision="int8", int8_plan=plan_file)
+    assert_same_output(out, (np.load(want), (tmp_path / "cli.index.txt").read_bytes()))
+    fp32 = reference[0]
+    assert (np.linalg.norm(np.load(out) - fp32, axis=1) / np.linalg.norm(fp32, axis=1)).max() > 1e-4  # not fp32
+
+
 def test_bad_arguments(collection, tmp_path):
+    with pytest.raises(ValueError, match="int8_plan needs precision"):
+        dd.embed([str(collection)], TINY, tmp_path / "out.npy", int8_plan=tmp_path / "plan.json")
     with pytest.raises(ValueError, match=".npy"):
         dd.embed([str(collection)], TINY, tmp_path / "out.txt")
     with pytest.raises(ValueError, match="folder"):

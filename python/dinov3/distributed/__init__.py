@@ -223,15 +223,16 @@ def _tune_malloc() -> None:
         pass
 
 
-def _worker_model(spec: str, backend: str, precision: str, threads: int) -> "dinov3.Model":
+def _worker_model(spec: str, backend: str, precision: str, threads: int,
+                  int8_plan: Optional[str] = None) -> "dinov3.Model":
     """The model of this worker process, loaded on first use and kept."""
-    key = (spec, backend, precision, threads)
+    key = (spec, backend, precision, threads, int8_plan)
     with _models_lock:
         model = _models.get(key)
         if model is None:
             if not _models:
                 _tune_malloc()
-            model = dinov3.Model(spec, backend=backend, precision=precision, threads=threads)
+            model = dinov3.Model(spec, backend=backend, precision=precision, threads=threads, int8_plan=int8_plan)
             _models[key] = model
         return model
 
@@ -251,7 +252,7 @@ def _embed_partition(index: int, inputs: List[bytes], work_dir: str, job: Dict[s
     """Runs on a worker: embeds one partition and writes its shard. Returns a small summary."""
     start = time.perf_counter()
     threads = _engine_threads(plan, job["threads"])
-    model = _worker_model(job["model"], job["backend"], job["precision"], threads)
+    model = _worker_model(job["model"], job["backend"], job["precision"], threads, job.get("int8_plan"))
     it = model.embed(inputs, batch_size=job["batch_size"], normalize=job["normalize"], features=job["features"],
                      pool=job["pool"], workers=job["decode_threads"])
     rows: List[np.ndarray] = []
@@ -384,7 +385,7 @@ def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes]
 
 def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, batch_size: int = 8,
           partition_size: int = DEFAULT_PARTITION_SIZE, *, backend: str = "cpu", precision: str = "fp32",
-          threads: Optional[int] = None, pool: Optional[str] = None, normalize: bool = False,
+          int8_plan: Optional[str] = None, threads: Optional[int] = None, pool: Optional[str] = None, normalize: bool = False,
           features: bool = False, decode_threads: int = 1, retries: int = 2, resume: bool = False,
           overwrite: bool = False, quiet: bool = True, local_workers: Optional[int] = None) -> EmbedSummary:
     """Embeds the images `inputs` name (files, folders searched recursively, "@list.txt"; as `dinov3
@@ -394,7 +395,8 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
     None starts a local cluster of local_workers processes (default: local_cluster_size()) for the call.
     batch_size: images per forward; partition_size: the most images per task (and per shard); the inputs
     are cut into ceil(N / partition_size) partitions of equal size (within one). threads: engine
-    threads per worker process (None: the machine's cores over its worker threads). pool, normalize,
+    threads per worker process (None: the machine's cores over its worker threads). int8_plan: with
+    precision "int8", a plan file (dinov3.calibrate_int8) every worker can read. pool, normalize,
     features: as `dinov3 embed` (features=True writes [N, T, D]). retries: extra tries of a failed
     partition. resume: reuse the finished shards of an interrupted run with the same inputs and options.
     overwrite: replace an existing output (and start an interrupted run over). quiet=False prints
@@ -415,6 +417,8 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
         raise ValueError("decode_threads must be in [1, 256]")
     if int(retries) < 0:
         raise ValueError("retries must be >= 0")
+    if int8_plan is not None and precision != "int8":
+        raise ValueError("int8_plan needs precision \"int8\"")
     if pool not in (None, "avg", "token", "default"):
         raise ValueError(f"unknown pool {pool!r} (avg, token or default)")
     work_dir = work_dir_for(output)
@@ -429,6 +433,7 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
         raise ValueError("the inputs hold no image files")
 
     job = {"model": os.fspath(model), "backend": backend, "precision": precision,
+           "int8_plan": None if int8_plan is None else os.path.abspath(os.fspath(int8_plan)),
            "threads": None if threads is None else int(threads), "batch_size": int(batch_size),
            "pool": None if pool == "default" else pool, "normalize": bool(normalize), "features": bool(features),
            "decode_threads": int(decode_threads)}

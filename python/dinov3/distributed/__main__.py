@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--local-workers", type=int, help="worker processes of the local cluster (default: from the cores)")
     e.add_argument("--backend", default="cpu", help="compute backend (cpu, reference)")
     e.add_argument("--precision", default="fp32", help="fp32, bf16 or int8")
+    e.add_argument("--int8-plan", help="with --precision int8: a plan file from `dinov3 calibrate` the workers can read")
     e.add_argument("--threads", type=int, help="engine threads per worker process (default: the machine's cores "
                                                "over its worker threads)")
     e.add_argument("--batch-size", type=int, default=8, help="images per forward (default 8)")
@@ -53,6 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             client = distributed.Client(args.scheduler, timeout="30s")
         summary = embed(args.inputs, args.model, args.output, client=client, batch_size=args.batch_size,
                         partition_size=args.partition_size, backend=args.backend, precision=args.precision,
+                        int8_plan=args.int8_plan,
                         threads=args.threads, pool=args.pool, normalize=args.normalize, features=args.features,
                         decode_threads=args.decode_threads, retries=args.retries, resume=args.resume,
                         overwrite=args.overwrite, quiet=args.quiet, local_workers=args.local_workers)
