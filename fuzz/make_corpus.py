@@ -524,6 +524,29 @@ def main():
     write("fuzz_embed_state", "cut_mid_line.state", inputs + b"\0[4]\0" + done[:-5] + b"\0" + rows)
     write("fuzz_embed_state", "nothing_done.state", inputs + b"\0[4]\0\0")
 
+    # int8 plans for the harness's small models (2 blocks; GELU or SwiGLU MLP): mixed, SwiGLU's gate and up
+    # tied, and split (the check refuses it).
+    def plan_layers(swiglu):
+        names = ["patch_embed.proj"]
+        for b in range(2):
+            names += [f"blocks.{b}.attn.qkv", f"blocks.{b}.attn.proj"]
+            names += [f"blocks.{b}.mlp.fc1_g", f"blocks.{b}.mlp.fc1_x"] if swiglu else [f"blocks.{b}.mlp.fc1"]
+            names.append(f"blocks.{b}.mlp.fc2")
+        return names
+
+    def plan(swiglu, precision):
+        calibration = {"images": 3, "budget": 0.008, "bf16_error": 0.0045, "int8_error": 0.019,
+                       "predicted_error": 0.0079, "measured_error": 0.0079, "measured_cosine": 0.99997}
+        layers = [{"name": n, "precision": precision(i, n), "contribution": 0.001 * i}
+                  for i, n in enumerate(plan_layers(swiglu))]
+        return json.dumps({"format": "dinov3-int8-plan", "version": 1, "architecture": "vit_small_patch16_dinov3",
+                           "int8_layers": sum(l["precision"] == "int8" for l in layers), "int8_flop_share": 0.3,
+                           "calibration": calibration, "layers": layers}, indent=1).encode()
+
+    write("fuzz_int8_plan", "gelu_mixed.json", plan(False, lambda i, n: "int8" if i % 2 else "bf16"))
+    write("fuzz_int8_plan", "swiglu_tied.json", plan(True, lambda i, n: "int8" if "fc1" in n or i == 0 else "bf16"))
+    write("fuzz_int8_plan", "swiglu_split.json", plan(True, lambda i, n: "int8" if n.endswith("fc1_g") else "bf16"))
+
 
 if __name__ == "__main__":
     main()
