@@ -195,7 +195,8 @@ TEST(Int8Plan, MustMatchTheModel) {
     EXPECT_NE(m.status().message().find(why), std::string::npos) << m.status().message();
   };
   const Int8Plan for_gelu = plan_for(gelu->config(), [](size_t) { return true; });
-  expect_error(swiglu->directory(), for_gelu, "it has " + std::to_string(for_gelu.layers.size()) + " linear layers");
+  expect_error(swiglu->directory(), for_gelu,
+               "made for a model with " + std::to_string(for_gelu.layers.size()) + " linear layers");
 
   Int8Plan renamed = for_gelu;
   renamed.layers[2].name = "blocks.0.attn.out";

@@ -37,6 +37,11 @@ Result<int> run_calibrate(CalibrateOptions o) {
   if (!o.overwrite && file_exists(plan_path)) {
     return make_error(ErrorCode::kInvalidArgument, plan_path + " exists; pass --overwrite or another --plan");
   }
+  const std::filesystem::path plan_dir = std::filesystem::path(plan_path).parent_path();
+  std::error_code ec;
+  if (!plan_dir.empty() && !std::filesystem::create_directories(plan_dir, ec) && ec) {
+    return make_error(ErrorCode::kIoError, plan_dir.string() + ": cannot create the plan's folder: " + ec.message());
+  }
   const std::string dir = loaded.model->directory();
   const ModelConfig config = loaded.model->config();
   loaded.model.reset();
@@ -50,8 +55,6 @@ Result<int> run_calibrate(CalibrateOptions o) {
     if (done == total) std::fprintf(stderr, "\n");
   };
   DINOV3_ASSIGN_OR_RETURN(const Int8Plan plan, calibrate_int8(dir, input, co));
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(plan_path).parent_path(), ec);
   DINOV3_RETURN_IF_ERROR(write_int8_plan(plan, plan_path, o.overwrite));
 
   Report r("calibrate");

@@ -186,9 +186,9 @@ Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const 
   const std::vector<LinearLayer> layers = linear_layers(config);
   if (plan.layers.size() != layers.size()) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "int8 plan: it has " + std::to_string(plan.layers.size()) + " linear layers, the model " +
-                          std::to_string(layers.size()) + " (a plan made for " +
-                          (plan.architecture.empty() ? "another model" : plan.architecture) + "?)");
+                      "int8 plan: made for a model with " + std::to_string(plan.layers.size()) + " linear layers" +
+                          (plan.architecture.empty() ? "" : " (" + plan.architecture + ")") + "; this one has " +
+                          std::to_string(layers.size()));
   }
   std::vector<Precision> out;
   for (size_t i = 0; i < layers.size(); ++i) {
