@@ -9,6 +9,8 @@
     f = model.dense_features("cat.jpg", long_side=768)                  # f.patches: [grid_h, grid_w, D]
     pca = model.pca(["cat.jpg", "dog.jpg"], long_side=768)              # pca.pictures: HxWx3 uint8 each
     sim = model.similarity("cat.jpg", point=(120, 80), to="dog.jpg")    # sim.similarity, sim.picture
+    dinov3.calibrate_int8(path, ["a.jpg", "b.jpg"], "plan.json")        # int8 where measured safe, bf16 elsewhere
+    fast = dinov3.Model(path, precision="int8", int8_plan="plan.json")
 
 Threads: one Model may be shared by several Python threads. Its forward passes run one at a time (the
 engine serialises them; each uses every backend thread), while decoding and preprocessing run in
