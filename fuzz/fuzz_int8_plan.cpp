@@ -30,10 +30,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::expect(again.ok() && int8_plan_to_json(*again) == text, "a parsed plan must survive writing and reading");
   for (const MlpKind mlp : {MlpKind::kGelu, MlpKind::kSwiGlu}) {
     const ModelConfig config = small_model(mlp);
-    Result<std::vector<Precision>> precisions = int8_plan_precisions(*plan, config);
-    if (!precisions.ok()) continue;
-    fuzz::expect(precisions->size() == linear_layers(config).size(), "one precision per layer");
-    for (const Precision p : *precisions) fuzz::expect(p == Precision::kInt8 || p == Precision::kBF16, "int8 or bf16");
+    if (!check_int8_plan(*plan, config).ok()) continue;
+    fuzz::expect(plan->layers.size() == linear_layers(config).size(), "one precision per layer");
+    for (const Int8PlanLayer& l : plan->layers) {
+      fuzz::expect(l.precision == Precision::kInt8 || l.precision == Precision::kBF16, "int8 or bf16");
+    }
   }
   return 0;
 }

@@ -64,14 +64,9 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
   }
   LoadedModel m;
   if (!opts.int8_plan.empty()) {
-    if (lo.backend_options.precision != Precision::kInt8) {
-      return make_error(ErrorCode::kInvalidArgument, "--int8-plan needs --precision int8");
-    }
     DINOV3_ASSIGN_OR_RETURN(Int8Plan plan, read_int8_plan(opts.int8_plan));
-    m.int8_plan = opts.int8_plan;
-    m.int8_layers = plan.int8_layers();
-    m.linear_layers = static_cast<int64_t>(plan.layers.size());
-    lo.int8_plan = std::make_shared<const Int8Plan>(std::move(plan));
+    m.int8_plan_file = opts.int8_plan;
+    m.int8_plan = lo.int8_plan = std::make_shared<const Int8Plan>(std::move(plan));
   }
   DINOV3_ASSIGN_OR_RETURN(m.model, Model::load(dir, lo));
   std::error_code ec;
@@ -81,9 +76,9 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
 
 std::string precision_label(const LoadedModel& m) {
   std::string label = precision_name(m.model->backend().precision());
-  if (!m.int8_plan.empty()) {
-    label += " (plan " + m.int8_plan + ": " + std::to_string(m.int8_layers) + " of " + std::to_string(m.linear_layers) +
-             " linear layers int8, the rest bf16)";
+  if (m.int8_plan) {
+    label += " (plan " + m.int8_plan_file + ": " + std::to_string(m.int8_plan->int8_layers()) + " of " +
+             std::to_string(m.int8_plan->layers.size()) + " linear layers int8, the rest bf16)";
   }
   return label;
 }

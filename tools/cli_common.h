@@ -30,8 +30,8 @@ void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend = tr
 struct LoadedModel {
   std::unique_ptr<Model> model;
   bool random_weights = false;  // the bundled test checkpoint: its numbers mean nothing
-  std::string int8_plan;        // the plan file it was loaded with, if any
-  int64_t int8_layers = 0, linear_layers = 0;  // with a plan: layers in int8, of all
+  std::shared_ptr<const Int8Plan> int8_plan;  // the plan it was loaded with, if any (dinov3/int8_plan.h)
+  std::string int8_plan_file;                 // and the file it came from
 };
 // Resolves --model (folder, hub id, or the default with the bundled fallback) and loads it on `backend`.
 Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend);

@@ -6,6 +6,7 @@
 
 #include "cli_common.h"
 #include "dinov3/files.h"
+#include "dinov3/int8_plan.h"
 #include "dinov3/machine.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/version.h"
@@ -65,8 +66,10 @@ nlohmann::ordered_json model_json(const LoadedModel& loaded) {
                               {"architecture", c.architecture},
                               {"default_pool", pool_mode_name(c.global_pool)},
                               {"random_weights", loaded.random_weights}};
-  if (!loaded.int8_plan.empty()) {
-    j["int8_plan"] = {{"file", loaded.int8_plan}, {"int8_layers", loaded.int8_layers}, {"linear_layers", loaded.linear_layers}};
+  if (loaded.int8_plan) {
+    j["int8_plan"] = {{"file", loaded.int8_plan_file},
+                      {"int8_layers", loaded.int8_plan->int8_layers()},
+                      {"linear_layers", loaded.int8_plan->layers.size()}};
   }
   Result<PreprocessConfig> pc = preprocess_config_for(c);
   if (pc.ok()) {

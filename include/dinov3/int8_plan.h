@@ -58,8 +58,8 @@ Result<Int8Plan> parse_int8_plan(const std::string& json_text);
 Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overwrite = false);
 std::string int8_plan_to_json(const Int8Plan& plan);
 
-// The plan's precision per layer index, after checking that it names exactly `config`'s linear layers and
-// gives tied layers one precision.
-Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const ModelConfig& config);
+// Whether the plan fits the model: exactly `config`'s linear layers by name (linear_layers order), each int8
+// or bf16, tied layers in one precision. Model::load checks a LoadOptions::int8_plan with it.
+Status check_int8_plan(const Int8Plan& plan, const ModelConfig& config);
 
 }  // namespace dinov3

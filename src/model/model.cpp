@@ -86,24 +86,21 @@ std::vector<LinearLayer> linear_layers(const ModelConfig& c) {
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
   BackendOptions backend_options = options.backend_options;
-  // The plan's precisions by layer index; checked against the model's own layers once its config is read.
-  auto plan_precisions = std::make_shared<std::vector<Precision>>();
-  if (options.int8_plan) {
+  // The plan's precision per layer in loading order; checked against the model's own layers once its config
+  // is read.
+  if (const std::shared_ptr<const Int8Plan> plan = options.int8_plan) {
     if (backend_options.precision != Precision::kInt8) {
       return make_error(ErrorCode::kInvalidArgument, "an int8 plan needs precision int8, not " +
                                                          std::string(precision_name(backend_options.precision)));
     }
-    for (const Int8PlanLayer& l : options.int8_plan->layers) plan_precisions->push_back(l.precision);
-    backend_options.int8_linear_precision = [plan_precisions](int64_t n) {
-      return n < static_cast<int64_t>(plan_precisions->size()) ? (*plan_precisions)[static_cast<size_t>(n)]
-                                                                : Precision::kInt8;
+    backend_options.int8_linear_precision = [plan](int64_t n) {
+      return n < static_cast<int64_t>(plan->layers.size()) ? plan->layers[static_cast<size_t>(n)].precision
+                                                           : Precision::kInt8;
     };
   }
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, load(path, std::move(backend)));
-  if (options.int8_plan) {
-    DINOV3_RETURN_IF_ERROR(int8_plan_precisions(*options.int8_plan, model->config()).status());
-  }
+  if (options.int8_plan) DINOV3_RETURN_IF_ERROR(check_int8_plan(*options.int8_plan, model->config()));
   return model;
 }
 

@@ -60,15 +60,14 @@ std::vector<Unit> units_of(const std::vector<LinearLayer>& layers) {
   return units;
 }
 
+// One forward of the images on a model loaded at `precision` (with `plan`, each layer at the plan's).
 Result<ForwardOutput> run_with(const std::string& path, const Tensor& images, const CalibrationOptions& o,
-                               Precision precision, const std::vector<Precision>* layers) {
+                               Precision precision, const Int8Plan* plan) {
   LoadOptions lo;
   lo.backend = o.backend;
   lo.backend_options.threads = o.threads;
   lo.backend_options.precision = precision;
-  if (layers != nullptr) {
-    lo.backend_options.int8_linear_precision = [layers](int64_t n) { return (*layers)[static_cast<size_t>(n)]; };
-  }
+  if (plan != nullptr) lo.int8_plan = std::make_shared<const Int8Plan>(*plan);
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, lo));
   return model->forward(images);
 }
@@ -88,13 +87,14 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   if (images.shape.size() != 4 || images.shape[0] < 1) {
     return make_error(ErrorCode::kInvalidArgument, "int8 calibration: needs a batch of at least one image [B, C, H, W]");
   }
-  DINOV3_ASSIGN_OR_RETURN(const ForwardOutput base, run_with(path, images, o, Precision::kF32, nullptr));
-  LoadOptions probe_options;
-  probe_options.backend = o.backend;
-  probe_options.backend_options.threads = o.threads;
-  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> probe, Model::load(path, probe_options));
-  const ModelConfig config = probe->config();
-  probe.reset();
+  // The float32 outputs, from the model whose config names the layers.
+  LoadOptions f32;
+  f32.backend = o.backend;
+  f32.backend_options.threads = o.threads;
+  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, f32));
+  DINOV3_ASSIGN_OR_RETURN(const ForwardOutput base, model->forward(images));
+  const ModelConfig config = model->config();
+  model.reset();
   const std::vector<LinearLayer> layers = linear_layers(config);
   std::vector<Unit> units = units_of(layers);
   const int64_t total = 3 + static_cast<int64_t>(units.size());
@@ -103,12 +103,18 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
     if (o.progress) o.progress(++done, total);
   };
 
+  // Every layer bf16 to start with; the trials below set units to int8 and back.
   Int8Plan plan;
   plan.architecture = config.architecture;
   plan.budget = o.budget;
   plan.calibration_images = images.shape[0];
+  for (const LinearLayer& l : layers) plan.layers.push_back({l.name, Precision::kBF16, 0.0});
+  auto set_unit = [&plan](const Unit& u, Precision p) {
+    for (size_t i = u.first; i < u.first + u.count; ++i) plan.layers[i].precision = p;
+  };
   DINOV3_ASSIGN_OR_RETURN(const ForwardOutput bf16, run_with(path, images, o, Precision::kBF16, nullptr));
-  plan.bf16_error = deviation(bf16, base).error;
+  const Deviation bf16_deviation = deviation(bf16, base);
+  plan.bf16_error = bf16_deviation.error;
   step();
   DINOV3_ASSIGN_OR_RETURN(const ForwardOutput int8, run_with(path, images, o, Precision::kInt8, nullptr));
   plan.int8_error = deviation(int8, base).error;
@@ -119,13 +125,13 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   }
 
   // Each unit alone in int8, the rest bf16: its contribution, as errors of independent layers add in quadrature.
-  std::vector<Precision> precisions(layers.size(), Precision::kBF16);
   for (Unit& u : units) {
-    std::fill_n(precisions.begin() + static_cast<std::ptrdiff_t>(u.first), u.count, Precision::kInt8);
-    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput one, run_with(path, images, o, Precision::kInt8, &precisions));
-    std::fill_n(precisions.begin() + static_cast<std::ptrdiff_t>(u.first), u.count, Precision::kBF16);
+    set_unit(u, Precision::kInt8);
+    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput one, run_with(path, images, o, Precision::kInt8, &plan));
+    set_unit(u, Precision::kBF16);
     const double e = deviation(one, base).error;
     u.contribution = std::sqrt(std::max(0.0, e * e - plan.bf16_error * plan.bf16_error));
+    for (size_t i = u.first; i < u.first + u.count; ++i) plan.layers[i].contribution = u.contribution;
     step();
   }
 
@@ -143,26 +149,23 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
     if (next > o.budget) continue;
     predicted = next;
     chosen.push_back(u);
+    set_unit(units[u], Precision::kInt8);
   }
 
   // Measure the plan; while it is over budget, the most sensitive chosen unit goes back to bf16.
-  Deviation measured{plan.bf16_error, 1.0};
-  for (;;) {
-    std::fill(precisions.begin(), precisions.end(), Precision::kBF16);
-    for (const size_t u : chosen) {
-      std::fill_n(precisions.begin() + static_cast<std::ptrdiff_t>(units[u].first), units[u].count, Precision::kInt8);
-    }
-    if (chosen.empty()) break;
-    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput mix, run_with(path, images, o, Precision::kInt8, &precisions));
+  Deviation measured = bf16_deviation;
+  while (!chosen.empty()) {
+    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput mix, run_with(path, images, o, Precision::kInt8, &plan));
     measured = deviation(mix, base);
     if (measured.error <= o.budget) break;
     const auto worst = std::max_element(chosen.begin(), chosen.end(), [&](size_t a, size_t b) {
       return units[a].contribution < units[b].contribution;
     });
+    set_unit(units[*worst], Precision::kBF16);
     chosen.erase(worst);
   }
+  if (chosen.empty()) measured = bf16_deviation;  // the plan is all bf16
   step();
-  if (chosen.empty()) measured = deviation(bf16, base);
 
   double int8_macs = 0, all_macs = 0;
   plan.predicted_error = plan.bf16_error;
@@ -170,19 +173,14 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
     int8_macs += units[u].macs;
     plan.predicted_error = quadrature(plan.predicted_error, units[u].contribution);
   }
-  for (const Unit& u : units) {
-    all_macs += u.macs;
-    for (size_t i = u.first; i < u.first + u.count; ++i) {
-      plan.layers.push_back({layers[i].name, precisions[i], u.contribution});
-    }
-  }
+  for (const Unit& u : units) all_macs += u.macs;
   plan.measured_error = measured.error;
   plan.measured_cosine = measured.cosine;
   plan.int8_flop_share = all_macs > 0 ? int8_macs / all_macs : 0;
   return plan;
 }
 
-Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const ModelConfig& config) {
+Status check_int8_plan(const Int8Plan& plan, const ModelConfig& config) {
   const std::vector<LinearLayer> layers = linear_layers(config);
   if (plan.layers.size() != layers.size()) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -190,7 +188,6 @@ Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const 
                           (plan.architecture.empty() ? "" : " (" + plan.architecture + ")") + "; this one has " +
                           std::to_string(layers.size()));
   }
-  std::vector<Precision> out;
   for (size_t i = 0; i < layers.size(); ++i) {
     const Int8PlanLayer& l = plan.layers[i];
     if (l.name != layers[i].name) {
@@ -204,9 +201,8 @@ Result<std::vector<Precision>> int8_plan_precisions(const Int8Plan& plan, const 
       return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + layers[i - 1].name + " and " + l.name +
                                                          " run as one product and need one precision");
     }
-    out.push_back(l.precision);
   }
-  return out;
+  return {};
 }
 
 std::string int8_plan_to_json(const Int8Plan& plan) {
