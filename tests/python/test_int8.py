@@ -2,7 +2,6 @@
 fixture, against the float32 reference backend, through the Python API."""
 # ctest labels: golden slow
 
-import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 import dinov3
 
-from conftest import IMAGES, MODELS
+from conftest import IMAGES, MODELS, read_safetensors
 
 ROOT = Path(__file__).resolve().parents[2]
 # The int8 plans are calibrated on the bundled sample photos (rocket, chelsea, camera); the last four here are
@@ -23,18 +22,13 @@ SAMPLES = sorted((ROOT / "assets" / "images").iterdir())
 RULE_REL, RULE_COS = 1e-2, 0.999  # the accuracy tool's PASS rule
 
 
-@functools.lru_cache(maxsize=None)
-def _script():
-    spec = importlib.util.spec_from_file_location("make_outlier_model", ROOT / "scripts" / "make_outlier_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("make_outlier_model", ROOT / "scripts" / "make_outlier_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
     dst = tmp_path_factory.mktemp("outliers") / "vits16_outliers"
-    _script().main([str(MODELS / "vits16"), str(dst)])
+    script.main([str(MODELS / "vits16"), str(dst)])
     return {"plain": str(MODELS / "vits16"), "outliers": str(dst)}
 
 
@@ -62,9 +56,8 @@ def run(models, pixels, which, precision):
 
 
 def test_the_outlier_model_is_the_same_function_with_large_channels(models, pixels):
-    script = _script()
-    plain, _ = script.read_safetensors(os.path.join(models["plain"], "model.safetensors"))
-    changed, _ = script.read_safetensors(os.path.join(models["outliers"], "model.safetensors"))
+    plain = read_safetensors(os.path.join(models["plain"], "model.safetensors"))
+    changed = read_safetensors(os.path.join(models["outliers"], "model.safetensors"))
     ratio = changed["blocks.0.norm1.weight"] / plain["blocks.0.norm1.weight"]
     big = np.flatnonzero(ratio > 1.5)
     assert len(big) == 4 and ratio[big].min() >= 20 and ratio[big].max() <= 60
