@@ -72,9 +72,12 @@ void check(const Status& s) {
 }
 
 // args: rows, out, in, threads, epilogue (0 none, 1 GELU, 2 LayerScale + residual)
+// args: rows, out, in, threads, epi (0 store, 1 GELU, 2 LayerScale + residual), precision (0 fp32, 1 bf16,
+// 2 int8). bf16/int8 include the activation conversion, as in a forward whose input has no bf16 copy.
+constexpr Precision kPrecisions[] = {Precision::kF32, Precision::kBF16, Precision::kInt8};
 void BM_linear(benchmark::State& state) {
   const int64_t rows = state.range(0), out = state.range(1), in = state.range(2);
-  Backend& be = backend(static_cast<int>(state.range(3)));
+  Backend& be = backend(static_cast<int>(state.range(3)), kPrecisions[state.range(5)]);
   auto w = linear(be, out, in, 1);
   auto gamma = vec(be, out, 2);
   auto x = buffer(be, random_vector(static_cast<size_t>(rows * in), 3));
@@ -87,14 +90,15 @@ void BM_linear(benchmark::State& state) {
 }
 
 void linear_args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"rows", "out", "in", "threads", "epi"});
-  for (int threads : {1, 2})
-    for (int64_t rows : {kTokens, 8 * kTokens}) {
-      b->Args({rows, 3 * kDim, kDim, threads, 0});    // qkv
-      b->Args({rows, kDim, kDim, threads, 2});        // proj + LayerScale residual
-      b->Args({rows, kHidden, kDim, threads, 1});     // fc1 + GELU
-      b->Args({rows, kDim, kHidden, threads, 2});     // fc2 + LayerScale residual
-    }
+  b->ArgNames({"rows", "out", "in", "threads", "epi", "precision"});
+  for (int precision : {0, 1, 2})
+    for (int threads : {1, 2})
+      for (int64_t rows : {kTokens, 8 * kTokens}) {
+        b->Args({rows, 3 * kDim, kDim, threads, 0, precision});  // qkv
+        b->Args({rows, kDim, kDim, threads, 2, precision});      // proj + LayerScale residual
+        b->Args({rows, kHidden, kDim, threads, 1, precision});   // fc1 + GELU
+        b->Args({rows, kDim, kHidden, threads, 2, precision});   // fc2 + LayerScale residual
+      }
 }
 BENCHMARK(BM_linear)->Apply(linear_args)->UseRealTime()->Unit(benchmark::kMicrosecond);
 

@@ -589,6 +589,95 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LowpGoldenTest,
                                          ModelCase{"tiny_swiglu_qkvb", Precision::kInt8}),
                          model_case_name);
 
+// Ops whose output feeds a linear layer (LayerNorm, a GELU/SwiGLU linear, attention) also leave it in bf16
+// for the next bf16 GEMM (cpu_backend.cpp, Bf16Copy). A chain of ops where the copy must and must not be
+// used (fewer rows than the consumer reads, the buffer rewritten by an upload or by an op that writes no
+// copy, odd widths with their padding) gives bit for bit what a backend without copies gives.
+std::vector<std::vector<float>> run_copy_chain(Backend& be) {
+  const int64_t rows = 29, dim = 37, hidden = 45, heads = 3, hd = 6, tokens = 29, prefix = 5;
+  auto weight = [&](int64_t out, int64_t in, uint32_t seed) {
+    const auto w = test::random_uniform(static_cast<size_t>(out * in), seed, -0.2f, 0.2f);
+    const auto b = test::random_uniform(static_cast<size_t>(out), seed + 1, -0.5f, 0.5f);
+    auto r = be.prepare_linear(w.data(), b.data(), out, in);
+    EXPECT_TRUE(r.ok());
+    return std::move(r).value();
+  };
+  auto vector = [&](int64_t n, uint32_t seed) {
+    const auto v = test::random_uniform(static_cast<size_t>(n), seed, 0.5f, 1.5f);
+    auto r = be.prepare_vector(v.data(), n);
+    EXPECT_TRUE(r.ok());
+    return std::move(r).value();
+  };
+  auto w_in = weight(dim, dim, 61), w_up = weight(hidden, dim, 63), w_down = weight(dim, hidden, 65);
+  auto w_qkv = weight(3 * heads * hd, dim, 67), w_proj = weight(dim, heads * hd, 69);
+  auto g_up = weight(hidden, dim, 71), g_gate = weight(hidden, dim, 73);
+  auto gamma = vector(dim, 75), beta = vector(dim, 76);
+  auto x = upload(be, test::random_normal(static_cast<size_t>(rows * dim), 77));
+  auto h = upload(be, test::random_normal(static_cast<size_t>(rows * hidden), 78));
+  auto wide = upload(be, test::random_normal(static_cast<size_t>(rows * 3 * heads * hd), 79));
+  auto att = upload(be, test::random_normal(static_cast<size_t>(rows * hidden), 80));
+  auto rope = upload(be, test::random_rope_table(tokens - prefix, hd, 81));
+  auto y = upload(be, std::vector<float>(static_cast<size_t>(rows * hidden)));
+  std::vector<std::vector<float>> got;
+  auto linear = [&](const DeviceBuffer& in, int64_t n, const Weight& w, Activation act, DeviceBuffer& out) {
+    LinearEpilogue e;
+    e.activation = act;
+    const Status st = be.linear(in, n, w, e, out);
+    EXPECT_TRUE(st.ok()) << st.message();
+    got.push_back(download(be, out));
+  };
+  auto layer_norm = [&](int64_t n, DeviceBuffer& out) {
+    const Status st = be.layer_norm(*x, n, dim, *gamma, *beta, 1e-6f, out);
+    EXPECT_TRUE(st.ok()) << st.message();
+  };
+  layer_norm(rows - 9, *h);                                  // a copy of 20 rows ...
+  linear(*h, rows, *w_in, Activation::kNone, *y);            // ... cannot serve 29
+  linear(*h, rows - 9, *w_in, Activation::kNone, *y);        // ... can serve 20
+  EXPECT_TRUE(be.upload(*h, 3, std::vector<float>(5, 2.5f).data(), 5).ok());
+  linear(*h, rows - 9, *w_in, Activation::kNone, *y);        // rewritten by an upload
+  layer_norm(rows, *h);
+  linear(*h, rows, *w_up, Activation::kGelu, *y);            // GELU leaves an odd-width copy in y
+  linear(*y, rows, *w_down, Activation::kNone, *x);          // ... which this reads
+  linear(*h, rows, *w_up, Activation::kNone, *y);            // y rewritten without a copy
+  linear(*y, rows, *w_down, Activation::kNone, *x);
+  layer_norm(rows, *h);
+  EXPECT_TRUE(be.linear_swiglu(*h, rows, *g_gate, *g_up, *y).ok());
+  got.push_back(download(be, *y));
+  linear(*y, rows, *w_down, Activation::kNone, *x);          // SwiGLU's copy
+  linear(*x, rows, *w_qkv, Activation::kNone, *wide);
+  EXPECT_TRUE(be.attention(*wide, 1, tokens, heads, hd, prefix, *rope, *att).ok());
+  got.push_back(download(be, *att));
+  linear(*att, rows, *w_proj, Activation::kNone, *x);        // attention's copy
+  EXPECT_TRUE(be.upload(*att, 0, std::vector<float>(7, -1.0f).data(), 7).ok());
+  linear(*att, rows, *w_proj, Activation::kNone, *x);        // ... gone after an upload
+  return got;
+}
+
+TEST(LowpBackend, Bf16CopiesGiveTheSameBitsAsConvertingAgain) {
+  for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+    ::unsetenv("DINOV3_CPU_NO_BF16_COPIES");
+    BackendOptions options;
+    options.threads = 2;
+    options.precision = p;
+    if (p == Precision::kInt8) {  // mixed layers (in run_copy_chain's order; SwiGLU's pair, 5 and 6, alike):
+      // copies are written, and read by the bf16 layers only
+      options.int8_linear_precision = [](int64_t i) { return i % 2 == 0 || i == 5 ? Precision::kBF16 : Precision::kInt8; };
+    }
+    auto with = create_cpu_backend(options);
+    ::setenv("DINOV3_CPU_NO_BF16_COPIES", "1", 1);
+    auto without = create_cpu_backend(options);
+    ::unsetenv("DINOV3_CPU_NO_BF16_COPIES");
+    ASSERT_TRUE(with.ok() && without.ok());
+    const auto a = run_copy_chain(**with), b = run_copy_chain(**without);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].size(), b[i].size());
+      EXPECT_EQ(std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)), 0)
+          << precision_name(p) << ": output " << i << " of the chain";
+    }
+  }
+}
+
 // DINOV3_CPU_NO_BF16=1 / DINOV3_CPU_NO_VNNI=1 force the AVX-512 emulations (or, without AVX-512, the
 // portable kernels): the whole model must come out bit for bit as on the AVX512_BF16 / AVX512_VNNI path.
 DINOV3_SUITE_LABELS(LowpGolden, "unit");  // native against emulated, not against timm
@@ -619,6 +708,23 @@ TEST(LowpGolden, ForcedEmulationGivesTheSameBits) {
 
 TEST(LowpGolden, ForcedNoVnniGivesTheSameBits) {
   expect_forced_emulation_gives_the_same_bits(Precision::kInt8, "DINOV3_CPU_NO_VNNI", "avx512vnni");
+}
+
+// The bf16 copies (cpu_backend.cpp) on a whole model, GELU and SwiGLU: the same bits as without them.
+TEST(LowpGolden, Bf16CopiesGiveTheSameBits) {
+  for (const char* model : {"vits16", "tiny_swiglu_qkvb"}) {
+    ::unsetenv("DINOV3_CPU_NO_BF16_COPIES");
+    Result<ForwardOutput> with = forward_fixture(model, Precision::kBF16, nullptr, nullptr);
+    ::setenv("DINOV3_CPU_NO_BF16_COPIES", "1", 1);
+    Result<ForwardOutput> without = forward_fixture(model, Precision::kBF16, nullptr, nullptr);
+    ::unsetenv("DINOV3_CPU_NO_BF16_COPIES");
+    ASSERT_TRUE(with.ok()) << with.status().message();
+    ASSERT_TRUE(without.ok()) << without.status().message();
+    for (const auto& [a, b] : {std::pair{&with->features, &without->features}, std::pair{&with->pooled, &without->pooled}}) {
+      ASSERT_EQ(a->data.size(), b->data.size());
+      EXPECT_EQ(std::memcmp(a->data.data(), b->data.data(), a->data.size() * sizeof(float)), 0) << model;
+    }
+  }
 }
 
 DINOV3_SUITE_LABELS(LowpCli, "unit");

@@ -33,10 +33,23 @@ namespace {
 
 using cpu::Isa;
 
+// A buffer's values may also be held in bf16 (lowp/bf16.h's rounding) when the op that wrote them could
+// round them on the way out: a bf16 GEMM that reads the buffer next takes these rows instead of converting
+// the float32 ones (one pass over the activations and one thread-pool round trip less per linear layer).
+// The copy is valid for `rows` rows of `cols` values (row stride round_up(cols, 2), zero-padded) from the
+// buffer's start, and only until anything else writes the buffer (every write goes through output_of).
+struct Bf16Copy {
+  cpu::lowp::AlignedBytes data;
+  size_t capacity = 0;  // uint16 elements
+  int64_t rows = 0, cols = 0;
+  static int64_t ld(int64_t cols) { return (cols + 1) / 2 * 2; }
+};
+
 class CpuBuffer final : public DeviceBuffer {
  public:
   CpuBuffer(const Backend& owner, size_t n) : DeviceBuffer(owner, n), data(cpu::allocate_aligned(n)) {}
   cpu::AlignedPtr data;
+  Bf16Copy bf16;
 };
 
 struct CpuVector final : public Weight {
@@ -45,7 +58,39 @@ struct CpuVector final : public Weight {
 
 // Every buffer and weight reaching these has passed op_checks: this backend made it, so the casts hold.
 const float* data_of(const DeviceBuffer& b) { return static_cast<const CpuBuffer&>(b).data.get(); }
-float* data_of(DeviceBuffer& b) { return static_cast<CpuBuffer&>(b).data.get(); }
+// The float32 values of a buffer an op is about to write: its bf16 copy stops being valid.
+float* output_of(DeviceBuffer& b) {
+  auto& cb = static_cast<CpuBuffer&>(b);
+  cb.bf16.rows = 0;
+  return cb.data.get();
+}
+// The valid bf16 copy of x's first `rows` rows of `cols` values, or nullptr.
+const uint16_t* bf16_copy_of(const DeviceBuffer& x, int64_t rows, int64_t cols) {
+  const Bf16Copy& c = static_cast<const CpuBuffer&>(x).bf16;
+  const bool valid = c.rows > 0 && c.cols == cols && rows <= c.rows;
+  return valid ? reinterpret_cast<const uint16_t*>(c.data.get()) : nullptr;
+}
+// Room for a bf16 copy of `rows` rows of `cols` values in y (call after output_of(y)), or nullptr when it
+// cannot be had (the op then simply does not write one). Valid once the op marks it (mark_bf16_copy).
+uint16_t* bf16_copy_for(DeviceBuffer& y, int64_t rows, int64_t cols) {
+  Bf16Copy& c = static_cast<CpuBuffer&>(y).bf16;
+  const auto need = static_cast<size_t>(rows * Bf16Copy::ld(cols));
+  if (need > c.capacity) {
+    try {
+      c.data = cpu::lowp::allocate_bytes(need * sizeof(uint16_t));
+    } catch (const std::bad_alloc&) {
+      c.capacity = 0;
+      return nullptr;
+    }
+    c.capacity = need;
+  }
+  return reinterpret_cast<uint16_t*>(c.data.get());
+}
+void mark_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
+  Bf16Copy& c = static_cast<CpuBuffer&>(y).bf16;
+  c.rows = rows;
+  c.cols = cols;
+}
 const cpu::PackedLinear& linear_of(const Weight& w) { return static_cast<const cpu::PackedLinear&>(w); }
 const CpuVector& vector_of(const Weight& w) { return static_cast<const CpuVector&>(w); }
 const cpu::lowp::LowpLinear& lowp_linear_of(const Weight& w) { return static_cast<const cpu::lowp::LowpLinear&>(w); }
@@ -82,6 +127,9 @@ class CpuBackend final : public Backend {
       : kernels_(kernels_for(isa)),
         precision_(options.precision),
         int8_linear_precision_(options.int8_linear_precision),
+        bf16_copies_((options.precision == Precision::kBF16 ||
+                      (options.precision == Precision::kInt8 && options.int8_linear_precision)) &&
+                     !env_flag("DINOV3_CPU_NO_BF16_COPIES")),
         lowp_(lowp),
         pool_(threads),
         scratch_(threads),
@@ -130,7 +178,8 @@ class CpuBackend final : public Backend {
 
   Status upload(DeviceBuffer& dst, size_t offset, const float* src, size_t n) override {
     DINOV3_RETURN_IF_ERROR(op_checks::upload(*this, dst, offset, src, n));
-    if (n > 0) std::memcpy(data_of(dst) + offset, src, n * sizeof(float));
+    float* out = output_of(dst);
+    if (n > 0) std::memcpy(out + offset, src, n * sizeof(float));
     return {};
   }
 
@@ -199,6 +248,7 @@ class CpuBackend final : public Backend {
       patches_capacity_ = static_cast<size_t>(patches * cols);
     }
     float* a = patches_.get();
+    float* token_rows = output_of(tokens);
     for (int64_t b = 0; b < batch; ++b) {
       const float* img = data_of(image) + b * channels * height * width;
       // im2col: row i*gw + j holds patch (i, j) in the conv weight's (c, ky, kx) order.
@@ -212,7 +262,7 @@ class CpuBackend final : public Backend {
             }
         }
       });
-      float* seq = data_of(tokens) + b * per_image * dim;
+      float* seq = token_rows + b * per_image * dim;
       std::memcpy(seq, vector_of(prefix).v.get(), static_cast<size_t>(prefix_count * dim) * sizeof(float));
       DINOV3_RETURN_IF_ERROR(run_linear(a, cols, patches, patch_linear, cpu::TileEpilogue::kStore, nullptr,
                                         seq + prefix_count * dim, dim));
@@ -224,15 +274,22 @@ class CpuBackend final : public Backend {
                     float eps, DeviceBuffer& y) override {
     DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y));
     const float* in = data_of(x);
-    float* out = data_of(y);
+    float* out = output_of(y);
     const float* g = vector_of(gamma).v.get();
     const float* be = vector_of(beta).v.get();
+    // LayerNorm's output feeds linear layers: keep it in bf16 too for a bf16 one.
+    uint16_t* out_bf16 = bf16_copies_ ? bf16_copy_for(y, rows, dim) : nullptr;
+    const int64_t ld_bf16 = Bf16Copy::ld(dim);
     const int64_t chunks = std::min<int64_t>(rows, 4 * pool_.size());
     const int64_t per_chunk = chunks > 0 ? (rows + chunks - 1) / chunks : 0;
     pool_.run(chunks, [&](int64_t c, int) {
       const int64_t r0 = c * per_chunk, r1 = std::min(rows, r0 + per_chunk);
-      if (r0 < r1) kernels_.layer_norm_rows(in + r0 * dim, out + r0 * dim, r1 - r0, dim, g, be, eps);
+      if (r0 < r1) {
+        kernels_.layer_norm_rows(in + r0 * dim, out + r0 * dim, r1 - r0, dim, g, be, eps,
+                                 out_bf16 != nullptr ? out_bf16 + r0 * ld_bf16 : nullptr, ld_bf16);
+      }
     });
+    if (out_bf16 != nullptr) mark_bf16_copy(y, rows, dim);
     return {};
   }
 
@@ -247,7 +304,15 @@ class CpuBackend final : public Backend {
       op = cpu::TileEpilogue::kScaleAdd;
       scale = vector_of(*epilogue.residual_scale).v.get();
     }
-    return run_linear(data_of(x), w.in, rows, weight, op, scale, data_of(y), w.out);
+    cpu::lowp::Bf16Copies copies;
+    copies.in = bf16_copy_of(x, rows, w.in);
+    float* out = output_of(y);
+    // An activation's output (an MLP hidden layer) feeds the next linear layer: keep it in bf16 too.
+    if (bf16_copies_ && op == cpu::TileEpilogue::kGelu) copies.out = bf16_copy_for(y, rows, w.out);
+    copies.ld_out = Bf16Copy::ld(w.out);
+    DINOV3_RETURN_IF_ERROR(run_linear(data_of(x), w.in, rows, weight, op, scale, out, w.out, copies));
+    if (copies.out != nullptr) finish_bf16_copy(y, rows, w.out);
+    return {};
   }
 
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
@@ -256,11 +321,19 @@ class CpuBackend final : public Backend {
     const WeightInfo& wg = gate.info();
     if (lowp()) {
       DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::swiglu_scratch_floats_lowp()));
-      return cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, data_of(x), wg.in, rows,
-                                         lowp_linear_of(gate), lowp_linear_of(up), data_of(y), wg.out);
+      cpu::lowp::Bf16Copies copies;
+      copies.in = bf16_copy_of(x, rows, wg.in);
+      float* out = output_of(y);
+      if (bf16_copies_) copies.out = bf16_copy_for(y, rows, wg.out);  // the hidden layer feeds a linear one
+      copies.ld_out = Bf16Copy::ld(wg.out);
+      DINOV3_RETURN_IF_ERROR(cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, data_of(x), wg.in, rows,
+                                                         lowp_linear_of(gate), lowp_linear_of(up), out, wg.out,
+                                                         copies));
+      if (copies.out != nullptr) finish_bf16_copy(y, rows, wg.out);
+      return {};
     }
     DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::swiglu_scratch_floats(kernels_)));
-    cpu::gemm_swiglu(kernels_, pool_, scratch_, data_of(x), wg.in, rows, linear_of(gate), linear_of(up), data_of(y),
+    cpu::gemm_swiglu(kernels_, pool_, scratch_, data_of(x), wg.in, rows, linear_of(gate), linear_of(up), output_of(y),
                      wg.out);
     return {};
   }
@@ -268,15 +341,21 @@ class CpuBackend final : public Backend {
   Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                    int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out) override {
     DINOV3_RETURN_IF_ERROR(op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out));
+    float* o = output_of(out);
     if (batch == 0 || tokens == 0) return {};
     const cpu::AttentionShape shape{batch, tokens, heads, head_dim, prefix_count};
     if (lowp()) {  // bf16 products for both reduced precisions
       DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::attention_bf16_scratch_floats(lowp_, shape, pool_.size())));
-      cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope), data_of(out));
+      // The attention output feeds the projection: keep it in bf16 too.
+      const int64_t rows = batch * tokens, dim = heads * head_dim;
+      uint16_t* o_bf16 = bf16_copies_ ? bf16_copy_for(out, rows, dim) : nullptr;
+      cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope), o, o_bf16,
+                                Bf16Copy::ld(dim));
+      if (o_bf16 != nullptr) finish_bf16_copy(out, rows, dim);
       return {};
     }
     DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::attention_scratch_floats(kernels_, shape, pool_.size())));
-    cpu::attention(kernels_, pool_, scratch_, shape, data_of(qkv), data_of(rope), data_of(out));
+    cpu::attention(kernels_, pool_, scratch_, shape, data_of(qkv), data_of(rope), o);
     return {};
   }
 
@@ -285,13 +364,14 @@ class CpuBackend final : public Backend {
     DINOV3_RETURN_IF_ERROR(op_checks::mean_tokens(*this, x, batch, tokens, dim, begin, end, out));
     // Small (one row per image): double accumulators in a contiguous pass over each token row.
     std::vector<double> acc(static_cast<size_t>(dim));
+    float* out_rows = output_of(out);
     for (int64_t b = 0; b < batch; ++b) {
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t t = begin; t < end; ++t) {
         const float* row = data_of(x) + (b * tokens + t) * dim;
         for (int64_t d = 0; d < dim; ++d) acc[static_cast<size_t>(d)] += row[d];
       }
-      float* o = data_of(out) + b * dim;
+      float* o = out_rows + b * dim;
       for (int64_t d = 0; d < dim; ++d) o[d] = static_cast<float>(acc[static_cast<size_t>(d)] / static_cast<double>(end - begin));
     }
     return {};
@@ -302,12 +382,23 @@ class CpuBackend final : public Backend {
   bool lowp() const { return precision_ != Precision::kF32; }
 
   Status run_linear(const float* a, int64_t lda, int64_t rows, const Weight& w, cpu::TileEpilogue op,
-                    const float* scale, float* c, int64_t ldc) {
+                    const float* scale, float* c, int64_t ldc, const cpu::lowp::Bf16Copies& copies = {}) {
     if (lowp()) {
-      return cpu::lowp::gemm_linear_lowp(lowp_, pool_, staging_, a, lda, rows, lowp_linear_of(w), op, scale, c, ldc);
+      return cpu::lowp::gemm_linear_lowp(lowp_, pool_, staging_, a, lda, rows, lowp_linear_of(w), op, scale, c, ldc,
+                                         copies);
     }
     cpu::gemm_linear(kernels_, pool_, a, lda, rows, linear_of(w), op, scale, c, ldc);
     return {};
+  }
+
+  // A GEMM's or attention's bf16 copy of y is complete: zero the pair padding of an odd width (the tiles
+  // store only real columns) and mark it valid.
+  static void finish_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
+    if (cols % 2 != 0) {
+      auto* c = reinterpret_cast<uint16_t*>(static_cast<CpuBuffer&>(y).bf16.data.get());
+      for (int64_t r = 0; r < rows; ++r) c[r * Bf16Copy::ld(cols) + cols] = 0;
+    }
+    mark_bf16_copy(y, rows, cols);
   }
 
   Status reserve_scratch(size_t floats_per_thread) {
@@ -323,6 +414,9 @@ class CpuBackend final : public Backend {
   Precision precision_;
   std::function<Precision(int64_t)> int8_linear_precision_;  // BackendOptions::int8_linear_precision
   int64_t linears_prepared_ = 0;
+  // Whether ops whose output feeds linear layers also write it in bf16 (Bf16Copy): for bf16, and for int8
+  // with per-layer precisions (some layers bf16). DINOV3_CPU_NO_BF16_COPIES=1 turns them off (same results).
+  bool bf16_copies_;
   const cpu::lowp::LowpKernels& lowp_;
   cpu::lowp::LowpStaging staging_;  // activations converted for the current reduced-precision GEMM
   cpu::ThreadPool pool_;

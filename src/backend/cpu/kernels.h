@@ -40,6 +40,10 @@ struct GemmTile {
   int64_t ld_aux = 0;
   const float* row_scale = nullptr;  // kAttentionRows: rows values or nullptr
   const float* row_post = nullptr;   // kAttentionRows: rows values or nullptr
+  // When set, the stored values also go to c_bf16 (row stride ldc_bf16 elements) rounded to bf16 as
+  // lowp/bf16.h does: the operand a bf16 GEMM reading this output would otherwise convert it to.
+  uint16_t* c_bf16 = nullptr;
+  int64_t ldc_bf16 = 0;
 };
 
 struct CpuKernels {
@@ -48,8 +52,9 @@ struct CpuKernels {
   int nr;  // packed panel width (columns per micro-tile)
   void (*gemm_tile)(const GemmTile& tile);
   // y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta for `rows` rows of `dim` (two passes, float32).
+  // y_bf16 (optional, row stride ld_bf16): the same values as bf16 (lowp/bf16.h's rounding).
   void (*layer_norm_rows)(const float* x, float* y, int64_t rows, int64_t dim, const float* gamma,
-                          const float* beta, float eps);
+                          const float* beta, float eps, uint16_t* y_bf16, int64_t ld_bf16);
   // Online-softmax step on a block of scores in base-2 units, s[rows, cols] (row stride lds; the caller
   // folds log2(e) into q): per row, new_max = max(max, row); rescale[r] = 2^(max - new_max);
   // s = 2^(s - new_max) in place; sum = sum * rescale + rowsum(s). A row with max == -inf (first block) gets

@@ -55,6 +55,7 @@ struct Fp32Operands {
     for (int64_t vp = 0; vp < value_panels(sh); ++vp) {
       tile.b = v + (vp * sh.tokens + j0) * nr();
       tile.c = epilogue.c + vp * nr();
+      if (epilogue.c_bf16 != nullptr) tile.c_bf16 = epilogue.c_bf16 + vp * nr();
       tile.cols = static_cast<int>(std::min<int64_t>(nr(), sh.head_dim - vp * nr()));
       kernels.gemm_tile(tile);
     }

@@ -102,9 +102,11 @@ size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape&
   return static_cast<size_t>(attention_scratch(ops, split_attention(sh, ops.mr(), ops.nr(), threads), sh).total);
 }
 
+// out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output in bf16.
 template <class Operands>
 void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
-                     const AttentionShape& sh, const float* qkv, const float* rope, float* out) {
+                     const AttentionShape& sh, const float* qkv, const float* rope, float* out,
+                     uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0) {
   const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), pool.size());
   const int64_t dim = sh.heads * sh.head_dim, hd = sh.head_dim, T = sh.tokens;
   const int mr = ops.mr();
@@ -157,6 +159,10 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
           o.epilogue = TileEpilogue::kAttentionRows;
           o.row_scale = j0 == 0 ? nullptr : rescale;
           o.row_post = last ? inv_sum : nullptr;
+          if (last && out_bf16 != nullptr) {
+            o.c_bf16 = out_bf16 + (b * T + i0) * ld_bf16 + h * hd;
+            o.ldc_bf16 = ld_bf16;
+          }
           ops.accumulate(ws, split, sh, s, rows, j0, keys, o);
         }
       }

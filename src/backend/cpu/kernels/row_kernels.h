@@ -14,7 +14,7 @@ namespace {
 // accurate to a few ulp without Welford's divisions.
 template <class O>
 void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const float* gamma, const float* beta,
-                     float eps) {
+                     float eps, uint16_t* y_bf16, int64_t ld_bf16) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   const int64_t full = dim - dim % W;
@@ -48,14 +48,21 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
     }
     const float var = O::reduce_add(O::add(q0, q1)) / static_cast<float>(dim);
     const V inv_std = O::set1(1.0f / sqrtf(var + eps));
+    uint16_t* out_bf16 = y_bf16 != nullptr ? y_bf16 + r * ld_bf16 : nullptr;
     for (i = 0; i < full; i += W) {
       const V n = O::mul(O::sub(O::load(in + i), vmean), inv_std);
-      O::store(out + i, O::fmadd(n, O::load(gamma + i), O::load(beta + i)));
+      const V v = O::fmadd(n, O::load(gamma + i), O::load(beta + i));
+      O::store(out + i, v);
+      if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + i, v, W);
     }
     if (tail > 0) {
       const V n = O::mul(O::sub(O::load_first(in + full, tail), vmean), inv_std);
-      O::store_first(out + full, O::fmadd(n, O::load_first(gamma + full, tail), O::load_first(beta + full, tail)),
-                     tail);
+      const V v = O::fmadd(n, O::load_first(gamma + full, tail), O::load_first(beta + full, tail));
+      O::store_first(out + full, v, tail);
+      if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + full, v, tail);
+    }
+    if (out_bf16 != nullptr) {
+      for (int64_t c = dim; c < ld_bf16; ++c) out_bf16[c] = 0;  // the pair padding of an odd dim
     }
   }
 }

@@ -43,6 +43,7 @@ inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n
   } else {
     O::store_first(c, y, n);
   }
+  if (t.c_bf16 != nullptr) O::store_bf16_first(t.c_bf16 + r * t.ldc_bf16 + v * W, y, n);
 }
 
 // acc: row r of the tile starts at acc + r * ld_acc, vector-aligned.

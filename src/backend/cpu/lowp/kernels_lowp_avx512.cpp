@@ -81,19 +81,6 @@ void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
   kByRows[t.out.rows - 1](t);
 }
 
-// bf16_from_float (bf16.h) on 16 lanes.
-__m256i bf16_from_float16(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i hi = _mm512_srli_epi32(u, 16);
-  const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
-  r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
-  return _mm512_cvtepi32_epi16(r);
-}
 
 __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
@@ -125,7 +112,7 @@ void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, i
     uint16_t* d = dst + r * k_pad;
     for (int64_t i = 0; i < k; i += 16) {
       const __mmask16 m = first(k - i);
-      _mm256_mask_storeu_epi16(d + i, m, bf16_from_float16(_mm512_maskz_loadu_ps(m, src + i)));
+      _mm256_mask_storeu_epi16(d + i, m, OpsAvx512::to_bf16(_mm512_maskz_loadu_ps(m, src + i)));
     }
     for (int64_t i = k; i < k_pad; ++i) d[i] = 0;
   }

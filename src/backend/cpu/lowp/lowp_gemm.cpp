@@ -14,9 +14,12 @@ constexpr int kMaxMr = 14;
 
 int mr_of(const LowpKernels& k, Precision p) { return p == Precision::kInt8 ? k.int8_mr : k.bf16_mr; }
 
-// Converts a[0, rows) into staging as w's kernels expect it.
-Status prepare_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
-                    int64_t lda, int64_t rows, const LowpLinear& w) {
+// The rows the tiles read: the caller's bf16 copy where it has one for a bf16 weight, else a[0, rows)
+// converted into staging as w's kernels expect it.
+Result<const uint8_t*> prepare_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging,
+                                    const float* a, int64_t lda, int64_t rows, const LowpLinear& w,
+                                    const uint16_t* bf16_in) {
+  if (bf16_in != nullptr && w.precision == Precision::kBF16) return reinterpret_cast<const uint8_t*>(bf16_in);
   const int64_t row_bytes = w.k_pad * element_bytes(w.precision);
   DINOV3_RETURN_IF_ERROR(staging.reserve(rows, row_bytes));
   uint8_t* dst = staging.rows_data();
@@ -28,14 +31,16 @@ Status prepare_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& s
       kernels.to_bf16_rows(a + r0 * lda, lda, n, w.in, w.k_pad, reinterpret_cast<uint16_t*>(dst + r0 * row_bytes));
     }
   });
-  return {};
+  return static_cast<const uint8_t*>(dst);
 }
 
 // The tile over rows [row0, row0 + tile_rows) and panel p of w; the caller fills the epilogue fields.
-LowpTile make_tile(LowpStaging& staging, const LowpLinear& w, int64_t row0, int tile_rows, int64_t p) {
+// a_rows: what prepare_rows returned.
+LowpTile make_tile(LowpStaging& staging, const uint8_t* a_rows, const LowpLinear& w, int64_t row0, int tile_rows,
+                   int64_t p) {
   LowpTile t;
   const int64_t row_bytes = w.k_pad * element_bytes(w.precision);
-  t.a = staging.rows_data() + row0 * row_bytes;
+  t.a = a_rows + row0 * row_bytes;
   t.lda = row_bytes;
   t.b = w.panel(p);
   t.k_groups = w.k_pad / k_group(w.precision);
@@ -96,15 +101,19 @@ Status LowpStaging::reserve(int64_t rows, int64_t row_bytes) {
 
 Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
                         int64_t lda, int64_t rows, const LowpLinear& w, TileEpilogue epilogue, const float* scale,
-                        float* c, int64_t ldc) {
+                        float* c, int64_t ldc, const Bf16Copies& copies) {
   if (rows <= 0) return {};
-  DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, w));
+  DINOV3_ASSIGN_OR_RETURN(const uint8_t* a_rows, prepare_rows(kernels, pool, staging, a, lda, rows, w, copies.in));
   const bool int8 = w.precision == Precision::kInt8;
   const auto tile_fn = int8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
   for_each_thread_tile(pool, rows, w, mr_of(kernels, w.precision), 1, [&](int64_t row0, int tile_rows, int64_t p, int) {
-    LowpTile t = make_tile(staging, w, row0, tile_rows, p);
+    LowpTile t = make_tile(staging, a_rows, w, row0, tile_rows, p);
     t.out.c = c + row0 * ldc + p * kNr;
     t.out.ldc = ldc;
+    if (copies.out != nullptr) {
+      t.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;
+      t.out.ldc_bf16 = copies.ld_out;
+    }
     t.out.epilogue = epilogue;
     if (scale != nullptr) t.out.scale = scale + p * kNr;
     tile_fn(t);
@@ -116,24 +125,29 @@ size_t swiglu_scratch_floats_lowp() { return static_cast<size_t>(kMaxMr * kNr); 
 
 Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, ThreadScratch& scratch,
                         const float* a, int64_t lda, int64_t rows, const LowpLinear& gate, const LowpLinear& up,
-                        float* c, int64_t ldc) {
+                        float* c, int64_t ldc, const Bf16Copies& copies) {
   if (rows <= 0) return {};
   if (gate.precision != up.precision) {
     return make_error(ErrorCode::kInvalidArgument, "cpu backend: a SwiGLU layer's two weights need one precision");
   }
-  DINOV3_RETURN_IF_ERROR(prepare_rows(kernels, pool, staging, a, lda, rows, gate));
+  DINOV3_ASSIGN_OR_RETURN(const uint8_t* a_rows,
+                          prepare_rows(kernels, pool, staging, a, lda, rows, gate, copies.in));
   const auto tile_fn = gate.precision == Precision::kInt8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
   // Both weights stream through the cache per panel, so a block holds half as many panels of each.
   for_each_thread_tile(pool, rows, gate, mr_of(kernels, gate.precision), 2,
                 [&](int64_t row0, int tile_rows, int64_t p, int thread) {
                   float* gate_tile = scratch.get(thread);  // [mr, 32]: the gate pre-activation, L1-resident
-                  LowpTile t = make_tile(staging, gate, row0, tile_rows, p);
+                  LowpTile t = make_tile(staging, a_rows, gate, row0, tile_rows, p);
                   t.out.c = gate_tile;
                   t.out.ldc = kNr;
                   tile_fn(t);
-                  LowpTile u = make_tile(staging, up, row0, tile_rows, p);
+                  LowpTile u = make_tile(staging, a_rows, up, row0, tile_rows, p);
                   u.out.c = c + row0 * ldc + p * kNr;
                   u.out.ldc = ldc;
+                  if (copies.out != nullptr) {
+                    u.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;
+                    u.out.ldc_bf16 = copies.ld_out;
+                  }
                   u.out.epilogue = TileEpilogue::kSwiglu;
                   u.out.aux = gate_tile;
                   u.out.ld_aux = kNr;

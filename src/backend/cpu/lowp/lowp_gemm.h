@@ -39,15 +39,25 @@ class LowpStaging {
   int64_t data_bytes_ = 0, row_count_ = 0;
 };
 
+// bf16 forms of a GEMM's activations that skip a conversion pass (both optional):
+//   in:  the input rows already rounded to bf16 (bf16.h), row stride = the weight's k_pad, zero past `in`;
+//        used only by a bf16 weight (an int8 one converts the float32 rows as usual).
+//   out: where the output rows also go in bf16 (row stride ld_out; the caller zeroes any padding column).
+struct Bf16Copies {
+  const uint16_t* in = nullptr;
+  uint16_t* out = nullptr;
+  int64_t ld_out = 0;
+};
+
 // c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]).
 Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
                         int64_t lda, int64_t rows, const LowpLinear& w, TileEpilogue epilogue, const float* scale,
-                        float* c, int64_t ldc);
+                        float* c, int64_t ldc, const Bf16Copies& copies = {});
 
 // c = silu(a · gate^T + bg) * (a · up^T + bu). Needs scratch.reserve(swiglu_scratch_floats_lowp()).
 size_t swiglu_scratch_floats_lowp();
 Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, ThreadScratch& scratch,
                         const float* a, int64_t lda, int64_t rows, const LowpLinear& gate, const LowpLinear& up,
-                        float* c, int64_t ldc);
+                        float* c, int64_t ldc, const Bf16Copies& copies = {});
 
 }  // namespace dinov3::cpu::lowp

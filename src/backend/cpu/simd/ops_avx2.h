@@ -4,6 +4,10 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
+#include "backend/cpu/lowp/bf16.h"
+
 namespace dinov3::cpu {
 namespace {
 
@@ -58,6 +62,12 @@ struct OpsAvx2 {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // The first n lanes (n may exceed 8) of v as bf16 at p, by bf16_from_float (the one formula).
+  static void store_bf16_first(uint16_t* p, V v, int n) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, v);
+    for (int i = 0; i < n && i < 8; ++i) p[i] = lowp::bf16_from_float(lanes[i]);
   }
 };
 

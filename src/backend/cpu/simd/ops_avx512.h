@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 // GCC 12's AVX-512 intrinsics (max, min, scalef, roundscale, reductions) pass _mm512_undefined_ps() as the
 // unused merge source, which -Wuninitialized reports once inlined here; the value is never read.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -55,6 +57,28 @@ struct OpsAvx512 {
   static V floor(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
   static float reduce_add(V a) { return _mm512_reduce_add_ps(a); }
   static float reduce_max(V a) { return _mm512_reduce_max_ps(a); }
+
+  // bf16_from_float (lowp/bf16.h) on 16 lanes: the same integer formula, so every path sees the same bits.
+  static __m256i to_bf16(V x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i hi = _mm512_srli_epi32(u, 16);
+    const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
+    const __mmask16 nan =
+        _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+    const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
+    r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
+    return _mm512_cvtepi32_epi16(r);
+  }
+  // The first n lanes (n may exceed 16) of v as bf16 at p.
+  static void store_bf16_first(uint16_t* p, V v, int n) {
+    if (n >= 16) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), to_bf16(v));
+    } else {
+      _mm256_mask_storeu_epi16(p, first(n), to_bf16(v));
+    }
+  }
 };
 
 }  // namespace

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+
+#include "backend/cpu/lowp/bf16.h"
 
 namespace dinov3::cpu {
 namespace {
@@ -38,6 +41,9 @@ struct OpsScalar {
   static V select_lt(V a, V b, V x, V y) { return a < b ? x : y; }
   static float reduce_add(V a) { return a; }
   static float reduce_max(V a) { return a; }
+  static void store_bf16_first(uint16_t* p, V v, int n) {
+    if (n > 0) *p = lowp::bf16_from_float(v);
+  }
 };
 
 }  // namespace
