@@ -11,8 +11,11 @@
 # int8-plan: int8 with the per-layer plan `dinov3 calibrate` writes for the model first (on the bundled
 # sample photos; the plan and its report land in output/compare/calibrate).
 #
-# Peak figures: PEAK_GFLOPS_FP32 / PEAK_GFLOPS_BF16 / PEAK_GFLOPS_INT8 per core (defaults: this machine's
-# anchors README: 287 fp32 FMA, 528 bf16 dot products; int8 VNNI taken as 2x bf16).
+# Peak figures: each round also measures the machine's per-core arithmetic peak with build/bin/peak_bench
+# (register-only loops of fp32 FMA, bf16 and int8 dot products on `--threads` threads at once), so "of peak"
+# and "x floor" (ms at batch 1 over the flops at that peak) compare with the machine as it ran that round.
+# Without those measurements PEAK_GFLOPS_FP32 / PEAK_GFLOPS_BF16 / PEAK_GFLOPS_INT8 per core apply
+# (defaults: this machine's anchors README: 287 fp32 FMA, 528 bf16 dot products; int8 VNNI taken as 2x bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=2 runs=20 rounds=5 model=../shared/fixtures/models/vits16 precisions=fp32
@@ -50,6 +53,10 @@ for r in $(seq 1 "$rounds"); do
   echo "# round $r of $rounds: ONNX Runtime anchor"
   ORT_HOME=$ort_home node ../shared/anchors/ort_bench.mjs --batches 1,2,4,8 --runs "$runs" --threads "$threads" \
     --json "$dir/ort.jsonl" | tee "$dir/ort.txt"
+  if [ -x build/bin/peak_bench ]; then
+    echo "# round $r of $rounds: arithmetic peak per core (GFLOP/s)"
+    build/bin/peak_bench --threads "$threads" --seconds 0.1 --json "$dir/peak.json" | grep -E "^(fp32|bf16|int8) +$threads "
+  fi
   for p in ${precisions//,/ }; do
     echo "# round $r of $rounds: dinov3 cpu backend, $p"
     if [ "$p" = int8-plan ]; then flags=(--precision int8 --int8-plan "$plan"); else flags=(--precision "$p"); fi

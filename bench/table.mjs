@@ -8,7 +8,7 @@ import path from 'node:path';
 
 const [dir, threadsArg] = process.argv.slice(2);
 const threads = Number(threadsArg || 2);
-const perCore = {
+const assumedPerCore = {
   fp32: Number(process.env.PEAK_GFLOPS_FP32 || 287),
   bf16: Number(process.env.PEAK_GFLOPS_BF16 || 528),
   int8: Number(process.env.PEAK_GFLOPS_INT8 || 1056),
@@ -39,6 +39,18 @@ const readBench = (file) => {
 
 const rounds = fs.readdirSync(dir).filter((d) => /^round-\d+$/.test(d))
   .sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
+// Per-core peak per precision: measured in each round by peak_bench (peak.json: {precision: {threads: GFLOP/s}})
+// at the run's thread count, else the assumed figures.
+const measuredPeak = Object.fromEntries(rounds.map((round) => {
+  const file = path.join(dir, round, 'peak.json');
+  if (!fs.existsSync(file)) return [round, {}];
+  const j = JSON.parse(fs.readFileSync(file, 'utf8'));
+  return [round, Object.fromEntries(Object.entries(j).map(([p, byThreads]) => [p, byThreads[String(threads)]]))];
+}));
+const perCoreIn = (round, prec) => measuredPeak[round]?.[prec] ?? assumedPerCore[prec];
+const peakMeasured = rounds.some((r) => Object.keys(measuredPeak[r]).length > 0);
+const perCore = Object.fromEntries(Object.keys(assumedPerCore).map((p) => [p, median(rounds.map((r) => perCoreIn(r, p)))
+  ?? assumedPerCore[p]]));
 const engines = new Map();  // name -> {prec, gflop, date, machine, runs: [{round, ms1, ips}]}
 const add = (name, info, round, figures) => {
   if (!engines.has(name)) engines.set(name, { ...info, runs: [] });
@@ -74,8 +86,8 @@ const first = [...engines.values()].find((e) => e.machine);
 const dates = [...engines.values()].map((e) => e.date).filter(Boolean).sort();
 console.log(`${first ? `${first.machine.cpu}, ${first.machine.cores} cores` : ''}, ${threads} threads, ViT-S/16 256x256, ` +
             `${rounds.length} round(s), ${dates[0] ?? ''}`);
-console.log('| engine | ms @1 (p50) | img/s @1 | @2 | @4 | @8 | GFLOP/s (best) | of peak | ms @1 vs ORT | img/s @8 vs ORT |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log('| engine | ms @1 (p50) | img/s @1 | @2 | @4 | @8 | GFLOP/s (best) | of peak | ms @1 / floor | ms @1 vs ORT | img/s @8 vs ORT |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 const perRound = [];
 for (const [name, e] of engines) {
   const ms1 = median(e.runs.map((r) => r.ms1));
@@ -90,13 +102,21 @@ for (const [name, e] of engines) {
     const o = r.round === null ? ortMedian : ortIn(r.round);
     return { round: r.round, ms: quotient(r.ms1, o?.ms1), tp: quotient(r.ips[3], o?.ips[3]) };
   });
+  // The floor: batch-1 flops at the round's peak for the precision (none for a mixed plan), per round.
+  const floors = e.runs.map((r) => {
+    const core = r.round === null ? perCore[e.prec] : perCoreIn(r.round, e.prec);
+    return core ? r.ms1 / ((1000 * e.gflop) / (core * threads)) : undefined;
+  });
   console.log(`| ${name} | ${fmt(ms1)} | ${ips.map((v) => fmt(v)).join(' | ')} | ${fmt(achieved, 0)} | ` +
-              `${peak ? `${fmt((100 * achieved) / peak, 0)}%` : '-'} | ${ratio(median(pairs.map((p) => p.ms)))} | ` +
-              `${ratio(median(pairs.map((p) => p.tp)))} |`);
+              `${peak ? `${fmt((100 * achieved) / peak, 0)}%` : '-'} | ${ratio(median(floors))} | ` +
+              `${ratio(median(pairs.map((p) => p.ms)))} | ${ratio(median(pairs.map((p) => p.tp)))} |`);
   if (name !== 'onnxruntime fp32' && e.runs.length > 1) {
     perRound.push(`${name}: ` + pairs.map((p) => `${p.round} ${ratio(p.ms)} @1, ${ratio(p.tp)} @8`).join('; '));
   }
 }
+console.log(`\nPeak per core (GFLOP/s, ${peakMeasured ? `peak_bench at ${threads} threads, median of the rounds` : 'assumed'}): ` +
+            Object.entries(perCore).map(([p, v]) => `${p} ${fmt(v, 0)}`).join(', ') +
+            '; floor = batch-1 GFLOP / (peak x threads).');
 if (perRound.length > 0) {
   console.log('\nPer-round ratios to ONNX Runtime (ms @1, img/s @8):');
   for (const line of perRound) console.log(`  ${line}`);
