@@ -393,6 +393,46 @@ TEST(Bf16, EmulationIsBitExact) {
   }
 }
 
+// A GEMM's bf16 copy of its output (Bf16Copies::out) holds bf16_from_float of each stored value, on every
+// kernel set (the AVX512_BF16 tile converts with vcvtneps2bf16, the others with the integer formula):
+// special values (NaN, infinities, subnormals, ties, overflow to infinity) come from the bias, the weights
+// being zero.
+TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
+  const int64_t rows = 17, out = 41, in = 8, ld = out + 1;
+  const uint32_t special[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7F800000u, 0xFF800000u, 0x00000001u,
+                              0x807FFFFFu, 0x00800000u, 0x80000000u, 0x3F808000u, 0x3F818000u, 0x3F80C000u,
+                              0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F7F8000u, 0x3F807FFFu};
+  std::vector<float> bias = test::random_normal(static_cast<size_t>(out), 91);
+  for (size_t i = 0; i < std::size(special); ++i) std::memcpy(&bias[i], &special[i], sizeof(float));
+  const std::vector<float> w(static_cast<size_t>(out * in), 0.0f);
+  const std::vector<float> x = test::random_normal(static_cast<size_t>(rows * in), 92);
+  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+    const lowp::LowpKernels* k = kernels_for(set);
+    if (k == nullptr) continue;
+    for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+      auto packed = lowp::pack_linear_lowp(p, w.data(), bias.data(), out, in);
+      cpu::ThreadPool pool(2);
+      lowp::LowpStaging staging;
+      std::vector<float> y(static_cast<size_t>(rows * out));
+      std::vector<uint16_t> copy(static_cast<size_t>(rows * ld), 0x5555);
+      lowp::Bf16Copies copies;
+      copies.out = copy.data();
+      copies.ld_out = ld;
+      ASSERT_TRUE(lowp::gemm_linear_lowp(*k, pool, staging, x.data(), in, rows, *packed, TileEpilogue::kStore, nullptr,
+                                         y.data(), out, copies)
+                      .ok());
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < out; ++j) {
+          const float v = y[static_cast<size_t>(r * out + j)];
+          ASSERT_EQ(copy[static_cast<size_t>(r * ld + j)], lowp::bf16_from_float(v))
+              << kernel_set_name(set) << " " << precision_name(p) << " row " << r << " column " << j << " value " << v;
+        }
+        EXPECT_EQ(copy[static_cast<size_t>(r * ld + out)], 0x5555) << "the padding column is the caller's";
+      }
+    }
+  }
+}
+
 DINOV3_SUITE_LABELS(Int8, "unit");
 
 // VNNI against the portable tile (plain stores: its epilogue multiply-adds are not fused) and against the

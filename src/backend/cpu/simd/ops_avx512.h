@@ -59,7 +59,16 @@ struct OpsAvx512 {
   static float reduce_max(V a) { return _mm512_reduce_max_ps(a); }
 
   // bf16_from_float (lowp/bf16.h) on 16 lanes: the same integer formula, so every path sees the same bits.
+  // Files compiled for AVX512_BF16 use vcvtneps2bf16, which rounds the same way (nearest even, subnormals to
+  // signed zero, NaNs quiet); lowp_test checks the two give the same bits.
   static __m256i to_bf16(V x) {
+#ifdef __AVX512BF16__
+    return (__m256i)_mm512_cvtneps_pbh(x);
+#else
+    return to_bf16_integer(x);
+#endif
+  }
+  static __m256i to_bf16_integer(V x) {
     const __m512i u = _mm512_castps_si512(x);
     const __m512i hi = _mm512_srli_epi32(u, 16);
     const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
