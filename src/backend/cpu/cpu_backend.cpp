@@ -71,7 +71,7 @@ const uint16_t* bf16_copy_of(const DeviceBuffer& x, int64_t rows, int64_t cols) 
   return valid ? reinterpret_cast<const uint16_t*>(c.data.get()) : nullptr;
 }
 // Room for a bf16 copy of `rows` rows of `cols` values in y (call after output_of(y)), or nullptr when it
-// cannot be had (the op then simply does not write one). Valid once the op marks it (mark_bf16_copy).
+// cannot be had (the op then simply does not write one). Valid once the op finishes it (finish_bf16_copy).
 uint16_t* bf16_copy_for(DeviceBuffer& y, int64_t rows, int64_t cols) {
   Bf16Copy& c = static_cast<CpuBuffer&>(y).bf16;
   const auto need = static_cast<size_t>(rows * Bf16Copy::ld(cols));
@@ -86,8 +86,13 @@ uint16_t* bf16_copy_for(DeviceBuffer& y, int64_t rows, int64_t cols) {
   }
   return reinterpret_cast<uint16_t*>(c.data.get());
 }
-void mark_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
+// The op has written y's copy (its real columns): zero the pair padding of an odd width and mark it valid.
+void finish_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
   Bf16Copy& c = static_cast<CpuBuffer&>(y).bf16;
+  if (cols % 2 != 0) {
+    auto* d = reinterpret_cast<uint16_t*>(c.data.get());
+    for (int64_t r = 0; r < rows; ++r) d[r * Bf16Copy::ld(cols) + cols] = 0;
+  }
   c.rows = rows;
   c.cols = cols;
 }
@@ -289,7 +294,7 @@ class CpuBackend final : public Backend {
                                  out_bf16 != nullptr ? out_bf16 + r0 * ld_bf16 : nullptr, ld_bf16);
       }
     });
-    if (out_bf16 != nullptr) mark_bf16_copy(y, rows, dim);
+    if (out_bf16 != nullptr) finish_bf16_copy(y, rows, dim);
     return {};
   }
 
@@ -389,16 +394,6 @@ class CpuBackend final : public Backend {
     }
     cpu::gemm_linear(kernels_, pool_, a, lda, rows, linear_of(w), op, scale, c, ldc);
     return {};
-  }
-
-  // A GEMM's or attention's bf16 copy of y is complete: zero the pair padding of an odd width (the tiles
-  // store only real columns) and mark it valid.
-  static void finish_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
-    if (cols % 2 != 0) {
-      auto* c = reinterpret_cast<uint16_t*>(static_cast<CpuBuffer&>(y).bf16.data.get());
-      for (int64_t r = 0; r < rows; ++r) c[r * Bf16Copy::ld(cols) + cols] = 0;
-    }
-    mark_bf16_copy(y, rows, cols);
   }
 
   Status reserve_scratch(size_t floats_per_thread) {

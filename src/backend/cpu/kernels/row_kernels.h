@@ -61,9 +61,6 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
       O::store_first(out + full, v, tail);
       if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + full, v, tail);
     }
-    if (out_bf16 != nullptr) {
-      for (int64_t c = dim; c < ld_bf16; ++c) out_bf16[c] = 0;  // the pair padding of an odd dim
-    }
   }
 }
 
