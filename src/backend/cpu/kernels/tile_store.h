@@ -1,7 +1,11 @@
 // The store every GEMM micro-tile ends with: the float32 accumulators of a t.rows x t.cols tile (already
 // dequantised for int8) get the bias and the GemmTile epilogue, then go to C with masked stores on the
-// ragged edge. Generic over an Ops type (simd/ops_*.h); include only from the per-ISA kernel files.
+// ragged edge (and to c_bf16 when set). Generic over an Ops type (simd/ops_*.h); include only from the
+// per-ISA kernel files. The epilogue is picked once per tile, so each loop below is compiled for one
+// epilogue and keeps its constants (GELU's coefficient tables) in registers across the tile.
 #pragma once
+
+#include <type_traits>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/simd/vec_math.h"
@@ -11,32 +15,38 @@ namespace {
 
 // Epilogues made of a few adds and multiplies: a micro-kernel applies them to its accumulator registers
 // directly. GELU and SwiGLU call out to long vector-math sequences and go through store_tile instead.
-inline bool epilogue_in_registers(TileEpilogue e) {
+constexpr bool epilogue_in_registers(TileEpilogue e) {
   return e != TileEpilogue::kGelu && e != TileEpilogue::kSwiglu;
 }
 
-// Bias, epilogue and store of vector v of tile row r; n = lanes of the vector inside the tile (may be > W).
-template <class O>
+// Calls fn(std::integral_constant<TileEpilogue, E>) for E = e.
+template <class Fn>
+inline void with_epilogue(TileEpilogue e, Fn&& fn) {
+  using E = TileEpilogue;
+  switch (e) {
+    case E::kStore: return fn(std::integral_constant<E, E::kStore>{});
+    case E::kGelu: return fn(std::integral_constant<E, E::kGelu>{});
+    case E::kScaleAdd: return fn(std::integral_constant<E, E::kScaleAdd>{});
+    case E::kSwiglu: return fn(std::integral_constant<E, E::kSwiglu>{});
+    case E::kAttentionRows: return fn(std::integral_constant<E, E::kAttentionRows>{});
+  }
+}
+
+// Bias, epilogue E and store of vector v of tile row r; n = lanes of the vector inside the tile (may be > W).
+template <class O, TileEpilogue E>
 inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n) {
   constexpr int W = O::kLanes;
   float* c = t.c + r * t.ldc + v * W;
   if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
-  switch (t.epilogue) {
-    case TileEpilogue::kStore:
-      break;
-    case TileEpilogue::kGelu:
-      y = gelu_erf_f32<O>(y);
-      break;
-    case TileEpilogue::kScaleAdd:
-      y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c, n));
-      break;
-    case TileEpilogue::kSwiglu:
-      y = O::mul(silu_f32<O>(O::load_first(t.aux + r * t.ld_aux + v * W, n)), y);
-      break;
-    case TileEpilogue::kAttentionRows:
-      if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c, n), O::set1(t.row_scale[r]), y);
-      if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
-      break;
+  if constexpr (E == TileEpilogue::kGelu) {
+    y = gelu_erf_f32<O>(y);
+  } else if constexpr (E == TileEpilogue::kScaleAdd) {
+    y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c, n));
+  } else if constexpr (E == TileEpilogue::kSwiglu) {
+    y = O::mul(silu_f32<O>(O::load_first(t.aux + r * t.ld_aux + v * W, n)), y);
+  } else if constexpr (E == TileEpilogue::kAttentionRows) {
+    if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c, n), O::set1(t.row_scale[r]), y);
+    if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
   }
   if (n >= W) {
     O::store(c, y);
@@ -46,13 +56,20 @@ inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n
   if (t.c_bf16 != nullptr) O::store_bf16_first(t.c_bf16 + r * t.ldc_bf16 + v * W, y, n);
 }
 
+template <class O, TileEpilogue E>
+void store_tile_as(const GemmTile& t, const float* acc, int ld_acc) {
+  constexpr int W = O::kLanes;
+  for (int r = 0; r < t.rows; ++r) {
+    for (int v = 0; v * W < t.cols; ++v) {
+      store_vector<O, E>(t, O::load(acc + r * ld_acc + v * W), r, v, t.cols - v * W);
+    }
+  }
+}
+
 // acc: row r of the tile starts at acc + r * ld_acc, vector-aligned.
 template <class O>
 void store_tile(const GemmTile& t, const float* acc, int ld_acc) {
-  constexpr int W = O::kLanes;
-  for (int r = 0; r < t.rows; ++r) {
-    for (int v = 0; v * W < t.cols; ++v) store_vector<O>(t, O::load(acc + r * ld_acc + v * W), r, v, t.cols - v * W);
-  }
+  with_epilogue(t.epilogue, [&](auto e) { store_tile_as<O, decltype(e)::value>(t, acc, ld_acc); });
 }
 
 // Stores a micro-kernel's MR x NV accumulator registers: short epilogues straight from the registers, the
@@ -60,17 +77,20 @@ void store_tile(const GemmTile& t, const float* acc, int ld_acc) {
 template <class O, int MR, int NV>
 void store_accumulators(const GemmTile& t, const typename O::V (&acc)[MR][NV]) {
   constexpr int W = O::kLanes;
-  if (epilogue_in_registers(t.epilogue)) {
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) {
-        if (v * W < t.cols) store_vector<O>(t, acc[r][v], r, v, t.cols - v * W);
-      }
-    return;
-  }
-  alignas(64) float out[MR][NV * W];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) O::store(&out[r][v * W], acc[r][v]);
-  store_tile<O>(t, &out[0][0], NV * W);
+  with_epilogue(t.epilogue, [&](auto e) {
+    constexpr TileEpilogue E = decltype(e)::value;
+    if constexpr (epilogue_in_registers(E)) {
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) {
+          if (v * W < t.cols) store_vector<O, E>(t, acc[r][v], r, v, t.cols - v * W);
+        }
+    } else {
+      alignas(64) float out[MR][NV * W];
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) O::store(&out[r][v * W], acc[r][v]);
+      store_tile_as<O, E>(t, &out[0][0], NV * W);
+    }
+  });
 }
 
 }  // namespace
