@@ -433,6 +433,28 @@ TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
   }
 }
 
+// to_bf16_pairs (attention's V panels in one pass) equals rounding the rows with to_bf16_rows and packing
+// them with pack_bf16_rows_plain, on every kernel set, for ragged rows and columns.
+TEST(Bf16, PairsPackLikeRowsThenPanels) {
+  for (const auto [rows, cols] : {std::pair<int64_t, int64_t>{261, 64}, {7, 6}, {37, 40}, {1, 33}, {64, 100}}) {
+    const int64_t ldx = cols + 3, rows_pad = (rows + 1) / 2 * 2, panels = (cols + lowp::kNr - 1) / lowp::kNr;
+    std::vector<float> x = test::random_normal(static_cast<size_t>(rows * ldx), 93);
+    x[0] = std::numeric_limits<float>::quiet_NaN();
+    x[static_cast<size_t>(ldx - 1)] = 1e-40f;  // a subnormal (to zero) outside the rows' columns is not read
+    std::vector<uint16_t> rounded(static_cast<size_t>(rows * cols));
+    lowp::to_bf16_rows_scalar(x.data(), ldx, rows, cols, cols, rounded.data());
+    std::vector<uint16_t> want(static_cast<size_t>(panels * lowp::kNr * rows_pad));
+    lowp::pack_bf16_rows_plain(rounded.data(), cols, rows, cols, rows_pad, want.data());
+    for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+      const lowp::LowpKernels* k = kernels_for(set);
+      if (k == nullptr) continue;
+      std::vector<uint16_t> got(want.size(), 0x5555);
+      k->to_bf16_pairs(x.data(), ldx, rows, cols, rows_pad, got.data());
+      EXPECT_EQ(got, want) << kernel_set_name(set) << " " << rows << "x" << cols;
+    }
+  }
+}
+
 DINOV3_SUITE_LABELS(Int8, "unit");
 
 // VNNI against the portable tile (plain stores: its epilogue multiply-adds are not fused) and against the

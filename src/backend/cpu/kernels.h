@@ -64,8 +64,9 @@ struct CpuKernels {
   // dst[r, :] = RoPE(src[r, :]) * scale for `rows` rows of head_dim values (src row stride ld); table:
   // per row head_dim sines then head_dim cosines, rotate_half([a, b]) = [-b, a]. table == nullptr: no
   // rotation (prefix tokens), only the scale.
+  // dst_bf16 (optional): write the rows in bf16 there instead (row stride ld_bf16; dst is then unused).
   void (*rope_rows)(const float* src, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
-                    float* dst);
+                    float* dst, uint16_t* dst_bf16, int64_t ld_bf16);
 };
 
 const CpuKernels& cpu_kernels_scalar();

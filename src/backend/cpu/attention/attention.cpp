@@ -21,6 +21,8 @@ struct Fp32Operands {
     return kt_floats(sh) + round_up(value_panels(sh) * sh.tokens * nr(), 16);
   }
 
+  RopeTargets rope_targets(float*, const AttentionSplit&, const AttentionShape&) const { return {}; }
+
   void load_head(float* ws, const AttentionSplit&, const AttentionShape& sh, const float*, int64_t, const float* k,
                  const float* v, int64_t ld_v) const {
     pack_transposed(k, sh.head_dim, sh.tokens, sh.head_dim, nr(), ws);

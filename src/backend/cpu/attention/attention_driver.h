@@ -17,10 +17,13 @@
 //   int mr() const, int nr() const                 the micro-tile shape
 //   int64_t scratch_floats(const AttentionSplit&, const AttentionShape&) const
 //                                                   its own per-thread regions (Q, K^T, V, ...)
+//   RopeTargets rope_targets(float* ws, const AttentionSplit&, const AttentionShape&) const
+//                                                   where RoPE writes bf16 Q and K rows, or nowhere (float32 q, k)
 //   void load_head(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_rows,
 //                  const float* k, const float* v, int64_t ld_v) const
-//                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]) and
-//                                                   the V rows (row stride ld_v) of one head
+//                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]; or
+//                                                   those rope_targets received) and the V rows (row stride
+//                                                   ld_v) of one head
 //   void scores(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_row,
 //               int rows, int64_t j0, int64_t keys, float* s) const
 //                                                   s[rows, keys] (row stride key_block) = Q K^T for query
@@ -38,6 +41,14 @@
 #include "backend/cpu/attention/attention.h"
 
 namespace dinov3::cpu {
+
+// Where RoPE writes Q and K in bf16 for operands that take them so (their own scratch regions, rows of `ld`
+// elements), instead of the float32 q and k rows; all null for float32 operands.
+struct RopeTargets {
+  uint16_t* q = nullptr;
+  uint16_t* k = nullptr;
+  int64_t ld = 0;
+};
 
 struct AttentionSplit {
   int64_t q_chunks = 1, chunk_rows = 0, key_block = 0;
@@ -60,15 +71,18 @@ inline AttentionSplit split_attention(const AttentionShape& sh, int mr, int nr, 
   return s;
 }
 
-// dst[t - t0, :] = RoPE(src[t, :]) * scale for t in [t0, t1): prefix tokens are only scaled.
+// dst[t - t0, :] = RoPE(src[t, :]) * scale for t in [t0, t1): prefix tokens are only scaled. With dst_bf16
+// the rows go there in bf16 instead (row stride ld_bf16).
 inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t ld, int64_t t0, int64_t t1,
-                            const AttentionShape& sh, const float* rope, float scale, float* dst) {
+                            const AttentionShape& sh, const float* rope, float scale, float* dst,
+                            uint16_t* dst_bf16, int64_t ld_bf16) {
   const int64_t hd = sh.head_dim;
   const int64_t split = std::clamp(sh.prefix, t0, t1);
-  if (split > t0) kernels.rope_rows(src + t0 * ld, ld, split - t0, nullptr, hd, scale, dst);
+  if (split > t0) kernels.rope_rows(src + t0 * ld, ld, split - t0, nullptr, hd, scale, dst, dst_bf16, ld_bf16);
   if (t1 > split) {
+    const int64_t r = split - t0;
     kernels.rope_rows(src + split * ld, ld, t1 - split, rope + (split - sh.prefix) * 2 * hd, hd, scale,
-                      dst + (split - t0) * hd);
+                      dst + r * hd, dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr, ld_bf16);
   }
 }
 
@@ -131,8 +145,9 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
     float* inv_sum = rescale + mr;              // [mr]
 
     const float* base = qkv + b * T * 3 * dim + h * hd;
-    rope_token_rows(kernels, base, 3 * dim, q0, q1, sh, rope, q_scale, q);
-    rope_token_rows(kernels, base + dim, 3 * dim, 0, T, sh, rope, 1.0f, k);
+    const RopeTargets bf16 = ops.rope_targets(ws, split, sh);
+    rope_token_rows(kernels, base, 3 * dim, q0, q1, sh, rope, q_scale, q, bf16.q, bf16.ld);
+    rope_token_rows(kernels, base + dim, 3 * dim, 0, T, sh, rope, 1.0f, k, bf16.k, bf16.ld);
     ops.load_head(ws, split, sh, q, q1 - q0, k, base + 2 * dim, 3 * dim);
 
     for (int64_t g0 = q0; g0 < q1; g0 += group_rows) {

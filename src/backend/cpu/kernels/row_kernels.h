@@ -122,18 +122,26 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
 
 template <class O>
 void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
-               float* dst) {
+               float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   const int64_t half = head_dim / 2;
   const V vs = O::set1(scale);
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = src + r * ld;
-    float* y = dst + r * head_dim;
+    float* y = dst_bf16 == nullptr ? dst + r * head_dim : nullptr;
+    uint16_t* yb = dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr;
+    auto put = [&](int64_t d, V v, int n) {
+      if (yb != nullptr) {
+        O::store_bf16_first(yb + d, v, n);
+      } else {
+        O::store_first(y + d, v, n);
+      }
+    };
     if (table == nullptr) {
       for (int64_t d = 0; d < head_dim; d += W) {
         const int n = static_cast<int>(head_dim - d);
-        O::store_first(y + d, O::mul(O::load_first(x + d, n), vs), n);
+        put(d, O::mul(O::load_first(x + d, n), vs), n);
       }
       continue;
     }
@@ -144,8 +152,8 @@ void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, i
       const V a = O::load_first(x + d, n), b = O::load_first(x + half + d, n);
       const V lo = O::fnmadd(b, O::load_first(sn + d, n), O::mul(a, O::load_first(cs + d, n)));
       const V hi = O::fmadd(a, O::load_first(sn + half + d, n), O::mul(b, O::load_first(cs + half + d, n)));
-      O::store_first(y + d, O::mul(lo, vs), n);
-      O::store_first(y + half + d, O::mul(hi, vs), n);
+      put(d, O::mul(lo, vs), n);
+      put(half + d, O::mul(hi, vs), n);
     }
   }
 }

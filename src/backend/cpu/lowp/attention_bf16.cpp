@@ -1,5 +1,6 @@
 // bf16 attention: the shared flash driver (attention/attention_driver.h) with Q K^T and P V on the bf16
-// micro-tile. Rows go to bf16 with the vector kernel first; the packing then only moves 16- and 32-bit words.
+// micro-tile. RoPE writes Q and K rows in bf16 (K^T's packing then only moves 32-bit words); V goes to its
+// panels of key pairs in one pass from float32 (to_bf16_pairs).
 #include "backend/cpu/lowp/attention_bf16.h"
 
 #include "backend/cpu/attention/attention_driver.h"
@@ -14,7 +15,7 @@ struct Bf16Operands {
   // Offsets (floats) of the regions, each a multiple of 16 floats; bf16 regions hold two values per float.
   struct Layout {
     int64_t hd_pad = 0, t_pad = 0;
-    int64_t qb = 0, kb = 0, vb = 0, kt = 0, v = 0, pb = 0, total = 0;
+    int64_t qb = 0, kb = 0, kt = 0, v = 0, pb = 0, total = 0;
   };
 
   int mr() const { return lowp.bf16_mr; }
@@ -34,7 +35,6 @@ struct Bf16Operands {
     };
     l.qb = take(split.chunk_rows * l.hd_pad / 2);
     l.kb = take(sh.tokens * l.hd_pad / 2);
-    l.vb = take((sh.tokens * sh.head_dim + 1) / 2);
     l.kt = take(key_panels * kNr * l.hd_pad / 2);
     l.v = take(value_panels * kNr * l.t_pad / 2);
     l.pb = take(mr() * split.key_block / 2);
@@ -48,15 +48,22 @@ struct Bf16Operands {
     return layout(split, sh).total;
   }
 
-  void load_head(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float* q, int64_t q_rows,
-                 const float* k, const float* v, int64_t ld_v) const {
+  // RoPE writes Q and K straight into their bf16 rows.
+  RopeTargets rope_targets(float* ws, const AttentionSplit& split, const AttentionShape& sh) const {
+    const Layout l = layout(split, sh);
+    return {region(ws, l.qb), region(ws, l.kb), l.hd_pad};
+  }
+
+  void load_head(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int64_t q_rows,
+                 const float*, const float* v, int64_t ld_v) const {
     const Layout l = layout(split, sh);
     const int64_t hd = sh.head_dim, T = sh.tokens;
-    lowp.to_bf16_rows(q, hd, q_rows, hd, l.hd_pad, region(ws, l.qb));
-    lowp.to_bf16_rows(k, hd, T, hd, l.hd_pad, region(ws, l.kb));
+    if (l.hd_pad > hd) {  // an odd head_dim: the pair padding of each Q and K row (RoPE wrote the rest)
+      for (int64_t r = 0; r < q_rows; ++r) region(ws, l.qb)[r * l.hd_pad + hd] = 0;
+      for (int64_t r = 0; r < T; ++r) region(ws, l.kb)[r * l.hd_pad + hd] = 0;
+    }
     pack_bf16_rows_transposed(region(ws, l.kb), l.hd_pad, T, l.hd_pad, region(ws, l.kt));
-    lowp.to_bf16_rows(v, ld_v, T, hd, hd, region(ws, l.vb));
-    pack_bf16_rows_plain(region(ws, l.vb), hd, T, hd, l.t_pad, region(ws, l.v));
+    lowp.to_bf16_pairs(v, ld_v, T, hd, l.t_pad, region(ws, l.v));
   }
 
   void scores(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int64_t q_row,

@@ -118,6 +118,24 @@ void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, i
   }
 }
 
+void to_bf16_pairs_avx512(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  const int64_t panels = (cols + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int64_t r = 0; r < rows_pad; r += 2) {
+      auto* out = reinterpret_cast<uint32_t*>(dst + (p * rows_pad + r) * kNr);
+      for (int64_t h = 0; h < kNr; h += 16) {
+        const int64_t c = p * kNr + h;
+        const __mmask16 m = first(std::max<int64_t>(0, cols - c));
+        const __m512i lo = r < rows ? OpsAvx512::to_bf16_lanes(_mm512_maskz_loadu_ps(m, x + r * ldx + c))
+                                    : _mm512_setzero_si512();
+        const __m512i hi = r + 1 < rows ? OpsAvx512::to_bf16_lanes(_mm512_maskz_loadu_ps(m, x + (r + 1) * ldx + c))
+                                        : _mm512_setzero_si512();
+        _mm512_storeu_si512(out + h, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      }
+    }
+  }
+}
+
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = x + r * ldx;

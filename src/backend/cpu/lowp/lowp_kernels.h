@@ -65,6 +65,10 @@ struct LowpKernels {
   int bf16_mr, int8_mr;   // rows per micro-tile
   // dst[r, :k_pad] = bf16(x[r, :k]), zero past k. dst rows are k_pad uint16 apart.
   void (*to_bf16_rows)(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
+  // x[rows, cols] (row stride ldx) in bf16 as GEMM panels with K = the rows (pack_bf16_rows_plain's layout,
+  // lowp_linear.h): per panel of 32 columns and pair of rows (r, r + 1), 32 words (row r low, r + 1 high);
+  // zero past `rows` (up to rows_pad, even) and past `cols`.
+  void (*to_bf16_pairs)(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
   // Rows [0, rows) of x into dst's rows [0, rows) as described above; u = z past k. dst.data rows are k_pad
   // bytes apart. Both implementations give the same bits.
   void (*to_u8_rows)(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
@@ -79,6 +83,8 @@ const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, 
 
 // The per-ISA entry points (files compiled with matching -m flags).
 void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
+void to_bf16_pairs_avx512(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void to_bf16_pairs_scalar(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t);
 void gemm_bf16_14x32_avx512bf16(const LowpTile& t);

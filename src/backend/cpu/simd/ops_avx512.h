@@ -68,7 +68,9 @@ struct OpsAvx512 {
     return to_bf16_integer(x);
 #endif
   }
-  static __m256i to_bf16_integer(V x) {
+  static __m256i to_bf16_integer(V x) { return _mm512_cvtepi32_epi16(to_bf16_lanes(x)); }
+  // The same as 16 32-bit lanes, each bf16 in its low half (the high half zero).
+  static __m512i to_bf16_lanes(V x) {
     const __m512i u = _mm512_castps_si512(x);
     const __m512i hi = _mm512_srli_epi32(u, 16);
     const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
@@ -77,8 +79,7 @@ struct OpsAvx512 {
     const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
     r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
-    r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
-    return _mm512_cvtepi32_epi16(r);
+    return _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
   }
   // The first n lanes (n may exceed 16) of v as bf16 at p.
   static void store_bf16_first(uint16_t* p, V v, int n) {
