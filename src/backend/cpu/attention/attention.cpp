@@ -21,6 +21,7 @@ struct Fp32Operands {
     return kt_floats(sh) + round_up(value_panels(sh) * sh.tokens * nr(), 16);
   }
 
+  static constexpr bool kRopeInBf16 = false;
   RopeTargets rope_targets(float*, const AttentionSplit&, const AttentionShape&) const { return {}; }
 
   void load_head(float* ws, const AttentionSplit&, const AttentionShape& sh, const float*, int64_t, const float* k,

@@ -17,8 +17,10 @@
 //   int mr() const, int nr() const                 the micro-tile shape
 //   int64_t scratch_floats(const AttentionSplit&, const AttentionShape&) const
 //                                                   its own per-thread regions (Q, K^T, V, ...)
+//   static constexpr bool kRopeInBf16               whether RoPE writes Q and K as bf16 rows (then the driver
+//                                                   keeps no float32 q and k rows)
 //   RopeTargets rope_targets(float* ws, const AttentionSplit&, const AttentionShape&) const
-//                                                   where RoPE writes bf16 Q and K rows, or nowhere (float32 q, k)
+//                                                   where: the bf16 rows, or all null (float32 q and k rows)
 //   void load_head(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_rows,
 //                  const float* k, const float* v, int64_t ld_v) const
 //                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]; or
@@ -87,8 +89,8 @@ inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t
 }
 
 // Offsets (floats) of a thread's scratch regions, each a multiple of 16 floats: the RoPE'd q and k rows in
-// float32, the operands' packed forms, S ([mr, key block]) and the row statistics (running max and sum
-// for every row of a group, rescale and 1/sum for one tile).
+// float32 (empty when the operands take them in bf16), the operands' packed forms, S ([mr, key block]) and
+// the row statistics (running max and sum for every row of a group, rescale and 1/sum for one tile).
 struct AttentionScratch {
   int64_t q = 0, k = 0, ops = 0, s = 0, stats = 0, total = 0;
 };
@@ -102,8 +104,8 @@ AttentionScratch attention_scratch(const Operands& ops, const AttentionSplit& sp
     at += round_up(n, 16);
     return begin;
   };
-  l.q = take(split.chunk_rows * sh.head_dim);
-  l.k = take(sh.tokens * sh.head_dim);
+  l.q = take(Operands::kRopeInBf16 ? 0 : split.chunk_rows * sh.head_dim);
+  l.k = take(Operands::kRopeInBf16 ? 0 : sh.tokens * sh.head_dim);
   l.ops = take(ops.scratch_floats(split, sh));
   l.s = take(ops.mr() * split.key_block);
   l.stats = take((2 * split.group_tiles + 2) * ops.mr());

@@ -49,6 +49,7 @@ struct Bf16Operands {
   }
 
   // RoPE writes Q and K straight into their bf16 rows.
+  static constexpr bool kRopeInBf16 = true;
   RopeTargets rope_targets(float* ws, const AttentionSplit& split, const AttentionShape& sh) const {
     const Layout l = layout(split, sh);
     return {region(ws, l.qb), region(ws, l.kb), l.hd_pad};
