@@ -89,6 +89,28 @@ TEST(Metrics, KnownVectors) {
   EXPECT_DOUBLE_EQ(g.max_abs_diff, 1.0);
 }
 
+// The worst over images takes each metric's worst image; a NaN in any image (not only the first) is the worst.
+TEST(Metrics, WorstOverImages) {
+  const float base[] = {1, 2, 3, 1, 2, 3, 1, 2, 3};
+  const float got[] = {1, 2, 3, 1, 2, 2, 1, 2, 4};  // exact; off by 1 (rel 0.267); off by 1 (same rel)
+  const BatchAgreement w = compare_images(got, base, 3, 3);
+  ASSERT_EQ(w.per_image.size(), 3u);
+  EXPECT_DOUBLE_EQ(w.per_image[0].rel_error, 0.0);
+  EXPECT_NEAR(w.worst.rel_error, 1.0 / std::sqrt(14.0), 1e-12);
+  EXPECT_EQ(w.worst_image, 1u);  // the first of the two equally bad
+  EXPECT_DOUBLE_EQ(w.worst.cosine, std::min(w.per_image[1].cosine, w.per_image[2].cosine));
+  EXPECT_DOUBLE_EQ(w.worst.max_abs_diff, 1.0);
+  float nan_later[9];
+  std::copy(std::begin(base), std::end(base), nan_later);
+  nan_later[7] = std::nanf("");
+  const BatchAgreement n = compare_images(nan_later, base, 3, 3);
+  EXPECT_TRUE(std::isnan(n.worst.rel_error));
+  EXPECT_EQ(n.worst.cosine, n.per_image[2].cosine);  // compare_outputs gives a NaN output cosine 0
+  EXPECT_TRUE(std::isnan(n.worst.mse));
+  EXPECT_EQ(n.worst_image, 2u);
+  EXPECT_FALSE(n.worst.rel_error <= 1e-2 && n.worst.cosine >= 0.999);  // a threshold check fails
+}
+
 DINOV3_SUITE_LABELS(Hub, "unit");
 
 TEST(Hub, ResolvesFromFakeCache) {

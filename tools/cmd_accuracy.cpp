@@ -23,29 +23,15 @@ struct AccuracyOptions {
   std::string output_dir = "output";
 };
 
-struct OutputVerdict {
-  Agreement worst;           // worst value of each metric over the images
-  size_t worst_image = 0;    // the image with the largest relative error
-  std::vector<Agreement> per_image;
+struct OutputVerdict : BatchAgreement {
   bool pass = true;
 };
 
 OutputVerdict judge(const Tensor& got, const Tensor& want, const AccuracyOptions& o) {
   OutputVerdict v;
   const size_t batch = static_cast<size_t>(want.shape[0]), n = want.data.size() / batch;
-  v.worst.cosine = 1.0;
-  for (size_t b = 0; b < batch; ++b) {
-    const Agreement a = compare_outputs(got.ptr() + b * n, want.ptr() + b * n, n);
-    v.per_image.push_back(a);
-    if (a.rel_error > v.worst.rel_error || b == 0) {
-      v.worst.rel_error = a.rel_error;
-      v.worst_image = b;
-    }
-    v.worst.cosine = std::min(v.worst.cosine, a.cosine);
-    v.worst.mse = std::max(v.worst.mse, a.mse);
-    v.worst.max_abs_diff = std::max(v.worst.max_abs_diff, a.max_abs_diff);
-  }
-  // NaN anywhere fails every comparison below, as it should.
+  static_cast<BatchAgreement&>(v) = compare_images(got.ptr(), want.ptr(), batch, n);
+  // NaN in any image is the worst value and fails every comparison below, as it should.
   v.pass = v.worst.rel_error <= o.max_rel_error && v.worst.cosine >= o.min_cosine && v.worst.mse <= o.max_mse &&
            v.worst.max_abs_diff <= o.max_abs_diff;
   return v;

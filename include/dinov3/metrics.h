@@ -25,4 +25,14 @@ struct Agreement {
 // Accumulated in double over n values.
 Agreement compare_outputs(const float* a, const float* baseline, size_t n);
 
+// A batch compared image by image (`images` blocks of `per_image` values), and the worst of each metric over
+// the images: the largest rel_error, mse and max_abs_diff, the smallest cosine. A NaN in any image is the
+// worst value (it stays NaN, so every threshold comparison fails).
+struct BatchAgreement {
+  Agreement worst;
+  size_t worst_image = 0;  // the image with the largest relative error (the first NaN one)
+  std::vector<Agreement> per_image;
+};
+BatchAgreement compare_images(const float* a, const float* baseline, size_t images, size_t per_image);
+
 }  // namespace dinov3

@@ -48,4 +48,30 @@ Agreement compare_outputs(const float* a, const float* baseline, size_t n) {
   return r;
 }
 
+namespace {
+// The worse of two values of a metric (`higher`: larger is worse); NaN is worse than anything.
+double worse(double current, double next, bool higher) {
+  if (std::isnan(current) || std::isnan(next)) return std::nan("");
+  return higher ? std::max(current, next) : std::min(current, next);
+}
+}  // namespace
+
+BatchAgreement compare_images(const float* a, const float* baseline, size_t images, size_t per_image) {
+  BatchAgreement r;
+  for (size_t i = 0; i < images; ++i) {
+    const Agreement g = compare_outputs(a + i * per_image, baseline + i * per_image, per_image);
+    r.per_image.push_back(g);
+    if (i == 0) {
+      r.worst = g;
+      continue;
+    }
+    if (!std::isnan(r.worst.rel_error) && (std::isnan(g.rel_error) || g.rel_error > r.worst.rel_error)) r.worst_image = i;
+    r.worst.rel_error = worse(r.worst.rel_error, g.rel_error, true);
+    r.worst.cosine = worse(r.worst.cosine, g.cosine, false);
+    r.worst.mse = worse(r.worst.mse, g.mse, true);
+    r.worst.max_abs_diff = worse(r.worst.max_abs_diff, g.max_abs_diff, true);
+  }
+  return r;
+}
+
 }  // namespace dinov3
