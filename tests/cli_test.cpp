@@ -45,8 +45,9 @@ class NoisyBackend final : public test::ForwardingBackend {
     DINOV3_RETURN_IF_ERROR(inner().linear(x, rows, w, e, y));
     return add_noise(y);
   }
-  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(inner().linear_swiglu(x, rows, g, u, y));
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y,
+                       const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(inner().linear_swiglu(x, rows, g, u, y, consumer));
     return add_noise(y);
   }
 

@@ -33,8 +33,9 @@ class ForwardingBackend : public Backend {
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e, DeviceBuffer& y) override {
     return inner_->linear(x, rows, w, e, y);
   }
-  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y) override {
-    return inner_->linear_swiglu(x, rows, g, u, y);
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y,
+                       const Weight* consumer = nullptr) override {
+    return inner_->linear_swiglu(x, rows, g, u, y, consumer);
   }
   Status attention(const DeviceBuffer& qkv, int64_t b, int64_t t, int64_t h, int64_t hd, int64_t pc,
                    const DeviceBuffer& rope, DeviceBuffer& out) override {

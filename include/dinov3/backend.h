@@ -69,6 +69,11 @@ struct LinearEpilogue {
   Activation activation = Activation::kNone;  // y = act(y_tmp)
   // When set: y += layer_scale * y_tmp (LayerScale + residual add; `activation` must be kNone).
   const Weight* residual_scale = nullptr;
+  // When set: y's only reader is the next op, a linear layer with this weight taking y as its input x
+  // (an MLP's hidden layer). A backend may then keep y in just the form that layer reads (the cpu backend:
+  // only bf16 for a bf16 layer), so y read any other way (download, another op) may come back rounded to
+  // that form. Unset (the default): y holds every value as computed. Needs residual_scale unset.
+  const Weight* consumer = nullptr;
 };
 
 struct BackendOptions {
@@ -132,8 +137,9 @@ class Backend {
                         DeviceBuffer& y) = 0;
 
   // SwiGLU MLP input half: y = silu(x Wg^T + bg) * (x Wx^T + bx). x: [rows, in]; y: [rows, hidden].
+  // consumer: as LinearEpilogue::consumer.
   virtual Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
-                               DeviceBuffer& y) = 0;
+                               DeviceBuffer& y, const Weight* consumer = nullptr) = 0;
 
   // Multi-head self-attention with 2-D RoPE on the patch tokens.
   // qkv: [batch, tokens, 3*heads*head_dim] (q | k | v, head n at columns [n*hd, (n+1)*hd) of each third).

@@ -64,6 +64,14 @@ class Check {
     return that(w.info().out >= needed, std::string("vector '") + what + "' has " + std::to_string(w.info().out) +
                                             " values, the op needs " + std::to_string(needed));
   }
+  // The linear layer an op hands its output to (LinearEpilogue::consumer): one of this backend's, whose
+  // input width is the output's.
+  Check& consumer(const Weight* w, int64_t out) {
+    if (w == nullptr) return *this;
+    weight(*w, WeightInfo::Kind::kLinear, "consumer");
+    return that(w->info().in == out, "the consumer layer takes " + std::to_string(w->info().in) +
+                                         " inputs, the op writes " + std::to_string(out));
+  }
   Check& distinct(const DeviceBuffer& a, const DeviceBuffer& b, const char* what) {
     return that(&a != &b, std::string(what) + " must be different buffers");
   }
@@ -163,18 +171,21 @@ Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weig
   if (epilogue.residual_scale != nullptr) {
     c.that(epilogue.activation == Activation::kNone, "a residual linear cannot have an activation");
     c.vector(*epilogue.residual_scale, w.info().out, "residual scale");
+    c.that(epilogue.consumer == nullptr, "a residual linear's output cannot be handed to a consumer");
   }
+  c.consumer(epilogue.consumer, w.info().out);
   return c.status();
 }
 
 Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
-                     const DeviceBuffer& y) {
+                     const DeviceBuffer& y, const Weight* consumer) {
   Check c(be, "linear_swiglu");
   c.weight(gate, WeightInfo::Kind::kLinear, "gate");
   c.weight(up, WeightInfo::Kind::kLinear, "up");
   c.that(gate.info().out == up.info().out && gate.info().in == up.info().in, "gate and up shapes differ");
   c.buffer(x, c.product({rows, gate.info().in}, "x"), "x");
   c.buffer(y, c.product({rows, gate.info().out}, "y"), "y");
+  c.consumer(consumer, gate.info().out);
   return c.distinct(x, y, "x and y").status();
 }
 

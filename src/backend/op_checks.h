@@ -29,7 +29,7 @@ Status layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, int64_
 Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& epilogue,
               const DeviceBuffer& y);
 Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
-                     const DeviceBuffer& y);
+                     const DeviceBuffer& y, const Weight* consumer = nullptr);
 Status attention(const Backend& be, const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads,
                  int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope, const DeviceBuffer& out);
 Status mean_tokens(const Backend& be, const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim,

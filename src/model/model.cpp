@@ -290,10 +290,11 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
     DINOV3_RETURN_IF_ERROR(be.linear(*a.attn, rows, *b.proj, {Activation::kNone, b.gamma_1.get()}, *a.x));
     // x = x + gamma_2 * mlp(norm2(x))
     DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm2_w, *b.norm2_b, cfg.ln_eps, *a.h));
+    // The hidden layer's only reader is fc2: the backend may keep it in the form fc2 reads.
     if (cfg.mlp == MlpKind::kGelu) {
-      DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.fc1, {Activation::kGelu, nullptr}, *a.hidden));
+      DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.fc1, {Activation::kGelu, nullptr, b.fc2.get()}, *a.hidden));
     } else {
-      DINOV3_RETURN_IF_ERROR(be.linear_swiglu(*a.h, rows, *b.fc1_g, *b.fc1_x, *a.hidden));
+      DINOV3_RETURN_IF_ERROR(be.linear_swiglu(*a.h, rows, *b.fc1_g, *b.fc1_x, *a.hidden, b.fc2.get()));
     }
     DINOV3_RETURN_IF_ERROR(be.linear(*a.hidden, rows, *b.fc2, {Activation::kNone, b.gamma_2.get()}, *a.x));
 

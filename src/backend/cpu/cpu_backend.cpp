@@ -11,6 +11,7 @@
 #include "backend/cpu/gemm/gemm.h"
 #include "backend/cpu/gemm/packed_linear.h"
 #include "backend/cpu/lowp/attention_bf16.h"
+#include "backend/cpu/lowp/bf16.h"
 #include "backend/cpu/lowp/lowp_gemm.h"
 #include "backend/cpu/thread_pool.h"
 #include "backend/op_checks.h"
@@ -38,10 +39,13 @@ using cpu::Isa;
 // the float32 ones (one pass over the activations and one thread-pool round trip less per linear layer).
 // The copy is valid for `rows` rows of `cols` values (row stride round_up(cols, 2), zero-padded) from the
 // buffer's start, and only until anything else writes the buffer (every write goes through output_of).
+// When the op's output goes only to a bf16 linear layer (LinearEpilogue::consumer), the copy is all it
+// writes: `only` is set and the float32 rows are filled from the copy if anything reads them (data_of).
 struct Bf16Copy {
   cpu::lowp::AlignedBytes data;
   size_t capacity = 0;  // uint16 elements
   int64_t rows = 0, cols = 0;
+  bool only = false;  // the float32 values of the copy's rows were not written
   static int64_t ld(int64_t cols) { return (cols + 1) / 2 * 2; }
 };
 
@@ -57,11 +61,25 @@ struct CpuVector final : public Weight {
 };
 
 // Every buffer and weight reaching these has passed op_checks: this backend made it, so the casts hold.
-const float* data_of(const DeviceBuffer& b) { return static_cast<const CpuBuffer&>(b).data.get(); }
-// The float32 values of a buffer an op is about to write: its bf16 copy stops being valid.
+// The float32 values of a buffer an op reads; a buffer whose copy is its only form gets them from the copy
+// first (the values rounded to bf16, as LinearEpilogue::consumer allows).
+const float* data_of(const DeviceBuffer& b) {
+  auto& cb = const_cast<CpuBuffer&>(static_cast<const CpuBuffer&>(b));
+  Bf16Copy& c = cb.bf16;
+  if (c.only && c.rows > 0) {
+    const auto* h = reinterpret_cast<const uint16_t*>(c.data.get());
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t i = 0; i < c.cols; ++i) cb.data.get()[r * c.cols + i] = cpu::lowp::float_from_bf16(h[r * Bf16Copy::ld(c.cols) + i]);
+  }
+  c.only = false;
+  return cb.data.get();
+}
+// The float32 values of a buffer an op is about to write: its bf16 copy stops being valid (and the values
+// of a copy-only buffer that the op does not overwrite are gone, as LinearEpilogue::consumer says).
 float* output_of(DeviceBuffer& b) {
   auto& cb = static_cast<CpuBuffer&>(b);
   cb.bf16.rows = 0;
+  cb.bf16.only = false;
   return cb.data.get();
 }
 // The valid bf16 copy of x's first `rows` rows of `cols` values, or nullptr.
@@ -86,8 +104,9 @@ uint16_t* bf16_copy_for(DeviceBuffer& y, int64_t rows, int64_t cols) {
   }
   return reinterpret_cast<uint16_t*>(c.data.get());
 }
-// The op has written y's copy (its real columns): zero the pair padding of an odd width and mark it valid.
-void finish_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
+// The op has written y's copy (its real columns): zero the pair padding of an odd width and mark it valid;
+// `only`: the copy is all the op wrote.
+void finish_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols, bool only = false) {
   Bf16Copy& c = static_cast<CpuBuffer&>(y).bf16;
   if (cols % 2 != 0) {
     auto* d = reinterpret_cast<uint16_t*>(c.data.get());
@@ -95,6 +114,7 @@ void finish_bf16_copy(DeviceBuffer& y, int64_t rows, int64_t cols) {
   }
   c.rows = rows;
   c.cols = cols;
+  c.only = only;
 }
 const cpu::PackedLinear& linear_of(const Weight& w) { return static_cast<const cpu::PackedLinear&>(w); }
 const CpuVector& vector_of(const Weight& w) { return static_cast<const CpuVector&>(w); }
@@ -311,30 +331,37 @@ class CpuBackend final : public Backend {
     }
     cpu::lowp::Bf16Copies copies;
     copies.in = bf16_copy_of(x, rows, w.in);
+    const float* in = input_of(x, copies.in, weight);
     float* out = output_of(y);
-    // An activation's output (an MLP hidden layer) feeds the next linear layer: keep it in bf16 too.
-    if (bf16_copies_ && op == cpu::TileEpilogue::kGelu) copies.out = bf16_copy_for(y, rows, w.out);
+    // An activation's output (an MLP hidden layer) feeds the next linear layer: keep it in bf16 too, or
+    // only in bf16 when that layer is named and reads bf16.
+    if (bf16_copies_ && (op == cpu::TileEpilogue::kGelu || reads_bf16(epilogue.consumer))) {
+      copies.out = bf16_copy_for(y, rows, w.out);
+    }
     copies.ld_out = Bf16Copy::ld(w.out);
-    DINOV3_RETURN_IF_ERROR(run_linear(data_of(x), w.in, rows, weight, op, scale, out, w.out, copies));
-    if (copies.out != nullptr) finish_bf16_copy(y, rows, w.out);
+    copies.out_only = copies.out != nullptr && reads_bf16(epilogue.consumer);
+    DINOV3_RETURN_IF_ERROR(run_linear(in, w.in, rows, weight, op, scale, out, w.out, copies));
+    if (copies.out != nullptr) finish_bf16_copy(y, rows, w.out, copies.out_only);
     return {};
   }
 
-  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
-                       DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y));
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up, DeviceBuffer& y,
+                       const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y, consumer));
     const WeightInfo& wg = gate.info();
     if (lowp()) {
       DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::swiglu_scratch_floats_lowp()));
       cpu::lowp::Bf16Copies copies;
       copies.in = bf16_copy_of(x, rows, wg.in);
+      const float* in = input_of(x, copies.in, gate);
       float* out = output_of(y);
       if (bf16_copies_) copies.out = bf16_copy_for(y, rows, wg.out);  // the hidden layer feeds a linear one
       copies.ld_out = Bf16Copy::ld(wg.out);
-      DINOV3_RETURN_IF_ERROR(cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, data_of(x), wg.in, rows,
+      copies.out_only = copies.out != nullptr && reads_bf16(consumer);
+      DINOV3_RETURN_IF_ERROR(cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, in, wg.in, rows,
                                                          lowp_linear_of(gate), lowp_linear_of(up), out, wg.out,
                                                          copies));
-      if (copies.out != nullptr) finish_bf16_copy(y, rows, wg.out);
+      if (copies.out != nullptr) finish_bf16_copy(y, rows, wg.out, copies.out_only);
       return {};
     }
     DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::swiglu_scratch_floats(kernels_)));
@@ -385,6 +412,16 @@ class CpuBackend final : public Backend {
  private:
   // Every linear weight of a backend is packed for its precision: a PackedLinear for fp32, else a LowpLinear.
   bool lowp() const { return precision_ != Precision::kF32; }
+
+  // Whether a linear layer runs in bf16 (and so reads a bf16 copy of its input when there is one).
+  bool reads_bf16(const Weight* w) const {
+    return w != nullptr && lowp() && lowp_linear_of(*w).precision == Precision::kBF16;
+  }
+  // The float32 input of linear layer w: not filled in from a copy-only buffer when w reads the copy.
+  const float* input_of(const DeviceBuffer& x, const uint16_t* copy, const Weight& w) const {
+    if (copy != nullptr && reads_bf16(&w)) return static_cast<const CpuBuffer&>(x).data.get();
+    return data_of(x);
+  }
 
   Status run_linear(const float* a, int64_t lda, int64_t rows, const Weight& w, cpu::TileEpilogue op,
                     const float* scale, float* c, int64_t ldc, const cpu::lowp::Bf16Copies& copies = {}) {

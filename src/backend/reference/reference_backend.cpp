@@ -172,9 +172,9 @@ class ReferenceBackend final : public Backend {
     return {};
   }
 
-  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
-                       DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y));
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up, DeviceBuffer& y,
+                       const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y, consumer));
     const HostLinear& wg = linear_of(gate);
     const HostLinear& wx = linear_of(up);
     for (int64_t r = 0; r < rows; ++r) {

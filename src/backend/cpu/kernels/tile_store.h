@@ -33,10 +33,11 @@ inline void with_epilogue(TileEpilogue e, Fn&& fn) {
 }
 
 // Bias, epilogue E and store of vector v of tile row r; n = lanes of the vector inside the tile (may be > W).
+// t.c null (only with c_bf16, and for the epilogues that do not read C): the bf16 copy is the only output.
 template <class O, TileEpilogue E>
 inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n) {
   constexpr int W = O::kLanes;
-  float* c = t.c + r * t.ldc + v * W;
+  float* c = t.c != nullptr ? t.c + r * t.ldc + v * W : nullptr;
   if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
   if constexpr (E == TileEpilogue::kGelu) {
     y = gelu_erf_f32<O>(y);
@@ -48,7 +49,8 @@ inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n
     if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c, n), O::set1(t.row_scale[r]), y);
     if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
   }
-  if (n >= W) {
+  if (c == nullptr) {
+  } else if (n >= W) {
     O::store(c, y);
   } else {
     O::store_first(c, y, n);

@@ -108,7 +108,7 @@ Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
   const auto tile_fn = int8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
   for_each_thread_tile(pool, rows, w, mr_of(kernels, w.precision), 1, [&](int64_t row0, int tile_rows, int64_t p, int) {
     LowpTile t = make_tile(staging, a_rows, w, row0, tile_rows, p);
-    t.out.c = c + row0 * ldc + p * kNr;
+    t.out.c = copies.out_only && copies.out != nullptr ? nullptr : c + row0 * ldc + p * kNr;
     t.out.ldc = ldc;
     if (copies.out != nullptr) {
       t.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;
@@ -142,7 +142,7 @@ Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
                   t.out.ldc = kNr;
                   tile_fn(t);
                   LowpTile u = make_tile(staging, a_rows, up, row0, tile_rows, p);
-                  u.out.c = c + row0 * ldc + p * kNr;
+                  u.out.c = copies.out_only && copies.out != nullptr ? nullptr : c + row0 * ldc + p * kNr;
                   u.out.ldc = ldc;
                   if (copies.out != nullptr) {
                     u.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;

@@ -47,6 +47,7 @@ struct Bf16Copies {
   const uint16_t* in = nullptr;
   uint16_t* out = nullptr;
   int64_t ld_out = 0;
+  bool out_only = false;  // with out: write only the bf16 rows, c stays untouched (kStore, kGelu, SwiGLU)
 };
 
 // c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]).
