@@ -740,6 +740,102 @@ TEST(LowpBackend, Bf16CopiesGiveTheSameBitsAsConvertingAgain) {
   }
 }
 
+// LinearEpilogue::consumer: an MLP hidden layer handed to the next linear layer. When that layer reads bf16,
+// the hidden layer is written only in bf16: the consumer's output is bit for bit what it is without the
+// hint, and the hidden layer read any other way (download, here) is the un-hinted values rounded to bf16.
+// An int8 consumer reads float32, which is then written as always. GELU and SwiGLU, bf16 and mixed int8.
+TEST(LowpBackend, ConsumerHintKeepsTheConsumersBits) {
+  const int64_t rows = 29, dim = 37, hidden = 45;
+  for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+    ::unsetenv("DINOV3_CPU_NO_BF16_COPIES");
+    BackendOptions options;
+    options.threads = 2;
+    options.precision = p;
+    // Loading order below: up, gate, down_bf16, down_int8; int8 only for the last one.
+    options.int8_linear_precision = [](int64_t i) { return i == 3 ? Precision::kInt8 : Precision::kBF16; };
+    auto made = create_cpu_backend(options);
+    ASSERT_TRUE(made.ok());
+    Backend& be = **made;
+    auto weight = [&](int64_t out, int64_t in, uint32_t seed) {
+      const auto w = test::random_uniform(static_cast<size_t>(out * in), seed, -0.2f, 0.2f);
+      const auto b = test::random_uniform(static_cast<size_t>(out), seed + 1, -0.5f, 0.5f);
+      auto r = be.prepare_linear(w.data(), b.data(), out, in);
+      EXPECT_TRUE(r.ok());
+      return std::move(r).value();
+    };
+    auto w_up = weight(hidden, dim, 91), w_gate = weight(hidden, dim, 93);
+    auto down_bf16 = weight(dim, hidden, 95), down_int8 = weight(dim, hidden, 97);
+    auto x = upload(be, test::random_normal(static_cast<size_t>(rows * dim), 99));
+    auto h = upload(be, std::vector<float>(static_cast<size_t>(rows * hidden)));
+    auto out = upload(be, std::vector<float>(static_cast<size_t>(rows * dim)));
+    for (const bool swiglu : {false, true}) {
+      for (const Weight* down : {down_bf16.get(), down_int8.get()}) {
+        if (p == Precision::kBF16 && down == down_int8.get()) continue;  // every layer bf16 there
+        const bool reads_bf16 = down == down_bf16.get();
+        auto hidden_layer = [&](const Weight* consumer) {
+          const Status st = swiglu ? be.linear_swiglu(*x, rows, *w_gate, *w_up, *h, consumer)
+                                   : be.linear(*x, rows, *w_up, {Activation::kGelu, nullptr, consumer}, *h);
+          ASSERT_TRUE(st.ok()) << st.message();
+        };
+        auto consume = [&] {
+          const Status st = be.linear(*h, rows, *down, {}, *out);
+          EXPECT_TRUE(st.ok()) << st.message();
+          return download(be, *out);
+        };
+        const std::string what = std::string(precision_name(p)) + (swiglu ? " SwiGLU" : " GELU") +
+                                 (reads_bf16 ? ", bf16 consumer" : ", int8 consumer");
+        hidden_layer(nullptr);
+        const std::vector<float> plain_h = download(be, *h), plain_out = consume();
+        hidden_layer(down);
+        const std::vector<float> hinted_out = consume();
+        ASSERT_EQ(plain_out.size(), hinted_out.size());
+        EXPECT_EQ(std::memcmp(plain_out.data(), hinted_out.data(), plain_out.size() * sizeof(float)), 0) << what;
+        const std::vector<float> hinted_h = download(be, *h);  // filled in from the copy for a bf16 consumer
+        ASSERT_EQ(plain_h.size(), hinted_h.size());
+        int64_t differ = 0;
+        for (size_t i = 0; i < plain_h.size(); ++i) {
+          const float want = reads_bf16 ? lowp::float_from_bf16(lowp::bf16_from_float(plain_h[i])) : plain_h[i];
+          differ += std::memcmp(&want, &hinted_h[i], sizeof(float)) != 0;
+        }
+        EXPECT_EQ(differ, 0) << what;
+        const std::vector<float> again = consume();  // the copy still serves after the float32 was filled in
+        EXPECT_EQ(std::memcmp(plain_out.data(), again.data(), plain_out.size() * sizeof(float)), 0) << what;
+      }
+    }
+  }
+}
+
+// A consumer must be a linear layer of the same backend whose input is the op's output, and a residual
+// layer's output (added into y) cannot be handed over.
+TEST(LowpBackend, ConsumerHintIsChecked) {
+  for (Precision p : {Precision::kF32, Precision::kBF16}) {
+    BackendOptions options;
+    options.precision = p;
+    auto made = create_cpu_backend(options);
+    ASSERT_TRUE(made.ok());
+    Backend& be = **made;
+    const auto w = test::random_uniform(12 * 8, 5, -0.2f, 0.2f);
+    auto up = be.prepare_linear(w.data(), nullptr, 12, 8);  // 8 -> 12
+    auto down = be.prepare_linear(w.data(), nullptr, 8, 12);  // 12 -> 8
+    auto scale = be.prepare_vector(w.data(), 12);
+    ASSERT_TRUE(up.ok() && down.ok() && scale.ok());
+    auto x = upload(be, std::vector<float>(3 * 8, 1.0f));
+    auto y = upload(be, std::vector<float>(3 * 12, 1.0f));
+    EXPECT_TRUE(be.linear(*x, 3, **up, {Activation::kGelu, nullptr, down->get()}, *y).ok());
+    const Status wrong_width = be.linear(*x, 3, **up, {Activation::kGelu, nullptr, up->get()}, *y);
+    EXPECT_EQ(wrong_width.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(wrong_width.message().find("consumer"), std::string::npos) << wrong_width.message();
+    const Status residual = be.linear(*x, 3, **up, {Activation::kNone, scale->get(), down->get()}, *y);
+    EXPECT_EQ(residual.code(), ErrorCode::kInvalidArgument);
+    EXPECT_FALSE(be.linear_swiglu(*x, 3, **up, **up, *y, up->get()).ok());
+    auto other = create_cpu_backend(options);
+    ASSERT_TRUE(other.ok());
+    auto foreign = (*other)->prepare_linear(w.data(), nullptr, 8, 12);
+    ASSERT_TRUE(foreign.ok());
+    EXPECT_FALSE(be.linear(*x, 3, **up, {Activation::kGelu, nullptr, foreign->get()}, *y).ok());
+  }
+}
+
 // DINOV3_CPU_NO_BF16=1 / DINOV3_CPU_NO_VNNI=1 force the AVX-512 emulations (or, without AVX-512, the
 // portable kernels): the whole model must come out bit for bit as on the AVX512_BF16 / AVX512_VNNI path.
 DINOV3_SUITE_LABELS(LowpGolden, "unit");  // native against emulated, not against timm
