@@ -27,8 +27,8 @@ class ForwardingBackend : public Backend {
     return inner_->embed(image, b, c, h, w, p, pl, pre, pc, d, tokens);
   }
   Status layer_norm(const DeviceBuffer& x, int64_t r, int64_t d, const Weight& g, const Weight& b, float eps,
-                    DeviceBuffer& y) override {
-    return inner_->layer_norm(x, r, d, g, b, eps, y);
+                    DeviceBuffer& y, const Weight* consumer = nullptr) override {
+    return inner_->layer_norm(x, r, d, g, b, eps, y, consumer);
   }
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e, DeviceBuffer& y) override {
     return inner_->linear(x, rows, w, e, y);

@@ -740,10 +740,11 @@ TEST(LowpBackend, Bf16CopiesGiveTheSameBitsAsConvertingAgain) {
   }
 }
 
-// LinearEpilogue::consumer: an MLP hidden layer handed to the next linear layer. When that layer reads bf16,
-// the hidden layer is written only in bf16: the consumer's output is bit for bit what it is without the
-// hint, and the hidden layer read any other way (download, here) is the un-hinted values rounded to bf16.
-// An int8 consumer reads float32, which is then written as always. GELU and SwiGLU, bf16 and mixed int8.
+// LinearEpilogue::consumer: an op's output handed to the next linear layer (an MLP hidden layer, a
+// LayerNorm's output). When that layer reads bf16, the output is written only in bf16: the consumer's
+// output is bit for bit what it is without the hint, and the buffer read any other way (download, here) is
+// the un-hinted values rounded to bf16. An int8 consumer reads float32, which is then written as always.
+// GELU, SwiGLU and LayerNorm; bf16 and mixed int8.
 TEST(LowpBackend, ConsumerHintKeepsTheConsumersBits) {
   const int64_t rows = 29, dim = 37, hidden = 45;
   for (Precision p : {Precision::kBF16, Precision::kInt8}) {
@@ -751,8 +752,8 @@ TEST(LowpBackend, ConsumerHintKeepsTheConsumersBits) {
     BackendOptions options;
     options.threads = 2;
     options.precision = p;
-    // Loading order below: up, gate, down_bf16, down_int8; int8 only for the last one.
-    options.int8_linear_precision = [](int64_t i) { return i == 3 ? Precision::kInt8 : Precision::kBF16; };
+    // Loading order below: up, gate, down_bf16, down_int8, in_bf16, in_int8; int8 for the *_int8 ones.
+    options.int8_linear_precision = [](int64_t i) { return i == 3 || i == 5 ? Precision::kInt8 : Precision::kBF16; };
     auto made = create_cpu_backend(options);
     ASSERT_TRUE(made.ok());
     Backend& be = **made;
@@ -765,32 +766,49 @@ TEST(LowpBackend, ConsumerHintKeepsTheConsumersBits) {
     };
     auto w_up = weight(hidden, dim, 91), w_gate = weight(hidden, dim, 93);
     auto down_bf16 = weight(dim, hidden, 95), down_int8 = weight(dim, hidden, 97);
+    auto in_bf16 = weight(hidden, dim, 101), in_int8 = weight(hidden, dim, 103);
+    const auto g = test::random_uniform(static_cast<size_t>(dim), 105, 0.5f, 1.5f);
+    auto gamma = be.prepare_vector(g.data(), dim);
+    ASSERT_TRUE(gamma.ok());
     auto x = upload(be, test::random_normal(static_cast<size_t>(rows * dim), 99));
     auto h = upload(be, std::vector<float>(static_cast<size_t>(rows * hidden)));
+    auto n = upload(be, std::vector<float>(static_cast<size_t>(rows * dim)));
     auto out = upload(be, std::vector<float>(static_cast<size_t>(rows * dim)));
-    for (const bool swiglu : {false, true}) {
-      for (const Weight* down : {down_bf16.get(), down_int8.get()}) {
-        if (p == Precision::kBF16 && down == down_int8.get()) continue;  // every layer bf16 there
-        const bool reads_bf16 = down == down_bf16.get();
+    enum Producer { kGelu, kSwiglu, kLayerNorm };
+    for (const Producer producer : {kGelu, kSwiglu, kLayerNorm}) {
+      const bool swiglu = producer == kSwiglu;
+      for (const bool bf16_consumer : {true, false}) {
+        if (p == Precision::kBF16 && !bf16_consumer) continue;  // every layer bf16 there
+        const bool reads_bf16 = bf16_consumer;
+        const Weight* down = producer == kLayerNorm ? (bf16_consumer ? in_bf16.get() : in_int8.get())
+                                                    : (bf16_consumer ? down_bf16.get() : down_int8.get());
+        DeviceBuffer& produced = producer == kLayerNorm ? *n : *h;
         auto hidden_layer = [&](const Weight* consumer) {
-          const Status st = swiglu ? be.linear_swiglu(*x, rows, *w_gate, *w_up, *h, consumer)
-                                   : be.linear(*x, rows, *w_up, {Activation::kGelu, nullptr, consumer}, *h);
+          Status st;
+          if (producer == kLayerNorm) {
+            st = be.layer_norm(*x, rows, dim, **gamma, **gamma, 1e-6f, *n, consumer);
+          } else if (swiglu) {
+            st = be.linear_swiglu(*x, rows, *w_gate, *w_up, *h, consumer);
+          } else {
+            st = be.linear(*x, rows, *w_up, {Activation::kGelu, nullptr, consumer}, *h);
+          }
           ASSERT_TRUE(st.ok()) << st.message();
         };
         auto consume = [&] {
-          const Status st = be.linear(*h, rows, *down, {}, *out);
+          const Status st = be.linear(produced, rows, *down, {}, producer == kLayerNorm ? *h : *out);
           EXPECT_TRUE(st.ok()) << st.message();
-          return download(be, *out);
+          return download(be, producer == kLayerNorm ? *h : *out);
         };
-        const std::string what = std::string(precision_name(p)) + (swiglu ? " SwiGLU" : " GELU") +
+        const char* names[] = {" GELU", " SwiGLU", " LayerNorm"};
+        const std::string what = std::string(precision_name(p)) + names[producer] +
                                  (reads_bf16 ? ", bf16 consumer" : ", int8 consumer");
         hidden_layer(nullptr);
-        const std::vector<float> plain_h = download(be, *h), plain_out = consume();
+        const std::vector<float> plain_h = download(be, produced), plain_out = consume();
         hidden_layer(down);
         const std::vector<float> hinted_out = consume();
         ASSERT_EQ(plain_out.size(), hinted_out.size());
         EXPECT_EQ(std::memcmp(plain_out.data(), hinted_out.data(), plain_out.size() * sizeof(float)), 0) << what;
-        const std::vector<float> hinted_h = download(be, *h);  // filled in from the copy for a bf16 consumer
+        const std::vector<float> hinted_h = download(be, produced);  // filled in from the copy (bf16 consumer)
         ASSERT_EQ(plain_h.size(), hinted_h.size());
         int64_t differ = 0;
         for (size_t i = 0; i < plain_h.size(); ++i) {

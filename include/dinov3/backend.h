@@ -129,8 +129,9 @@ class Backend {
                        int64_t prefix_count, int64_t dim, DeviceBuffer& tokens) = 0;
 
   // y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * gamma + beta over `dim`; y may alias x.
+  // consumer: as LinearEpilogue::consumer.
   virtual Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma,
-                            const Weight& beta, float eps, DeviceBuffer& y) = 0;
+                            const Weight& beta, float eps, DeviceBuffer& y, const Weight* consumer = nullptr) = 0;
 
   // x: [rows, in]; y: [rows, out]. See LinearEpilogue.
   virtual Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& epilogue,

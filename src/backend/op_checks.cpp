@@ -151,13 +151,14 @@ Status embed(const Backend& be, const DeviceBuffer& image, int64_t batch, int64_
 }
 
 Status layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma,
-                  const Weight& beta, const DeviceBuffer& y) {
+                  const Weight& beta, const DeviceBuffer& y, const Weight* consumer) {
   Check c(be, "layer_norm");
   c.that(dim > 0, "dim must be positive");
   c.vector(gamma, dim, "gamma");
   c.vector(beta, dim, "beta");
   const int64_t n = c.product({rows, dim}, "x");
   c.buffer(x, n, "x");
+  c.consumer(consumer, dim);
   return c.buffer(y, n, "y").status();  // y may alias x
 }
 

@@ -25,7 +25,7 @@ Status embed(const Backend& be, const DeviceBuffer& image, int64_t batch, int64_
              int64_t width, int64_t patch, const Weight& patch_linear, const Weight& prefix, int64_t prefix_count,
              int64_t dim, const DeviceBuffer& tokens);
 Status layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma,
-                  const Weight& beta, const DeviceBuffer& y);
+                  const Weight& beta, const DeviceBuffer& y, const Weight* consumer = nullptr);
 Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& epilogue,
               const DeviceBuffer& y);
 Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,

@@ -296,25 +296,27 @@ class CpuBackend final : public Backend {
   }
 
   Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
-                    float eps, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y));
+                    float eps, DeviceBuffer& y, const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y, consumer));
     const float* in = data_of(x);
     float* out = output_of(y);
     const float* g = vector_of(gamma).v.get();
     const float* be = vector_of(beta).v.get();
-    // LayerNorm's output feeds linear layers: keep it in bf16 too for a bf16 one.
+    // LayerNorm's output feeds linear layers: keep it in bf16 too for a bf16 one (only in bf16 when the
+    // consumer named is one).
     uint16_t* out_bf16 = bf16_copies_ ? bf16_copy_for(y, rows, dim) : nullptr;
     const int64_t ld_bf16 = Bf16Copy::ld(dim);
+    const bool only = out_bf16 != nullptr && reads_bf16(consumer);
     const int64_t chunks = std::min<int64_t>(rows, 4 * pool_.size());
     const int64_t per_chunk = chunks > 0 ? (rows + chunks - 1) / chunks : 0;
     pool_.run(chunks, [&](int64_t c, int) {
       const int64_t r0 = c * per_chunk, r1 = std::min(rows, r0 + per_chunk);
       if (r0 < r1) {
-        kernels_.layer_norm_rows(in + r0 * dim, out + r0 * dim, r1 - r0, dim, g, be, eps,
+        kernels_.layer_norm_rows(in + r0 * dim, only ? nullptr : out + r0 * dim, r1 - r0, dim, g, be, eps,
                                  out_bf16 != nullptr ? out_bf16 + r0 * ld_bf16 : nullptr, ld_bf16);
       }
     });
-    if (out_bf16 != nullptr) finish_bf16_copy(y, rows, dim);
+    if (out_bf16 != nullptr) finish_bf16_copy(y, rows, dim, only);
     return {};
   }
 

@@ -52,7 +52,8 @@ struct CpuKernels {
   int nr;  // packed panel width (columns per micro-tile)
   void (*gemm_tile)(const GemmTile& tile);
   // y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta for `rows` rows of `dim` (two passes, float32).
-  // y_bf16 (optional, row stride ld_bf16): the same values as bf16 (lowp/bf16.h's rounding), dim per row.
+  // y_bf16 (optional, row stride ld_bf16): the same values as bf16 (lowp/bf16.h's rounding), dim per row;
+  // with y null they go only there.
   void (*layer_norm_rows)(const float* x, float* y, int64_t rows, int64_t dim, const float* gamma,
                           const float* beta, float eps, uint16_t* y_bf16, int64_t ld_bf16);
   // Online-softmax step on a block of scores in base-2 units, s[rows, cols] (row stride lds; the caller

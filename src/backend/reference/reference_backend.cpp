@@ -133,8 +133,8 @@ class ReferenceBackend final : public Backend {
   }
 
   Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
-                    float eps, DeviceBuffer& y) override {
-    DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y));
+                    float eps, DeviceBuffer& y, const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y, consumer));
     const float* g = vector_of(gamma).v.data();
     const float* be = vector_of(beta).v.data();
     for (int64_t r = 0; r < rows; ++r) {

@@ -21,7 +21,7 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
   const int tail = static_cast<int>(dim - full);
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = x + r * dim;
-    float* out = y + r * dim;
+    float* out = y != nullptr ? y + r * dim : nullptr;
     V s0 = O::zero(), s1 = O::zero();
     int64_t i = 0;
     for (; i + 2 * W <= full; i += 2 * W) {
@@ -52,13 +52,13 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
     for (i = 0; i < full; i += W) {
       const V n = O::mul(O::sub(O::load(in + i), vmean), inv_std);
       const V v = O::fmadd(n, O::load(gamma + i), O::load(beta + i));
-      O::store(out + i, v);
+      if (out != nullptr) O::store(out + i, v);
       if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + i, v, W);
     }
     if (tail > 0) {
       const V n = O::mul(O::sub(O::load_first(in + full, tail), vmean), inv_std);
       const V v = O::fmadd(n, O::load_first(gamma + full, tail), O::load_first(beta + full, tail));
-      O::store_first(out + full, v, tail);
+      if (out != nullptr) O::store_first(out + full, v, tail);
       if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + full, v, tail);
     }
   }
