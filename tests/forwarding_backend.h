@@ -38,8 +38,8 @@ class ForwardingBackend : public Backend {
     return inner_->linear_swiglu(x, rows, g, u, y, consumer);
   }
   Status attention(const DeviceBuffer& qkv, int64_t b, int64_t t, int64_t h, int64_t hd, int64_t pc,
-                   const DeviceBuffer& rope, DeviceBuffer& out) override {
-    return inner_->attention(qkv, b, t, h, hd, pc, rope, out);
+                   const DeviceBuffer& rope, DeviceBuffer& out, const Weight* consumer = nullptr) override {
+    return inner_->attention(qkv, b, t, h, hd, pc, rope, out, consumer);
   }
   Status mean_tokens(const DeviceBuffer& x, int64_t b, int64_t t, int64_t d, int64_t begin, int64_t end,
                      DeviceBuffer& out) override {

@@ -823,6 +823,41 @@ TEST(LowpBackend, ConsumerHintKeepsTheConsumersBits) {
   }
 }
 
+// The same for attention's output (handed to the projection): with one key block (29 tokens) it is written
+// only in bf16; with several (700 tokens: the float32 output accumulates over blocks) in full as before.
+TEST(LowpBackend, ConsumerHintOnAttention) {
+  const int64_t heads = 2, hd = 8, dim = heads * hd, prefix = 5;
+  BackendOptions options;
+  options.threads = 2;
+  options.precision = Precision::kBF16;
+  auto made = create_cpu_backend(options);
+  ASSERT_TRUE(made.ok());
+  Backend& be = **made;
+  const auto w = test::random_uniform(static_cast<size_t>(dim * dim), 111, -0.2f, 0.2f);
+  auto proj = be.prepare_linear(w.data(), nullptr, dim, dim);
+  ASSERT_TRUE(proj.ok());
+  for (const int64_t tokens : {int64_t{29}, int64_t{700}}) {
+    auto qkv = upload(be, test::random_normal(static_cast<size_t>(tokens * 3 * dim), 113));
+    auto rope = upload(be, test::random_rope_table(tokens - prefix, hd, 115));
+    auto att = upload(be, std::vector<float>(static_cast<size_t>(tokens * dim)));
+    auto y = upload(be, std::vector<float>(static_cast<size_t>(tokens * dim)));
+    auto run = [&](const Weight* consumer) {
+      EXPECT_TRUE(be.attention(*qkv, 1, tokens, heads, hd, prefix, *rope, *att, consumer).ok());
+      EXPECT_TRUE(be.linear(*att, tokens, **proj, {}, *y).ok());
+      return std::pair{download(be, *y), download(be, *att)};
+    };
+    const auto [plain_y, plain_att] = run(nullptr);
+    const auto [hinted_y, hinted_att] = run(proj->get());
+    EXPECT_EQ(std::memcmp(plain_y.data(), hinted_y.data(), plain_y.size() * sizeof(float)), 0) << tokens;
+    int64_t differ = 0;
+    for (size_t i = 0; i < plain_att.size(); ++i) {
+      const float want = tokens == 29 ? lowp::float_from_bf16(lowp::bf16_from_float(plain_att[i])) : plain_att[i];
+      differ += std::memcmp(&want, &hinted_att[i], sizeof(float)) != 0;
+    }
+    EXPECT_EQ(differ, 0) << tokens << " tokens";
+  }
+}
+
 // A consumer must be a linear layer of the same backend whose input is the op's output, and a residual
 // layer's output (added into y) cannot be handed over.
 TEST(LowpBackend, ConsumerHintIsChecked) {

@@ -147,9 +147,10 @@ class Backend {
   // rope: [tokens - prefix_count, 2*head_dim]: sin (first head_dim values) then cos, applied to q and k
   // of tokens t >= prefix_count as v*cos + rotate_half(v)*sin, rotate_half([a, b]) = [-b, a].
   // out: [batch, tokens, heads*head_dim] = softmax(q k^T / sqrt(head_dim)) v, heads concatenated.
+  // consumer: as LinearEpilogue::consumer.
   virtual Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads,
                            int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope,
-                           DeviceBuffer& out) = 0;
+                           DeviceBuffer& out, const Weight* consumer = nullptr) = 0;
 
   // out[b, :] = mean of x[b, t, :] over t in [begin, end). x: [batch, tokens, dim]; out: [batch, dim].
   virtual Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin,

@@ -191,7 +191,8 @@ Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, con
 }
 
 Status attention(const Backend& be, const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads,
-                 int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope, const DeviceBuffer& out) {
+                 int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope, const DeviceBuffer& out,
+                 const Weight* consumer) {
   Check c(be, "attention");
   // RoPE rotates the two halves of each head.
   c.that(heads > 0 && head_dim > 0 && head_dim % 2 == 0, "heads must be positive and head_dim positive and even");
@@ -201,6 +202,7 @@ Status attention(const Backend& be, const DeviceBuffer& qkv, int64_t batch, int6
   c.buffer(rope, c.product({tokens - prefix_count, 2, head_dim}, "rope"), "rope");
   c.buffer(out, c.product({batch, tokens, dim}, "out"), "out");
   c.distinct(qkv, out, "qkv and out");
+  c.consumer(consumer, dim);
   return c.distinct(rope, out, "rope and out").status();
 }
 

@@ -31,7 +31,8 @@ Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weig
 Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
                      const DeviceBuffer& y, const Weight* consumer = nullptr);
 Status attention(const Backend& be, const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads,
-                 int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope, const DeviceBuffer& out);
+                 int64_t head_dim, int64_t prefix_count, const DeviceBuffer& rope, const DeviceBuffer& out,
+                 const Weight* consumer = nullptr);
 Status mean_tokens(const Backend& be, const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim,
                    int64_t begin, int64_t end, const DeviceBuffer& out);
 

@@ -286,7 +286,8 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
     // x = x + gamma_1 * proj(attn(norm1(x)))
     DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm1_w, *b.norm1_b, cfg.ln_eps, *a.h, b.qkv.get()));
     DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, {}, *a.qkv));
-    DINOV3_RETURN_IF_ERROR(be.attention(*a.qkv, n, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn));
+    DINOV3_RETURN_IF_ERROR(
+        be.attention(*a.qkv, n, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn, b.proj.get()));
     DINOV3_RETURN_IF_ERROR(be.linear(*a.attn, rows, *b.proj, {Activation::kNone, b.gamma_1.get()}, *a.x));
     // x = x + gamma_2 * mlp(norm2(x))
     const Weight* mlp_in = cfg.mlp == MlpKind::kGelu ? b.fc1.get() : b.fc1_g.get();

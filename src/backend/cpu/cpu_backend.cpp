@@ -373,8 +373,10 @@ class CpuBackend final : public Backend {
   }
 
   Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
-                   int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out) override {
-    DINOV3_RETURN_IF_ERROR(op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out));
+                   int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out,
+                   const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(
+        op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out, consumer));
     float* o = output_of(out);
     if (batch == 0 || tokens == 0) return {};
     const cpu::AttentionShape shape{batch, tokens, heads, head_dim, prefix_count};
@@ -383,9 +385,9 @@ class CpuBackend final : public Backend {
       // The attention output feeds the projection: keep it in bf16 too.
       const int64_t rows = batch * tokens, dim = heads * head_dim;
       uint16_t* o_bf16 = bf16_copies_ ? bf16_copy_for(out, rows, dim) : nullptr;
-      cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope), o, o_bf16,
-                                Bf16Copy::ld(dim));
-      if (o_bf16 != nullptr) finish_bf16_copy(out, rows, dim);
+      const bool only = cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope),
+                                                  o, o_bf16, Bf16Copy::ld(dim), reads_bf16(consumer));
+      if (o_bf16 != nullptr) finish_bf16_copy(out, rows, dim, only);
       return {};
     }
     DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::attention_scratch_floats(kernels_, shape, pool_.size())));

@@ -186,8 +186,10 @@ class ReferenceBackend final : public Backend {
   }
 
   Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
-                   int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out) override {
-    DINOV3_RETURN_IF_ERROR(op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out));
+                   int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out,
+                   const Weight* consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(
+        op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out, consumer));
     const int64_t dim = heads * head_dim, half = head_dim / 2;
     const float* table = data_of(rope);
     // q and k of one head, RoPE applied, as float32 (what the model computes before the matmul).

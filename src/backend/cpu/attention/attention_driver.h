@@ -118,12 +118,15 @@ size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape&
   return static_cast<size_t>(attention_scratch(ops, split_attention(sh, ops.mr(), ops.nr(), threads), sh).total);
 }
 
-// out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output in bf16.
+// out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output in bf16, and
+// with bf16_only, when there is one key block (so `out` accumulates nothing), only in bf16. Returns whether
+// the float32 output was skipped.
 template <class Operands>
-void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
+bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
                      const AttentionShape& sh, const float* qkv, const float* rope, float* out,
-                     uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0) {
+                     uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0, bool bf16_only = false) {
   const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), pool.size());
+  const bool skip_out = bf16_only && out_bf16 != nullptr && split.key_block >= sh.tokens;
   const int64_t dim = sh.heads * sh.head_dim, hd = sh.head_dim, T = sh.tokens;
   const int mr = ops.mr();
   const AttentionScratch l = attention_scratch(ops, split, sh);
@@ -170,7 +173,7 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
           }
           // O = O * rescale + P V, normalised by the row sums after the last key block.
           GemmTile o;
-          o.c = out + (b * T + i0) * dim + h * hd;
+          o.c = skip_out ? nullptr : out + (b * T + i0) * dim + h * hd;
           o.ldc = dim;
           o.rows = rows;
           o.epilogue = TileEpilogue::kAttentionRows;
@@ -185,6 +188,7 @@ void flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
       }
     }
   });
+  return skip_out;
 }
 
 }  // namespace dinov3::cpu

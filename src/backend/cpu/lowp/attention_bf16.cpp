@@ -97,7 +97,7 @@ struct Bf16Operands {
     t.out = epilogue;
     for (int64_t vp = 0; vp * kNr < sh.head_dim; ++vp) {
       t.b = reinterpret_cast<const uint8_t*>(region(ws, l.v) + (vp * l.t_pad + j0) * kNr);
-      t.out.c = epilogue.c + vp * kNr;
+      t.out.c = epilogue.c != nullptr ? epilogue.c + vp * kNr : nullptr;  // null: the bf16 copy only
       if (epilogue.c_bf16 != nullptr) t.out.c_bf16 = epilogue.c_bf16 + vp * kNr;
       t.out.cols = static_cast<int>(std::min<int64_t>(kNr, sh.head_dim - vp * kNr));
       lowp.gemm_bf16_tile(t);
@@ -111,10 +111,11 @@ size_t attention_bf16_scratch_floats(const LowpKernels& lowp, const AttentionSha
   return flash_attention_scratch_floats(Bf16Operands{lowp}, shape, threads);
 }
 
-void attention_bf16(const CpuKernels& kernels, const LowpKernels& lowp, ThreadPool& pool, ThreadScratch& scratch,
+bool attention_bf16(const CpuKernels& kernels, const LowpKernels& lowp, ThreadPool& pool, ThreadScratch& scratch,
                     const AttentionShape& shape, const float* qkv, const float* rope, float* out, uint16_t* out_bf16,
-                    int64_t ld_bf16) {
-  flash_attention(kernels, Bf16Operands{lowp}, pool, scratch, shape, qkv, rope, out, out_bf16, ld_bf16);
+                    int64_t ld_bf16, bool bf16_only) {
+  return flash_attention(kernels, Bf16Operands{lowp}, pool, scratch, shape, qkv, rope, out, out_bf16, ld_bf16,
+                         bf16_only);
 }
 
 }  // namespace dinov3::cpu::lowp
