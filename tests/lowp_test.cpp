@@ -651,19 +651,22 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LowpGoldenTest,
                                          ModelCase{"tiny_swiglu_qkvb", Precision::kInt8}),
                          model_case_name);
 
+// A linear layer of uniform random weights in [-0.2, 0.2] and biases in [-0.5, 0.5] (seed, seed + 1).
+std::unique_ptr<Weight> random_linear(Backend& be, int64_t out, int64_t in, uint32_t seed) {
+  const auto w = test::random_uniform(static_cast<size_t>(out * in), seed, -0.2f, 0.2f);
+  const auto b = test::random_uniform(static_cast<size_t>(out), seed + 1, -0.5f, 0.5f);
+  auto r = be.prepare_linear(w.data(), b.data(), out, in);
+  EXPECT_TRUE(r.ok());
+  return r.ok() ? std::move(r).value() : nullptr;
+}
+
 // Ops whose output feeds a linear layer (LayerNorm, a GELU/SwiGLU linear, attention) also leave it in bf16
 // for the next bf16 GEMM (cpu_backend.cpp, Bf16Copy). A chain of ops where the copy must and must not be
 // used (fewer rows than the consumer reads, the buffer rewritten by an upload or by an op that writes no
 // copy, odd widths with their padding) gives bit for bit what a backend without copies gives.
 std::vector<std::vector<float>> run_copy_chain(Backend& be) {
   const int64_t rows = 29, dim = 37, hidden = 45, heads = 3, hd = 6, tokens = 29, prefix = 5;
-  auto weight = [&](int64_t out, int64_t in, uint32_t seed) {
-    const auto w = test::random_uniform(static_cast<size_t>(out * in), seed, -0.2f, 0.2f);
-    const auto b = test::random_uniform(static_cast<size_t>(out), seed + 1, -0.5f, 0.5f);
-    auto r = be.prepare_linear(w.data(), b.data(), out, in);
-    EXPECT_TRUE(r.ok());
-    return std::move(r).value();
-  };
+  auto weight = [&](int64_t out, int64_t in, uint32_t seed) { return random_linear(be, out, in, seed); };
   auto vector = [&](int64_t n, uint32_t seed) {
     const auto v = test::random_uniform(static_cast<size_t>(n), seed, 0.5f, 1.5f);
     auto r = be.prepare_vector(v.data(), n);
@@ -757,13 +760,7 @@ TEST(LowpBackend, ConsumerHintKeepsTheConsumersBits) {
     auto made = create_cpu_backend(options);
     ASSERT_TRUE(made.ok());
     Backend& be = **made;
-    auto weight = [&](int64_t out, int64_t in, uint32_t seed) {
-      const auto w = test::random_uniform(static_cast<size_t>(out * in), seed, -0.2f, 0.2f);
-      const auto b = test::random_uniform(static_cast<size_t>(out), seed + 1, -0.5f, 0.5f);
-      auto r = be.prepare_linear(w.data(), b.data(), out, in);
-      EXPECT_TRUE(r.ok());
-      return std::move(r).value();
-    };
+    auto weight = [&](int64_t out, int64_t in, uint32_t seed) { return random_linear(be, out, in, seed); };
     auto w_up = weight(hidden, dim, 91), w_gate = weight(hidden, dim, 93);
     auto down_bf16 = weight(dim, hidden, 95), down_int8 = weight(dim, hidden, 97);
     auto in_bf16 = weight(hidden, dim, 101), in_int8 = weight(hidden, dim, 103);
