@@ -63,6 +63,18 @@ LowpTile make_tile(LowpStaging& staging, const uint8_t* a_rows, const LowpLinear
   return t;
 }
 
+// Where tile t (rows from row0, panel p) stores: c, and the bf16 copy when there is one; the copy alone when
+// copies.out_only.
+void set_destination(LowpTile& t, float* c, int64_t ldc, const Bf16Copies& copies, int64_t row0, int64_t p) {
+  const bool copy_only = copies.out_only && copies.out != nullptr;
+  t.out.c = copy_only ? nullptr : c + row0 * ldc + p * kNr;
+  t.out.ldc = ldc;
+  if (copies.out != nullptr) {
+    t.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;
+    t.out.ldc_bf16 = copies.ld_out;
+  }
+}
+
 // Runs fn(row0, tile_rows, panel, thread) for every tile, blocked like the float32 GEMM (gemm.h's plan).
 template <class Fn>
 void for_each_thread_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, int mr, int64_t k_weight, Fn&& fn) {
@@ -108,12 +120,7 @@ Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
   const auto tile_fn = int8 ? kernels.gemm_u8s8_tile : kernels.gemm_bf16_tile;
   for_each_thread_tile(pool, rows, w, mr_of(kernels, w.precision), 1, [&](int64_t row0, int tile_rows, int64_t p, int) {
     LowpTile t = make_tile(staging, a_rows, w, row0, tile_rows, p);
-    t.out.c = copies.out_only && copies.out != nullptr ? nullptr : c + row0 * ldc + p * kNr;
-    t.out.ldc = ldc;
-    if (copies.out != nullptr) {
-      t.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;
-      t.out.ldc_bf16 = copies.ld_out;
-    }
+    set_destination(t, c, ldc, copies, row0, p);
     t.out.epilogue = epilogue;
     if (scale != nullptr) t.out.scale = scale + p * kNr;
     tile_fn(t);
@@ -142,12 +149,7 @@ Status gemm_swiglu_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
                   t.out.ldc = kNr;
                   tile_fn(t);
                   LowpTile u = make_tile(staging, a_rows, up, row0, tile_rows, p);
-                  u.out.c = copies.out_only && copies.out != nullptr ? nullptr : c + row0 * ldc + p * kNr;
-                  u.out.ldc = ldc;
-                  if (copies.out != nullptr) {
-                    u.out.c_bf16 = copies.out + row0 * copies.ld_out + p * kNr;
-                    u.out.ldc_bf16 = copies.ld_out;
-                  }
+                  set_destination(u, c, ldc, copies, row0, p);
                   u.out.epilogue = TileEpilogue::kSwiglu;
                   u.out.aux = gate_tile;
                   u.out.ld_aux = kNr;
