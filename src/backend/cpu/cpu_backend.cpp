@@ -324,8 +324,12 @@ class CpuBackend final : public Backend {
                 DeviceBuffer& y) override {
     DINOV3_RETURN_IF_ERROR(op_checks::linear(*this, x, rows, weight, epilogue, y));
     const WeightInfo& w = weight.info();
-    cpu::TileEpilogue op = epilogue.activation == Activation::kGelu ? cpu::TileEpilogue::kGelu
-                                                                    : cpu::TileEpilogue::kStore;
+    // A reduced-precision backend's GELU output feeds the next linear layer, which rounds it to bf16 or int8:
+    // the lower-precision GELU serves it (TileEpilogue::kGeluLowp).
+    const bool gelu = epilogue.activation == Activation::kGelu;
+    cpu::TileEpilogue op = !gelu   ? cpu::TileEpilogue::kStore
+                           : lowp() ? cpu::TileEpilogue::kGeluLowp
+                                    : cpu::TileEpilogue::kGelu;
     const float* scale = nullptr;
     if (epilogue.residual_scale != nullptr) {
       op = cpu::TileEpilogue::kScaleAdd;
@@ -337,7 +341,8 @@ class CpuBackend final : public Backend {
     float* out = output_of(y);
     // An activation's output (an MLP hidden layer) feeds the next linear layer: keep it in bf16 too, or
     // only in bf16 when that layer is named and reads bf16.
-    if (bf16_copies_ && (op == cpu::TileEpilogue::kGelu || reads_bf16(epilogue.consumer))) {
+    const bool activation = op == cpu::TileEpilogue::kGelu || op == cpu::TileEpilogue::kGeluLowp;
+    if (bf16_copies_ && (activation || reads_bf16(epilogue.consumer))) {
       copies.out = bf16_copy_for(y, rows, w.out);
     }
     copies.ld_out = Bf16Copy::ld(w.out);

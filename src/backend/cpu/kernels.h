@@ -14,6 +14,7 @@ const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512"
 enum class TileEpilogue {
   kStore,          // c = acc
   kGelu,           // c = gelu_erf(acc)
+  kGeluLowp,       // c = gelu(acc) to within 1.7e-7 |acc| (vec_math.h): what a bf16 or int8 layer reads next
   kScaleAdd,       // c += scale[col] * acc            (LayerScale + residual)
   kSwiglu,         // c = silu(aux[row, col]) * acc    (aux: the gate tile, already biased)
   // Online-softmax P·V: c = (c * row_scale[row] + acc) * row_post[row], where a null row_scale means the

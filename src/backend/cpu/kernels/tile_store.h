@@ -16,7 +16,7 @@ namespace {
 // Epilogues made of a few adds and multiplies: a micro-kernel applies them to its accumulator registers
 // directly. GELU and SwiGLU call out to long vector-math sequences and go through store_tile instead.
 constexpr bool epilogue_in_registers(TileEpilogue e) {
-  return e != TileEpilogue::kGelu && e != TileEpilogue::kSwiglu;
+  return e != TileEpilogue::kGelu && e != TileEpilogue::kGeluLowp && e != TileEpilogue::kSwiglu;
 }
 
 // Calls fn(std::integral_constant<TileEpilogue, E>) for E = e.
@@ -26,6 +26,7 @@ inline void with_epilogue(TileEpilogue e, Fn&& fn) {
   switch (e) {
     case E::kStore: return fn(std::integral_constant<E, E::kStore>{});
     case E::kGelu: return fn(std::integral_constant<E, E::kGelu>{});
+    case E::kGeluLowp: return fn(std::integral_constant<E, E::kGeluLowp>{});
     case E::kScaleAdd: return fn(std::integral_constant<E, E::kScaleAdd>{});
     case E::kSwiglu: return fn(std::integral_constant<E, E::kSwiglu>{});
     case E::kAttentionRows: return fn(std::integral_constant<E, E::kAttentionRows>{});
@@ -41,6 +42,8 @@ inline void store_vector(const GemmTile& t, typename O::V y, int r, int v, int n
   if (t.bias != nullptr) y = O::add(y, O::load(t.bias + v * W));
   if constexpr (E == TileEpilogue::kGelu) {
     y = gelu_erf_f32<O>(y);
+  } else if constexpr (E == TileEpilogue::kGeluLowp) {
+    y = gelu_lowp_f32<O>(y);
   } else if constexpr (E == TileEpilogue::kScaleAdd) {
     y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c, n));
   } else if constexpr (E == TileEpilogue::kSwiglu) {

@@ -39,6 +39,11 @@ struct OpsScalar {
   static V round_nearest(V a) { return std::nearbyint(a); }
   static V scale_pow2(V p, V n) { return std::ldexp(p, static_cast<int>(n)); }
   static V select_lt(V a, V b, V x, V y) { return a < b ? x : y; }
+  // table[index] for an integral index in [0, 15]; anything else (a NaN carried through) reads entry 0.
+  static V lookup16(const float* table, V index) {
+    return index >= 0.0f && index <= 15.0f ? table[static_cast<int>(index)] : table[0];
+  }
+  static V floor(V a) { return std::floor(a); }
   static float reduce_add(V a) { return a; }
   static float reduce_max(V a) { return a; }
   static void store_bf16_first(uint16_t* p, V v, int n) {

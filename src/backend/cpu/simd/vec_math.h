@@ -121,6 +121,35 @@ typename O::V gelu_erf_f32(typename O::V x) {
   return O::mul(O::mul(half, x), one_plus_erf);
 }
 
+// Ops types with a 16-entry table lookup (AVX-512's vpermps, the scalar fallback's array index) take the table
+// GELU of the reduced-precision GEMMs.
+template <class O>
+concept HasLookup16 = requires(const float* t, typename O::V v) { O::lookup16(t, v); };
+
+// GELU for the outputs of the reduced-precision GEMMs, which the next layer rounds to bf16 (a step of 2^-8
+// relative) or quantises to int8: x Phi(x), with the normal lower tail Phi(-a), a = min(|x|, 6), from the 16
+// degree-4 polynomials of erfc_table.h's kPhiTable (absolute error < 1.7e-7; beyond 6 it stays Phi(-6) < 1e-9),
+// and Phi(x) = 1 - Phi(-|x|) for x >= 0. So |error| <= 1.7e-7 |x| plus float32 rounding: for x >= 0 under 2^-21
+// of the value, against bf16's half step of 2^-9; half the table lookups and multiply-adds of gelu_erf_f32.
+template <class O>
+  requires HasLookup16<O>
+typename O::V gelu_lowp_f32(typename O::V x) {
+  using V = typename O::V;
+  const V t = O::mul(O::min(O::abs(x), O::set1(6.0f)), O::set1(8.0f / 3.0f));  // a / w, w = 3/8
+  const V index = O::min(O::floor(t), O::set1(15.0f));
+  const V u = O::sub(O::sub(t, index), O::set1(0.5f));
+  V p = O::lookup16(kPhiTable[4], index);
+  for (int k = 3; k >= 0; --k) p = O::fmadd(p, u, O::lookup16(kPhiTable[k], index));
+  return O::mul(x, O::select_lt(x, O::zero(), p, O::sub(O::set1(1.0f), p)));
+}
+
+// Ops types without the lookup (AVX2, whose kernels run only float32) keep the float32 GELU.
+template <class O>
+  requires(!HasLookup16<O>)
+typename O::V gelu_lowp_f32(typename O::V x) {
+  return gelu_erf_f32<O>(x);
+}
+
 // silu(g) = g / (1 + e^-g); the clamp inside exp_f32 keeps both tails finite.
 template <class O>
 typename O::V silu_f32(typename O::V g) {
