@@ -87,6 +87,21 @@ TEST_P(BackendChecks, ForeignBuffersAndWeightsAreRefused) {
   expect_refused(be->linear(*x, rows + 1, *w, {}, *y), "buffer 'x' holds 24 values, the op needs 32");
   expect_refused(be->linear(*x, INT64_MAX / 4, *w, {}, *y), "negative or overflowing size");
   expect_refused(be->linear(*x, 1, *linear(*be, in, in), {}, *x), "x and y must be different buffers");
+  // The fused residual layer + LayerNorm runs both ops' checks, and writes z while x and y are in use.
+  auto scale = vector(*be, out);
+  auto z = buffer(*be, rows * out);
+  expect_refused(be->linear_residual_layer_norm(*x, rows, *w, *scale, *y, *scale, *scale, 1e-5f, *y),
+                 "linear_residual_layer_norm: z and y must be different buffers");
+  auto square = linear(*be, in, in);
+  auto y_in = buffer(*be, rows * in);
+  auto in_scale = vector(*be, in);
+  expect_refused(be->linear_residual_layer_norm(*x, rows, *square, *in_scale, *y_in, *in_scale, *in_scale, 1e-5f, *x),
+                 "linear_residual_layer_norm: z and x must be different buffers");
+  expect_refused(be->linear_residual_layer_norm(*x, rows, *w, *scale, *y, *w, *scale, 1e-5f, *z),
+                 "weight 'gamma' is not a vector");
+  expect_refused(be->linear_residual_layer_norm(*x, rows, *w, *v, *y, *scale, *scale, 1e-5f, *buffer(*be, 1)),
+                 "buffer 'y' holds 1 values");
+  ASSERT_TRUE(be->linear_residual_layer_norm(*x, rows, *w, *scale, *y, *scale, *scale, 1e-5f, *z).ok());
   std::vector<float> host(4);
   expect_refused(be->upload(*x, SIZE_MAX - 1, host.data(), 4), "range overflows");
 }

@@ -1,5 +1,7 @@
 // A backend that forwards every call to another one: tests derive from it to change one behaviour
-// (add noise, force small passes) and keep the rest exactly as the wrapped backend computes it.
+// (add noise, force small passes) and keep the rest exactly as the wrapped backend computes it. The fused
+// linear_residual_layer_norm runs as linear() then layer_norm() of this object, so an override of either
+// sees every call.
 #pragma once
 
 #include <memory>
@@ -32,6 +34,13 @@ class ForwardingBackend : public Backend {
   }
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e, DeviceBuffer& y) override {
     return inner_->linear(x, rows, w, e, y);
+  }
+  Status linear_residual_layer_norm(const DeviceBuffer& x, int64_t rows, const Weight& w, const Weight& scale,
+                                    DeviceBuffer& y, const Weight& g, const Weight& b, float eps, DeviceBuffer& z,
+                                    const Weight* consumer = nullptr) override {
+    if (&z == &x || &z == &y) return make_error(ErrorCode::kInvalidArgument, "z must differ from x and y");
+    DINOV3_RETURN_IF_ERROR(linear(x, rows, w, {Activation::kNone, &scale}, y));
+    return layer_norm(y, rows, w.info().out, g, b, eps, z, consumer);
   }
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y,
                        const Weight* consumer = nullptr) override {

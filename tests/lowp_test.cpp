@@ -570,6 +570,57 @@ TEST(LowpBackend, LayersMatchReferenceOnRoundedOperands) {
   }
 }
 
+// linear_residual_layer_norm (the cpu backend normalises each row tile inside the GEMM) gives the bits of
+// linear() then layer_norm() on every precision, for ragged shapes and for z kept only in bf16 for a bf16
+// consumer (read back through that consumer, and through download).
+TEST(LowpBackend, ResidualLayerNormFusedEqualsTheTwoOps) {
+  const LinearCase cases[] = {{261, 384, 1536}, {261, 384, 384}, {523, 64, 384}, {7, 100, 64}, {5, 17, 3}, {1, 1, 1}};
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kInt8}) {
+    auto be = cpu_backend(p);
+    ASSERT_NE(be, nullptr);
+    for (const LinearCase& c : cases) {
+      const Operands o = make_operands(c, 61);
+      const auto ln_w = test::random_uniform(static_cast<size_t>(c.out), 62, 0.5f, 1.5f);
+      const auto ln_b = test::random_uniform(static_cast<size_t>(c.out), 63, -0.5f, 0.5f);
+      const auto next = test::random_uniform(static_cast<size_t>(c.out * c.out), 64, -0.1f, 0.1f);
+      auto w = be->prepare_linear(o.w.data(), o.bias.data(), c.out, c.in);
+      auto scale = be->prepare_vector(o.gamma.data(), c.out);
+      auto gamma = be->prepare_vector(ln_w.data(), c.out);
+      auto beta = be->prepare_vector(ln_b.data(), c.out);
+      auto consumer = be->prepare_linear(next.data(), nullptr, c.out, c.out);
+      ASSERT_TRUE(w.ok() && scale.ok() && gamma.ok() && beta.ok() && consumer.ok());
+      for (const Weight* z_consumer : {static_cast<const Weight*>(nullptr), static_cast<const Weight*>(consumer->get())}) {
+        std::vector<float> got[2][3];  // [separate, fused][y, z, consumer output]
+        for (int fused = 0; fused < 2; ++fused) {
+          auto x = upload(*be, o.x);
+          auto y = upload(*be, o.y0);
+          auto z = upload(*be, std::vector<float>(static_cast<size_t>(c.rows * c.out), 7.0f));
+          auto after = be->allocate(static_cast<size_t>(c.rows * c.out));
+          ASSERT_TRUE(after.ok());
+          if (fused) {
+            ASSERT_TRUE(be->linear_residual_layer_norm(*x, c.rows, **w, **scale, *y, **gamma, **beta, 1e-6f, *z,
+                                                       z_consumer)
+                            .ok());
+          } else {
+            ASSERT_TRUE(be->linear(*x, c.rows, **w, {Activation::kNone, scale->get()}, *y).ok());
+            ASSERT_TRUE(be->layer_norm(*y, c.rows, c.out, **gamma, **beta, 1e-6f, *z, z_consumer).ok());
+          }
+          ASSERT_TRUE(be->linear(*z, c.rows, **consumer, {}, **after).ok());
+          got[fused][0] = download(*be, *y);
+          got[fused][2] = download(*be, **after);
+          got[fused][1] = download(*be, *z);
+        }
+        for (int k = 0; k < 3; ++k) {
+          ASSERT_EQ(got[0][k].size(), got[1][k].size());
+          EXPECT_EQ(std::memcmp(got[0][k].data(), got[1][k].data(), got[0][k].size() * sizeof(float)), 0)
+              << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " output " << k
+              << (z_consumer != nullptr ? " with a consumer" : "");
+        }
+      }
+    }
+  }
+}
+
 // The patch embedding is a bf16 GEMM over im2col rows: rounding the image rounds every operand.
 TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
   const int64_t batch = 2, channels = 3, height = 48, width = 80, patch = 16, dim = 64, prefix = 5;

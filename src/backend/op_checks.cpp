@@ -15,6 +15,15 @@ uint64_t next_backend_instance() {
 
 Backend::Backend() : instance_id_(next_backend_instance()) {}
 
+Status Backend::linear_residual_layer_norm(const DeviceBuffer& x, int64_t rows, const Weight& w,
+                                           const Weight& layer_scale, DeviceBuffer& y, const Weight& gamma,
+                                           const Weight& beta, float eps, DeviceBuffer& z, const Weight* z_consumer) {
+  DINOV3_RETURN_IF_ERROR(op_checks::linear_residual_layer_norm(*this, x, rows, w, layer_scale, y, gamma, beta, z,
+                                                               z_consumer));
+  DINOV3_RETURN_IF_ERROR(linear(x, rows, w, {Activation::kNone, &layer_scale}, y));
+  return layer_norm(y, rows, w.info().out, gamma, beta, eps, z, z_consumer);
+}
+
 DeviceBuffer::DeviceBuffer(const Backend& owner, size_t size) : size_(size), owner_(owner.instance_id()) {}
 
 namespace op_checks {
@@ -176,6 +185,16 @@ Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weig
   }
   c.consumer(epilogue.consumer, w.info().out);
   return c.status();
+}
+
+Status linear_residual_layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w,
+                                  const Weight& layer_scale, const DeviceBuffer& y, const Weight& gamma,
+                                  const Weight& beta, const DeviceBuffer& z, const Weight* z_consumer) {
+  DINOV3_RETURN_IF_ERROR(linear(be, x, rows, w, {Activation::kNone, &layer_scale}, y));
+  DINOV3_RETURN_IF_ERROR(layer_norm(be, y, rows, w.info().out, gamma, beta, z, z_consumer));
+  Check c(be, "linear_residual_layer_norm");
+  c.distinct(z, x, "z and x");
+  return c.distinct(z, y, "z and y").status();
 }
 
 Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,

@@ -28,6 +28,10 @@ Status layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, int64_
                   const Weight& beta, const DeviceBuffer& y, const Weight* consumer = nullptr);
 Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& epilogue,
               const DeviceBuffer& y);
+// Both ops' checks, and z distinct from x and y.
+Status linear_residual_layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w,
+                                  const Weight& layer_scale, const DeviceBuffer& y, const Weight& gamma,
+                                  const Weight& beta, const DeviceBuffer& z, const Weight* z_consumer = nullptr);
 Status linear_swiglu(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up,
                      const DeviceBuffer& y, const Weight* consumer = nullptr);
 Status attention(const Backend& be, const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads,

@@ -281,10 +281,15 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
   DINOV3_RETURN_IF_ERROR(be.embed(*a.image, n, cfg.in_chans, H, W, cfg.patch_size, *w.patch, *w.prefix, prefix, D, *a.x));
   if (pass.keep_embed) DINOV3_RETURN_IF_ERROR(download(*a.x, T * D, &out->embed));
 
+  // fc2 runs with the LayerNorm that reads its result (the next block's norm1, or the final norm), except
+  // where an intermediate output needs a.h first. (proj cannot: its input, the attention output, lives in h.)
+  bool h_ready = false;  // a.h already holds the LayerNorm the next step reads
   for (int64_t i = 0; i < cfg.depth; ++i) {
     const Weights::Block& b = w.blocks[static_cast<size_t>(i)];
     // x = x + gamma_1 * proj(attn(norm1(x)))
-    DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm1_w, *b.norm1_b, cfg.ln_eps, *a.h, b.qkv.get()));
+    if (!h_ready) {
+      DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm1_w, *b.norm1_b, cfg.ln_eps, *a.h, b.qkv.get()));
+    }
     DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, {}, *a.qkv));
     DINOV3_RETURN_IF_ERROR(
         be.attention(*a.qkv, n, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn, b.proj.get()));
@@ -298,8 +303,18 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
     } else {
       DINOV3_RETURN_IF_ERROR(be.linear_swiglu(*a.h, rows, *b.fc1_g, *b.fc1_x, *a.hidden, b.fc2.get()));
     }
+    const bool intermediate = std::find(pass.blocks.begin(), pass.blocks.end(), i) != pass.blocks.end();
+    if (!intermediate) {
+      const bool last = i + 1 == cfg.depth;
+      const Weights::Block* next = last ? nullptr : &w.blocks[static_cast<size_t>(i + 1)];
+      DINOV3_RETURN_IF_ERROR(be.linear_residual_layer_norm(
+          *a.hidden, rows, *b.fc2, *b.gamma_2, *a.x, last ? *w.norm_w : *next->norm1_w,
+          last ? *w.norm_b : *next->norm1_b, cfg.ln_eps, *a.h, last ? nullptr : next->qkv.get()));
+      h_ready = true;
+      continue;
+    }
     DINOV3_RETURN_IF_ERROR(be.linear(*a.hidden, rows, *b.fc2, {Activation::kNone, b.gamma_2.get()}, *a.x));
-
+    h_ready = false;
     for (size_t k = 0; k < pass.blocks.size(); ++k) {
       if (pass.blocks[k] != i) continue;
       if (pass.norm_blocks) {
@@ -311,7 +326,7 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
     }
   }
 
-  DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *w.norm_w, *w.norm_b, cfg.ln_eps, *a.h));
+  if (!h_ready) DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *w.norm_w, *w.norm_b, cfg.ln_eps, *a.h));
   DINOV3_RETURN_IF_ERROR(download(*a.h, T * D, &out->features));
   if (pass.mean_pool) {
     DINOV3_RETURN_IF_ERROR(be.mean_tokens(*a.h, n, T, D, prefix, T, *a.pooled));

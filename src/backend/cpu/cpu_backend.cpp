@@ -1,8 +1,10 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 
@@ -298,25 +300,47 @@ class CpuBackend final : public Backend {
   Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
                     float eps, DeviceBuffer& y, const Weight* consumer = nullptr) override {
     DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y, consumer));
-    const float* in = data_of(x);
-    float* out = output_of(y);
-    const float* g = vector_of(gamma).v.get();
-    const float* be = vector_of(beta).v.get();
-    // LayerNorm's output feeds linear layers: keep it in bf16 too for a bf16 one (only in bf16 when the
-    // consumer named is one).
-    uint16_t* out_bf16 = bf16_copies_ ? bf16_copy_for(y, rows, dim) : nullptr;
-    const int64_t ld_bf16 = Bf16Copy::ld(dim);
-    const bool only = out_bf16 != nullptr && reads_bf16(consumer);
+    const NormRows norm = begin_norm(data_of(x), rows, dim, gamma, beta, eps, y, consumer);
     const int64_t chunks = std::min<int64_t>(rows, 4 * pool_.size());
     const int64_t per_chunk = chunks > 0 ? (rows + chunks - 1) / chunks : 0;
     pool_.run(chunks, [&](int64_t c, int) {
       const int64_t r0 = c * per_chunk, r1 = std::min(rows, r0 + per_chunk);
-      if (r0 < r1) {
-        kernels_.layer_norm_rows(in + r0 * dim, only ? nullptr : out + r0 * dim, r1 - r0, dim, g, be, eps,
-                                 out_bf16 != nullptr ? out_bf16 + r0 * ld_bf16 : nullptr, ld_bf16);
-      }
+      if (r0 < r1) norm.run(r0, r1);
     });
-    if (out_bf16 != nullptr) finish_bf16_copy(y, rows, dim, only);
+    finish_norm(norm, rows, y);
+    return {};
+  }
+
+  // The residual GEMM normalises each row tile the moment its last panel is stored (gemm.h's RowsDone), so
+  // the LayerNorm needs no pass or barrier of its own; the same kernel on the same rows gives the same bits.
+  Status linear_residual_layer_norm(const DeviceBuffer& x, int64_t rows, const Weight& weight,
+                                    const Weight& layer_scale, DeviceBuffer& y, const Weight& gamma,
+                                    const Weight& beta, float eps, DeviceBuffer& z,
+                                    const Weight* z_consumer = nullptr) override {
+    DINOV3_RETURN_IF_ERROR(op_checks::linear_residual_layer_norm(*this, x, rows, weight, layer_scale, y, gamma, beta,
+                                                                 z, z_consumer));
+    const WeightInfo& w = weight.info();
+    cpu::lowp::Bf16Copies copies;
+    copies.in = bf16_copy_of(x, rows, w.in);
+    const float* in = input_of(x, copies.in, weight);
+    float* out = output_of(y);
+    const NormRows norm = begin_norm(out, rows, w.out, gamma, beta, eps, z, z_consumer);
+    if (row_counts_capacity_ < rows) {
+      try {
+        row_counts_ = std::make_unique<std::atomic<int32_t>[]>(static_cast<size_t>(rows));
+      } catch (const std::bad_alloc&) {
+        return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate the row counters");
+      }
+      row_counts_capacity_ = rows;
+    }
+    for (int64_t i = 0; i < rows; ++i) row_counts_[i].store(0, std::memory_order_relaxed);
+    cpu::RowsDone done;
+    done.fn = [](void* ctx, int64_t row0, int n) { static_cast<const NormRows*>(ctx)->run(row0, row0 + n); };
+    done.ctx = const_cast<NormRows*>(&norm);
+    done.counts = row_counts_.get();
+    DINOV3_RETURN_IF_ERROR(run_linear(in, w.in, rows, weight, cpu::TileEpilogue::kScaleAdd,
+                                      vector_of(layer_scale).v.get(), out, w.out, copies, &done));
+    finish_norm(norm, rows, z);
     return {};
   }
 
@@ -433,13 +457,45 @@ class CpuBackend final : public Backend {
   }
 
   Status run_linear(const float* a, int64_t lda, int64_t rows, const Weight& w, cpu::TileEpilogue op,
-                    const float* scale, float* c, int64_t ldc, const cpu::lowp::Bf16Copies& copies = {}) {
+                    const float* scale, float* c, int64_t ldc, const cpu::lowp::Bf16Copies& copies = {},
+                    const cpu::RowsDone* done = nullptr) {
     if (lowp()) {
       return cpu::lowp::gemm_linear_lowp(lowp_, pool_, staging_, a, lda, rows, lowp_linear_of(w), op, scale, c, ldc,
-                                         copies);
+                                         copies, done);
     }
-    cpu::gemm_linear(kernels_, pool_, a, lda, rows, linear_of(w), op, scale, c, ldc);
+    cpu::gemm_linear(kernels_, pool_, a, lda, rows, linear_of(w), op, scale, c, ldc, done);
     return {};
+  }
+
+  // A LayerNorm of rows of `in` into y: run(r0, r1) normalises rows [r0, r1) (any thread, any order).
+  struct NormRows {
+    const cpu::CpuKernels* kernels;
+    const float* in;
+    float* out;         // null when the bf16 copy is all y keeps
+    uint16_t* out_bf16;  // y's bf16 copy, or null
+    int64_t ld_bf16, dim;
+    const float* gamma;
+    const float* beta;
+    float eps;
+    bool only;
+    void run(int64_t r0, int64_t r1) const {
+      kernels->layer_norm_rows(in + r0 * dim, out != nullptr ? out + r0 * dim : nullptr, r1 - r0, dim, gamma, beta,
+                               eps, out_bf16 != nullptr ? out_bf16 + r0 * ld_bf16 : nullptr, ld_bf16);
+    }
+  };
+  // LayerNorm's output feeds linear layers: keep it in bf16 too for a bf16 one (only in bf16 when the
+  // consumer named is one). `in` is read before y is claimed for writing (y may be x).
+  NormRows begin_norm(const float* in, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta, float eps,
+                      DeviceBuffer& y, const Weight* consumer) {
+    NormRows n{&kernels_, in, output_of(y), nullptr, Bf16Copy::ld(dim), dim, vector_of(gamma).v.get(),
+               vector_of(beta).v.get(), eps, false};
+    n.out_bf16 = bf16_copies_ ? bf16_copy_for(y, rows, dim) : nullptr;
+    n.only = n.out_bf16 != nullptr && reads_bf16(consumer);
+    if (n.only) n.out = nullptr;
+    return n;
+  }
+  void finish_norm(const NormRows& n, int64_t rows, DeviceBuffer& y) {
+    if (n.out_bf16 != nullptr) finish_bf16_copy(y, rows, n.dim, n.only);
   }
 
   Status reserve_scratch(size_t floats_per_thread) {
@@ -463,6 +519,8 @@ class CpuBackend final : public Backend {
   cpu::ThreadPool pool_;
   cpu::ThreadScratch scratch_;
   cpu::AlignedPtr patches_;  // im2col matrix of one image, grown to the largest seen
+  std::unique_ptr<std::atomic<int32_t>[]> row_counts_;  // linear_residual_layer_norm's RowsDone counters
+  int64_t row_counts_capacity_ = 0;
   size_t patches_capacity_ = 0;
   std::string isa_note_;
 };

@@ -33,7 +33,8 @@ GemmPlan plan_gemm(int64_t rows, int64_t panels, int64_t k, int mr, int nr, int 
 }
 
 void gemm_linear(const CpuKernels& kernels, ThreadPool& pool, const float* a, int64_t lda, int64_t rows,
-                 const PackedLinear& w, TileEpilogue epilogue, const float* scale, float* c, int64_t ldc) {
+                 const PackedLinear& w, TileEpilogue epilogue, const float* scale, float* c, int64_t ldc,
+                 const RowsDone* done) {
   if (rows <= 0) return;
   const int nr = kernels.nr;
   const GemmPlan plan = plan_gemm(rows, w.panels, w.in, kernels.mr, nr, pool.size());
@@ -53,7 +54,7 @@ void gemm_linear(const CpuKernels& kernels, ThreadPool& pool, const float* a, in
       if (w.has_bias) tile.bias = w.bias.get() + p * nr;
       if (scale != nullptr) tile.scale = scale + p * nr;
       kernels.gemm_tile(tile);
-    });
+    }, done);
   });
 }
 

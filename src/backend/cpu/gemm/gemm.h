@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "backend/cpu/aligned_floats.h"
@@ -21,11 +22,22 @@ struct GemmPlan {
 };
 GemmPlan plan_gemm(int64_t rows, int64_t panels, int64_t k, int mr, int nr, int threads);
 
+// Work a GEMM's caller hands it for rows whose every output column is stored (a LayerNorm of the result):
+// fn(ctx, row0, rows) runs once per row tile, inside the GEMM, on the thread that stores the tile's last
+// panel block; the counter's acquire-release increment makes every thread's stores to those rows visible to
+// it. counts: one counter per row tile, zero when the GEMM starts (rows of them always suffice).
+struct RowsDone {
+  void (*fn)(void* ctx, int64_t row0, int rows) = nullptr;
+  void* ctx = nullptr;
+  std::atomic<int32_t>* counts = nullptr;
+};
+
 // Runs fn(row0, tile_rows, panel) for every (row tile, panel) of task `task`, row tiles outermost so one
-// tile's A rows stay in L1 while the task's panels go by. Every GEMM driver (float32, bf16, int8) walks
-// its tasks with this.
+// tile's A rows stay in L1 while the task's panels go by, then `done` (when given) for each row tile this
+// task finishes. Every GEMM driver (float32, bf16, int8) walks its tasks with this.
 template <class Fn>
-void for_each_tile(const GemmPlan& plan, int64_t task, int64_t rows, int mr, Fn&& fn) {
+void for_each_tile(const GemmPlan& plan, int64_t task, int64_t rows, int mr, Fn&& fn,
+                   const RowsDone* done = nullptr) {
   const int64_t mb = task % plan.m_blocks, nb = task / plan.m_blocks;
   const int64_t t_end = std::min(plan.m_tiles, (mb + 1) * plan.tiles_per_block);
   const int64_t p_begin = nb * plan.panels_per_block;
@@ -34,12 +46,17 @@ void for_each_tile(const GemmPlan& plan, int64_t task, int64_t rows, int mr, Fn&
     const int64_t row0 = t * mr;
     const int tile_rows = static_cast<int>(std::min<int64_t>(mr, rows - row0));
     for (int64_t p = p_begin; p < p_end; ++p) fn(row0, tile_rows, p);
+    if (done != nullptr && done->counts[t].fetch_add(1, std::memory_order_acq_rel) + 1 == plan.n_blocks) {
+      done->fn(done->ctx, row0, tile_rows);
+    }
   }
 }
 
-// c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]).
+// c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]);
+// done: work on finished rows (RowsDone).
 void gemm_linear(const CpuKernels& kernels, ThreadPool& pool, const float* a, int64_t lda, int64_t rows,
-                 const PackedLinear& w, TileEpilogue epilogue, const float* scale, float* c, int64_t ldc);
+                 const PackedLinear& w, TileEpilogue epilogue, const float* scale, float* c, int64_t ldc,
+                 const RowsDone* done = nullptr);
 
 // c = silu(a · gate^T + bg) * (a · up^T + bu). Needs scratch.reserve(swiglu_scratch_floats(kernels)).
 size_t swiglu_scratch_floats(const CpuKernels& kernels);

@@ -77,13 +77,14 @@ void set_destination(LowpTile& t, float* c, int64_t ldc, const Bf16Copies& copie
 
 // Runs fn(row0, tile_rows, panel, thread) for every tile, blocked like the float32 GEMM (gemm.h's plan).
 template <class Fn>
-void for_each_thread_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, int mr, int64_t k_weight, Fn&& fn) {
+void for_each_thread_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, int mr, int64_t k_weight, Fn&& fn,
+                          const RowsDone* done = nullptr) {
   // plan_gemm sizes panel blocks in float32 units of K; hand it the panel's size in 4-byte lanes.
   const GemmPlan plan = plan_gemm(rows, w.panels, k_weight * w.k_pad * element_bytes(w.precision) / 4, mr, kNr,
                                   pool.size());
   pool.run(plan.tasks(), [&](int64_t task, int thread) {
-    cpu::for_each_tile(plan, task, rows, mr,
-                       [&](int64_t row0, int tile_rows, int64_t p) { fn(row0, tile_rows, p, thread); });
+    cpu::for_each_tile(
+        plan, task, rows, mr, [&](int64_t row0, int tile_rows, int64_t p) { fn(row0, tile_rows, p, thread); }, done);
   });
 }
 
@@ -113,7 +114,7 @@ Status LowpStaging::reserve(int64_t rows, int64_t row_bytes) {
 
 Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
                         int64_t lda, int64_t rows, const LowpLinear& w, TileEpilogue epilogue, const float* scale,
-                        float* c, int64_t ldc, const Bf16Copies& copies) {
+                        float* c, int64_t ldc, const Bf16Copies& copies, const RowsDone* done) {
   if (rows <= 0) return {};
   DINOV3_ASSIGN_OR_RETURN(const uint8_t* a_rows, prepare_rows(kernels, pool, staging, a, lda, rows, w, copies.in));
   const bool int8 = w.precision == Precision::kInt8;
@@ -124,7 +125,7 @@ Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStagin
     t.out.epilogue = epilogue;
     if (scale != nullptr) t.out.scale = scale + p * kNr;
     tile_fn(t);
-  });
+  }, done);
   return {};
 }
 

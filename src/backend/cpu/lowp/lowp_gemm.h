@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "backend/cpu/aligned_floats.h"
+#include "backend/cpu/gemm/gemm.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
 #include "backend/cpu/lowp/lowp_linear.h"
@@ -50,10 +51,11 @@ struct Bf16Copies {
   bool out_only = false;  // with out: write only the bf16 rows, c stays untouched (kStore, kGelu, SwiGLU)
 };
 
-// c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu or kScaleAdd (scale: [w.out]).
+// c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu(Lowp) or kScaleAdd (scale:
+// [w.out]); done: work on finished rows (gemm.h's RowsDone).
 Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
                         int64_t lda, int64_t rows, const LowpLinear& w, TileEpilogue epilogue, const float* scale,
-                        float* c, int64_t ldc, const Bf16Copies& copies = {});
+                        float* c, int64_t ldc, const Bf16Copies& copies = {}, const RowsDone* done = nullptr);
 
 // c = silu(a · gate^T + bg) * (a · up^T + bu). Needs scratch.reserve(swiglu_scratch_floats_lowp()).
 size_t swiglu_scratch_floats_lowp();
