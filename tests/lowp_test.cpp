@@ -589,12 +589,24 @@ TEST(LowpBackend, ResidualLayerNormFusedEqualsTheTwoOps) {
       auto beta = be->prepare_vector(ln_b.data(), c.out);
       auto consumer = be->prepare_linear(next.data(), nullptr, c.out, c.out);
       ASSERT_TRUE(w.ok() && scale.ok() && gamma.ok() && beta.ok() && consumer.ok());
-      for (const Weight* z_consumer : {static_cast<const Weight*>(nullptr), static_cast<const Weight*>(consumer->get())}) {
+      const auto pre_w = test::random_uniform(static_cast<size_t>(c.in * c.in), 65, -0.1f, 0.1f);
+      auto pre = be->prepare_linear(pre_w.data(), nullptr, c.in, c.in);
+      ASSERT_TRUE(pre.ok());
+      for (int variant = 0; variant < (c.in == c.out ? 4 : 2); ++variant) {
+        // 0: z alone; 1: z kept for a bf16 consumer; 2: z over x (a square layer: the model's proj, whose
+        // input, the attention output, shares the buffer the LayerNorm writes); 3: as 2 with x itself the
+        // output of a layer that names w as its consumer (for a bf16 w: x held only in bf16) and z's consumer.
+        const Weight* z_consumer = variant == 1 || variant == 3 ? consumer->get() : nullptr;
         std::vector<float> got[2][3];  // [separate, fused][y, z, consumer output]
         for (int fused = 0; fused < 2; ++fused) {
           auto x = upload(*be, o.x);
           auto y = upload(*be, o.y0);
-          auto z = upload(*be, std::vector<float>(static_cast<size_t>(c.rows * c.out), 7.0f));
+          auto own_z = upload(*be, std::vector<float>(static_cast<size_t>(c.rows * c.out), 7.0f));
+          DeviceBuffer* z = variant >= 2 ? x.get() : own_z.get();
+          if (variant == 3) {
+            auto x0 = upload(*be, o.x);
+            ASSERT_TRUE(be->linear(*x0, c.rows, **pre, {Activation::kGelu, nullptr, w->get()}, *x).ok());
+          }
           auto after = be->allocate(static_cast<size_t>(c.rows * c.out));
           ASSERT_TRUE(after.ok());
           if (fused) {
@@ -613,8 +625,8 @@ TEST(LowpBackend, ResidualLayerNormFusedEqualsTheTwoOps) {
         for (int k = 0; k < 3; ++k) {
           ASSERT_EQ(got[0][k].size(), got[1][k].size());
           EXPECT_EQ(std::memcmp(got[0][k].data(), got[1][k].data(), got[0][k].size() * sizeof(float)), 0)
-              << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " output " << k
-              << (z_consumer != nullptr ? " with a consumer" : "");
+              << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << " output " << k << " variant "
+              << variant;
         }
       }
     }

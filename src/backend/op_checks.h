@@ -28,7 +28,7 @@ Status layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, int64_
                   const Weight& beta, const DeviceBuffer& y, const Weight* consumer = nullptr);
 Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& epilogue,
               const DeviceBuffer& y);
-// Both ops' checks, and z distinct from x and y.
+// Both ops' checks, z distinct from y, and from x unless w is square.
 Status linear_residual_layer_norm(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weight& w,
                                   const Weight& layer_scale, const DeviceBuffer& y, const Weight& gamma,
                                   const Weight& beta, const DeviceBuffer& z, const Weight* z_consumer = nullptr);

@@ -281,8 +281,9 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
   DINOV3_RETURN_IF_ERROR(be.embed(*a.image, n, cfg.in_chans, H, W, cfg.patch_size, *w.patch, *w.prefix, prefix, D, *a.x));
   if (pass.keep_embed) DINOV3_RETURN_IF_ERROR(download(*a.x, T * D, &out->embed));
 
-  // fc2 runs with the LayerNorm that reads its result (the next block's norm1, or the final norm), except
-  // where an intermediate output needs a.h first. (proj cannot: its input, the attention output, lives in h.)
+  // Each residual linear layer runs with the LayerNorm that reads its result (norm2 after proj, writing h over
+  // the attention output, row for row; after fc2 the next block's norm1, or the final norm), except where an
+  // intermediate output needs a.h first.
   bool h_ready = false;  // a.h already holds the LayerNorm the next step reads
   for (int64_t i = 0; i < cfg.depth; ++i) {
     const Weights::Block& b = w.blocks[static_cast<size_t>(i)];
@@ -293,10 +294,10 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
     DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, {}, *a.qkv));
     DINOV3_RETURN_IF_ERROR(
         be.attention(*a.qkv, n, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn, b.proj.get()));
-    DINOV3_RETURN_IF_ERROR(be.linear(*a.attn, rows, *b.proj, {Activation::kNone, b.gamma_1.get()}, *a.x));
     // x = x + gamma_2 * mlp(norm2(x))
     const Weight* mlp_in = cfg.mlp == MlpKind::kGelu ? b.fc1.get() : b.fc1_g.get();
-    DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm2_w, *b.norm2_b, cfg.ln_eps, *a.h, mlp_in));
+    DINOV3_RETURN_IF_ERROR(be.linear_residual_layer_norm(*a.attn, rows, *b.proj, *b.gamma_1, *a.x, *b.norm2_w,
+                                                         *b.norm2_b, cfg.ln_eps, *a.h, mlp_in));
     // The hidden layer's only reader is fc2: the backend may keep it in the form fc2 reads.
     if (cfg.mlp == MlpKind::kGelu) {
       DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.fc1, {Activation::kGelu, nullptr, b.fc2.get()}, *a.hidden));
