@@ -366,9 +366,7 @@ class CpuBackend final : public Backend {
     // An activation's output (an MLP hidden layer) feeds the next linear layer: keep it in bf16 too, or
     // only in bf16 when that layer is named and reads bf16.
     const bool activation = op == cpu::TileEpilogue::kGelu || op == cpu::TileEpilogue::kGeluLowp;
-    if (bf16_copies_ && (activation || reads_bf16(epilogue.consumer))) {
-      copies.out = bf16_copy_for(y, rows, w.out);
-    }
+    if (keeps_bf16_copy(epilogue.consumer, activation)) copies.out = bf16_copy_for(y, rows, w.out);
     copies.ld_out = Bf16Copy::ld(w.out);
     copies.out_only = copies.out != nullptr && reads_bf16(epilogue.consumer);
     DINOV3_RETURN_IF_ERROR(run_linear(in, w.in, rows, weight, op, scale, out, w.out, copies));
@@ -386,7 +384,7 @@ class CpuBackend final : public Backend {
       copies.in = bf16_copy_of(x, rows, wg.in);
       const float* in = input_of(x, copies.in, gate);
       float* out = output_of(y);
-      if (bf16_copies_) copies.out = bf16_copy_for(y, rows, wg.out);  // the hidden layer feeds a linear one
+      if (keeps_bf16_copy(consumer)) copies.out = bf16_copy_for(y, rows, wg.out);  // it feeds a linear layer
       copies.ld_out = Bf16Copy::ld(wg.out);
       copies.out_only = copies.out != nullptr && reads_bf16(consumer);
       DINOV3_RETURN_IF_ERROR(cpu::lowp::gemm_swiglu_lowp(lowp_, pool_, staging_, scratch_, in, wg.in, rows,
@@ -413,7 +411,7 @@ class CpuBackend final : public Backend {
       DINOV3_RETURN_IF_ERROR(reserve_scratch(cpu::lowp::attention_bf16_scratch_floats(lowp_, shape, pool_.size())));
       // The attention output feeds the projection: keep it in bf16 too.
       const int64_t rows = batch * tokens, dim = heads * head_dim;
-      uint16_t* o_bf16 = bf16_copies_ ? bf16_copy_for(out, rows, dim) : nullptr;
+      uint16_t* o_bf16 = keeps_bf16_copy(consumer) ? bf16_copy_for(out, rows, dim) : nullptr;
       const bool only = cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope),
                                                   o, o_bf16, Bf16Copy::ld(dim), reads_bf16(consumer));
       if (o_bf16 != nullptr) finish_bf16_copy(out, rows, dim, only);
@@ -449,6 +447,12 @@ class CpuBackend final : public Backend {
   // Whether a linear layer runs in bf16 (and so reads a bf16 copy of its input when there is one).
   bool reads_bf16(const Weight* w) const {
     return w != nullptr && lowp() && lowp_linear_of(*w).precision == Precision::kBF16;
+  }
+  // Whether an op whose output feeds linear layers writes a bf16 copy: when the model names the reader,
+  // exactly when that layer reads bf16 (an int8 one quantises the float32 rows); when not, `unnamed`.
+  bool keeps_bf16_copy(const Weight* consumer, bool unnamed = true) const {
+    if (!bf16_copies_) return false;
+    return consumer != nullptr ? reads_bf16(consumer) : unnamed;
   }
   // The float32 input of linear layer w: not filled in from a copy-only buffer when w reads the copy.
   const float* input_of(const DeviceBuffer& x, const uint16_t* copy, const Weight& w) const {
@@ -489,7 +493,7 @@ class CpuBackend final : public Backend {
                       DeviceBuffer& y, const Weight* consumer) {
     NormRows n{&kernels_, in, output_of(y), nullptr, Bf16Copy::ld(dim), dim, vector_of(gamma).v.get(),
                vector_of(beta).v.get(), eps, false};
-    n.out_bf16 = bf16_copies_ ? bf16_copy_for(y, rows, dim) : nullptr;
+    n.out_bf16 = keeps_bf16_copy(consumer) ? bf16_copy_for(y, rows, dim) : nullptr;
     n.only = n.out_bf16 != nullptr && reads_bf16(consumer);
     if (n.only) n.out = nullptr;
     return n;
