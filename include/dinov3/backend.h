@@ -141,9 +141,10 @@ class Backend {
   // projection and second MLP layer are followed by the next LayerNorm):
   //   y += layer_scale * (x w^T + b)                                  (linear() with residual_scale)
   //   z = LayerNorm(y) over w's out values with gamma, beta, eps      (layer_norm(y, ..., z, z_consumer))
-  // z must not be y, and may be x only when w is square (in == out). The default checks the arguments as this backend's own and runs the two ops; a
-  // backend may fuse them (the cpu backend normalises a block of rows as soon as its last output column is
-  // stored, saving the LayerNorm's own pass). A backend wrapping another one overrides it to forward.
+  // z must not be y, and may be x only when w is square (in == out). The default checks the arguments as
+  // this backend's own and runs the two ops; a backend may fuse them (the cpu backend normalises a block of
+  // rows as soon as its last output column is stored, saving the LayerNorm's own pass). A backend wrapping
+  // another one overrides it to forward.
   virtual Status linear_residual_layer_norm(const DeviceBuffer& x, int64_t rows, const Weight& w,
                                             const Weight& layer_scale, DeviceBuffer& y, const Weight& gamma,
                                             const Weight& beta, float eps, DeviceBuffer& z,

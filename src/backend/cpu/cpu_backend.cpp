@@ -365,8 +365,8 @@ class CpuBackend final : public Backend {
     float* out = output_of(y);
     // An activation's output (an MLP hidden layer) feeds the next linear layer: keep it in bf16 too, or
     // only in bf16 when that layer is named and reads bf16.
-    const bool activation = op == cpu::TileEpilogue::kGelu || op == cpu::TileEpilogue::kGeluLowp;
-    if (keeps_bf16_copy(epilogue.consumer, activation)) copies.out = bf16_copy_for(y, rows, w.out);
+    // (op_checks refuses an activation on a residual linear, so `gelu` is whether op is a GELU.)
+    if (keeps_bf16_copy(epilogue.consumer, gelu)) copies.out = bf16_copy_for(y, rows, w.out);
     copies.ld_out = Bf16Copy::ld(w.out);
     copies.out_only = copies.out != nullptr && reads_bf16(epilogue.consumer);
     DINOV3_RETURN_IF_ERROR(run_linear(in, w.in, rows, weight, op, scale, out, w.out, copies));
@@ -475,13 +475,12 @@ class CpuBackend final : public Backend {
   struct NormRows {
     const cpu::CpuKernels* kernels;
     const float* in;
-    float* out;         // null when the bf16 copy is all y keeps
+    float* out;          // null when the bf16 copy is all y keeps
     uint16_t* out_bf16;  // y's bf16 copy, or null
     int64_t ld_bf16, dim;
     const float* gamma;
     const float* beta;
     float eps;
-    bool only;
     void run(int64_t r0, int64_t r1) const {
       kernels->layer_norm_rows(in + r0 * dim, out != nullptr ? out + r0 * dim : nullptr, r1 - r0, dim, gamma, beta,
                                eps, out_bf16 != nullptr ? out_bf16 + r0 * ld_bf16 : nullptr, ld_bf16);
@@ -492,14 +491,13 @@ class CpuBackend final : public Backend {
   NormRows begin_norm(const float* in, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta, float eps,
                       DeviceBuffer& y, const Weight* consumer) {
     NormRows n{&kernels_, in, output_of(y), nullptr, Bf16Copy::ld(dim), dim, vector_of(gamma).v.get(),
-               vector_of(beta).v.get(), eps, false};
+               vector_of(beta).v.get(), eps};
     n.out_bf16 = keeps_bf16_copy(consumer) ? bf16_copy_for(y, rows, dim) : nullptr;
-    n.only = n.out_bf16 != nullptr && reads_bf16(consumer);
-    if (n.only) n.out = nullptr;
+    if (n.out_bf16 != nullptr && reads_bf16(consumer)) n.out = nullptr;
     return n;
   }
   void finish_norm(const NormRows& n, int64_t rows, DeviceBuffer& y) {
-    if (n.out_bf16 != nullptr) finish_bf16_copy(y, rows, n.dim, n.only);
+    if (n.out_bf16 != nullptr) finish_bf16_copy(y, rows, n.dim, /*only=*/n.out == nullptr);
   }
 
   Status reserve_scratch(size_t floats_per_thread) {
