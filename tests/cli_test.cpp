@@ -14,7 +14,7 @@
 #include "dinov3/metrics.h"
 #include "dinov3/tensor_file.h"
 #include "backend/reference/reference_backend.h"
-#include "forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "test_labels.h"
 #include "test_util.h"
 
@@ -36,7 +36,7 @@ json read_json(const std::string& path) { return json::parse(test::read_file(pat
 
 // The reference backend with Gaussian noise added to every linear layer's output: a backend that is
 // deliberately wrong, so the accuracy tool must say FAIL.
-class NoisyBackend final : public test::ForwardingBackend {
+class NoisyBackend final : public ForwardingBackend {
  public:
   using ForwardingBackend::ForwardingBackend;
   std::string name() const override { return "noisy"; }

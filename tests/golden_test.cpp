@@ -10,7 +10,7 @@
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
 #include "backend/reference/reference_backend.h"
-#include "forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "test_labels.h"
 #include "test_util.h"
 
@@ -214,7 +214,7 @@ namespace dinov3 {
 namespace {
 
 // The reference backend asking for one image per pass: a batch then runs as several passes.
-class OneImagePerPass final : public test::ForwardingBackend {
+class OneImagePerPass final : public ForwardingBackend {
  public:
   using ForwardingBackend::ForwardingBackend;
   int64_t max_rows_per_pass(int64_t) const override { return 1; }

@@ -17,7 +17,7 @@
 #include "dinov3/metrics.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
-#include "forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "test_labels.h"
 #include "test_util.h"
 
@@ -27,7 +27,7 @@ namespace {
 const std::string kTiny = test::fixture("models/tiny");
 
 // Records the shape of every linear weight the model prepares.
-class ShapeRecorder final : public test::ForwardingBackend {
+class ShapeRecorder final : public ForwardingBackend {
  public:
   using ForwardingBackend::ForwardingBackend;
   Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {

@@ -20,6 +20,7 @@ struct CalibrateOptions {
   std::string backend = "cpu";
   int threads = 0;
   double budget = CalibrationOptions{}.budget;
+  std::string rounding = "gptq";
   std::string plan;  // default: OUTPUT_DIR/int8_plan.json
   bool overwrite = false;
   std::string output_dir = "output";
@@ -50,6 +51,7 @@ Result<int> run_calibrate(CalibrateOptions o) {
   co.backend = o.backend;
   co.threads = o.threads;
   co.budget = o.budget;
+  co.gptq = o.rounding == "gptq";
   if (isatty(STDERR_FILENO)) co.progress = [](int64_t done, int64_t total) {
     std::fprintf(stderr, "\rcalibrating: %lld / %lld forwards", static_cast<long long>(done), static_cast<long long>(total));
     if (done == total) std::fprintf(stderr, "\n");
@@ -68,8 +70,10 @@ Result<int> run_calibrate(CalibrateOptions o) {
   char buf[256];
   r.line("model:    " + config.architecture + " (" + dir + ")");
   r.line("inputs:   " + std::to_string(labels.size()) + " " + shape_to_string(input.shape));
-  std::snprintf(buf, sizeof(buf), "errors (worst image, relative L2 against float32): bf16 %.3e, int8 %.3e, budget %.3e",
-                plan.bf16_error, plan.int8_error, plan.budget);
+  std::snprintf(buf, sizeof(buf),
+                "errors (worst image, relative L2 against float32): bf16 %.3e, int8 %.3e (weights rounded: %s), "
+                "budget %.3e",
+                plan.bf16_error, plan.int8_error, o.rounding.c_str(), plan.budget);
   r.line(buf);
   r.line("layer                          contribution  precision");
   for (const Int8PlanLayer& l : plan.layers) {
@@ -100,6 +104,11 @@ Command add_calibrate_command(CLI::App& app) {
   cmd->add_option("--budget", opts->budget,
                   "largest relative error against float32 the plan may measure on these images (the accuracy rule "
                   "is 0.01; leave room for other images)")
+      ->capture_default_str();
+  cmd->add_option("--rounding", opts->rounding,
+                  "how int8 weights are rounded: gptq (against the calibration images' inputs to each layer; the "
+                  "plan carries them) or nearest (at load)")
+      ->check(CLI::IsMember({"gptq", "nearest"}))
       ->capture_default_str();
   cmd->add_option("--plan", opts->plan, "where the plan goes (default: OUTPUT_DIR/int8_plan.json)");
   cmd->add_flag("--overwrite", opts->overwrite, "replace an existing plan file");

@@ -76,6 +76,15 @@ struct LinearEpilogue {
   const Weight* consumer = nullptr;
 };
 
+// A linear layer's int8 values chosen outside the backend: w[n][k] ~ scale[n] * q[n][k], q row-major
+// [out, in]. int8 plans carry them (calibration rounds the weights against the calibration images' inputs,
+// dinov3/int8_plan.h).
+struct Int8LinearValues {
+  const int8_t* q = nullptr;  // nullptr: none
+  const float* scale = nullptr;
+  int64_t out = 0, in = 0;
+};
+
 struct BackendOptions {
   int threads = 0;                       // 0: one per core
   Precision precision = Precision::kF32;
@@ -84,6 +93,10 @@ struct BackendOptions {
   // the model's loading order (linear_layers() in dinov3/model.h). Unset: every one int8. Backends without
   // reduced precision ignore it.
   std::function<Precision(int64_t n)> int8_linear_precision;
+  // With precision kInt8: the n-th linear layer's int8 values (counted as above), used instead of the
+  // backend's own rounding of its weights when that layer runs int8; q == nullptr: none, the backend rounds
+  // them itself. They must have the layer's shape. Backends without int8 ignore it.
+  std::function<Int8LinearValues(int64_t n)> int8_linear_values;
 };
 
 class Backend {

@@ -112,5 +112,14 @@ Status save_safetensors(const std::string& path, const std::vector<NamedTensor>&
 // The same bytes through `write`, for a caller that places the file itself (write_files_together).
 Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
+// Tensors of any dtype: `data` holds shape_numel(shape) elements of dtype_size(dtype) bytes, row-major.
+struct TensorBytes {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  const void* data = nullptr;
+};
+Status write_safetensors(const WriteFn& write, const std::vector<TensorBytes>& tensors,
+                         const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace dinov3

@@ -242,7 +242,7 @@ Result<TensorArchive> open_safetensors(const std::string& path) {
   return guard_allocations("reading a safetensors file", [&] { return read_safetensors(path); });
 }
 
-Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
+Status write_safetensors(const WriteFn& write, const std::vector<TensorBytes>& tensors,
                          const std::map<std::string, std::string>& metadata) {
   return guard_allocations("writing a safetensors file", [&]() -> Status {
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -252,14 +252,17 @@ Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& t
       header["__metadata__"] = meta;
     }
     uint64_t offset = 0;
-    for (const auto& nt : tensors) {
-      if (nt.tensor == nullptr || shape_numel(nt.tensor->shape) != nt.tensor->numel()) {
-        return make_error(ErrorCode::kInvalidArgument, "tensor '" + nt.name + "' has a shape that does not match its data");
+    std::vector<size_t> sizes;
+    for (const auto& t : tensors) {
+      const int64_t numel = shape_numel(t.shape);
+      if (numel < 0 || (numel > 0 && t.data == nullptr)) {
+        return make_error(ErrorCode::kInvalidArgument, "tensor '" + t.name + "' has a shape that does not match its data");
       }
-      if (header.contains(nt.name)) return make_error(ErrorCode::kInvalidArgument, "duplicate tensor name '" + nt.name + "'");
-      const uint64_t bytes = static_cast<uint64_t>(nt.tensor->numel()) * sizeof(float);
-      header[nt.name] = {{"dtype", "F32"}, {"shape", nt.tensor->shape}, {"data_offsets", {offset, offset + bytes}}};
+      if (header.contains(t.name)) return make_error(ErrorCode::kInvalidArgument, "duplicate tensor name '" + t.name + "'");
+      const uint64_t bytes = static_cast<uint64_t>(numel) * dtype_size(t.dtype);
+      header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
       offset += bytes;
+      sizes.push_back(static_cast<size_t>(bytes));
     }
     std::string text = header.dump();
     text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
@@ -268,10 +271,21 @@ Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& t
     for (int i = 0; i < 8; ++i) blob[i] = static_cast<char>((n >> (8 * i)) & 0xff);
     blob += text;
     DINOV3_RETURN_IF_ERROR(write(blob.data(), blob.size()));
-    for (const auto& nt : tensors)
-      DINOV3_RETURN_IF_ERROR(write(nt.tensor->ptr(), static_cast<size_t>(nt.tensor->numel()) * sizeof(float)));
+    for (size_t i = 0; i < tensors.size(); ++i) DINOV3_RETURN_IF_ERROR(write(tensors[i].data, sizes[i]));
     return {};
   });
+}
+
+Status write_safetensors(const WriteFn& write, const std::vector<NamedTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorBytes> bytes;
+  for (const auto& nt : tensors) {
+    if (nt.tensor == nullptr || shape_numel(nt.tensor->shape) != nt.tensor->numel()) {
+      return make_error(ErrorCode::kInvalidArgument, "tensor '" + nt.name + "' has a shape that does not match its data");
+    }
+    bytes.push_back({nt.name, DType::kF32, nt.tensor->shape, nt.tensor->ptr()});
+  }
+  return write_safetensors(write, bytes, metadata);
 }
 
 Status save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,

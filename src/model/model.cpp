@@ -97,6 +97,19 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
       return n < static_cast<int64_t>(plan->layers.size()) ? plan->layers[static_cast<size_t>(n)].precision
                                                            : Precision::kInt8;
     };
+    // The plan's rounded weights (its shapes are checked against the model's layers below; the backend
+    // checks them against each weight it prepares).
+    backend_options.int8_linear_values = [plan](int64_t n) {
+      Int8LinearValues v;
+      if (n < 0 || n >= static_cast<int64_t>(plan->layers.size())) return v;
+      const Int8PlanLayer& l = plan->layers[static_cast<size_t>(n)];
+      if (l.q.empty() || l.scale.empty()) return v;
+      v.q = l.q.data();
+      v.scale = l.scale.data();
+      v.out = static_cast<int64_t>(l.scale.size());
+      v.in = static_cast<int64_t>(l.q.size() / l.scale.size());
+      return v;
+    };
   }
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, load(path, std::move(backend)));

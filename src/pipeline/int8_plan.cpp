@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "dinov3/files.h"
 #include "dinov3/metrics.h"
+#include "dinov3/tensor_file.h"
 #include "io/json_util.h"
+#include "pipeline/weight_rounding.h"
 
 namespace dinov3 {
 
@@ -16,6 +19,7 @@ namespace {
 
 constexpr const char* kPlanFormat = "dinov3-int8-plan";
 constexpr int kPlanVersion = 1;
+constexpr const char* kWeightsFormat = "dinov3-int8-plan-weights";
 
 // The worst image's agreement with the float32 outputs: the larger relative error and the smaller cosine
 // of features and pooled.
@@ -71,6 +75,32 @@ Result<ForwardOutput> run_with(const std::string& path, const Tensor& images, co
 
 double quadrature(double a, double b) { return std::sqrt(a * a + b * b); }
 
+// Images [begin, end) of a [B, C, H, W] batch.
+Tensor batch_slice(const Tensor& images, int64_t begin, int64_t end) {
+  const int64_t per = images.numel() / images.shape[0];
+  Shape shape = images.shape;
+  shape[0] = end - begin;
+  return Tensor(shape, std::vector<float>(images.data.begin() + begin * per, images.data.begin() + end * per));
+}
+
+// The batch without images [begin, end).
+Tensor batch_without(const Tensor& images, int64_t begin, int64_t end) {
+  const int64_t per = images.numel() / images.shape[0];
+  Shape shape = images.shape;
+  shape[0] -= end - begin;
+  std::vector<float> data(images.data.begin(), images.data.begin() + begin * per);
+  data.insert(data.end(), images.data.begin() + end * per, images.data.end());
+  return Tensor(shape, std::move(data));
+}
+
+// Cross-fitting: the weights rounded on all images but a part, measured on that part.
+constexpr int64_t kMaxFolds = 4;
+struct Fold {
+  Tensor held_out, rounded_on;
+  ForwardOutput base;  // held_out's float32 outputs
+  std::vector<Int8Rounding> weights;
+};
+
 }  // namespace
 
 int64_t Int8Plan::int8_layers() const {
@@ -91,30 +121,77 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, f32));
   DINOV3_ASSIGN_OR_RETURN(const ForwardOutput base, model->forward(images));
   const ModelConfig config = model->config();
-  model.reset();
   const std::vector<LinearLayer> layers = linear_layers(config);
   std::vector<Unit> units = units_of(layers);
-  const int64_t total = 3 + static_cast<int64_t>(units.size());
+
+  // Rounding against data fits the images it saw: measured on them, a layer's error looks smaller than
+  // on any other image. So every measurement is cross-fitted: the images are cut into up to kMaxFolds
+  // parts, and each part is measured with the weights rounded on the other parts (the worst part counts);
+  // the plan's own weights are then rounded on all of them.
+  const bool gptq = o.gptq && images.shape[0] >= 2;
+  std::vector<Fold> folds;
+  if (gptq) {
+    const int64_t count = images.shape[0], k = std::min<int64_t>(count, kMaxFolds);
+    for (int64_t f = 0; f < k; ++f) {
+      Fold fold;
+      const int64_t begin = f * count / k, end = (f + 1) * count / k;
+      fold.held_out = batch_slice(images, begin, end);
+      fold.rounded_on = batch_without(images, begin, end);
+      DINOV3_ASSIGN_OR_RETURN(fold.base, model->forward(fold.held_out));
+      folds.push_back(std::move(fold));
+    }
+  }
+  model.reset();
+  const int64_t total = 3 + static_cast<int64_t>(units.size()) + (gptq ? static_cast<int64_t>(folds.size()) + 1 : 0);
   int64_t done = 0;
   auto step = [&] {
     if (o.progress) o.progress(++done, total);
   };
+  for (Fold& f : folds) {
+    DINOV3_ASSIGN_OR_RETURN(f.weights, round_linear_layers_gptq(path, f.rounded_on, o.backend, o.threads));
+    step();
+  }
 
   // Every layer bf16 to start with; the trials below set units to int8 and back.
   Int8Plan plan;
   plan.architecture = config.architecture;
   plan.budget = o.budget;
   plan.calibration_images = images.shape[0];
-  for (const LinearLayer& l : layers) plan.layers.push_back({l.name, Precision::kBF16, 0.0});
+  for (const LinearLayer& l : layers) plan.layers.push_back({l.name, Precision::kBF16, 0.0, {}, {}});
   auto set_unit = [&plan](const Unit& u, Precision p) {
     for (size_t i = u.first; i < u.first + u.count; ++i) plan.layers[i].precision = p;
   };
+  // The plan's current precisions measured: on all images with weights rounded to nearest, or each fold's
+  // weights on its held-out images (the worst fold).
+  auto measure = [&]() -> Result<Deviation> {
+    if (folds.empty()) {
+      DINOV3_ASSIGN_OR_RETURN(const ForwardOutput out, run_with(path, images, o, Precision::kInt8, &plan));
+      return deviation(out, base);
+    }
+    Deviation worst;
+    for (size_t f = 0; f < folds.size(); ++f) {
+      Int8Plan p = plan;
+      for (size_t i = 0; i < p.layers.size(); ++i) {
+        if (p.layers[i].precision != Precision::kInt8) continue;
+        p.layers[i].q = folds[f].weights[i].q;
+        p.layers[i].scale = folds[f].weights[i].scale;
+      }
+      DINOV3_ASSIGN_OR_RETURN(const ForwardOutput out, run_with(path, folds[f].held_out, o, Precision::kInt8, &p));
+      const Deviation d = deviation(out, folds[f].base);
+      worst.error = std::max(worst.error, d.error);
+      worst.cosine = std::min(worst.cosine, d.cosine);
+    }
+    return worst;
+  };
+
   DINOV3_ASSIGN_OR_RETURN(const ForwardOutput bf16, run_with(path, images, o, Precision::kBF16, nullptr));
   const Deviation bf16_deviation = deviation(bf16, base);
   plan.bf16_error = bf16_deviation.error;
   step();
-  DINOV3_ASSIGN_OR_RETURN(const ForwardOutput int8, run_with(path, images, o, Precision::kInt8, nullptr));
-  plan.int8_error = deviation(int8, base).error;
+  for (Int8PlanLayer& l : plan.layers) l.precision = Precision::kInt8;
+  DINOV3_ASSIGN_OR_RETURN(const Deviation int8_deviation, measure());
+  for (Int8PlanLayer& l : plan.layers) l.precision = Precision::kBF16;
+  plan.int8_error = int8_deviation.error;
   step();
   if (!(plan.bf16_error < o.budget)) {
     return make_error(ErrorCode::kUnsupported, "int8 calibration: bf16 alone is off by " + std::to_string(plan.bf16_error) +
@@ -124,9 +201,9 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   // Each unit alone in int8, the rest bf16: its contribution, as errors of independent layers add in quadrature.
   for (Unit& u : units) {
     set_unit(u, Precision::kInt8);
-    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput one, run_with(path, images, o, Precision::kInt8, &plan));
+    DINOV3_ASSIGN_OR_RETURN(const Deviation one, measure());
     set_unit(u, Precision::kBF16);
-    const double e = deviation(one, base).error;
+    const double e = one.error;
     u.contribution = std::sqrt(std::max(0.0, e * e - plan.bf16_error * plan.bf16_error));
     for (size_t i = u.first; i < u.first + u.count; ++i) plan.layers[i].contribution = u.contribution;
     step();
@@ -152,8 +229,7 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   // Measure the plan; while it is over budget, the most sensitive chosen unit goes back to bf16.
   Deviation measured = bf16_deviation;
   while (!chosen.empty()) {
-    DINOV3_ASSIGN_OR_RETURN(const ForwardOutput mix, run_with(path, images, o, Precision::kInt8, &plan));
-    measured = deviation(mix, base);
+    DINOV3_ASSIGN_OR_RETURN(measured, measure());
     if (measured.error <= o.budget) break;
     const auto worst = std::max_element(chosen.begin(), chosen.end(), [&](size_t a, size_t b) {
       return units[a].contribution < units[b].contribution;
@@ -163,6 +239,17 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   }
   if (chosen.empty()) measured = bf16_deviation;  // the plan is all bf16
   step();
+
+  // The plan's int8 layers get weights rounded on every image.
+  if (gptq && !chosen.empty()) {
+    DINOV3_ASSIGN_OR_RETURN(std::vector<Int8Rounding> rounded, round_linear_layers_gptq(path, images, o.backend, o.threads));
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (plan.layers[i].precision != Precision::kInt8) continue;
+      plan.layers[i].q = std::move(rounded[i].q);
+      plan.layers[i].scale = std::move(rounded[i].scale);
+    }
+  }
+  if (gptq) step();
 
   double int8_macs = 0, all_macs = 0;
   plan.predicted_error = plan.bf16_error;
@@ -194,6 +281,17 @@ Status check_int8_plan(const Int8Plan& plan, const ModelConfig& config) {
     if (l.precision != Precision::kInt8 && l.precision != Precision::kBF16) {
       return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + l.name + " must be int8 or bf16");
     }
+    if (!l.q.empty() || !l.scale.empty()) {
+      const LinearLayer& m = layers[i];
+      if (l.scale.size() != static_cast<size_t>(m.out) ||
+          l.q.size() != static_cast<size_t>(m.out * m.in)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "int8 plan: " + l.name + "'s rounded weights need shape [" +
+                              std::to_string(m.out) + ", " + std::to_string(m.in) + "] with " +
+                              std::to_string(m.out) + " scales; the plan has " + std::to_string(l.q.size()) +
+                              " values and " + std::to_string(l.scale.size()) + " scales");
+      }
+    }
     if (i > 0 && layers[i - 1].tied_to_next && plan.layers[i - 1].precision != l.precision) {
       return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + layers[i - 1].name + " and " + l.name +
                                                          " run as one product and need one precision");
@@ -222,6 +320,7 @@ std::string int8_plan_to_json(const Int8Plan& plan) {
         {"measured_error", plan.measured_error},
         {"measured_cosine", plan.measured_cosine}}},
       {"layers", layers}};
+  if (!plan.weights_file.empty()) j["weights"] = plan.weights_file;
   return j.dump(2) + "\n";
 }
 
@@ -263,18 +362,97 @@ Result<Int8Plan> parse_int8_plan(const std::string& text) {
     if (c.contains("images") && c["images"].is_number_integer()) plan.calibration_images = c["images"].get<int64_t>();
   }
   if (j.contains("int8_flop_share") && j["int8_flop_share"].is_number()) plan.int8_flop_share = j["int8_flop_share"].get<double>();
+  if (j.contains("weights")) {
+    if (!j["weights"].is_string()) return bad("\"weights\" must be a file name");
+    plan.weights_file = j["weights"].get<std::string>();
+    // A file beside the plan, nothing else.
+    if (plan.weights_file.empty() || plan.weights_file == "." || plan.weights_file == ".." ||
+        plan.weights_file.find_first_of(std::string("/\\\0", 3)) != std::string::npos) {
+      return bad("\"weights\" must name a file in the plan's folder, not '" + plan.weights_file + "'");
+    }
+  }
   return plan;
 }
+
+std::string int8_plan_weights_path(const std::string& plan_path) {
+  std::string stem = plan_path;
+  const std::string json = ".json";
+  const size_t slash = stem.find_last_of('/');
+  const size_t name_start = slash == std::string::npos ? 0 : slash + 1;
+  if (stem.size() > name_start + json.size() && stem.compare(stem.size() - json.size(), json.size(), json) == 0) {
+    stem.resize(stem.size() - json.size());
+  }
+  return stem + ".weights.safetensors";
+}
+
+namespace {
+
+// Loads the rounded weights `plan.weights_file` (beside plan_path) into plan's layers.
+Status read_plan_weights(const std::string& plan_path, Int8Plan& plan) {
+  const size_t slash = plan_path.find_last_of('/');
+  const std::string path = (slash == std::string::npos ? std::string() : plan_path.substr(0, slash + 1)) + plan.weights_file;
+  DINOV3_ASSIGN_OR_RETURN(const TensorArchive archive, open_safetensors(path));
+  auto bad = [&path](const std::string& why) { return make_error(ErrorCode::kFormatError, path + ": " + why); };
+  const auto format = archive.metadata().find("format");
+  if (format == archive.metadata().end() || format->second != kWeightsFormat) {
+    return bad(std::string("not a file of int8 plan weights (metadata format must be ") + kWeightsFormat + ")");
+  }
+  for (Int8PlanLayer& l : plan.layers) {
+    const RawTensor* q = archive.find(l.name + ".q");
+    const RawTensor* scale = archive.find(l.name + ".scale");
+    if (q == nullptr && scale == nullptr) continue;  // rounded to nearest at load
+    if (q == nullptr || scale == nullptr) return bad(l.name + ": needs both '.q' and '.scale'");
+    if (q->dtype != DType::kI8 || q->shape.size() != 2 || !q->contiguous()) return bad(l.name + ".q must be I8 [out, in]");
+    if (scale->dtype != DType::kF32 || scale->shape.size() != 1 || !scale->contiguous() ||
+        scale->shape[0] != q->shape[0] || q->shape[0] <= 0 || q->shape[1] <= 0) {
+      return bad(l.name + ".scale must be F32 [out] for .q " + shape_to_string(q->shape));
+    }
+    l.q.resize(static_cast<size_t>(q->numel()));
+    std::memcpy(l.q.data(), q->data, l.q.size());
+    l.scale.resize(static_cast<size_t>(scale->numel()));
+    std::memcpy(l.scale.data(), scale->data, l.scale.size() * sizeof(float));
+    if (std::find(l.q.begin(), l.q.end(), int8_t{-128}) != l.q.end()) return bad(l.name + ".q holds -128 (the grid is -127..127)");
+    for (const float v : l.scale)
+      if (!std::isfinite(v) || v < 0.0f) return bad(l.name + ".scale holds " + std::to_string(v) + " (scales are finite, >= 0)");
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<Int8Plan> read_int8_plan(const std::string& path) {
   DINOV3_ASSIGN_OR_RETURN(const std::string text, read_text_file(path));
   Result<Int8Plan> plan = parse_int8_plan(text);
   if (!plan.ok()) return make_error(plan.status().code(), path + ": " + plan.status().message());
+  if (!plan->weights_file.empty()) DINOV3_RETURN_IF_ERROR(read_plan_weights(path, *plan));
   return plan;
 }
 
 Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overwrite) {
-  return write_bytes_atomic(path, overwrite, int8_plan_to_json(plan));
+  std::vector<TensorBytes> tensors;
+  for (const Int8PlanLayer& l : plan.layers) {
+    if (l.q.empty() && l.scale.empty()) continue;
+    if (l.scale.empty() || l.q.size() % l.scale.size() != 0) {
+      return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + l.name + " has " + std::to_string(l.q.size()) +
+                                                         " rounded weights for " + std::to_string(l.scale.size()) + " scales");
+    }
+    const auto out = static_cast<int64_t>(l.scale.size()), in = static_cast<int64_t>(l.q.size() / l.scale.size());
+    tensors.push_back({l.name + ".q", DType::kI8, {out, in}, l.q.data()});
+    tensors.push_back({l.name + ".scale", DType::kF32, {out}, l.scale.data()});
+  }
+  Int8Plan named = plan;
+  if (tensors.empty()) {
+    named.weights_file.clear();
+    return write_bytes_atomic(path, overwrite, int8_plan_to_json(named));
+  }
+  const std::string weights_path = int8_plan_weights_path(path);
+  named.weights_file = weights_path.substr(weights_path.find_last_of('/') + 1);
+  const std::string json = int8_plan_to_json(named);
+  return write_files_together(
+      {{path, [&json](const WriteFn& write) { return write(json.data(), json.size()); }},
+       {weights_path,
+        [&tensors](const WriteFn& write) { return write_safetensors(write, tensors, {{"format", kWeightsFormat}}); }}},
+      overwrite);
 }
 
 }  // namespace dinov3

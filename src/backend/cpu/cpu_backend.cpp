@@ -154,6 +154,7 @@ class CpuBackend final : public Backend {
       : kernels_(kernels_for(isa)),
         precision_(options.precision),
         int8_linear_precision_(options.int8_linear_precision),
+        int8_linear_values_(options.int8_linear_values),
         bf16_copies_((options.precision == Precision::kBF16 ||
                       (options.precision == Precision::kInt8 && options.int8_linear_precision)) &&
                      !env_flag("DINOV3_CPU_NO_BF16_COPIES")),
@@ -233,8 +234,17 @@ class CpuBackend final : public Backend {
           return make_error(ErrorCode::kInvalidArgument, "cpu backend: an int8 backend's layer runs int8 or bf16, not " +
                                                              std::string(precision_name(p)));
         }
+        Int8LinearValues values;
+        if (p == Precision::kInt8 && int8_linear_values_) values = int8_linear_values_(linears_prepared_);
+        if (values.q != nullptr && (values.out != out || values.in != in || values.scale == nullptr)) {
+          return make_error(ErrorCode::kInvalidArgument,
+                            "cpu backend: linear layer " + std::to_string(linears_prepared_) + " is [" +
+                                std::to_string(out) + ", " + std::to_string(in) + "], its int8 values [" +
+                                std::to_string(values.out) + ", " + std::to_string(values.in) + "]" +
+                                (values.scale == nullptr ? " without scales" : ""));
+        }
         ++linears_prepared_;
-        packed = cpu::lowp::pack_linear_lowp(p, w, bias, out, in);
+        packed = cpu::lowp::pack_linear_lowp(p, w, bias, out, in, values);
       } else {
         packed = cpu::pack_linear(w, bias, out, in, kernels_.nr);
       }
@@ -512,6 +522,7 @@ class CpuBackend final : public Backend {
   const cpu::CpuKernels& kernels_;
   Precision precision_;
   std::function<Precision(int64_t)> int8_linear_precision_;  // BackendOptions::int8_linear_precision
+  std::function<Int8LinearValues(int64_t)> int8_linear_values_;  // BackendOptions::int8_linear_values
   int64_t linears_prepared_ = 0;
   // Whether ops whose output feeds linear layers also write it in bf16 (Bf16Copy): for bf16, and for int8
   // with per-layer precisions (some layers bf16). DINOV3_CPU_NO_BF16_COPIES=1 turns them off (same results).

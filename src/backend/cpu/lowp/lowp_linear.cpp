@@ -74,17 +74,23 @@ float quantize_symmetric(const float* v, int64_t n, int64_t stride, Put&& put) {
   return static_cast<float>(m / 127.0);
 }
 
-// Per output channel into the panels (the column sums feed the zero-point correction), then the
-// per-input-channel copy (lowp_kernels.h).
-void pack_int8(const float* w, LowpLinear& lin) {
+// Per output channel into the panels (the column sums feed the zero-point correction): the given values,
+// else w rounded; then the per-input-channel copy from w (lowp_kernels.h).
+void pack_int8(const float* w, const Int8LinearValues& values, LowpLinear& lin) {
   auto* dst = reinterpret_cast<int8_t*>(lin.data.get());
   for (int64_t n = 0; n < lin.out; ++n) {
     const int64_t p = n / kNr, j = n % kNr;
     int32_t sum = 0;
-    lin.col_scale[n] = quantize_symmetric(w + n * lin.in, lin.in, 1, [&](int64_t k, int8_t q) {
+    auto put = [&](int64_t k, int8_t q) {
       dst[((p * lin.k_pad / 4 + k / 4) * kNr + j) * 4 + k % 4] = q;
       sum += q;
-    });
+    };
+    if (values.q != nullptr) {
+      for (int64_t k = 0; k < lin.in; ++k) put(k, values.q[n * lin.in + k]);
+      lin.col_scale[n] = values.scale[n];
+    } else {
+      lin.col_scale[n] = quantize_symmetric(w + n * lin.in, lin.in, 1, put);
+    }
     lin.col_sum[n] = sum;
   }
   const int64_t cols = lin.panels * kNr;
@@ -98,7 +104,7 @@ void pack_int8(const float* w, LowpLinear& lin) {
 }  // namespace
 
 std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w, const float* bias, int64_t out,
-                                             int64_t in) {
+                                             int64_t in, const Int8LinearValues& values) {
   auto lin = std::make_unique<LowpLinear>();
   lin->precision = precision;
   lin->out = out;
@@ -116,7 +122,7 @@ std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w
     lin->col_sum = std::make_unique<int32_t[]>(static_cast<size_t>(cols));
     lin->channel_q = allocate_bytes(static_cast<size_t>(in * cols));
     lin->channel_scale = allocate_aligned(static_cast<size_t>(in));
-    pack_int8(w, *lin);
+    pack_int8(w, values, *lin);
   } else {
     pack_bf16_transposed(w, in, out, in, lin->k_pad, reinterpret_cast<uint16_t*>(lin->data.get()));
   }

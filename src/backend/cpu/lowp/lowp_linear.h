@@ -57,8 +57,10 @@ void pack_bf16_transposed(const float* m, int64_t ld, int64_t rows, int64_t cols
 void pack_bf16_rows_transposed(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst);
 void pack_bf16_rows_plain(const uint16_t* m, int64_t ld, int64_t rows, int64_t cols, int64_t k_pad, uint16_t* dst);
 
-// precision: kBF16 or kInt8. w: [out, in] row-major; bias: [out] or nullptr. Throws std::bad_alloc.
+// precision: kBF16 or kInt8. w: [out, in] row-major; bias: [out] or nullptr; values (int8 only, optional,
+// of w's shape): the int8 weights and per-output-channel scales to use instead of rounding w (the
+// per-input-channel copy is still rounded from w). Throws std::bad_alloc.
 std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w, const float* bias, int64_t out,
-                                             int64_t in);
+                                             int64_t in, const Int8LinearValues& values = {});
 
 }  // namespace dinov3::cpu::lowp

@@ -1,5 +1,6 @@
-// A backend that forwards every call to another one: tests derive from it to change one behaviour
-// (add noise, force small passes) and keep the rest exactly as the wrapped backend computes it. The fused
+// A backend that forwards every call to another one: derived classes change or observe one behaviour
+// (int8 calibration records the inputs of the linear layers; tests add noise or force small passes) and
+// keep the rest exactly as the wrapped backend computes it. The fused
 // linear_residual_layer_norm runs as linear() then layer_norm() of this object, so an override of either
 // sees every call.
 #pragma once
@@ -9,7 +10,7 @@
 
 #include "dinov3/backend.h"
 
-namespace dinov3::test {
+namespace dinov3 {
 
 class ForwardingBackend : public Backend {
  public:
@@ -62,4 +63,4 @@ class ForwardingBackend : public Backend {
   std::unique_ptr<Backend> inner_;
 };
 
-}  // namespace dinov3::test
+}  // namespace dinov3

@@ -1,0 +1,273 @@
+#include "pipeline/weight_rounding.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/forwarding_backend.h"
+
+namespace dinov3 {
+namespace {
+
+using RowMajorD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Columns rounded before their error is passed on to the rest of the matrix in one product.
+constexpr int64_t kGptqBlock = 128;
+// Memory the recorded layers of one forward may hold (their H in double and a float32 copy of the weights).
+constexpr double kRecordBytes = 1024.0 * 1024.0 * 1024.0;
+
+// The grid of one output channel, as nearest rounding (and the cpu backend) takes it: q = round(v * 127 / m).
+struct Grid {
+  double m = 0;  // max |w| of the channel
+  int8_t round(double v) const {
+    const double q = m > 0.0 ? std::nearbyint(v * 127.0 / m) : 0.0;
+    return static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
+  }
+  double value(int8_t q) const { return static_cast<double>(q) * m / 127.0; }
+};
+
+std::vector<Grid> grids_of(const float* w, int64_t out, int64_t in, std::vector<float>& scale) {
+  std::vector<Grid> grids(static_cast<size_t>(out));
+  scale.resize(static_cast<size_t>(out));
+  for (int64_t n = 0; n < out; ++n) {
+    double m = 0;
+    for (int64_t k = 0; k < in; ++k) m = std::max(m, std::fabs(static_cast<double>(w[n * in + k])));
+    grids[static_cast<size_t>(n)].m = m;
+    scale[static_cast<size_t>(n)] = static_cast<float>(m / 127.0);
+  }
+  return grids;
+}
+
+// The upper Cholesky factor U of (H + damping x mean(diag) x I)^-1 (H^-1 = U^T U), or false where H is
+// not usable (no energy, not finite, not positive definite even damped).
+bool inverse_factor(std::vector<double>& h, int64_t in, double damping, Eigen::MatrixXd* u) {
+  Eigen::Map<RowMajorD> H(h.data(), in, in);
+  if (!H.allFinite()) return false;
+  const double mean_diag = H.diagonal().mean();
+  if (!(mean_diag > 0.0)) return false;
+  Eigen::MatrixXd A = H.selfadjointView<Eigen::Lower>();
+  for (double d = damping; d <= 100.0 * std::max(damping, 1e-6); d *= 10.0) {
+    Eigen::MatrixXd damped = A;
+    damped.diagonal().array() += d * mean_diag;
+    Eigen::LLT<Eigen::MatrixXd> chol(damped);
+    if (chol.info() != Eigen::Success) continue;
+    const Eigen::MatrixXd inverse = chol.solve(Eigen::MatrixXd::Identity(in, in));
+    Eigen::LLT<Eigen::MatrixXd> chol_inverse(inverse);
+    if (chol_inverse.info() != Eigen::Success) continue;
+    *u = chol_inverse.matrixU();
+    if (u->allFinite()) return true;
+  }
+  return false;
+}
+
+// Records, for the linear layers [first, last) in loading order, their float32 weights and the sum of
+// x^T x over every input row a forward hands them (H, lower triangle).
+struct Recording {
+  int64_t first = 0, last = 0;
+  std::vector<std::vector<float>> weights;  // [out * in] per layer
+  std::vector<int64_t> out, in;
+  std::vector<std::vector<double>> h;  // [in * in] per layer
+};
+
+class InputRecorder final : public ForwardingBackend {
+ public:
+  InputRecorder(std::unique_ptr<Backend> inner, std::shared_ptr<Recording> rec)
+      : ForwardingBackend(std::move(inner)), rec_(std::move(rec)) {}
+
+  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {
+    const int64_t n = prepared_++;
+    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Weight> weight, ForwardingBackend::prepare_linear(w, b, out, in));
+    if (n >= rec_->first && n < rec_->last) {
+      const auto i = static_cast<size_t>(n - rec_->first);
+      rec_->weights[i].assign(w, w + out * in);
+      rec_->out[i] = out;
+      rec_->in[i] = in;
+      rec_->h[i].assign(static_cast<size_t>(in * in), 0.0);
+      index_[weight.get()] = i;
+    }
+    return weight;
+  }
+
+  Status embed(const DeviceBuffer& image, int64_t b, int64_t c, int64_t h, int64_t w, int64_t p, const Weight& pl,
+               const Weight& pre, int64_t pc, int64_t d, DeviceBuffer& tokens) override {
+    if (const auto it = index_.find(&pl); it != index_.end() && b > 0 && p > 0) {
+      // The patch embedding's input rows: each patch's pixels in (c, ky, kx) order.
+      std::vector<float> pixels(static_cast<size_t>(b * c * h * w));
+      DINOV3_RETURN_IF_ERROR(download(image, 0, pixels.data(), pixels.size()));
+      const int64_t gh = h / p, gw = w / p, cols = c * p * p;
+      RowMajorD x(gh * gw, cols);
+      for (int64_t img = 0; img < b; ++img) {
+        for (int64_t i = 0; i < gh; ++i) {
+          for (int64_t j = 0; j < gw; ++j) {
+            double* row = x.data() + (i * gw + j) * cols;
+            for (int64_t ch = 0; ch < c; ++ch)
+              for (int64_t ky = 0; ky < p; ++ky)
+                for (int64_t kx = 0; kx < p; ++kx)
+                  *row++ = pixels[static_cast<size_t>(((img * c + ch) * h + i * p + ky) * w + j * p + kx)];
+          }
+        }
+        accumulate(it->second, x);
+      }
+    }
+    return ForwardingBackend::embed(image, b, c, h, w, p, pl, pre, pc, d, tokens);
+  }
+
+  Status linear(const DeviceBuffer& x, int64_t rows, const Weight& w, const LinearEpilogue& e,
+                DeviceBuffer& y) override {
+    DINOV3_RETURN_IF_ERROR(record(x, rows, w));
+    return ForwardingBackend::linear(x, rows, w, e, y);
+  }
+
+  Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& g, const Weight& u, DeviceBuffer& y,
+                       const Weight* consumer) override {
+    DINOV3_RETURN_IF_ERROR(record(x, rows, g));
+    DINOV3_RETURN_IF_ERROR(record(x, rows, u));
+    return ForwardingBackend::linear_swiglu(x, rows, g, u, y, consumer);
+  }
+
+ private:
+  Status record(const DeviceBuffer& x, int64_t rows, const Weight& w) {
+    const auto it = index_.find(&w);
+    if (it == index_.end() || rows <= 0) return {};
+    const int64_t in = rec_->in[it->second];
+    if (x.size() < static_cast<size_t>(rows * in)) return {};  // the op's own checks report it
+    std::vector<float> values(static_cast<size_t>(rows * in));
+    DINOV3_RETURN_IF_ERROR(download(x, 0, values.data(), values.size()));
+    drop_outliers(values.data(), rows, in);
+    accumulate(it->second, Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+                               values.data(), rows, in)
+                               .cast<double>());
+    return {};
+  }
+
+  // The int8 weights meet a row without its outlier channels: the int8 conversion takes those out and
+  // computes them against a copy of the weights of their own (lowp_kernels.h), so they are zeroed here by
+  // the conversion's own rule.
+  static void drop_outliers(float* x, int64_t rows, int64_t in) {
+    using namespace cpu::lowp;
+    std::vector<uint8_t> data(static_cast<size_t>(in));
+    float scale = 0, outlier_value[kMaxOutliers];
+    int32_t zero = 0, outliers = 0, outlier_index[kMaxOutliers];
+    const U8Rows dst{data.data(), &scale, &zero, &outliers, outlier_index, outlier_value};
+    for (int64_t r = 0; r < rows; ++r) {
+      to_u8_rows_scalar(x + r * in, in, 1, in, in, dst);
+      for (int32_t j = 0; j < outliers; ++j) x[r * in + outlier_index[j]] = 0.0f;
+    }
+  }
+
+  void accumulate(size_t i, const RowMajorD& x) {
+    const int64_t in = rec_->in[i];
+    Eigen::Map<RowMajorD> H(rec_->h[i].data(), in, in);
+    H.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
+  }
+
+  std::shared_ptr<Recording> rec_;
+  int64_t prepared_ = 0;
+  std::map<const Weight*, size_t> index_;
+};
+
+}  // namespace
+
+Int8Rounding round_int8_nearest(const float* w, int64_t out, int64_t in) {
+  Int8Rounding r;
+  const std::vector<Grid> grids = grids_of(w, out, in, r.scale);
+  r.q.resize(static_cast<size_t>(out * in));
+  for (int64_t n = 0; n < out; ++n)
+    for (int64_t k = 0; k < in; ++k) r.q[static_cast<size_t>(n * in + k)] = grids[static_cast<size_t>(n)].round(w[n * in + k]);
+  return r;
+}
+
+Int8Rounding round_int8_gptq(std::vector<double>& h, const float* w, int64_t out, int64_t in, double damping) {
+  Eigen::MatrixXd U;
+  if (static_cast<int64_t>(h.size()) != in * in || !inverse_factor(h, in, damping, &U)) {
+    return round_int8_nearest(w, out, in);
+  }
+  Int8Rounding r;
+  const std::vector<Grid> grids = grids_of(w, out, in, r.scale);
+  r.q.resize(static_cast<size_t>(out * in));
+  // Columns in blocks: inside a block each rounded column's error goes to the block's later columns at
+  // once; the block's errors reach the columns after it in one product.
+  Eigen::MatrixXd W = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w, out, in)
+                          .cast<double>();
+  for (int64_t b0 = 0; b0 < in; b0 += kGptqBlock) {
+    const int64_t count = std::min(kGptqBlock, in - b0);
+    Eigen::MatrixXd errors(out, count);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t k = b0 + j;
+      const double d = U(k, k);
+      for (int64_t n = 0; n < out; ++n) {
+        const Grid& g = grids[static_cast<size_t>(n)];
+        const int8_t q = g.round(W(n, k));
+        r.q[static_cast<size_t>(n * in + k)] = q;
+        errors(n, j) = (W(n, k) - g.value(q)) / d;
+      }
+      const int64_t rest = count - j - 1;
+      if (rest > 0) W.block(0, k + 1, out, rest).noalias() -= errors.col(j) * U.block(k, k + 1, 1, rest);
+    }
+    const int64_t after = in - b0 - count;
+    if (after > 0) W.rightCols(after).noalias() -= errors * U.block(b0, b0 + count, count, after);
+  }
+  return r;
+}
+
+Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& path, const Tensor& images,
+                                                           const std::string& backend, int threads,
+                                                           const std::function<void(int64_t)>& done) {
+  // The layers' shapes, from a config-only look at the model.
+  LoadOptions f32;
+  f32.backend = backend;
+  f32.backend_options.threads = threads;
+  std::vector<LinearLayer> layers;
+  {
+    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> probe, Model::load(path, f32));
+    layers = linear_layers(probe->config());
+  }
+  std::vector<Int8Rounding> rounded(layers.size());
+  size_t first = 0;
+  while (first < layers.size()) {
+    // As many layers as fit the memory allowance (at least one).
+    size_t last = first;
+    double bytes = 0;
+    do {
+      const LinearLayer& l = layers[last];
+      bytes += 8.0 * static_cast<double>(l.in * l.in) + 4.0 * static_cast<double>(l.out * l.in);
+      ++last;
+    } while (last < layers.size() &&
+             bytes + 8.0 * static_cast<double>(layers[last].in * layers[last].in) +
+                     4.0 * static_cast<double>(layers[last].out * layers[last].in) <=
+                 kRecordBytes);
+    auto rec = std::make_shared<Recording>();
+    rec->first = static_cast<int64_t>(first);
+    rec->last = static_cast<int64_t>(last);
+    const size_t count = last - first;
+    rec->weights.resize(count);
+    rec->h.resize(count);
+    rec->out.assign(count, 0);
+    rec->in.assign(count, 0);
+    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> inner, create_backend(backend, f32.backend_options));
+    {
+      DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                              Model::load(path, std::make_unique<InputRecorder>(std::move(inner), rec)));
+      DINOV3_ASSIGN_OR_RETURN(const ForwardOutput ignored, model->forward(images));
+      (void)ignored;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      if (rec->weights[i].empty()) {
+        return make_error(ErrorCode::kInternal, "int8 rounding: layer " + layers[first + i].name + " was not prepared");
+      }
+      rounded[first + i] = round_int8_gptq(rec->h[i], rec->weights[i].data(), rec->out[i], rec->in[i]);
+      std::vector<double>().swap(rec->h[i]);
+      std::vector<float>().swap(rec->weights[i]);
+    }
+    first = last;
+    if (done) done(static_cast<int64_t>(first));
+  }
+  return rounded;
+}
+
+}  // namespace dinov3
