@@ -17,6 +17,8 @@
 #include "dinov3/metrics.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
+#include "dinov3/tensor_file.h"
+#include "pipeline/weight_rounding.h"
 #include "backend/forwarding_backend.h"
 #include "test_labels.h"
 #include "test_util.h"
@@ -61,7 +63,8 @@ Int8Plan plan_for(const ModelConfig& config, const std::function<bool(size_t)>& 
   plan.architecture = config.architecture;
   const std::vector<LinearLayer> layers = linear_layers(config);
   for (size_t i = 0; i < layers.size(); ++i) {
-    plan.layers.push_back({layers[i].name, int8(i) ? Precision::kInt8 : Precision::kBF16, 1e-3 * static_cast<double>(i)});
+    plan.layers.push_back(
+        {layers[i].name, int8(i) ? Precision::kInt8 : Precision::kBF16, 1e-3 * static_cast<double>(i), {}, {}});
   }
   return plan;
 }
@@ -161,6 +164,12 @@ TEST(Int8Plan, BadFilesGiveClearErrors) {
       {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [{"name": "a", "precision": "int4"}]})",
        "a: precision must be"},
       {std::string(100, '[') + std::string(100, ']'), "nested deeper"},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [)" + layer + R"(], "weights": 3})",
+       "\"weights\" must be a file name"},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [)" + layer + R"(], "weights": "../w.safetensors"})",
+       "must name a file in the plan's folder"},
+      {R"({"format": "dinov3-int8-plan", "version": 1, "layers": [)" + layer + R"(], "weights": ""})",
+       "must name a file in the plan's folder"},
   };
   for (const auto& [text, why] : cases) {
     Result<Int8Plan> p = parse_int8_plan(text);
@@ -176,6 +185,90 @@ TEST(Int8Plan, BadFilesGiveClearErrors) {
   Result<Int8Plan> bad = read_int8_plan(dir.file("bad.json"));
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("bad.json"), std::string::npos) << bad.status().message();
+}
+
+// Rounded weights go to a safetensors file beside the plan, named in it, written with it or not at all,
+// and come back exactly; a broken one is an error that names it.
+TEST(Int8Plan, RoundedWeightsTravelInAFileBesideThePlan) {
+  std::unique_ptr<Model> m = load(kTiny, Precision::kF32);
+  ASSERT_TRUE(m);
+  const std::vector<LinearLayer> layers = linear_layers(m->config());
+  Int8Plan plan = plan_for(m->config(), [](size_t i) { return i % 2 == 0; });
+  for (size_t i = 0; i < layers.size(); i += 2) {
+    Int8PlanLayer& l = plan.layers[i];
+    for (int64_t j = 0; j < layers[i].out * layers[i].in; ++j) l.q.push_back(static_cast<int8_t>((j * 37 + i) % 255 - 127));
+    for (int64_t n = 0; n < layers[i].out; ++n) l.scale.push_back(1e-3f * static_cast<float>(n + i + 1));
+  }
+  test::TempDir dir;
+  const std::string path = dir.file("plan.json"), weights = dir.file("plan.weights.safetensors");
+  EXPECT_EQ(int8_plan_weights_path(path), weights);
+  EXPECT_EQ(int8_plan_weights_path(dir.file("plan")), weights);
+  ASSERT_TRUE(write_int8_plan(plan, path).ok());
+  EXPECT_NE(test::read_file(path).find(R"("weights": "plan.weights.safetensors")"), std::string::npos);
+  Result<Int8Plan> back = read_int8_plan(path);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->weights_file, "plan.weights.safetensors");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    EXPECT_EQ(back->layers[i].q, plan.layers[i].q) << layers[i].name;
+    EXPECT_EQ(back->layers[i].scale, plan.layers[i].scale) << layers[i].name;
+  }
+  // The plan's weights are what a model loaded with it runs (a checked fit: a wrong shape is refused).
+  EXPECT_TRUE(check_int8_plan(*back, m->config()).ok());
+  Int8Plan wrong = *back;
+  wrong.layers[0].scale.pop_back();
+  Status refused = check_int8_plan(wrong, m->config());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("patch_embed.proj's rounded weights"), std::string::npos) << refused.message();
+
+  // Neither file is replaced unasked, even when only the weights file is in the way.
+  std::remove(path.c_str());
+  test::write_file(weights, "mine");
+  EXPECT_FALSE(write_int8_plan(plan, path).ok());
+  EXPECT_FALSE(file_exists(path));
+  EXPECT_EQ(test::read_file(weights), "mine");
+  ASSERT_TRUE(write_int8_plan(plan, path, /*overwrite=*/true).ok());
+
+  // Broken weights files.
+  auto write_weights = [&](const std::vector<TensorBytes>& tensors, const std::string& format) {
+    std::remove(weights.c_str());
+    ASSERT_TRUE(write_file_atomic(weights, true, [&](const WriteFn& w) {
+                  return write_safetensors(w, tensors, {{"format", format}});
+                }).ok());
+  };
+  const int64_t out = layers[0].out, in = layers[0].in;
+  std::vector<int8_t> q(static_cast<size_t>(out * in), 1);
+  std::vector<float> scale(static_cast<size_t>(out), 0.5f);
+  const std::string name = layers[0].name;
+  auto expect_error = [&](const std::string& why) {
+    Result<Int8Plan> r = read_int8_plan(path);
+    ASSERT_FALSE(r.ok()) << why;
+    EXPECT_NE(r.status().message().find("plan.weights.safetensors"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  };
+  write_weights({{name + ".q", DType::kI8, {out, in}, q.data()}, {name + ".scale", DType::kF32, {out}, scale.data()}},
+                "something else");
+  expect_error("not a file of int8 plan weights");
+  write_weights({{name + ".q", DType::kI8, {out, in}, q.data()}}, "dinov3-int8-plan-weights");
+  expect_error("needs both");
+  write_weights({{name + ".q", DType::kF32, {out, in / 4}, q.data()}, {name + ".scale", DType::kF32, {out}, scale.data()}},
+                "dinov3-int8-plan-weights");
+  expect_error("must be I8 [out, in]");
+  write_weights({{name + ".q", DType::kI8, {out, in}, q.data()}, {name + ".scale", DType::kF32, {out - 1}, scale.data()}},
+                "dinov3-int8-plan-weights");
+  expect_error("must be F32 [out]");
+  q[7] = -128;
+  write_weights({{name + ".q", DType::kI8, {out, in}, q.data()}, {name + ".scale", DType::kF32, {out}, scale.data()}},
+                "dinov3-int8-plan-weights");
+  expect_error("holds -128");
+  q[7] = 1;
+  scale[2] = std::nanf("");
+  write_weights({{name + ".q", DType::kI8, {out, in}, q.data()}, {name + ".scale", DType::kF32, {out}, scale.data()}},
+                "dinov3-int8-plan-weights");
+  expect_error(".scale holds");
+  std::remove(weights.c_str());
+  expect_error("plan.weights.safetensors");
+  test::write_file(weights, "not safetensors");
+  expect_error("plan.weights.safetensors");
 }
 
 // A plan is checked against the model it is loaded with: its layers, tied layers' one precision, and
@@ -252,8 +345,9 @@ TEST(Calibrate, MeasuresWhatItReportsAndKeepsItsBudget) {
   const double e_bf16 = worst_error(*b, *base), e_int8 = worst_error(*q, *base);
   ASSERT_LT(e_bf16, e_int8);
 
-  // A budget between the two: some layers int8, not all.
+  // A budget between the two: some layers int8, not all. Weights rounded to nearest (GPTQ: below).
   CalibrationOptions o;
+  o.gptq = false;
   o.budget = std::sqrt(e_bf16 * e_int8);
   int64_t calls = 0, total = 0;
   o.progress = [&](int64_t done, int64_t of) {
@@ -289,6 +383,84 @@ TEST(Calibrate, MeasuresWhatItReportsAndKeepsItsBudget) {
   EXPECT_EQ(everything->int8_layers(), static_cast<int64_t>(layers.size()));
   EXPECT_DOUBLE_EQ(everything->measured_error, e_int8);
   EXPECT_DOUBLE_EQ(everything->int8_flop_share, 1.0);
+}
+
+// GPTQ: every measurement cross-fitted (each image measured with the weights rounded on the others), the
+// plan carrying the weights rounded on all images for its int8 layers.
+TEST(Calibrate, GptqIsMeasuredOnImagesItDidNotSee) {
+  std::unique_ptr<Model> f32 = load(kTiny, Precision::kF32);
+  ASSERT_TRUE(f32);
+  const Tensor input = photos(*f32);
+  ASSERT_EQ(input.shape[0], 2);
+  const std::vector<LinearLayer> layers = linear_layers(f32->config());
+  CalibrationOptions o;
+  int64_t calls = 0, total = 0;
+  o.progress = [&](int64_t done, int64_t of) {
+    EXPECT_EQ(done, ++calls);
+    total = of;
+  };
+  Result<Int8Plan> plan = calibrate_int8(kTiny, input, o);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  EXPECT_EQ(calls, total);
+  EXPECT_EQ(total, 3 + static_cast<int64_t>(layers.size()) + 2 + 1);  // + two folds' rounding and the plan's
+  ASSERT_GT(plan->int8_layers(), 0);
+
+  // The plan's weights: GPTQ on both images, for its int8 layers only.
+  Result<std::vector<Int8Rounding>> all = round_linear_layers_gptq(kTiny, input, "cpu", 0);
+  ASSERT_TRUE(all.ok());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Int8PlanLayer& l = plan->layers[i];
+    if (l.precision == Precision::kInt8) {
+      EXPECT_EQ(l.q, (*all)[i].q) << l.name;
+      EXPECT_EQ(l.scale, (*all)[i].scale) << l.name;
+    } else {
+      EXPECT_TRUE(l.q.empty() && l.scale.empty()) << l.name;
+    }
+  }
+
+  // What it reports as measured: each image with the weights rounded on the other one, the worst of the two.
+  const int64_t per = input.numel() / 2;
+  double worst = 0;
+  for (int64_t held = 0; held < 2; ++held) {
+    Tensor one({1, input.shape[1], input.shape[2], input.shape[3]},
+               std::vector<float>(input.data.begin() + held * per, input.data.begin() + (held + 1) * per));
+    Tensor other({1, input.shape[1], input.shape[2], input.shape[3]},
+                 std::vector<float>(input.data.begin() + (1 - held) * per, input.data.begin() + (2 - held) * per));
+    Result<std::vector<Int8Rounding>> fold = round_linear_layers_gptq(kTiny, other, "cpu", 0);
+    ASSERT_TRUE(fold.ok());
+    auto p = std::make_shared<Int8Plan>(*plan);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (p->layers[i].precision != Precision::kInt8) continue;
+      p->layers[i].q = (*fold)[i].q;
+      p->layers[i].scale = (*fold)[i].scale;
+    }
+    std::unique_ptr<Model> mixed = load(kTiny, Precision::kInt8, p);
+    ASSERT_TRUE(mixed);
+    Result<ForwardOutput> got = mixed->forward(one), base = f32->forward(one);
+    ASSERT_TRUE(got.ok() && base.ok());
+    worst = std::max(worst, worst_error(*got, *base));
+  }
+  EXPECT_DOUBLE_EQ(plan->measured_error, worst);
+  EXPECT_LE(plan->measured_error, o.budget);
+
+  // Written and read back, the plan runs the same numbers as in memory.
+  test::TempDir dir;
+  ASSERT_TRUE(write_int8_plan(*plan, dir.file("p.json")).ok());
+  Result<Int8Plan> back = read_int8_plan(dir.file("p.json"));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  std::unique_ptr<Model> a = load(kTiny, Precision::kInt8, std::make_shared<const Int8Plan>(*plan));
+  std::unique_ptr<Model> b = load(kTiny, Precision::kInt8, std::make_shared<const Int8Plan>(*back));
+  ASSERT_TRUE(a && b);
+  Result<ForwardOutput> ra = a->forward(input), rb = b->forward(input);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_EQ(ra->features.data, rb->features.data);
+
+  // One image cannot be cross-fitted: weights rounded to nearest, as gptq = false does.
+  Tensor first({1, input.shape[1], input.shape[2], input.shape[3]},
+               std::vector<float>(input.data.begin(), input.data.begin() + per));
+  Result<Int8Plan> single = calibrate_int8(kTiny, first, CalibrationOptions{});
+  ASSERT_TRUE(single.ok());
+  for (const Int8PlanLayer& l : single->layers) EXPECT_TRUE(l.q.empty()) << l.name;
 }
 
 TEST(Calibrate, RefusesWhatItCannotDo) {

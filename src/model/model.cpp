@@ -93,12 +93,16 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
       return make_error(ErrorCode::kInvalidArgument, "an int8 plan needs precision int8, not " +
                                                          std::string(precision_name(backend_options.precision)));
     }
+    // Checked against the model's layers before any weight is prepared from it.
+    {
+      DINOV3_ASSIGN_OR_RETURN(const Checkpoint ckpt, open_checkpoint(path));
+      DINOV3_RETURN_IF_ERROR(check_int8_plan(*plan, ckpt.config));
+    }
     backend_options.int8_linear_precision = [plan](int64_t n) {
       return n < static_cast<int64_t>(plan->layers.size()) ? plan->layers[static_cast<size_t>(n)].precision
                                                            : Precision::kInt8;
     };
-    // The plan's rounded weights (its shapes are checked against the model's layers below; the backend
-    // checks them against each weight it prepares).
+    // The plan's rounded weights (the backend checks them against each weight it prepares too).
     backend_options.int8_linear_values = [plan](int64_t n) {
       Int8LinearValues v;
       if (n < 0 || n >= static_cast<int64_t>(plan->layers.size())) return v;
@@ -113,7 +117,6 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   }
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, load(path, std::move(backend)));
-  if (options.int8_plan) DINOV3_RETURN_IF_ERROR(check_int8_plan(*options.int8_plan, model->config()));
   return model;
 }
 

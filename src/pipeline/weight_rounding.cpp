@@ -2,10 +2,13 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <memory>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include "backend/cpu/lowp/lowp_kernels.h"
@@ -44,22 +47,23 @@ std::vector<Grid> grids_of(const float* w, int64_t out, int64_t in, std::vector<
 }
 
 // The upper Cholesky factor U of (H + damping x mean(diag) x I)^-1 (H^-1 = U^T U), or false where H is
-// not usable (no energy, not finite, not positive definite even damped).
+// not usable (no energy, not finite, not positive definite even damped). With R the order-reversing
+// permutation and R H R = L L^T, U = R L^-1 R: one factorisation and one triangular inverse.
 bool inverse_factor(std::vector<double>& h, int64_t in, double damping, Eigen::MatrixXd* u) {
   Eigen::Map<RowMajorD> H(h.data(), in, in);
   if (!H.allFinite()) return false;
   const double mean_diag = H.diagonal().mean();
   if (!(mean_diag > 0.0)) return false;
-  Eigen::MatrixXd A = H.selfadjointView<Eigen::Lower>();
+  // The lower triangle holds H; reversed, it is the upper triangle of R H R.
+  Eigen::MatrixXd reversed = H.reverse();
   for (double d = damping; d <= 100.0 * std::max(damping, 1e-6); d *= 10.0) {
-    Eigen::MatrixXd damped = A;
+    Eigen::MatrixXd damped = reversed;
     damped.diagonal().array() += d * mean_diag;
-    Eigen::LLT<Eigen::MatrixXd> chol(damped);
+    Eigen::LLT<Eigen::MatrixXd, Eigen::Upper> chol(damped);
     if (chol.info() != Eigen::Success) continue;
-    const Eigen::MatrixXd inverse = chol.solve(Eigen::MatrixXd::Identity(in, in));
-    Eigen::LLT<Eigen::MatrixXd> chol_inverse(inverse);
-    if (chol_inverse.info() != Eigen::Success) continue;
-    *u = chol_inverse.matrixU();
+    Eigen::MatrixXd inverse = Eigen::MatrixXd::Identity(in, in);
+    chol.matrixL().solveInPlace(inverse);
+    *u = inverse.reverse();
     if (u->allFinite()) return true;
   }
   return false;
@@ -260,10 +264,30 @@ Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& pa
       if (rec->weights[i].empty()) {
         return make_error(ErrorCode::kInternal, "int8 rounding: layer " + layers[first + i].name + " was not prepared");
       }
-      rounded[first + i] = round_int8_gptq(rec->h[i], rec->weights[i].data(), rec->out[i], rec->in[i]);
-      std::vector<double>().swap(rec->h[i]);
-      std::vector<float>().swap(rec->weights[i]);
     }
+    // The layers are independent: one per worker at a time, largest first.
+    std::vector<size_t> order(count);
+    for (size_t i = 0; i < count; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rec->in[a] * rec->out[a] * rec->in[a] > rec->in[b] * rec->out[b] * rec->in[b]; });
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t j; (j = next.fetch_add(1)) < count;) {
+        const size_t i = order[j];
+        rounded[first + i] = round_int8_gptq(rec->h[i], rec->weights[i].data(), rec->out[i], rec->in[i]);
+        std::vector<double>().swap(rec->h[i]);
+        std::vector<float>().swap(rec->weights[i]);
+      }
+    };
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const size_t workers = std::min<size_t>(count, threads > 0 ? static_cast<size_t>(threads) : hw);
+    std::vector<std::thread> pool;
+    try {
+      for (size_t t = 1; t < workers; ++t) pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      // Fewer workers then.
+    }
+    work();
+    for (std::thread& t : pool) t.join();
     first = last;
     if (done) done(static_cast<int64_t>(first));
   }
