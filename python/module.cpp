@@ -593,11 +593,16 @@ PYBIND11_MODULE(_dinov3, m) {
   m.def(
       "calibrate_int8",
       [](const std::string& spec, const py::array_t<float, py::array::c_style>& pixels, double budget, int threads,
-         const std::string& plan_path, bool overwrite) {
+         const std::string& plan_path, bool overwrite, const std::string& rounding) {
         using namespace dinov3;
         if (threads < 0) python::raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
-        if (!overwrite && file_exists(plan_path)) {
-          python::raise(make_error(ErrorCode::kInvalidArgument, plan_path + " exists; pass overwrite=True or another path"));
+        if (rounding != "gptq" && rounding != "nearest") {
+          python::raise(make_error(ErrorCode::kInvalidArgument, "rounding must be 'gptq' or 'nearest', not '" + rounding + "'"));
+        }
+        for (const std::string& p : {plan_path, int8_plan_weights_path(plan_path)}) {
+          if (!overwrite && file_exists(p)) {
+            python::raise(make_error(ErrorCode::kInvalidArgument, p + " exists; pass overwrite=True or another path"));
+          }
         }
         Shape shape(pixels.shape(), pixels.shape() + pixels.ndim());
         Result<Int8Plan> plan = make_error(ErrorCode::kInternal, "no calibration ran");
@@ -608,15 +613,21 @@ PYBIND11_MODULE(_dinov3, m) {
           CalibrationOptions o;
           o.threads = threads;
           o.budget = budget;
+          o.gptq = rounding == "gptq";
           Result<ModelLocation> loc = resolve_model(spec);
           plan = loc.ok() ? calibrate_int8(loc->dir, input, o) : Result<Int8Plan>(loc.status());
-          if (plan.ok()) written = write_int8_plan(*plan, plan_path, overwrite);
+          if (plan.ok()) {
+            written = write_int8_plan(*plan, plan_path, overwrite);
+            name_int8_plan_weights(*plan, plan_path);
+          }
         }
         python::check(written);
         return int8_plan_to_json(python::unwrap(std::move(plan)));
       },
       py::arg("model"), py::arg("pixels"), py::arg("budget"), py::arg("threads"), py::arg("plan"), py::arg("overwrite"),
-      "Measures each linear layer's int8 error on the pixels, writes the plan file, returns its JSON text.");
+      py::arg("rounding"),
+      "Measures each linear layer's int8 error on the pixels, writes the plan file (and its rounded weights), "
+      "returns its JSON text.");
   m.def("publish_npy", &dinov3::python::publish_npy, py::arg("out"), py::arg("shape"), py::arg("chunks"), py::arg("paths"),
         py::arg("overwrite"),
         "Writes a float32 .npy from an iterable of row arrays and its index of paths, both or neither.");

@@ -35,8 +35,10 @@ Result<int> run_calibrate(CalibrateOptions o) {
   std::vector<std::string> labels;
   DINOV3_ASSIGN_OR_RETURN(Tensor input, load_inputs(o.input, *loaded.model, &labels));
   const std::string plan_path = o.plan.empty() ? o.output_dir + "/int8_plan.json" : o.plan;
-  if (!o.overwrite && file_exists(plan_path)) {
-    return make_error(ErrorCode::kInvalidArgument, plan_path + " exists; pass --overwrite or another --plan");
+  for (const std::string& p : {plan_path, int8_plan_weights_path(plan_path)}) {
+    if (!o.overwrite && file_exists(p)) {
+      return make_error(ErrorCode::kInvalidArgument, p + " exists; pass --overwrite or another --plan");
+    }
   }
   const std::filesystem::path plan_dir = std::filesystem::path(plan_path).parent_path();
   std::error_code ec;
@@ -56,8 +58,9 @@ Result<int> run_calibrate(CalibrateOptions o) {
     std::fprintf(stderr, "\rcalibrating: %lld / %lld forwards", static_cast<long long>(done), static_cast<long long>(total));
     if (done == total) std::fprintf(stderr, "\n");
   };
-  DINOV3_ASSIGN_OR_RETURN(const Int8Plan plan, calibrate_int8(dir, input, co));
+  DINOV3_ASSIGN_OR_RETURN(Int8Plan plan, calibrate_int8(dir, input, co));
   DINOV3_RETURN_IF_ERROR(write_int8_plan(plan, plan_path, o.overwrite));
+  name_int8_plan_weights(plan, plan_path);
 
   Report r("calibrate");
   auto& j = r.json();
@@ -73,8 +76,14 @@ Result<int> run_calibrate(CalibrateOptions o) {
   std::snprintf(buf, sizeof(buf),
                 "errors (worst image, relative L2 against float32): bf16 %.3e, int8 %.3e (weights rounded: %s), "
                 "budget %.3e",
-                plan.bf16_error, plan.int8_error, o.rounding.c_str(), plan.budget);
+                plan.bf16_error, plan.int8_error, plan.rounding.c_str(), plan.budget);
   r.line(buf);
+  if (plan.rounding == "gptq") {
+    r.line("measured: cross-fitted (each image with the weights rounded on the others); the plan's weights are "
+           "rounded on all " + std::to_string(plan.calibration_images) + " images");
+  } else if (o.rounding == "gptq") {
+    r.line("rounding: nearest (GPTQ needs 2 or more images to be measured on images it did not see)");
+  }
   r.line("layer                          contribution  precision");
   for (const Int8PlanLayer& l : plan.layers) {
     std::snprintf(buf, sizeof(buf), "%-30s %.3e     %s", l.name.c_str(), l.contribution, precision_name(l.precision));
@@ -86,7 +95,9 @@ Result<int> run_calibrate(CalibrateOptions o) {
                 static_cast<long long>(plan.int8_layers()), plan.layers.size(), 100.0 * plan.int8_flop_share,
                 plan.predicted_error, plan.measured_error, plan.measured_cosine);
   r.line(buf);
-  r.line("wrote:    " + plan_path + " (use: --precision int8 --int8-plan " + plan_path + ")");
+  r.line("wrote:    " + plan_path +
+         (plan.weights_file.empty() ? "" : " and its rounded weights, " + int8_plan_weights_path(plan_path)) +
+         " (use: --precision int8 --int8-plan " + plan_path + ")");
   DINOV3_RETURN_IF_ERROR(r.write(o.output_dir));
   return 0;
 }

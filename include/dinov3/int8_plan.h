@@ -33,6 +33,7 @@ struct Int8Plan {
   // pooled.
   double budget = 0;            // the error the plan was allowed
   int64_t calibration_images = 0;
+  std::string rounding = "nearest";  // how its int8 layers' weights were rounded: "gptq" or "nearest"
   double bf16_error = 0;        // every layer bf16
   double int8_error = 0;        // every layer int8 (its weights rounded as the plan rounds them)
   double predicted_error = 0;   // sqrt(bf16_error^2 + sum of the int8 layers' contributions^2)
@@ -73,6 +74,9 @@ Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overw
 std::string int8_plan_to_json(const Int8Plan& plan);
 // Where write_int8_plan puts the rounded weights of a plan written to `plan_path`.
 std::string int8_plan_weights_path(const std::string& plan_path);
+// Sets plan.weights_file as write_int8_plan names it for `plan_path`: that file's name when a layer has
+// rounded weights, else empty.
+void name_int8_plan_weights(Int8Plan& plan, const std::string& plan_path);
 
 // Whether the plan fits the model: exactly `config`'s linear layers by name (linear_layers order), each int8
 // or bf16, tied layers in one precision. Model::load checks a LoadOptions::int8_plan with it.

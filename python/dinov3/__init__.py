@@ -310,7 +310,7 @@ class Model:
 
 
 def calibrate_int8(model: str, images: Any, plan: str, budget: float = 0.008, threads: Optional[int] = None,
-                   overwrite: bool = False) -> Dict[str, Any]:
+                   overwrite: bool = False, rounding: str = "gptq") -> Dict[str, Any]:
     """Measures each linear layer's int8 error on calibration images and writes the int8 plan to `plan`
     (then: Model(model, precision="int8", int8_plan=plan)). Layers go int8, least error per multiply-add
     first, while the error predicted from the measurements stays within `budget`; the plan itself is then
@@ -319,13 +319,16 @@ def calibrate_int8(model: str, images: Any, plan: str, budget: float = 0.008, th
 
     images: as Model.preprocess takes them (paths, PIL images, HxWx3 uint8 arrays), or float32
         [B, 3, H, W] pixels already preprocessed. About (4 + number of linear layers) forwards of them.
-    Returns the plan (its JSON as a dict). Raises ValueError for an existing `plan` without overwrite or
-    a budget bf16 alone exceeds.
+    rounding: "gptq" rounds each int8 layer's weights against these images' inputs to it (with 2 or more
+        images; measured cross-fitted, each image with the weights rounded on the others) and writes them
+        beside the plan (PLAN minus ".json" plus ".weights.safetensors"); "nearest" rounds at load.
+    Returns the plan (its JSON as a dict). Raises ValueError for an existing `plan` (or weights file)
+    without overwrite or a budget bf16 alone exceeds.
     """
     if isinstance(images, np.ndarray) and images.ndim == 4 and np.issubdtype(images.dtype, np.floating):
         pixels = np.ascontiguousarray(images, dtype=np.float32)
     else:
         pixels = Model(model, backend="reference").preprocess(images)
     text = _dinov3.calibrate_int8(os.fspath(model), pixels, float(budget), 0 if threads is None else int(threads),
-                                  os.fspath(plan), bool(overwrite))
+                                  os.fspath(plan), bool(overwrite), str(rounding))
     return json.loads(text)

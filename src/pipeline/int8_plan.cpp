@@ -157,6 +157,7 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   plan.architecture = config.architecture;
   plan.budget = o.budget;
   plan.calibration_images = images.shape[0];
+  plan.rounding = gptq ? "gptq" : "nearest";
   for (const LinearLayer& l : layers) plan.layers.push_back({l.name, Precision::kBF16, 0.0, {}, {}});
   auto set_unit = [&plan](const Unit& u, Precision p) {
     for (size_t i = u.first; i < u.first + u.count; ++i) plan.layers[i].precision = p;
@@ -313,6 +314,7 @@ std::string int8_plan_to_json(const Int8Plan& plan) {
       {"int8_flop_share", plan.int8_flop_share},
       {"calibration",
        {{"images", plan.calibration_images},
+        {"rounding", plan.rounding},
         {"budget", plan.budget},
         {"bf16_error", plan.bf16_error},
         {"int8_error", plan.int8_error},
@@ -360,6 +362,7 @@ Result<Int8Plan> parse_int8_plan(const std::string& text) {
     number("measured_error", &plan.measured_error);
     number("measured_cosine", &plan.measured_cosine);
     if (c.contains("images") && c["images"].is_number_integer()) plan.calibration_images = c["images"].get<int64_t>();
+    if (c.contains("rounding") && c["rounding"].is_string()) plan.rounding = c["rounding"].get<std::string>();
   }
   if (j.contains("int8_flop_share") && j["int8_flop_share"].is_number()) plan.int8_flop_share = j["int8_flop_share"].get<double>();
   if (j.contains("weights")) {
@@ -383,6 +386,13 @@ std::string int8_plan_weights_path(const std::string& plan_path) {
     stem.resize(stem.size() - json.size());
   }
   return stem + ".weights.safetensors";
+}
+
+void name_int8_plan_weights(Int8Plan& plan, const std::string& plan_path) {
+  const bool rounded =
+      std::any_of(plan.layers.begin(), plan.layers.end(), [](const Int8PlanLayer& l) { return !l.q.empty(); });
+  const std::string path = int8_plan_weights_path(plan_path);
+  plan.weights_file = rounded ? path.substr(path.find_last_of('/') + 1) : std::string();
 }
 
 namespace {
@@ -441,12 +451,9 @@ Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overw
     tensors.push_back({l.name + ".scale", DType::kF32, {out}, l.scale.data()});
   }
   Int8Plan named = plan;
-  if (tensors.empty()) {
-    named.weights_file.clear();
-    return write_bytes_atomic(path, overwrite, int8_plan_to_json(named));
-  }
+  name_int8_plan_weights(named, path);
+  if (tensors.empty()) return write_bytes_atomic(path, overwrite, int8_plan_to_json(named));
   const std::string weights_path = int8_plan_weights_path(path);
-  named.weights_file = weights_path.substr(weights_path.find_last_of('/') + 1);
   const std::string json = int8_plan_to_json(named);
   return write_files_together(
       {{path, [&json](const WriteFn& write) { return write(json.data(), json.size()); }},

@@ -96,6 +96,10 @@ def plans(models, tmp_path_factory):
         plans[which] = str(out / f"{which}.json")
         plan = dinov3.calibrate_int8(path, [str(p) for p in SAMPLES], plans[which])
         assert plan["calibration"]["images"] == len(SAMPLES)
+        # GPTQ-rounded weights (the default), beside the plan and named in it.
+        assert plan["calibration"]["rounding"] == "gptq"
+        assert plan["weights"] == f"{which}.weights.safetensors"
+        assert (out / plan["weights"]).is_file()
         assert plan["calibration"]["measured_error"] <= plan["calibration"]["budget"]
         assert 0 < plan["int8_layers"] < len(plan["layers"])
     return plans
