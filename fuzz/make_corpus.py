@@ -534,18 +534,25 @@ def main():
             names.append(f"blocks.{b}.mlp.fc2")
         return names
 
-    def plan(swiglu, precision):
+    def plan(swiglu, precision, weights=None):
         calibration = {"images": 3, "budget": 0.008, "bf16_error": 0.0045, "int8_error": 0.019,
                        "predicted_error": 0.0079, "measured_error": 0.0079, "measured_cosine": 0.99997}
+        if weights:
+            calibration["rounding"] = "gptq"
         layers = [{"name": n, "precision": precision(i, n), "contribution": 0.001 * i}
                   for i, n in enumerate(plan_layers(swiglu))]
-        return json.dumps({"format": "dinov3-int8-plan", "version": 1, "architecture": "vit_small_patch16_dinov3",
-                           "int8_layers": sum(l["precision"] == "int8" for l in layers), "int8_flop_share": 0.3,
-                           "calibration": calibration, "layers": layers}, indent=1).encode()
+        doc = {"format": "dinov3-int8-plan", "version": 1, "architecture": "vit_small_patch16_dinov3",
+               "int8_layers": sum(l["precision"] == "int8" for l in layers), "int8_flop_share": 0.3,
+               "calibration": calibration, "layers": layers}
+        if weights:
+            doc["weights"] = weights
+        return json.dumps(doc, indent=1).encode()
 
     write("fuzz_int8_plan", "gelu_mixed.json", plan(False, lambda i, n: "int8" if i % 2 else "bf16"))
     write("fuzz_int8_plan", "swiglu_tied.json", plan(True, lambda i, n: "int8" if "fc1" in n or i == 0 else "bf16"))
     write("fuzz_int8_plan", "swiglu_split.json", plan(True, lambda i, n: "int8" if n.endswith("fc1_g") else "bf16"))
+    write("fuzz_int8_plan", "gelu_gptq.json",
+          plan(False, lambda i, n: "int8" if i % 2 else "bf16", weights="gelu_gptq.weights.safetensors"))
 
 
 if __name__ == "__main__":

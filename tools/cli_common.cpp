@@ -78,7 +78,8 @@ std::string precision_label(const LoadedModel& m) {
   std::string label = precision_name(m.model->backend().precision());
   if (m.int8_plan) {
     label += " (plan " + m.int8_plan_file + ": " + std::to_string(m.int8_plan->int8_layers()) + " of " +
-             std::to_string(m.int8_plan->layers.size()) + " linear layers int8, the rest bf16)";
+             std::to_string(m.int8_plan->layers.size()) + " linear layers int8, weights rounded by " +
+             m.int8_plan->rounding + ", the rest bf16)";
   }
   return label;
 }

@@ -69,7 +69,9 @@ nlohmann::ordered_json model_json(const LoadedModel& loaded) {
   if (loaded.int8_plan) {
     j["int8_plan"] = {{"file", loaded.int8_plan_file},
                       {"int8_layers", loaded.int8_plan->int8_layers()},
-                      {"linear_layers", loaded.int8_plan->layers.size()}};
+                      {"linear_layers", loaded.int8_plan->layers.size()},
+                      {"rounding", loaded.int8_plan->rounding},
+                      {"weights_file", loaded.int8_plan->weights_file}};
   }
   Result<PreprocessConfig> pc = preprocess_config_for(c);
   if (pc.ok()) {

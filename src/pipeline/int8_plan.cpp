@@ -147,10 +147,6 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   auto step = [&] {
     if (o.progress) o.progress(++done, total);
   };
-  for (Fold& f : folds) {
-    DINOV3_ASSIGN_OR_RETURN(f.weights, round_linear_layers_gptq(path, f.rounded_on, o.backend, o.threads));
-    step();
-  }
 
   // Every layer bf16 to start with; the trials below set units to int8 and back.
   Int8Plan plan;
@@ -189,15 +185,19 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   const Deviation bf16_deviation = deviation(bf16, base);
   plan.bf16_error = bf16_deviation.error;
   step();
+  if (!(plan.bf16_error < o.budget)) {
+    return make_error(ErrorCode::kUnsupported, "int8 calibration: bf16 alone is off by " + std::to_string(plan.bf16_error) +
+                                                   ", over the budget of " + std::to_string(o.budget));
+  }
+  for (Fold& f : folds) {
+    DINOV3_ASSIGN_OR_RETURN(f.weights, round_linear_layers_gptq(path, f.rounded_on, o.backend, o.threads));
+    step();
+  }
   for (Int8PlanLayer& l : plan.layers) l.precision = Precision::kInt8;
   DINOV3_ASSIGN_OR_RETURN(const Deviation int8_deviation, measure());
   for (Int8PlanLayer& l : plan.layers) l.precision = Precision::kBF16;
   plan.int8_error = int8_deviation.error;
   step();
-  if (!(plan.bf16_error < o.budget)) {
-    return make_error(ErrorCode::kUnsupported, "int8 calibration: bf16 alone is off by " + std::to_string(plan.bf16_error) +
-                                                   ", over the budget of " + std::to_string(o.budget));
-  }
 
   // Each unit alone in int8, the rest bf16: its contribution, as errors of independent layers add in quadrature.
   for (Unit& u : units) {

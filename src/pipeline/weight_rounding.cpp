@@ -49,14 +49,15 @@ std::vector<Grid> grids_of(const float* w, int64_t out, int64_t in, std::vector<
 // The upper Cholesky factor U of (H + damping x mean(diag) x I)^-1 (H^-1 = U^T U), or false where H is
 // not usable (no energy, not finite, not positive definite even damped). With R the order-reversing
 // permutation and R H R = L L^T, U = R L^-1 R: one factorisation and one triangular inverse.
-bool inverse_factor(std::vector<double>& h, int64_t in, double damping, Eigen::MatrixXd* u) {
-  Eigen::Map<RowMajorD> H(h.data(), in, in);
+bool inverse_factor(const std::vector<double>& h, int64_t in, double damping, Eigen::MatrixXd* u) {
+  Eigen::Map<const RowMajorD> H(h.data(), in, in);
   if (!H.allFinite()) return false;
   const double mean_diag = H.diagonal().mean();
   if (!(mean_diag > 0.0)) return false;
   // The lower triangle holds H; reversed, it is the upper triangle of R H R.
   Eigen::MatrixXd reversed = H.reverse();
-  for (double d = damping; d <= 100.0 * std::max(damping, 1e-6); d *= 10.0) {
+  double d = damping > 0.0 ? damping : 1e-6;  // not finite: below; none at all would not factor a rank-deficient H
+  for (int attempt = 0; attempt < 3 && std::isfinite(d); ++attempt, d *= 10.0) {
     Eigen::MatrixXd damped = reversed;
     damped.diagonal().array() += d * mean_diag;
     Eigen::LLT<Eigen::MatrixXd, Eigen::Upper> chol(damped);
@@ -186,7 +187,7 @@ Int8Rounding round_int8_nearest(const float* w, int64_t out, int64_t in) {
   return r;
 }
 
-Int8Rounding round_int8_gptq(std::vector<double>& h, const float* w, int64_t out, int64_t in, double damping) {
+Int8Rounding round_int8_gptq(const std::vector<double>& h, const float* w, int64_t out, int64_t in, double damping) {
   Eigen::MatrixXd U;
   if (static_cast<int64_t>(h.size()) != in * in || !inverse_factor(h, in, damping, &U)) {
     return round_int8_nearest(w, out, in);
