@@ -81,6 +81,17 @@ double worst_error(const ForwardOutput& got, const ForwardOutput& base) {
   return worst;
 }
 
+// Counts calibration's progress calls, each one step further than the last.
+struct ProgressCount {
+  int64_t calls = 0, total = 0;
+  void attach(CalibrationOptions& o) {
+    o.progress = [this](int64_t done, int64_t of) {
+      EXPECT_EQ(done, ++calls);
+      total = of;
+    };
+  }
+};
+
 DINOV3_SUITE_LABELS(LinearLayers, "unit");
 
 // Every layout and MLP kind: the names, the order and the shapes of what the backend is asked to prepare.
@@ -349,15 +360,13 @@ TEST(Calibrate, MeasuresWhatItReportsAndKeepsItsBudget) {
   CalibrationOptions o;
   o.gptq = false;
   o.budget = std::sqrt(e_bf16 * e_int8);
-  int64_t calls = 0, total = 0;
-  o.progress = [&](int64_t done, int64_t of) {
-    EXPECT_EQ(done, ++calls);
-    total = of;
-  };
+  ProgressCount count;
+  count.attach(o);
   Result<Int8Plan> plan = calibrate_int8(kTiny, input, o);
   ASSERT_TRUE(plan.ok()) << plan.status().message();
   const std::vector<LinearLayer> layers = linear_layers(f32->config());
-  EXPECT_EQ(calls, total);
+  const int64_t total = count.total;
+  EXPECT_EQ(count.calls, total);
   EXPECT_EQ(total, 3 + static_cast<int64_t>(layers.size()));
   ASSERT_EQ(plan->layers.size(), layers.size());
   EXPECT_DOUBLE_EQ(plan->bf16_error, e_bf16);
@@ -394,15 +403,12 @@ TEST(Calibrate, GptqIsMeasuredOnImagesItDidNotSee) {
   ASSERT_EQ(input.shape[0], 2);
   const std::vector<LinearLayer> layers = linear_layers(f32->config());
   CalibrationOptions o;
-  int64_t calls = 0, total = 0;
-  o.progress = [&](int64_t done, int64_t of) {
-    EXPECT_EQ(done, ++calls);
-    total = of;
-  };
+  ProgressCount count;
+  count.attach(o);
   Result<Int8Plan> plan = calibrate_int8(kTiny, input, o);
   ASSERT_TRUE(plan.ok()) << plan.status().message();
-  EXPECT_EQ(calls, total);
-  EXPECT_EQ(total, 3 + static_cast<int64_t>(layers.size()) + 2 + 1);  // + two folds' rounding and the plan's
+  EXPECT_EQ(count.calls, count.total);
+  EXPECT_EQ(count.total, 3 + static_cast<int64_t>(layers.size()) + 2 + 1);  // + two folds' rounding and the plan's
   ASSERT_GT(plan->int8_layers(), 0);
 
   // The plan's weights: GPTQ on both images, for its int8 layers only.
