@@ -105,18 +105,18 @@ class InputRecorder final : public ForwardingBackend {
       std::vector<float> pixels(static_cast<size_t>(b * c * h * w));
       DINOV3_RETURN_IF_ERROR(download(image, 0, pixels.data(), pixels.size()));
       const int64_t gh = h / p, gw = w / p, cols = c * p * p;
-      RowMajorD x(gh * gw, cols);
+      std::vector<float> rows(static_cast<size_t>(gh * gw * cols));
       for (int64_t img = 0; img < b; ++img) {
         for (int64_t i = 0; i < gh; ++i) {
           for (int64_t j = 0; j < gw; ++j) {
-            double* row = x.data() + (i * gw + j) * cols;
+            float* row = rows.data() + (i * gw + j) * cols;
             for (int64_t ch = 0; ch < c; ++ch)
               for (int64_t ky = 0; ky < p; ++ky)
                 for (int64_t kx = 0; kx < p; ++kx)
                   *row++ = pixels[static_cast<size_t>(((img * c + ch) * h + i * p + ky) * w + j * p + kx)];
           }
         }
-        accumulate(it->second, x);
+        add_rows(it->second, rows.data(), gh * gw, cols);
       }
     }
     return ForwardingBackend::embed(image, b, c, h, w, p, pl, pre, pc, d, tokens);
@@ -143,11 +143,17 @@ class InputRecorder final : public ForwardingBackend {
     if (x.size() < static_cast<size_t>(rows * in)) return {};  // the op's own checks report it
     std::vector<float> values(static_cast<size_t>(rows * in));
     DINOV3_RETURN_IF_ERROR(download(x, 0, values.data(), values.size()));
-    drop_outliers(values.data(), rows, in);
-    accumulate(it->second, Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
-                               values.data(), rows, in)
-                               .cast<double>());
+    add_rows(it->second, values.data(), rows, in);
     return {};
+  }
+
+  // Layer i's H += x^T x for rows of x as the int8 weights meet them (outliers out; x is changed).
+  void add_rows(size_t i, float* x, int64_t rows, int64_t in) {
+    drop_outliers(x, rows, in);
+    const RowMajorD xd =
+        Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(x, rows, in).cast<double>();
+    Eigen::Map<RowMajorD> H(rec_->h[i].data(), in, in);
+    H.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
   }
 
   // The int8 weights meet a row without its outlier channels: the int8 conversion takes those out and
@@ -163,12 +169,6 @@ class InputRecorder final : public ForwardingBackend {
       to_u8_rows_scalar(x + r * in, in, 1, in, in, dst);
       for (int32_t j = 0; j < outliers; ++j) x[r * in + outlier_index[j]] = 0.0f;
     }
-  }
-
-  void accumulate(size_t i, const RowMajorD& x) {
-    const int64_t in = rec_->in[i];
-    Eigen::Map<RowMajorD> H(rec_->h[i].data(), in, in);
-    H.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
   }
 
   std::shared_ptr<Recording> rec_;
