@@ -4,12 +4,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "dinov3/backend.h"
 #include "pipeline/weight_rounding.h"
 #include "test_labels.h"
+#include "test_util.h"
 
 namespace dinov3 {
 namespace {
@@ -17,20 +17,12 @@ namespace {
 DINOV3_SUITE_LABELS(Gptq, "unit");
 DINOV3_SUITE_LABELS(Int8Values, "unit");
 
-std::vector<float> gaussian(size_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
 // rows x in inputs concentrated in a few directions, as transformer activations are: x = z A + noise, z of
 // `rank` values; A from `directions`, z and the noise from `seed`.
 std::vector<float> correlated_rows(int64_t rows, int64_t in, int64_t rank, uint32_t directions, uint32_t seed) {
-  const std::vector<float> a = gaussian(static_cast<size_t>(rank * in), directions);
-  const std::vector<float> z = gaussian(static_cast<size_t>(rows * rank), seed);
-  const std::vector<float> noise = gaussian(static_cast<size_t>(rows * in), seed + 1, 0.05f);
+  const std::vector<float> a = test::random_normal(static_cast<size_t>(rank * in), directions);
+  const std::vector<float> z = test::random_normal(static_cast<size_t>(rows * rank), seed);
+  const std::vector<float> noise = test::random_normal(static_cast<size_t>(rows * in), seed + 1, 0.0f, 0.05f);
   std::vector<float> x(static_cast<size_t>(rows * in));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t k = 0; k < in; ++k) {
@@ -70,7 +62,7 @@ double output_error(const std::vector<float>& x, int64_t rows, const std::vector
 
 TEST(Gptq, WithoutCorrelationsItIsNearestRounding) {
   const int64_t out = 24, in = 40;
-  const std::vector<float> w = gaussian(out * in, 1);
+  const std::vector<float> w = test::random_normal(out * in, 1);
   std::vector<double> h(in * in, 0.0);
   for (int64_t k = 0; k < in; ++k) h[k * in + k] = 3.5;
   const Int8Rounding g = round_int8_gptq(h, w.data(), out, in), n = round_int8_nearest(w.data(), out, in);
@@ -85,7 +77,7 @@ TEST(Gptq, WithoutCorrelationsItIsNearestRounding) {
 
 TEST(Gptq, LowersTheErrorOnInputsItHasNotSeen) {
   const int64_t out = 48, in = 64, rows = 400, rank = 6;
-  const std::vector<float> w = gaussian(out * in, 7);
+  const std::vector<float> w = test::random_normal(out * in, 7);
   const std::vector<float> seen = correlated_rows(rows, in, rank, 11, 12);
   std::vector<double> h = gram(seen, rows, in);
   const Int8Rounding g = round_int8_gptq(h, w.data(), out, in), n = round_int8_nearest(w.data(), out, in);
@@ -104,7 +96,7 @@ TEST(Gptq, LowersTheErrorOnInputsItHasNotSeen) {
 
 TEST(Gptq, FallsBackToNearestWhereTheInputsSayNothing) {
   const int64_t out = 8, in = 16;
-  const std::vector<float> w = gaussian(out * in, 3);
+  const std::vector<float> w = test::random_normal(out * in, 3);
   const Int8Rounding nearest = round_int8_nearest(w.data(), out, in);
   std::vector<double> zero(in * in, 0.0), nan(in * in, std::numeric_limits<double>::quiet_NaN()), wrong(5, 1.0);
   EXPECT_EQ(round_int8_gptq(zero, w.data(), out, in).q, nearest.q);
@@ -123,7 +115,7 @@ TEST(Gptq, FallsBackToNearestWhereTheInputsSayNothing) {
 // rounding when the values are what it would have chosen, different ones when they are not.
 TEST(Int8Values, TheCpuBackendRunsTheGivenValues) {
   const int64_t out = 40, in = 72, rows = 19;
-  const std::vector<float> w = gaussian(out * in, 17), x = gaussian(rows * in, 19);
+  const std::vector<float> w = test::random_normal(out * in, 17), x = test::random_normal(rows * in, 19);
   Int8Rounding values = round_int8_nearest(w.data(), out, in);
   // The weights exactly on that grid, so the backend's own rounding gives the same values.
   std::vector<float> on_grid(w.size());
