@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/forwarding_backend.h"
 
 namespace dinov3 {
@@ -24,14 +25,11 @@ constexpr int64_t kGptqBlock = 128;
 // Memory the recorded layers of one forward may hold (their H in double and a float32 copy of the weights).
 constexpr double kRecordBytes = 1024.0 * 1024.0 * 1024.0;
 
-// The grid of one output channel, as nearest rounding (and the cpu backend) takes it: q = round(v * 127 / m).
+// The grid of one output channel, the one the cpu backend rounds to at load (lowp_linear.h).
 struct Grid {
   double m = 0;  // max |w| of the channel
-  int8_t round(double v) const {
-    const double q = m > 0.0 ? std::nearbyint(v * 127.0 / m) : 0.0;
-    return static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
-  }
-  double value(int8_t q) const { return static_cast<double>(q) * m / 127.0; }
+  int8_t round(double v) const { return cpu::lowp::int8_grid_round(v, m); }
+  double value(int8_t q) const { return cpu::lowp::int8_grid_value(q, m); }
 };
 
 std::vector<Grid> grids_of(const float* w, int64_t out, int64_t in, std::vector<float>& scale) {
@@ -41,7 +39,7 @@ std::vector<Grid> grids_of(const float* w, int64_t out, int64_t in, std::vector<
     double m = 0;
     for (int64_t k = 0; k < in; ++k) m = std::max(m, std::fabs(static_cast<double>(w[n * in + k])));
     grids[static_cast<size_t>(n)].m = m;
-    scale[static_cast<size_t>(n)] = static_cast<float>(m / 127.0);
+    scale[static_cast<size_t>(n)] = static_cast<float>(cpu::lowp::int8_grid_scale(m));
   }
   return grids;
 }

@@ -61,17 +61,14 @@ void pack_bf16_rows_plain(const uint16_t* m, int64_t ld, int64_t rows, int64_t c
 
 namespace {
 
-// Symmetric int8 of the n values v[0], v[stride], ...: scale = max|v| / 127 (in double), q = round(v / scale);
+// Symmetric int8 of the n values v[0], v[stride], ... on the grid of their max |v| (int8_grid_round);
 // put(i, q) receives each value's q. Returns the scale.
 template <class Put>
 float quantize_symmetric(const float* v, int64_t n, int64_t stride, Put&& put) {
   double m = 0.0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(v[i * stride])));
-  for (int64_t i = 0; i < n; ++i) {
-    const double q = m > 0.0 ? std::nearbyint(v[i * stride] * 127.0 / m) : 0.0;
-    put(i, static_cast<int8_t>(std::clamp(q, -127.0, 127.0)));
-  }
-  return static_cast<float>(m / 127.0);
+  for (int64_t i = 0; i < n; ++i) put(i, int8_grid_round(v[i * stride], m));
+  return static_cast<float>(int8_grid_scale(m));
 }
 
 // Per output channel into the panels (the column sums feed the zero-point correction): the given values,

@@ -8,6 +8,8 @@
 // columns), serves the activations' outlier channels (lowp_kernels.h).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -29,6 +31,16 @@ using AlignedBytes = std::unique_ptr<uint8_t[], AlignedByteDelete>;
 AlignedBytes allocate_bytes(size_t n);  // zero-initialised, 64-byte aligned; throws std::bad_alloc
 
 // Bytes per element and elements per K group (one 32-bit lane of the dot-product instruction).
+// The symmetric int8 grid of a weight channel whose largest |w| is m: q = round(v * 127 / m) (to nearest
+// even, in double) in [-127, 127], scale m / 127. Load-time rounding and calibration's GPTQ
+// (src/pipeline/weight_rounding.cpp) both take it.
+inline int8_t int8_grid_round(double v, double m) {
+  const double q = m > 0.0 ? std::nearbyint(v * 127.0 / m) : 0.0;
+  return static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
+}
+inline double int8_grid_scale(double m) { return m / 127.0; }
+inline double int8_grid_value(int8_t q, double m) { return static_cast<double>(q) * m / 127.0; }
+
 inline int element_bytes(Precision p) { return p == Precision::kInt8 ? 1 : 2; }
 inline int k_group(Precision p) { return p == Precision::kInt8 ? 4 : 2; }
 
