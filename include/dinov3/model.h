@@ -173,8 +173,10 @@ class Model {
   struct Activations;
   struct Pass;
   Model();
-  // load and forward without the boundary that turns allocation failures into statuses.
-  static Result<std::unique_ptr<Model>> load_unguarded(const std::string& path, std::unique_ptr<Backend> backend);
+  // load and forward without the boundary that turns allocation failures into statuses. A plan is checked
+  // against the checkpoint's config before any weight is prepared.
+  static Result<std::unique_ptr<Model>> load_unguarded(const std::string& path, std::unique_ptr<Backend> backend,
+                                                       const Int8Plan* plan = nullptr);
   Result<ForwardOutput> forward_unguarded(const Tensor& input, const ForwardOptions& options);
   Status prepare_activations(int64_t batch, int64_t height, int64_t width);
   // One pass of n images through every block; outputs land at images [b0, b0 + n) of `out`.

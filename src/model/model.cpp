@@ -87,16 +87,11 @@ std::vector<LinearLayer> linear_layers(const ModelConfig& c) {
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
   BackendOptions backend_options = options.backend_options;
   // The plan's precision per layer in loading order; checked against the model's own layers once its config
-  // is read.
+  // is read, before any weight is prepared (load_unguarded).
   if (const std::shared_ptr<const Int8Plan> plan = options.int8_plan) {
     if (backend_options.precision != Precision::kInt8) {
       return make_error(ErrorCode::kInvalidArgument, "an int8 plan needs precision int8, not " +
                                                          std::string(precision_name(backend_options.precision)));
-    }
-    // Checked against the model's layers before any weight is prepared from it.
-    {
-      DINOV3_ASSIGN_OR_RETURN(const Checkpoint ckpt, open_checkpoint(path));
-      DINOV3_RETURN_IF_ERROR(check_int8_plan(*plan, ckpt.config));
     }
     backend_options.int8_linear_precision = [plan](int64_t n) {
       return n < static_cast<int64_t>(plan->layers.size()) ? plan->layers[static_cast<size_t>(n)].precision
@@ -116,17 +111,19 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
     };
   }
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
-  DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, load(path, std::move(backend)));
-  return model;
+  return guard_allocations("loading the model",
+                           [&] { return load_unguarded(path, std::move(backend), options.int8_plan.get()); });
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {
   return guard_allocations("loading the model", [&] { return load_unguarded(path, std::move(backend)); });
 }
 
-Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, std::unique_ptr<Backend> backend) {
+Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, std::unique_ptr<Backend> backend,
+                                                     const Int8Plan* plan) {
   if (!backend) return make_error(ErrorCode::kInvalidArgument, "no backend given");
   DINOV3_ASSIGN_OR_RETURN(Checkpoint ckpt, open_checkpoint(path));
+  if (plan != nullptr) DINOV3_RETURN_IF_ERROR(check_int8_plan(*plan, ckpt.config));
 
   std::unique_ptr<Model> model(new Model());
   model->dir_ = path;

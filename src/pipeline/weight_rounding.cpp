@@ -14,6 +14,7 @@
 #include "backend/cpu/lowp/lowp_kernels.h"
 #include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/forwarding_backend.h"
+#include "model/checkpoint.h"
 
 namespace dinov3 {
 namespace {
@@ -221,15 +222,14 @@ Int8Rounding round_int8_gptq(const std::vector<double>& h, const float* w, int64
 Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& path, const Tensor& images,
                                                            const std::string& backend, int threads,
                                                            const std::function<void(int64_t)>& done) {
-  // The layers' shapes, from a config-only look at the model.
-  LoadOptions f32;
-  f32.backend = backend;
-  f32.backend_options.threads = threads;
+  // The layers' shapes, from the checkpoint's config (no weight prepared).
   std::vector<LinearLayer> layers;
   {
-    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> probe, Model::load(path, f32));
-    layers = linear_layers(probe->config());
+    DINOV3_ASSIGN_OR_RETURN(const Checkpoint ckpt, open_checkpoint(path));
+    layers = linear_layers(ckpt.config);
   }
+  BackendOptions f32;
+  f32.threads = threads;
   std::vector<Int8Rounding> rounded(layers.size());
   size_t first = 0;
   while (first < layers.size()) {
@@ -252,7 +252,7 @@ Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& pa
     rec->h.resize(count);
     rec->out.assign(count, 0);
     rec->in.assign(count, 0);
-    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> inner, create_backend(backend, f32.backend_options));
+    DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> inner, create_backend(backend, f32));
     {
       DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                               Model::load(path, std::make_unique<InputRecorder>(std::move(inner), rec)));
