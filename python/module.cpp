@@ -599,7 +599,7 @@ PYBIND11_MODULE(_dinov3, m) {
         if (rounding != "gptq" && rounding != "nearest") {
           python::raise(make_error(ErrorCode::kInvalidArgument, "rounding must be 'gptq' or 'nearest', not '" + rounding + "'"));
         }
-        for (const std::string& p : {plan_path, int8_plan_weights_path(plan_path)}) {
+        for (const std::string& p : int8_plan_files(plan_path)) {
           if (!overwrite && file_exists(p)) {
             python::raise(make_error(ErrorCode::kInvalidArgument, p + " exists; pass overwrite=True or another path"));
           }

@@ -35,7 +35,7 @@ Result<int> run_calibrate(CalibrateOptions o) {
   std::vector<std::string> labels;
   DINOV3_ASSIGN_OR_RETURN(Tensor input, load_inputs(o.input, *loaded.model, &labels));
   const std::string plan_path = o.plan.empty() ? o.output_dir + "/int8_plan.json" : o.plan;
-  for (const std::string& p : {plan_path, int8_plan_weights_path(plan_path)}) {
+  for (const std::string& p : int8_plan_files(plan_path)) {
     if (!o.overwrite && file_exists(p)) {
       return make_error(ErrorCode::kInvalidArgument, p + " exists; pass --overwrite or another --plan");
     }

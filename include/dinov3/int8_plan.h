@@ -74,6 +74,9 @@ Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overw
 std::string int8_plan_to_json(const Int8Plan& plan);
 // Where write_int8_plan puts the rounded weights of a plan written to `plan_path`.
 std::string int8_plan_weights_path(const std::string& plan_path);
+// Every file write_int8_plan may write for `plan_path` (the plan, its weights): what a caller checks before
+// calibrating for a destination it must not overwrite.
+std::vector<std::string> int8_plan_files(const std::string& plan_path);
 // Sets plan.weights_file as write_int8_plan names it for `plan_path`: that file's name when a layer has
 // rounded weights, else empty.
 void name_int8_plan_weights(Int8Plan& plan, const std::string& plan_path);

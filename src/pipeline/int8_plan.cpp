@@ -388,6 +388,10 @@ std::string int8_plan_weights_path(const std::string& plan_path) {
   return stem + ".weights.safetensors";
 }
 
+std::vector<std::string> int8_plan_files(const std::string& plan_path) {
+  return {plan_path, int8_plan_weights_path(plan_path)};
+}
+
 void name_int8_plan_weights(Int8Plan& plan, const std::string& plan_path) {
   const bool rounded =
       std::any_of(plan.layers.begin(), plan.layers.end(), [](const Int8PlanLayer& l) { return !l.q.empty(); });
