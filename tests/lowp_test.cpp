@@ -434,6 +434,46 @@ TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
   }
 }
 
+// The operand conversions (to_bf16_rows: GEMM inputs and attention's P; to_bf16_pairs: attention's V) give
+// bf16_from_float of every value on every kernel set (the AVX512_BF16 set converts with vcvtneps2bf16 and
+// vcvtne2ps2bf16), the special values included, with whole vectors, ragged tails and pair padding.
+TEST(Bf16, OperandConversionsRoundLikeBf16FromFloat) {
+  const uint32_t special[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7F800000u, 0xFF800000u, 0x00000001u,
+                              0x807FFFFFu, 0x00800000u, 0x80000000u, 0x3F808000u, 0x3F818000u, 0x3F80C000u,
+                              0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F7F8000u, 0x3F807FFFu};
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{5, 261}, {17, 64}, {3, 15}, {2, 48}}) {
+    const int64_t ldx = cols + 5, k_pad = (cols + 1) / 2 * 2, rows_pad = (rows + 1) / 2 * 2;
+    std::vector<float> x = test::random_normal(static_cast<size_t>(rows * ldx), 94);
+    for (size_t i = 0; i < x.size(); i += 7) {
+      std::memcpy(&x[i], &special[(i / 7) % std::size(special)], sizeof(float));
+    }
+    for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+      const lowp::LowpKernels* k = kernels_for(set);
+      if (k == nullptr) continue;
+      std::vector<uint16_t> got(static_cast<size_t>(rows * k_pad), 0x5555);
+      k->to_bf16_rows(x.data(), ldx, rows, cols, k_pad, got.data());
+      std::vector<uint16_t> pairs(static_cast<size_t>((cols + lowp::kNr - 1) / lowp::kNr * lowp::kNr * rows_pad),
+                                  0x5555);
+      k->to_bf16_pairs(x.data(), ldx, rows, cols, rows_pad, pairs.data());
+      for (int64_t r = 0; r < rows_pad; ++r) {
+        for (int64_t c = 0; c < k_pad; ++c) {
+          const bool inside = r < rows && c < cols;
+          const uint16_t want = inside ? lowp::bf16_from_float(x[static_cast<size_t>(r * ldx + c)]) : 0;
+          if (r < rows) {
+            ASSERT_EQ(got[static_cast<size_t>(r * k_pad + c)], want)
+                << kernel_set_name(set) << " rows, row " << r << " column " << c;
+          }
+          if (c < cols) {  // panel c / kNr, row pair r / 2, column c % kNr, low half for even r
+            const int64_t at = ((c / lowp::kNr) * rows_pad + r / 2 * 2) * lowp::kNr + 2 * (c % lowp::kNr) + r % 2;
+            ASSERT_EQ(pairs[static_cast<size_t>(at)], want)
+                << kernel_set_name(set) << " pairs, row " << r << " column " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The GELU of the reduced-precision layers (TileEpilogue::kGeluLowp), point by point through a bf16 1x1
 // identity layer (inputs exact in bf16, so the product is exact) on every kernel set, against erfc in double:
 // within 1.7e-7 |x| (the table's absolute error on Phi) plus float32 rounding, over [-12, 12] and the specials.

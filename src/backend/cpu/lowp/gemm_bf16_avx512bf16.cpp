@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/lowp/bf16_rows_avx512.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
 #include "backend/cpu/kernels/tile_store.h"
 #include "backend/cpu/lowp/lowp_linear.h"
@@ -51,5 +52,14 @@ void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
 }  // namespace
 
 void gemm_bf16_14x32_avx512bf16(const LowpTile& t) { dispatch_rows(t, std::make_integer_sequence<int, kMr>{}); }
+
+void to_bf16_rows_avx512bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
+  to_bf16_rows_avx512_impl(x, ldx, rows, k, k_pad, dst);
+}
+
+void to_bf16_pairs_avx512bf16(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad,
+                              uint16_t* dst) {
+  to_bf16_pairs_avx512_impl(x, ldx, rows, cols, rows_pad, dst);
+}
 
 }  // namespace dinov3::cpu::lowp

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/lowp/bf16_rows_avx512.h"
 #include "backend/cpu/lowp/gemm_u8s8_tile.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
 #include "backend/cpu/kernels/tile_store.h"
@@ -107,41 +108,11 @@ void gemm_u8s8_12x32_avx512bw(const LowpTile& t) {
 }
 
 void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* src = x + r * ldx;
-    uint16_t* d = dst + r * k_pad;
-    for (int64_t i = 0; i < k; i += 16) {
-      const __mmask16 m = first(k - i);
-      _mm256_mask_storeu_epi16(d + i, m, OpsAvx512::to_bf16(_mm512_maskz_loadu_ps(m, src + i)));
-    }
-    for (int64_t i = k; i < k_pad; ++i) d[i] = 0;
-  }
+  to_bf16_rows_avx512_impl(x, ldx, rows, k, k_pad, dst);
 }
 
-constexpr int64_t kPrefetchRows = 8;
-
 void to_bf16_pairs_avx512(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
-  const int64_t panels = (cols + kNr - 1) / kNr;
-  for (int64_t p = 0; p < panels; ++p) {
-    for (int64_t r = 0; r < rows_pad; r += 2) {
-      auto* out = reinterpret_cast<uint32_t*>(dst + (p * rows_pad + r) * kNr);
-      // Rows kPrefetchRows ahead towards L1: the rows are far apart (V's columns of a qkv row), and
-      // waiting on each from L2 or the other core's cache was most of this loop's time (share of the
-      // forward 1.3% -> 0.5%, as for RoPE in row_kernels.h).
-      for (int64_t ahead = r + kPrefetchRows; ahead < std::min(rows, r + kPrefetchRows + 2); ++ahead) {
-        for (int64_t h = 0; h < kNr && p * kNr + h < cols; h += 16) _mm_prefetch(x + ahead * ldx + p * kNr + h, _MM_HINT_T0);
-      }
-      for (int64_t h = 0; h < kNr; h += 16) {
-        const int64_t c = p * kNr + h;
-        const __mmask16 m = first(std::max<int64_t>(0, cols - c));
-        const __m512i lo = r < rows ? OpsAvx512::to_bf16_lanes(_mm512_maskz_loadu_ps(m, x + r * ldx + c))
-                                    : _mm512_setzero_si512();
-        const __m512i hi = r + 1 < rows ? OpsAvx512::to_bf16_lanes(_mm512_maskz_loadu_ps(m, x + (r + 1) * ldx + c))
-                                        : _mm512_setzero_si512();
-        _mm512_storeu_si512(out + h, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-      }
-    }
-  }
+  to_bf16_pairs_avx512_impl(x, ldx, rows, cols, rows_pad, dst);
 }
 
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst) {

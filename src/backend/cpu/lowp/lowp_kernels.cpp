@@ -112,10 +112,10 @@ const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, 
         gemm_bf16_12x32_avx512_emulated, gemm_u8s8_12x32_avx512bw},
        {"avx512f-emulated", "avx512vnni", 12, 14, to_bf16_rows_avx512, to_bf16_pairs_avx512, to_u8_rows_avx512,
         gemm_bf16_12x32_avx512_emulated, gemm_u8s8_14x32_avx512vnni}},
-      {{"avx512bf16", "avx512bw-emulated", 14, 12, to_bf16_rows_avx512, to_bf16_pairs_avx512, to_u8_rows_avx512,
+      {{"avx512bf16", "avx512bw-emulated", 14, 12, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, to_u8_rows_avx512,
         gemm_bf16_14x32_avx512bf16, gemm_u8s8_12x32_avx512bw},
-       {"avx512bf16", "avx512vnni", 14, 14, to_bf16_rows_avx512, to_bf16_pairs_avx512, to_u8_rows_avx512, gemm_bf16_14x32_avx512bf16,
-        gemm_u8s8_14x32_avx512vnni}}};
+       {"avx512bf16", "avx512vnni", 14, 14, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, to_u8_rows_avx512,
+        gemm_bf16_14x32_avx512bf16, gemm_u8s8_14x32_avx512vnni}}};
   return kTables[use_bf16_instructions ? 1 : 0][use_vnni ? 1 : 0];
 }
 

@@ -88,6 +88,9 @@ void to_bf16_pairs_scalar(const float* x, int64_t ldx, int64_t rows, int64_t col
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t);
 void gemm_bf16_14x32_avx512bf16(const LowpTile& t);
+void to_bf16_rows_avx512bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
+void to_bf16_pairs_avx512bf16(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad,
+                              uint16_t* dst);
 void gemm_u8s8_14x32_avx512vnni(const LowpTile& t);
 void gemm_u8s8_12x32_avx512bw(const LowpTile& t);
 void to_bf16_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);

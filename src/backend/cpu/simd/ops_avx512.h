@@ -85,6 +85,17 @@ struct OpsAvx512 {
     r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
     return _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
   }
+  // Two rows' lanes as bf16 pairs: 32-bit lane i holds bf16(lo[i]) in its low half, bf16(hi[i]) in its high.
+  static __m512i to_bf16_pairs(V lo, V hi) {
+#ifdef __AVX512BF16__
+    // [lo 0..15 | hi 0..15] as 32 words, then interleaved word by word.
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                         6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+#else
+    return _mm512_or_si512(to_bf16_lanes(lo), _mm512_slli_epi32(to_bf16_lanes(hi), 16));
+#endif
+  }
   // The first n lanes (n may exceed 16) of v as bf16 at p.
   static void store_bf16_first(uint16_t* p, V v, int n) {
     if (n >= 16) {
