@@ -138,9 +138,11 @@ bool machine_supports(Isa isa) {
   return false;
 }
 
-const cpu::CpuKernels& kernels_for(Isa isa) {
+// With the bf16 instructions in use (lowp), the AVX-512 set whose bf16 outputs convert with them.
+const cpu::CpuKernels& kernels_for(Isa isa, const cpu::lowp::LowpKernels& lowp) {
   switch (isa) {
-    case Isa::kAvx512: return cpu::cpu_kernels_avx512();
+    case Isa::kAvx512:
+      return cpu::lowp::uses_bf16_instructions(lowp) ? cpu::cpu_kernels_avx512bf16() : cpu::cpu_kernels_avx512();
     case Isa::kAvx2: return cpu::cpu_kernels_avx2();
     case Isa::kScalar: break;
   }
@@ -151,7 +153,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(Isa isa, const BackendOptions& options, const cpu::lowp::LowpKernels& lowp, int threads,
              std::string isa_note)
-      : kernels_(kernels_for(isa)),
+      : kernels_(kernels_for(isa, lowp)),
         precision_(options.precision),
         int8_linear_precision_(options.int8_linear_precision),
         int8_linear_values_(options.int8_linear_values),

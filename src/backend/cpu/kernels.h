@@ -74,5 +74,7 @@ struct CpuKernels {
 const CpuKernels& cpu_kernels_scalar();
 const CpuKernels& cpu_kernels_avx2();
 const CpuKernels& cpu_kernels_avx512();
+// The AVX-512 set with native bf16 conversions: only where the CPU has AVX512_BF16.
+const CpuKernels& cpu_kernels_avx512bf16();
 
 }  // namespace dinov3::cpu

@@ -119,4 +119,6 @@ const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, 
   return kTables[use_bf16_instructions ? 1 : 0][use_vnni ? 1 : 0];
 }
 
+bool uses_bf16_instructions(const LowpKernels& k) { return k.gemm_bf16_tile == gemm_bf16_14x32_avx512bf16; }
+
 }  // namespace dinov3::cpu::lowp

@@ -80,6 +80,8 @@ struct LowpKernels {
 // clears them when the CPU lacks them or DINOV3_CPU_NO_BF16 / DINOV3_CPU_NO_VNNI asks); avx512: whether
 // the AVX-512F kernels may run. The emulated bf16 tile gives bit-identical results to the native one.
 const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, bool use_vnni);
+// Whether `k` is the set with AVX512_BF16's instructions (select_lowp_kernels chose them).
+bool uses_bf16_instructions(const LowpKernels& k);
 
 // The per-ISA entry points (files compiled with matching -m flags).
 void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);

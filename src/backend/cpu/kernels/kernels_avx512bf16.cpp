@@ -1,0 +1,16 @@
+// The AVX-512 kernel set built with AVX512_BF16 as well (reached only through cpu_kernels_avx512bf16()
+// where the CPU has it and the bf16 instructions are in use): the same kernels as kernels_avx512.cpp, but
+// their bf16 outputs (RoPE's Q and K rows, LayerNorm's copies for the next GEMM) convert with vcvtneps2bf16
+// instead of the integer rounding. The same bits either way (OpsAvx512::to_bf16); the float32 work is
+// identical code.
+#include "backend/cpu/kernels/kernel_set.h"
+#include "backend/cpu/simd/ops_avx512.h"
+
+namespace dinov3::cpu {
+
+const CpuKernels& cpu_kernels_avx512bf16() {
+  static const CpuKernels kernels = make_kernel_set<OpsAvx512, 14, 2>(Isa::kAvx512);
+  return kernels;
+}
+
+}  // namespace dinov3::cpu
