@@ -394,17 +394,22 @@ TEST(Bf16, EmulationIsBitExact) {
   }
 }
 
+// float32 bit patterns where bf16 rounding has something to get wrong: quiet and signalling NaNs, infinities,
+// subnormals, the smallest normal, signed zero, ties to even (both ways), just above and below half a step,
+// and the largest finite values (which round to infinity).
+constexpr uint32_t kBf16SpecialBits[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7F800000u, 0xFF800000u,
+                                         0x00000001u, 0x807FFFFFu, 0x00800000u, 0x80000000u, 0x3F808000u,
+                                         0x3F818000u, 0x3F80C000u, 0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F7F8000u,
+                                         0x3F807FFFu};
+
 // A GEMM's bf16 copy of its output (Bf16Copies::out) holds bf16_from_float of each stored value, on every
 // kernel set (the AVX512_BF16 tile converts with vcvtneps2bf16, the others with the integer formula):
 // special values (NaN, infinities, subnormals, ties, overflow to infinity) come from the bias, the weights
 // being zero.
 TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
   const int64_t rows = 17, out = 41, in = 8, ld = out + 1;
-  const uint32_t special[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7F800000u, 0xFF800000u, 0x00000001u,
-                              0x807FFFFFu, 0x00800000u, 0x80000000u, 0x3F808000u, 0x3F818000u, 0x3F80C000u,
-                              0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F7F8000u, 0x3F807FFFu};
   std::vector<float> bias = test::random_normal(static_cast<size_t>(out), 91);
-  for (size_t i = 0; i < std::size(special); ++i) std::memcpy(&bias[i], &special[i], sizeof(float));
+  for (size_t i = 0; i < std::size(kBf16SpecialBits); ++i) std::memcpy(&bias[i], &kBf16SpecialBits[i], sizeof(float));
   const std::vector<float> w(static_cast<size_t>(out * in), 0.0f);
   const std::vector<float> x = test::random_normal(static_cast<size_t>(rows * in), 92);
   for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
@@ -438,14 +443,11 @@ TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
 // bf16_from_float of every value on every kernel set (the AVX512_BF16 set converts with vcvtneps2bf16 and
 // vcvtne2ps2bf16), the special values included, with whole vectors, ragged tails and pair padding.
 TEST(Bf16, OperandConversionsRoundLikeBf16FromFloat) {
-  const uint32_t special[] = {0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7F800000u, 0xFF800000u, 0x00000001u,
-                              0x807FFFFFu, 0x00800000u, 0x80000000u, 0x3F808000u, 0x3F818000u, 0x3F80C000u,
-                              0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F7F8000u, 0x3F807FFFu};
   for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{5, 261}, {17, 64}, {3, 15}, {2, 48}}) {
     const int64_t ldx = cols + 5, k_pad = (cols + 1) / 2 * 2, rows_pad = (rows + 1) / 2 * 2;
     std::vector<float> x = test::random_normal(static_cast<size_t>(rows * ldx), 94);
     for (size_t i = 0; i < x.size(); i += 7) {
-      std::memcpy(&x[i], &special[(i / 7) % std::size(special)], sizeof(float));
+      std::memcpy(&x[i], &kBf16SpecialBits[(i / 7) % std::size(kBf16SpecialBits)], sizeof(float));
     }
     for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
       const lowp::LowpKernels* k = kernels_for(set);
