@@ -3,13 +3,12 @@
 // their bf16 outputs (RoPE's Q and K rows, LayerNorm's copies for the next GEMM) convert with vcvtneps2bf16
 // instead of the integer rounding. The same bits either way (OpsAvx512::to_bf16); the float32 work is
 // identical code.
-#include "backend/cpu/kernels/kernel_set.h"
-#include "backend/cpu/simd/ops_avx512.h"
+#include "backend/cpu/kernels/avx512_kernel_set.h"
 
 namespace dinov3::cpu {
 
 const CpuKernels& cpu_kernels_avx512bf16() {
-  static const CpuKernels kernels = make_kernel_set<OpsAvx512, 14, 2>(Isa::kAvx512);
+  static const CpuKernels kernels = make_avx512_kernel_set();
   return kernels;
 }
 
