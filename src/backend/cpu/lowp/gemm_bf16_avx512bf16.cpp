@@ -18,40 +18,48 @@ namespace {
 
 constexpr int kMr = 14;
 
-template <int MR>
+// NV: vectors of 16 columns computed, 2 (the panel) or 1 (a last panel with at most 16 real columns, as
+// attention's 261 keys = 8 x 32 + 5 leave: half the dot products, the others would only meet zero padding).
+template <int MR, int NV>
 void gemm_bf16_rows(const LowpTile& t) {
-  __m512 acc[MR][2];
+  __m512 acc[MR][NV];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   const uint8_t* b = t.b;
   for (int64_t kp = 0; kp < t.k_groups; ++kp, b += 2 * kNr * 2) {
     // The next panel (contiguous) towards L2 while this one streams, as in the float32 kernel.
     __builtin_prefetch(b + t.k_groups * 2 * kNr * 2, 0, 2);
     __builtin_prefetch(b + t.k_groups * 2 * kNr * 2 + 64, 0, 2);
-    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
-    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 64);
+    __m512bh bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b + 64 * v);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       int32_t pair;
       std::memcpy(&pair, t.a + r * t.lda + kp * 4, sizeof(pair));
       const __m512bh a = (__m512bh)_mm512_set1_epi32(pair);
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, bv[v]);
     }
   }
   store_accumulators<OpsAvx512>(t.out, acc);
 }
 
-template <int... R>
+template <int NV, int... R>
 void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
   using Fn = void (*)(const LowpTile&);
-  static constexpr Fn kByRows[] = {&gemm_bf16_rows<R + 1>...};
+  static constexpr Fn kByRows[] = {&gemm_bf16_rows<R + 1, NV>...};
   kByRows[t.out.rows - 1](t);
 }
 
 }  // namespace
 
-void gemm_bf16_14x32_avx512bf16(const LowpTile& t) { dispatch_rows(t, std::make_integer_sequence<int, kMr>{}); }
+void gemm_bf16_14x32_avx512bf16(const LowpTile& t) {
+  if (t.out.cols <= 16) return dispatch_rows<1>(t, std::make_integer_sequence<int, kMr>{});
+  dispatch_rows<2>(t, std::make_integer_sequence<int, kMr>{});
+}
 
 void to_bf16_rows_avx512bf16(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
   to_bf16_rows_avx512_impl(x, ldx, rows, k, k_pad, dst);
