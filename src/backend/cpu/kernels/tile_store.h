@@ -13,10 +13,12 @@
 namespace dinov3::cpu {
 namespace {
 
-// Epilogues made of a few adds and multiplies: a micro-kernel applies them to its accumulator registers
-// directly. GELU and SwiGLU call out to long vector-math sequences and go through store_tile instead.
+// Epilogues made of a few adds and multiplies, and the reduced-precision GELU (five 16-entry tables, one
+// register each; measured 1.5% faster on a bf16 fc1 than through the L1 copy): a micro-kernel applies them
+// to its accumulator registers directly. The float32 GELU (eight 32-entry tables) and SwiGLU call out to
+// long vector-math sequences and go through store_tile instead.
 constexpr bool epilogue_in_registers(TileEpilogue e) {
-  return e != TileEpilogue::kGelu && e != TileEpilogue::kGeluLowp && e != TileEpilogue::kSwiglu;
+  return e != TileEpilogue::kGelu && e != TileEpilogue::kSwiglu;
 }
 
 // Calls fn(std::integral_constant<TileEpilogue, E>) for E = e.
