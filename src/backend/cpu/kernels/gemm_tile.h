@@ -12,7 +12,7 @@
 namespace dinov3::cpu {
 namespace {
 
-template <class O, int MR, int NV, int PV = NV>
+template <class O, int MR, int NV, int PV, bool kFull>
 void gemm_tile_rows(const GemmTile& t) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
@@ -38,14 +38,14 @@ void gemm_tile_rows(const GemmTile& t) {
     }
   }
 
-  store_accumulators<O>(t, acc);
+  store_accumulators<O, MR, NV, kFull>(t, acc);
 }
 
 // Ragged row counts (the last tile of M) run an instantiation with exactly that many rows.
 template <class O, int NV, int PV, int... R>
 void gemm_tile_dispatch(const GemmTile& t, std::integer_sequence<int, R...>) {
   using Fn = void (*)(const GemmTile&);
-  static constexpr Fn kByRows[] = {&gemm_tile_rows<O, R + 1, NV, PV>...};
+  static constexpr Fn kByRows[] = {&gemm_tile_rows<O, R + 1, NV, PV, R + 1 == sizeof...(R)>...};
   kByRows[t.rows - 1](t);
 }
 

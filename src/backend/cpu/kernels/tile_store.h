@@ -81,16 +81,18 @@ void store_tile(const GemmTile& t, const float* acc, int ld_acc) {
 
 // Stores a micro-kernel's MR x NV accumulator registers: short epilogues straight from the registers, the
 // long ones after one pass through an L1 copy (the vector-math calls would otherwise spill them anyway).
-// Both loops are unrolled, so every acc[r][v] is a named register on the way out (a rolled loop indexes acc
-// at run time, which puts the whole array on the stack first), and the short epilogues read the tile's
-// fields from a local copy, which the stores to C cannot alias: a micro-tile over a short K (attention's
-// head_dim of 64) spent ~20% of its time in its store otherwise.
-template <class O, int MR, int NV>
+// The register path unrolls both loops, so every acc[r][v] is a named register on the way out (a rolled loop
+// indexes acc at run time, which puts the whole array on the stack first), and reads the tile's fields from
+// a local copy, which the stores to C cannot alias: a micro-tile over a short K (attention's head_dim of 64)
+// spent ~20% of its time in its store otherwise. kUnrolled: only the caller's full-height tile takes that
+// path, the ragged heights (one tile per GEMM) the L1 copy; unrolled register stores for every height made
+// the kernel files 5-7x slower to compile.
+template <class O, int MR, int NV, bool kUnrolled>
 void store_accumulators(const GemmTile& t, const typename O::V (&acc)[MR][NV]) {
   constexpr int W = O::kLanes;
   with_epilogue(t.epilogue, [&](auto e) {
     constexpr TileEpilogue E = decltype(e)::value;
-    if constexpr (epilogue_in_registers(E)) {
+    if constexpr (kUnrolled && epilogue_in_registers(E)) {
       const GemmTile tile = t;
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r)

@@ -44,7 +44,7 @@ void gemm_bf16_rows(const LowpTile& t) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, bv[v]);
     }
   }
-  store_accumulators<OpsAvx512>(t.out, acc);
+  store_accumulators<OpsAvx512, MR, NV, MR == kMr>(t.out, acc);
 }
 
 template <int NV, int... R>

@@ -72,7 +72,7 @@ void gemm_bf16_emulated_rows(const LowpTile& t) {
       acc[r][1] = _mm512_fmadd_ps(a_even, b1_even, _mm512_fmadd_ps(a_odd, b1_odd, acc[r][1]));
     }
   }
-  store_accumulators<OpsAvx512>(t.out, acc);
+  store_accumulators<OpsAvx512, MR, 2, MR == kMrEmulated>(t.out, acc);
 }
 
 template <int... R>
