@@ -12,11 +12,16 @@ namespace {
 // forward pass, short enough not to hold a core when the engine is idle.
 constexpr auto kSpin = std::chrono::microseconds(200);
 
-constexpr int64_t kMaxTasksPerJob = 0xFFFF;  // the job word's 16-bit task count
+constexpr int64_t kMaxTasksPerJob = 0xFFFF;  // a range word's 16-bit task indices
 
-uint32_t generation_of(uint64_t job) { return static_cast<uint32_t>(job >> 32); }
-int64_t tasks_of(uint64_t job) { return static_cast<int64_t>((job >> 16) & 0xFFFF); }
-int64_t next_of(uint64_t job) { return static_cast<int64_t>(job & 0xFFFF); }
+// Job word: generation | task count. Range word: generation | next | end.
+uint32_t generation_of(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
+int64_t tasks_of(uint64_t job) { return static_cast<int64_t>(job & 0xFFFFFFFF); }
+int64_t next_of(uint64_t range) { return static_cast<int64_t>((range >> 16) & 0xFFFF); }
+int64_t end_of(uint64_t range) { return static_cast<int64_t>(range & 0xFFFF); }
+uint64_t range_word(uint32_t generation, int64_t next, int64_t end) {
+  return (static_cast<uint64_t>(generation) << 32) | (static_cast<uint64_t>(next) << 16) | static_cast<uint64_t>(end);
+}
 
 inline void cpu_relax() { __builtin_ia32_pause(); }
 
@@ -54,7 +59,7 @@ bool spin_until(Ready&& ready) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads) : ranges_(static_cast<size_t>(std::max(threads, 1))) {
   for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker_main(t); });
 }
 
@@ -68,21 +73,38 @@ ThreadPool::~ThreadPool() {
   for (std::thread& w : workers_) w.join();
 }
 
-// Claims and runs tasks of `job` (a value read from job_) until none is left or a newer job replaced it.
+// Claims one task of range `range` of job `generation` (its owner at the front, any other thread at the
+// back) and runs it as `thread`; false when the range has none left or belongs to another job.
+bool ThreadPool::claim_one(uint32_t generation, int range, int thread) {
+  std::atomic<uint64_t>& word = ranges_[static_cast<size_t>(range)].word;
+  const bool front = range == thread;
+  uint64_t w = word.load(std::memory_order_acquire);
+  int64_t task = 0;
+  for (;;) {
+    const int64_t next = next_of(w), end = end_of(w);
+    if (generation_of(w) != generation || next >= end) return false;
+    task = front ? next : end - 1;
+    const uint64_t claimed = front ? range_word(generation, next + 1, end) : range_word(generation, next, end - 1);
+    if (word.compare_exchange_weak(w, claimed, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+  }
+  // The claim pins the job: the caller waits for this task, so ctx_, invoke_ and first_ are stable.
+  invoke_(ctx_, first_ + task, thread);
+  return true;
+}
+
+// Runs tasks of `job` (a value read from job_): its own range's first, then the others' (from the range
+// after its own on), until none is left or a newer job replaced it.
 void ThreadPool::claim_tasks(uint64_t job, int thread) {
   const uint32_t generation = generation_of(job);
-  for (;;) {
-    if (generation_of(job) != generation || next_of(job) >= tasks_of(job)) return;
-    if (!job_.compare_exchange_weak(job, job + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-      continue;  // `job` now holds the current word
+  const int n = size();
+  for (int i = 0; i < n; ++i) {
+    const int range = (thread + i) % n;
+    while (claim_one(generation, range, thread)) {
+      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks_of(job)) {
+        std::lock_guard<std::mutex> lock(mutex_);  // orders the wake-up after the caller's check
+        job_done_.notify_one();
+      }
     }
-    // The claim pins the job: the caller waits for this task, so ctx_, invoke_ and first_ are stable.
-    invoke_(ctx_, first_ + next_of(job), thread);
-    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks_of(job)) {
-      std::lock_guard<std::mutex> lock(mutex_);  // orders the wake-up after the caller's check
-      job_done_.notify_one();
-    }
-    job = job_.load(std::memory_order_acquire);
   }
 }
 
@@ -91,10 +113,16 @@ void ThreadPool::run_job(int64_t first, int64_t tasks, void* ctx, Invoke invoke)
   invoke_ = invoke;
   first_ = first;
   done_.store(0, std::memory_order_relaxed);
-  const uint64_t job = (static_cast<uint64_t>(++generation_) << 32) | (static_cast<uint64_t>(tasks) << 16);
+  const uint32_t generation = ++generation_;
+  const int n = size();
+  for (int t = 0; t < n; ++t) {
+    const Range r = home_range(tasks, n, t);
+    ranges_[static_cast<size_t>(t)].word.store(range_word(generation, r.begin, r.end), std::memory_order_relaxed);
+  }
+  const uint64_t job = (static_cast<uint64_t>(generation) << 32) | static_cast<uint64_t>(tasks);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_.store(job, std::memory_order_release);
+    job_.store(job, std::memory_order_release);  // publishes the range words and the fields above with it
   }
   job_ready_.notify_all();
   claim_tasks(job, 0);

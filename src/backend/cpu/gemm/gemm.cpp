@@ -29,6 +29,8 @@ GemmPlan plan_gemm(int64_t rows, int64_t panels, int64_t k, int mr, int nr, int 
   plan.m_blocks = std::clamp<int64_t>(ceil_div(want, plan.n_blocks), 1, plan.m_tiles);
   plan.tiles_per_block = ceil_div(plan.m_tiles, plan.m_blocks);
   plan.m_blocks = ceil_div(plan.m_tiles, plan.tiles_per_block);
+  plan.parts = std::max(threads, 1);
+  plan.blocks_per_part = ceil_div(plan.m_blocks, plan.parts);
   return plan;
 }
 

@@ -15,10 +15,15 @@ namespace dinov3::cpu {
 // How one GEMM is cut into tasks: blocks of whole micro-tile rows x blocks of whole panels.
 // A panel block is sized to stay in the L2 cache while every row tile of the task streams past it, and
 // row blocks are cut fine enough that each thread gets several tasks (dynamic balance on a noisy machine).
+// The tasks come in one part per thread, in ThreadPool::run's home ranges: part p is row blocks
+// [p * blocks_per_part, (p + 1) * blocks_per_part) (fewer in the last parts, whose tasks past m_blocks are
+// empty), panel block by panel block, so a thread's consecutive tasks read one panel block from L2 and every
+// GEMM (and LayerNorm) of a forward starts each thread on the same rows.
 struct GemmPlan {
   int64_t m_tiles = 0, tiles_per_block = 0, m_blocks = 0;
   int64_t panels = 0, panels_per_block = 0, n_blocks = 0;
-  int64_t tasks() const { return m_blocks * n_blocks; }
+  int64_t parts = 1, blocks_per_part = 1;
+  int64_t tasks() const { return parts * blocks_per_part * n_blocks; }
 };
 GemmPlan plan_gemm(int64_t rows, int64_t panels, int64_t k, int mr, int nr, int threads);
 
@@ -38,7 +43,9 @@ struct RowsDone {
 template <class Fn>
 void for_each_tile(const GemmPlan& plan, int64_t task, int64_t rows, int mr, Fn&& fn,
                    const RowsDone* done = nullptr) {
-  const int64_t mb = task % plan.m_blocks, nb = task / plan.m_blocks;
+  const int64_t per_part = plan.blocks_per_part * plan.n_blocks, i = task % per_part;
+  const int64_t mb = task / per_part * plan.blocks_per_part + i % plan.blocks_per_part, nb = i / plan.blocks_per_part;
+  if (mb >= plan.m_blocks) return;
   const int64_t t_end = std::min(plan.m_tiles, (mb + 1) * plan.tiles_per_block);
   const int64_t p_begin = nb * plan.panels_per_block;
   const int64_t p_end = std::min(plan.panels, p_begin + plan.panels_per_block);
