@@ -523,7 +523,7 @@ TEST(Bf16, ReducedPrecisionGeluIsAccurateEverywhere) {
 // to_bf16_pairs (attention's V panels in one pass) equals rounding the rows with to_bf16_rows and packing
 // them with pack_bf16_rows_plain, on every kernel set, for ragged rows and columns.
 TEST(Bf16, PairsPackLikeRowsThenPanels) {
-  for (const auto [rows, cols] : {std::pair<int64_t, int64_t>{261, 64}, {7, 6}, {37, 40}, {1, 33}, {64, 100}}) {
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{261, 64}, {7, 6}, {37, 40}, {1, 33}, {64, 100}}) {
     const int64_t ldx = cols + 3, rows_pad = (rows + 1) / 2 * 2, panels = (cols + lowp::kNr - 1) / lowp::kNr;
     std::vector<float> x = test::random_normal(static_cast<size_t>(rows * ldx), 93);
     x[0] = std::numeric_limits<float>::quiet_NaN();
