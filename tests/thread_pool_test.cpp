@@ -130,6 +130,38 @@ TEST(CpuThreadPool, OtherThreadsTakeTheRangeOfAHeldThread) {
   }
 }
 
+// Each thread starts on its own range: on two threads the caller's tasks wait until the first task of the
+// worker's range has run, which only the worker, starting there, can have done meanwhile. (With more
+// threads a worker that wakes late may find its range taken by another, legitimately.)
+TEST(CpuThreadPool, EachThreadStartsOnItsOwnRange) {
+  for (int threads : {2}) {
+    ThreadPool pool(threads);
+    const int64_t tasks = 40;
+    std::vector<std::atomic<bool>> started(static_cast<size_t>(threads));
+    std::vector<std::atomic<int64_t>> first(static_cast<size_t>(threads));
+    for (auto& f : first) f.store(-1);
+    pool.run(tasks, [&](int64_t task, int thread) {
+      int64_t none = -1;
+      first[static_cast<size_t>(thread)].compare_exchange_strong(none, task);
+      for (int t = 1; t < threads; ++t) {
+        if (task == ThreadPool::home_range(tasks, threads, t).begin) started[static_cast<size_t>(t)].store(true);
+      }
+      if (task < ThreadPool::home_range(tasks, threads, 0).end) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (int t = 1; t < threads; ++t) {
+          while (!started[static_cast<size_t>(t)].load() && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::yield();
+          }
+        }
+      }
+    });
+    for (int t = 0; t < threads; ++t) {
+      EXPECT_EQ(first[static_cast<size_t>(t)].load(), ThreadPool::home_range(tasks, threads, t).begin)
+          << threads << " threads, thread " << t;
+    }
+  }
+}
+
 DINOV3_SUITE_LABELS(CpuThreadPool, "unit");
 
 // Every (row tile, panel) of a GEMM comes from exactly one task; the tasks of thread t's home range cover
