@@ -195,6 +195,10 @@ TEST(CpuGemmPlan, PartsGiveEachThreadOneBandOfRows) {
               EXPECT_EQ(lo, band_end) << "thread " << t;
               band_end = hi + 1;
             }
+            // As even as whole row blocks allow: a thread has rows of its own whenever there are enough.
+            if (plan.m_blocks >= threads) {
+              EXPECT_GE(hi, 0) << "thread " << t << " has no rows of its own";
+            }
           }
           EXPECT_EQ(band_end, m_tiles);
           for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], 1) << "tile " << i / panels << ", panel " << i % panels;

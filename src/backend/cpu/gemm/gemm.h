@@ -15,10 +15,10 @@ namespace dinov3::cpu {
 // How one GEMM is cut into tasks: blocks of whole micro-tile rows x blocks of whole panels.
 // A panel block is sized to stay in the L2 cache while every row tile of the task streams past it, and
 // row blocks are cut fine enough that each thread gets several tasks (dynamic balance on a noisy machine).
-// The tasks come in one part per thread, in ThreadPool::run's home ranges: part p is row blocks
-// [p * blocks_per_part, (p + 1) * blocks_per_part) (fewer in the last parts, whose tasks past m_blocks are
-// empty), panel block by panel block, so a thread's consecutive tasks read one panel block from L2 and every
-// GEMM (and LayerNorm) of a forward starts each thread on the same rows.
+// The tasks come in one part per thread, in ThreadPool::run's home ranges: part p is the row blocks
+// ThreadPool::home_range(m_blocks, parts, p) (as even as whole blocks allow; blocks_per_part slots, the
+// ones past a shorter part's blocks empty), panel block by panel block, so a thread's consecutive tasks read
+// one panel block from L2 and every GEMM (and LayerNorm) of a forward starts each thread on the same rows.
 struct GemmPlan {
   int64_t m_tiles = 0, tiles_per_block = 0, m_blocks = 0;
   int64_t panels = 0, panels_per_block = 0, n_blocks = 0;
@@ -44,8 +44,10 @@ template <class Fn>
 void for_each_tile(const GemmPlan& plan, int64_t task, int64_t rows, int mr, Fn&& fn,
                    const RowsDone* done = nullptr) {
   const int64_t per_part = plan.blocks_per_part * plan.n_blocks, i = task % per_part;
-  const int64_t mb = task / per_part * plan.blocks_per_part + i % plan.blocks_per_part, nb = i / plan.blocks_per_part;
-  if (mb >= plan.m_blocks) return;
+  const ThreadPool::Range own =
+      ThreadPool::home_range(plan.m_blocks, static_cast<int>(plan.parts), static_cast<int>(task / per_part));
+  const int64_t mb = own.begin + i % plan.blocks_per_part, nb = i / plan.blocks_per_part;
+  if (mb >= own.end) return;
   const int64_t t_end = std::min(plan.m_tiles, (mb + 1) * plan.tiles_per_block);
   const int64_t p_begin = nb * plan.panels_per_block;
   const int64_t p_end = std::min(plan.panels, p_begin + plan.panels_per_block);
