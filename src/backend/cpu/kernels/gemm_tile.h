@@ -28,7 +28,11 @@ void gemm_tile_rows(const GemmTile& t) {
   // Panels are contiguous: while this one streams from L2, pull the next one (usually this tile's next
   // call) towards L2 too, so a weight's first touch in a forward pass does not wait on memory.
   const char* next = reinterpret_cast<const char*>(b + depth * NR);
-  for (int64_t k = 0; k < depth; ++k, b += NR, next += NR * sizeof(float)) {
+  // A zero depth stores the zeros apart, so the K loop below runs at least once: with a loop that may run
+  // no times GCC 12 keeps a zeroed stack copy of the accumulators for that path, 28 vector stores a call.
+  if (depth <= 0) return store_accumulators<O, MR, NV, false>(t, acc);
+  int64_t k = 0;
+  do {
     for (int line = 0; line < NR * static_cast<int>(sizeof(float)); line += 64) __builtin_prefetch(next + line, 0, 2);
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = O::load(b + v * W);
@@ -36,7 +40,9 @@ void gemm_tile_rows(const GemmTile& t) {
       const V ar = O::broadcast(a + r * lda + k);
       for (int v = 0; v < NV; ++v) acc[r][v] = O::fmadd(ar, bv[v], acc[r][v]);
     }
-  }
+    b += NR;
+    next += NR * sizeof(float);
+  } while (++k < depth);
 
   store_accumulators<O, MR, NV, kFull>(t, acc);
 }

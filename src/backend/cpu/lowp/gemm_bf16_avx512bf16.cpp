@@ -27,8 +27,11 @@ void gemm_bf16_rows(const LowpTile& t) {
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  // No K: the zeros stored apart, so the loop runs at least once (gemm_tile.h's reason).
+  if (t.k_groups <= 0) return store_accumulators<OpsAvx512, MR, NV, false>(t.out, acc);
   const uint8_t* b = t.b;
-  for (int64_t kp = 0; kp < t.k_groups; ++kp, b += 2 * kNr * 2) {
+  int64_t kp = 0;
+  do {
     // The next panel (contiguous) towards L2 while this one streams, as in the float32 kernel.
     __builtin_prefetch(b + t.k_groups * 2 * kNr * 2, 0, 2);
     __builtin_prefetch(b + t.k_groups * 2 * kNr * 2 + 64, 0, 2);
@@ -43,7 +46,8 @@ void gemm_bf16_rows(const LowpTile& t) {
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, bv[v]);
     }
-  }
+    b += 2 * kNr * 2;
+  } while (++kp < t.k_groups);
   store_accumulators<OpsAvx512, MR, NV, MR == kMr>(t.out, acc);
 }
 

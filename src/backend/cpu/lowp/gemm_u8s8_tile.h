@@ -25,33 +25,9 @@
 namespace dinov3::cpu::lowp {
 namespace {
 
-template <int MR, class Dot>
-void gemm_u8s8_rows(const LowpTile& t) {
-  __v16si acc[MR][2];  // the intrinsic's own element type: with __m512i GCC 12 keeps a stack copy live in the loop
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = (__v16si)_mm512_setzero_si512();
-  const uint8_t* b = t.b;
-  for (int64_t kq = 0; kq < t.k_groups; ++kq, b += 4 * kNr) {
-    // The next panel (contiguous) towards L2 while this one streams, as in the float32 kernel.
-    __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
-    __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
-    const typename Dot::B b0 = Dot::load_b(b), b1 = Dot::load_b(b + 64);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      int32_t quad;
-      std::memcpy(&quad, t.a + r * t.lda + kq * 4, sizeof(quad));
-      const typename Dot::A a = Dot::broadcast_a(quad);
-      acc[r][0] = Dot::step(acc[r][0], a, b0);
-      acc[r][1] = Dot::step(acc[r][1], a, b1);
-    }
-  }
-  // The accumulators leave registers in one plain pass (kept apart from the dequantisation so they are
-  // never spilled inside the K loop).
-  alignas(64) int32_t sums[MR][kNr];
-  for (int r = 0; r < MR; ++r) {
-    _mm512_store_si512(&sums[r][0], (__m512i)acc[r][0]);
-    _mm512_store_si512(&sums[r][16], (__m512i)acc[r][1]);
-  }
+// Dequantises a tile's int32 sums and stores them with the tile's epilogue.
+template <int MR>
+void store_u8s8_sums(const LowpTile& t, const int32_t (&sums)[MR][kNr]) {
   const __m512i sum0 = _mm512_loadu_si512(t.col_sum), sum1 = _mm512_loadu_si512(t.col_sum + 16);
   const __m512 cs0 = _mm512_loadu_ps(t.col_scale), cs1 = _mm512_loadu_ps(t.col_scale + 16);
   alignas(64) float out[MR][kNr];
@@ -73,6 +49,42 @@ void gemm_u8s8_rows(const LowpTile& t) {
     _mm512_store_ps(&out[r][16], y1);
   }
   store_tile<OpsAvx512>(t.out, &out[0][0], kNr);
+}
+
+template <int MR, class Dot>
+void gemm_u8s8_rows(const LowpTile& t) {
+  if (t.k_groups <= 0) {  // no K: zero sums, stored apart so the loop below runs at least once (gemm_tile.h)
+    alignas(64) const int32_t zero[MR][kNr] = {};
+    return store_u8s8_sums<MR>(t, zero);
+  }
+  __v16si acc[MR][2];  // the intrinsic's own element type: with __m512i GCC 12 keeps a stack copy live in the loop
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = (__v16si)_mm512_setzero_si512();
+  const uint8_t* b = t.b;
+  int64_t kq = 0;
+  do {
+    // The next panel (contiguous) towards L2 while this one streams, as in the float32 kernel.
+    __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
+    __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
+    const typename Dot::B b0 = Dot::load_b(b), b1 = Dot::load_b(b + 64);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      int32_t quad;
+      std::memcpy(&quad, t.a + r * t.lda + kq * 4, sizeof(quad));
+      const typename Dot::A a = Dot::broadcast_a(quad);
+      acc[r][0] = Dot::step(acc[r][0], a, b0);
+      acc[r][1] = Dot::step(acc[r][1], a, b1);
+    }
+    b += 4 * kNr;
+  } while (++kq < t.k_groups);
+  // The accumulators leave registers in one plain pass (kept apart from the dequantisation so they are
+  // never spilled inside the K loop).
+  alignas(64) int32_t sums[MR][kNr];
+  for (int r = 0; r < MR; ++r) {
+    _mm512_store_si512(&sums[r][0], (__m512i)acc[r][0]);
+    _mm512_store_si512(&sums[r][16], (__m512i)acc[r][1]);
+  }
+  store_u8s8_sums<MR>(t, sums);
 }
 
 template <class Dot, int... R>
