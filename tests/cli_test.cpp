@@ -254,6 +254,38 @@ TEST(Bench, ReportHoldsEveryField) {
   EXPECT_EQ(dinov3({"bench", "--model", kTiny, "--size", "60", "--output-dir", out.path()}), 1);
 }
 
+TEST(Bench, ProfileAccountsForTheForward) {
+  test::TempDir out;
+  ASSERT_EQ(dinov3({"bench", "--model", kTiny, "--iterations", "4", "--warmup", "1", "--batch-sizes", "1",
+                    "--threads", "1", "--profile", "--output-dir", out.path()}),
+            0);
+  const json j = read_json(out.file("bench.json"));
+  ASSERT_TRUE(j.contains("op_profile"));
+  const json& p = j["op_profile"];
+  EXPECT_EQ(p["runs"], 4);
+  double ms = 0, gflop = 0;
+  double attention = 0;
+  for (const json& op : p["ops"]) {
+    ms += op["ms_per_forward"].get<double>();
+    gflop += op["gflop_per_forward"].get<double>();
+    if (op["op"].get<std::string>().rfind("attention", 0) == 0) attention += op["calls_per_forward"].get<double>();
+  }
+  EXPECT_NEAR(ms, p["ms_in_ops_per_forward"].get<double>(), 1e-9 * ms);
+  // The ops run inside the forwards the latency times.
+  EXPECT_LE(ms, j["latency_ms"]["mean"].get<double>());
+  EXPECT_GT(ms, 0.0);
+  EXPECT_NEAR(gflop, j["gflop_per_image"].get<double>(), 1e-9 * gflop);
+  EXPECT_EQ(attention, read_json(kTiny + "/config.json")["model_args"]["depth"].get<double>());
+  const std::string log = test::read_file(out.file("bench.log"));
+  EXPECT_NE(log.find("ops at batch 1, per forward (mean of 4 runs)"), std::string::npos);
+  EXPECT_NE(log.find("all ops"), std::string::npos);
+  // Without the flag there is no profile.
+  ASSERT_EQ(dinov3({"bench", "--model", kTiny, "--iterations", "1", "--warmup", "0", "--batch-sizes", "1",
+                    "--output-dir", out.path()}),
+            0);
+  EXPECT_FALSE(read_json(out.file("bench.json")).contains("op_profile"));
+}
+
 DINOV3_SUITE_LABELS(Accuracy, "unit");
 
 TEST(Accuracy, ReferenceAgainstItselfPasses) {

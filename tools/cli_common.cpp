@@ -47,7 +47,8 @@ void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend) {
                  "safe, bf16 elsewhere); without it every linear layer runs int8");
 }
 
-Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend) {
+Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend,
+                               std::shared_ptr<OpProfile> profile) {
   std::string dir;
   if (opts.model.empty()) {
     Result<ModelLocation> loc = resolve_model(kDefaultModelId);
@@ -59,6 +60,7 @@ Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& back
   LoadOptions lo;
   lo.backend = backend;
   lo.backend_options.threads = opts.threads;
+  lo.op_profile = std::move(profile);
   if (!precision_from_name(opts.precision, &lo.backend_options.precision)) {
     return make_error(ErrorCode::kInvalidArgument, "unknown precision '" + opts.precision + "' (fp32, bf16, int8)");
   }

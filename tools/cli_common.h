@@ -34,7 +34,9 @@ struct LoadedModel {
   std::string int8_plan_file;                 // and the file it came from
 };
 // Resolves --model (folder, hub id, or the default with the bundled fallback) and loads it on `backend`.
-Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend);
+// profile: when set, every backend op is timed into it (LoadOptions::op_profile).
+Result<LoadedModel> load_model(const ModelOptions& opts, const std::string& backend,
+                               std::shared_ptr<OpProfile> profile = nullptr);
 // The precision as reports print it: "int8 (plan FILE: N of M linear layers int8, the rest bf16)" with a plan.
 std::string precision_label(const LoadedModel& m);
 // Prints the resolved model and, for random weights, a plain warning.

@@ -18,10 +18,13 @@ struct BenchOptions {
   std::vector<int> batch_sizes = {1, 2, 4, 8};
   int size = 0;  // 0: the model's input size
   std::string output_dir = "output";
+  bool profile = false;  // time every op of the batch-1 runs
 };
 
 // Timed forwards of one batch size; the input is fixed random data in the normalised pixel range.
-Result<std::vector<double>> time_batch(Model& model, int64_t batch, int64_t size, int warmup, int iterations) {
+// profile: emptied before the first timed run, so it holds the timed runs' ops.
+Result<std::vector<double>> time_batch(Model& model, int64_t batch, int64_t size, int warmup, int iterations,
+                                       OpProfile* profile = nullptr) {
   const ModelConfig& c = model.config();
   Tensor input({batch, c.in_chans, size, size});
   std::mt19937 rng(1234);
@@ -29,6 +32,7 @@ Result<std::vector<double>> time_batch(Model& model, int64_t batch, int64_t size
   for (float& v : input.data) v = dist(rng);
   std::vector<double> ms;
   for (int i = 0; i < warmup + iterations; ++i) {
+    if (i == warmup && profile != nullptr) profile->reset();
     const auto t0 = std::chrono::steady_clock::now();
     Result<ForwardOutput> out = model.forward(input);
     if (!out.ok()) return out.status();
@@ -36,6 +40,31 @@ Result<std::vector<double>> time_batch(Model& model, int64_t batch, int64_t size
     if (i >= warmup) ms.push_back(t);
   }
   return ms;
+}
+
+// The op profile of `runs` forwards (a table in the log, per forward) against their mean latency.
+nlohmann::ordered_json report_profile(Report& r, const std::vector<OpStat>& ops, int runs, double mean_ms) {
+  char buf[256];
+  r.line("ops at batch 1, per forward (mean of " + std::to_string(runs) + " runs):");
+  std::snprintf(buf, sizeof(buf), "  %-44s %6s %9s %7s %9s", "op", "calls", "ms", "share", "GFLOP/s");
+  r.line(buf);
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  double total_ms = 0;
+  for (const OpStat& op : ops) {
+    const double ms = 1e3 * op.seconds / runs, calls = static_cast<double>(op.calls) / runs;
+    const double gflops = op.seconds > 0 ? op.flops / op.seconds * 1e-9 : 0.0;
+    total_ms += ms;
+    std::snprintf(buf, sizeof(buf), "  %-44s %6.4g %9.3f %6.1f%% %9s", op.op.c_str(), calls, ms, 100.0 * ms / mean_ms,
+                  op.flops > 0 ? std::to_string(static_cast<int64_t>(gflops + 0.5)).c_str() : "-");
+    r.line(buf);
+    rows.push_back({{"op", op.op}, {"calls_per_forward", calls}, {"ms_per_forward", ms},
+                    {"share_of_forward", ms / mean_ms}, {"gflop_per_forward", op.flops / runs * 1e-9},
+                    {"gflop_per_s", gflops}});
+  }
+  std::snprintf(buf, sizeof(buf), "  %-44s %6s %9.3f %6.1f%% of the forward's mean %.3f ms", "all ops", "", total_ms,
+                100.0 * total_ms / mean_ms, mean_ms);
+  r.line(buf);
+  return {{"runs", runs}, {"ms_in_ops_per_forward", total_ms}, {"ops", rows}};
 }
 
 nlohmann::ordered_json stats_json(const LatencyStats& s) {
@@ -47,7 +76,8 @@ Result<int> run_bench(const BenchOptions& o) {
   if (o.iterations < 1 || o.warmup < 0) return make_error(ErrorCode::kInvalidArgument, "need --iterations >= 1, --warmup >= 0");
   for (int b : o.batch_sizes)
     if (b < 1 || b > 4096) return make_error(ErrorCode::kInvalidArgument, "batch size " + std::to_string(b) + " is out of range");
-  DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
+  const std::shared_ptr<OpProfile> profile = o.profile ? std::make_shared<OpProfile>() : nullptr;
+  DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend, profile));
   describe_model_source(loaded);
   Model& model = *loaded.model;
   const ModelConfig& c = model.config();
@@ -74,13 +104,15 @@ Result<int> run_bench(const BenchOptions& o) {
   r.backend_notes(model.backend());
   r.line("build:    " + j["context"]["build"]["commit"].get<std::string>() + ", " + j["context"]["date"].get<std::string>());
 
-  DINOV3_ASSIGN_OR_RETURN(std::vector<double> ms1, time_batch(model, 1, size, o.warmup, o.iterations));
+  DINOV3_ASSIGN_OR_RETURN(std::vector<double> ms1, time_batch(model, 1, size, o.warmup, o.iterations, profile.get()));
+  const std::vector<OpStat> ops = profile ? profile->stats() : std::vector<OpStat>{};
   const LatencyStats lat = summarize_latencies(ms1);
   j["latency_ms"] = stats_json(lat);
   char buf[256];
   std::snprintf(buf, sizeof(buf), "batch 1 latency over %d runs: mean %.2f, stddev %.2f, min %.2f, max %.2f, p50 %.2f, p90 %.2f, p99 %.2f ms",
                 o.iterations, lat.mean, lat.stddev, lat.min, lat.max, lat.p50, lat.p90, lat.p99);
   r.line(buf);
+  if (profile) j["op_profile"] = report_profile(r, ops, o.iterations, lat.mean);
   r.line("batch   images/s   ms/batch (mean)   ms/batch (p50)   GFLOP/s");
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   for (int b : o.batch_sizes) {
@@ -110,6 +142,8 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_option("--batch-sizes", opts->batch_sizes, "batch sizes for throughput")->delimiter(',')->capture_default_str();
   cmd->add_option("--size", opts->size, "square input size (default: the model's)");
   cmd->add_option("--output-dir", opts->output_dir, "where bench.json and bench.log go")->capture_default_str();
+  cmd->add_flag("--profile", opts->profile,
+                "time every backend op of the batch-1 runs: ms per forward, share and GFLOP/s per op and shape");
   return {cmd, [opts]() { return run_bench(*opts); }};
 }
 

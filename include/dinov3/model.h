@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dinov3/backend.h"
+#include "dinov3/op_profile.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
 
@@ -113,6 +114,8 @@ struct LoadOptions {
   // With precision int8: which linear layers run int8 and which stay bf16 (dinov3/int8_plan.h). Loading
   // fails when the plan names other layers than the model has. Unset: every linear layer int8.
   std::shared_ptr<const Int8Plan> int8_plan;
+  // When set, every backend op of this model's forwards is timed into it (dinov3/op_profile.h).
+  std::shared_ptr<OpProfile> op_profile;
 };
 
 struct ForwardOptions {

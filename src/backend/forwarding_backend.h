@@ -1,12 +1,13 @@
 // A backend that forwards every call to another one: derived classes change or observe one behaviour
-// (int8 calibration records the inputs of the linear layers; tests add noise or force small passes) and
-// keep the rest exactly as the wrapped backend computes it. The fused
+// (int8 calibration records the inputs of the linear layers; the op profile times every op; tests add
+// noise or force small passes) and keep the rest exactly as the wrapped backend computes it. The fused
 // linear_residual_layer_norm runs as linear() then layer_norm() of this object, so an override of either
-// sees every call.
+// sees every call (the op profile overrides it to keep the wrapped backend's fusion).
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dinov3/backend.h"
 
@@ -17,6 +18,9 @@ class ForwardingBackend : public Backend {
   explicit ForwardingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
   std::string name() const override { return inner_->name(); }
   std::string device() const override { return inner_->device(); }
+  Precision precision() const override { return inner_->precision(); }
+  int threads() const override { return inner_->threads(); }
+  std::vector<std::string> notes() const override { return inner_->notes(); }
   int64_t max_rows_per_pass(int64_t floats_per_row) const override { return inner_->max_rows_per_pass(floats_per_row); }
   Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override { return inner_->allocate(n); }
   Status upload(DeviceBuffer& d, size_t o, const float* s, size_t n) override { return inner_->upload(d, o, s, n); }
