@@ -138,7 +138,9 @@ double peak_per_core(const std::string& precision) {
 }
 
 int run(Options o) {
-  Result<std::unique_ptr<Model>> probe = Model::load(o.model, LoadOptions{"reference", {}, nullptr});
+  LoadOptions reference;
+  reference.backend = "reference";
+  Result<std::unique_ptr<Model>> probe = Model::load(o.model, reference);
   if (!probe.ok()) {
     std::fprintf(stderr, "highres_bench: %s\n", probe.status().message().c_str());
     return 1;

@@ -29,6 +29,7 @@
 #include "dinov3/image.h"
 #include "dinov3/int8_plan.h"
 #include "dinov3/model.h"
+#include "dinov3/op_profile.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/status.h"
 #include "dinov3/tensor.h"
@@ -394,7 +395,7 @@ void publish_npy(const std::string& out, const std::vector<int64_t>& shape, cons
 class PyModel {
  public:
   PyModel(const std::string& spec, const std::string& backend, const std::string& precision, int threads,
-          const std::string& int8_plan) {
+          const std::string& int8_plan, bool profile) {
     if (threads < 0) raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
     // An unknown backend is a wrong argument here (the registry says kNotFound, as for a missing name).
     const std::vector<std::string> backends = backend_names();
@@ -406,6 +407,7 @@ class PyModel {
     LoadOptions lo;
     lo.backend = backend;
     lo.backend_options.threads = threads;
+    if (profile) lo.op_profile = profile_ = std::make_shared<OpProfile>();
     if (!precision_from_name(precision, &lo.backend_options.precision)) {
       raise(make_error(ErrorCode::kInvalidArgument, "unknown precision '" + precision + "' (fp32, bf16, int8)"));
     }
@@ -431,6 +433,24 @@ class PyModel {
   py::dict config() const { return config_dict(*state_->model, state_->preprocess); }
   std::string backend_name() { return state_->model->backend().name(); }
   std::string device() { return state_->model->backend().device(); }
+
+  // The op profile since loading or the last reset: one dict per op and shape.
+  py::list op_profile(bool reset) {
+    if (!profile_) {
+      raise(make_error(ErrorCode::kInvalidArgument, "op_profile: the model was loaded without profile=True"));
+    }
+    py::list out;
+    for (const OpStat& s : profile_->stats()) {
+      py::dict d;
+      d["op"] = s.op;
+      d["calls"] = s.calls;
+      d["seconds"] = s.seconds;
+      d["gflop"] = s.flops * 1e-9;
+      out.append(std::move(d));
+    }
+    if (reset) profile_->reset();
+    return out;
+  }
 
   py::array_t<float> preprocess(const py::sequence& images) {
     std::vector<ImageSource> sources;
@@ -558,6 +578,7 @@ class PyModel {
 
  private:
   std::shared_ptr<ModelState> state_;
+  std::shared_ptr<OpProfile> profile_;  // with profile=True
 };
 
 }  // namespace
@@ -658,8 +679,10 @@ PYBIND11_MODULE(_dinov3, m) {
       .def_static("load", &PyPca::load, py::arg("path"));
 
   py::class_<PyModel>(m, "Model", "A loaded DINOv3 model (see dinov3.Model).")
-      .def(py::init<const std::string&, const std::string&, const std::string&, int, const std::string&>(),
-           py::arg("model"), py::arg("backend"), py::arg("precision"), py::arg("threads"), py::arg("int8_plan"))
+      .def(py::init<const std::string&, const std::string&, const std::string&, int, const std::string&, bool>(),
+           py::arg("model"), py::arg("backend"), py::arg("precision"), py::arg("threads"), py::arg("int8_plan"),
+           py::arg("profile"))
+      .def("op_profile", &PyModel::op_profile, py::arg("reset"), "Per op and shape: calls, seconds, gflop.")
       .def("config", &PyModel::config, "Architecture, dimensions, pooling and preprocessing defaults.")
       .def("backend_name", &PyModel::backend_name, "The compute backend's name.")
       .def("device", &PyModel::device, "The device the backend computes on.")

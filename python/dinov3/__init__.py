@@ -203,15 +203,16 @@ class Model:
     threads: backend worker threads; None: one per core.
     int8_plan: with precision "int8", a plan file from calibrate_int8 (or `dinov3 calibrate`): int8 in the
         layers where it measured safe, bf16 elsewhere. None: every linear layer int8.
+    profile: time every backend op of the forwards, read with op_profile().
 
     Raises FileNotFoundError when the model cannot be found (the message lists where it looked),
     ValueError for a malformed or unsupported checkpoint or a wrong argument.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, backend: str = "cpu", precision: str = "fp32",
-                 threads: Optional[int] = None, int8_plan: Optional[str] = None) -> None:
+                 threads: Optional[int] = None, int8_plan: Optional[str] = None, profile: bool = False) -> None:
         self._core = _dinov3.Model(os.fspath(model), backend, precision, 0 if threads is None else int(threads),
-                                   "" if int8_plan is None else os.fspath(int8_plan))
+                                   "" if int8_plan is None else os.fspath(int8_plan), bool(profile))
         self._config: Dict[str, Any] = self._core.config()
 
     @property
@@ -230,6 +231,14 @@ class Model:
     def device(self) -> str:
         """The device the backend computes on."""
         return self._core.device()
+
+    def op_profile(self, reset: bool = False) -> List[Dict[str, Any]]:
+        """Where the forwards since loading (or the last reset) spent their time, with profile=True: one
+        dict per op and shape ("linear+gelu 384->1536", "attention 6x64 261 tokens", ...) in the order of
+        their first call, with calls, seconds (summed) and gflop (2 per multiply-add; one forward's add up
+        to the model's GFLOP per image). reset: empty the profile after reading it. Raises ValueError for
+        a model loaded without profile=True."""
+        return list(self._core.op_profile(bool(reset)))
 
     def preprocess(self, images: Any) -> np.ndarray:
         """Images -> float32 [B, 3, H, W] with the model's preprocessing (as timm, Meta or HF do it).
