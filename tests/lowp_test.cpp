@@ -25,6 +25,7 @@
 #include <xmmintrin.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -434,6 +435,73 @@ TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
               << kernel_set_name(set) << " " << precision_name(p) << " row " << r << " column " << j << " value " << v;
         }
         EXPECT_EQ(copy[static_cast<size_t>(r * ld + out)], 0x5555) << "the padding column is the caller's";
+      }
+    }
+  }
+}
+
+// A full-width tile's store (bias, float32 C and bf16 copy settled per tile) gives the bits of the general
+// store a last, narrower panel takes: output columns 32..39 repeat columns 0..7 (the same weight rows, bias,
+// scale and residual), so each row's 8 values come out of both paths, for every combination of bias, C and
+// bf16 copy, each epilogue, full-height and ragged tiles, on every kernel set.
+TEST(Bf16, FullWidthStoreGivesTheGeneralStoresBits) {
+  const int64_t in = 24, out = 40, rows = 31;  // 31 rows: two full-height tiles and a ragged one
+  std::vector<float> w = test::random_normal(static_cast<size_t>(out * in), 95);
+  std::vector<float> bias = test::random_normal(static_cast<size_t>(out), 96);
+  std::vector<float> scale = test::random_normal(static_cast<size_t>(out), 97);
+  for (int64_t j = 32; j < out; ++j) {
+    std::copy_n(w.begin() + (j - 32) * in, in, w.begin() + j * in);
+    bias[static_cast<size_t>(j)] = bias[static_cast<size_t>(j - 32)];
+    scale[static_cast<size_t>(j)] = scale[static_cast<size_t>(j - 32)];
+  }
+  const std::vector<float> x = test::random_normal(static_cast<size_t>(rows * in), 98);
+  std::vector<float> y0 = test::random_normal(static_cast<size_t>(rows * out), 99);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 32; j < out; ++j) y0[static_cast<size_t>(r * out + j)] = y0[static_cast<size_t>(r * out + j - 32)];
+  }
+  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+    const lowp::LowpKernels* k = kernels_for(set);
+    if (k == nullptr) continue;
+    for (bool with_bias : {false, true}) {
+      auto packed = lowp::pack_linear_lowp(Precision::kBF16, w.data(), with_bias ? bias.data() : nullptr, out, in);
+      for (TileEpilogue e : {TileEpilogue::kStore, TileEpilogue::kGeluLowp, TileEpilogue::kScaleAdd}) {
+        for (int copy_mode : {0, 1, 2}) {  // no bf16 copy, C and the copy, the copy only
+          if (copy_mode == 2 && e == TileEpilogue::kScaleAdd) continue;  // it reads C
+          cpu::ThreadPool pool(2);
+          lowp::LowpStaging staging;
+          std::vector<float> y = y0;
+          std::vector<uint16_t> copy(static_cast<size_t>(rows * out), 0);
+          lowp::Bf16Copies copies;
+          if (copy_mode > 0) {
+            copies.out = copy.data();
+            copies.ld_out = out;
+            copies.out_only = copy_mode == 2;
+          }
+          ASSERT_TRUE(lowp::gemm_linear_lowp(*k, pool, staging, x.data(), in, rows, *packed, e,
+                                             e == TileEpilogue::kScaleAdd ? scale.data() : nullptr, y.data(), out,
+                                             copies)
+                          .ok());
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < 8; ++j) {
+              const size_t a = static_cast<size_t>(r * out + j), b = a + 32;
+              const std::string where = std::string(kernel_set_name(set)) + (with_bias ? " bias" : " no bias") +
+                                        " epilogue " + std::to_string(static_cast<int>(e)) + " copies " +
+                                        std::to_string(copy_mode) + " row " + std::to_string(r) + " column " +
+                                        std::to_string(j);
+              uint32_t fa, fb;
+              std::memcpy(&fa, &y[a], sizeof(fa));
+              std::memcpy(&fb, &y[b], sizeof(fb));
+              ASSERT_EQ(fa, fb) << where;
+              ASSERT_EQ(copy[a], copy[b]) << where;
+              if (copy_mode == 1) {
+                ASSERT_EQ(copy[a], lowp::bf16_from_float(y[a])) << where;
+              } else if (copy_mode == 2) {
+                ASSERT_EQ(fa, std::bit_cast<uint32_t>(y0[a])) << where << ": C untouched";
+                ASSERT_NE(copy[a], 0) << where << ": the copy written";
+              }
+            }
+          }
+        }
       }
     }
   }
