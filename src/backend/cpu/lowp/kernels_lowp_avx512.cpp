@@ -58,8 +58,11 @@ void gemm_bf16_emulated_rows(const LowpTile& t) {
   __m512 acc[MR][2];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  // No K: the zeros stored apart, so the loop runs at least once (gemm_tile.h's reason).
+  if (t.k_groups <= 0) return store_accumulators<OpsAvx512, MR, 2, false>(t.out, acc);
   const uint8_t* b = t.b;
-  for (int64_t kp = 0; kp < t.k_groups; ++kp, b += 2 * kNr * 2) {
+  int64_t kp = 0;
+  do {
     const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
     const __m512 b0_even = even_of(b0), b0_odd = odd_of(b0), b1_even = even_of(b1), b1_odd = odd_of(b1);
 #pragma GCC unroll 16
@@ -71,7 +74,8 @@ void gemm_bf16_emulated_rows(const LowpTile& t) {
       acc[r][0] = _mm512_fmadd_ps(a_even, b0_even, _mm512_fmadd_ps(a_odd, b0_odd, acc[r][0]));
       acc[r][1] = _mm512_fmadd_ps(a_even, b1_even, _mm512_fmadd_ps(a_odd, b1_odd, acc[r][1]));
     }
-  }
+    b += 2 * kNr * 2;
+  } while (++kp < t.k_groups);
   store_accumulators<OpsAvx512, MR, 2, MR == kMrEmulated>(t.out, acc);
 }
 
