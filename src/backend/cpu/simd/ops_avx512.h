@@ -54,9 +54,10 @@ struct OpsAvx512 {
   static V lookup32(const float* table, V index) {
     return _mm512_permutex2var_ps(_mm512_load_ps(table), _mm512_cvttps_epi32(index), _mm512_load_ps(table + 16));
   }
-  // 16-entry table lookup: lane i gets table[index[i]], index given as integral floats in [0, 15].
+  // 16-entry table lookup: lane i gets table[k], k the low four bits of index[i]'s bit pattern (vpermps
+  // reads no others).
   static V lookup16(const float* table, V index) {
-    return _mm512_permutexvar_ps(_mm512_cvttps_epi32(index), _mm512_load_ps(table));
+    return _mm512_permutexvar_ps(_mm512_castps_si512(index), _mm512_load_ps(table));
   }
   static V floor(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
   static float reduce_add(V a) { return _mm512_reduce_add_ps(a); }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "backend/cpu/lowp/bf16.h"
 
@@ -39,9 +40,11 @@ struct OpsScalar {
   static V round_nearest(V a) { return std::nearbyint(a); }
   static V scale_pow2(V p, V n) { return std::ldexp(p, static_cast<int>(n)); }
   static V select_lt(V a, V b, V x, V y) { return a < b ? x : y; }
-  // table[index] for an integral index in [0, 15]; anything else (a NaN carried through) reads entry 0.
+  // table[k], k the low four bits of index's bit pattern (as OpsAvx512::lookup16).
   static V lookup16(const float* table, V index) {
-    return index >= 0.0f && index <= 15.0f ? table[static_cast<int>(index)] : table[0];
+    uint32_t bits;
+    std::memcpy(&bits, &index, sizeof(bits));
+    return table[bits & 15u];
   }
   static V floor(V a) { return std::floor(a); }
   static float reduce_add(V a) { return a; }
