@@ -76,8 +76,11 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
   using V = typename O::V;
   constexpr int W = O::kLanes;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  // Every row's maximum first (parked in rescale), then every row's exponentials: with the two passes of
+  // one row back to back, each row's exponentials waited for its maximum's reduction (measured on a 14 x 261
+  // block: 10% faster this way; the operations on each row and their order are unchanged).
   for (int r = 0; r < rows; ++r) {
-    float* row = s + r * lds;
+    const float* row = s + r * lds;
     // Four independent chains in both passes: a row is only ~17 vectors, so a single max or sum chain
     // would leave the row latency-bound.
     V m0 = O::set1(kNegInf), m1 = m0, m2 = m0, m3 = m0;
@@ -90,12 +93,16 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
     }
     for (; c + W <= cols; c += W) m0 = O::max(m0, O::load(row + c));
     if (c < cols) m1 = O::max(m1, O::load_first_or(row + c, cols - c, kNegInf));
+    rescale[r] = O::reduce_max(O::max(O::max(m0, m1), O::max(m2, m3)));
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + r * lds;
     const float old_max = row_max[r];
-    const float new_max = fmaxf(old_max, O::reduce_max(O::max(O::max(m0, m1), O::max(m2, m3))));
+    const float new_max = fmaxf(old_max, rescale[r]);
     const float alpha = old_max == kNegInf ? 0.0f : exp2f(old_max - new_max);
     const V vmax = O::set1(new_max);
     V sum0 = O::zero(), sum1 = O::zero(), sum2 = O::zero(), sum3 = O::zero();
-    c = 0;
+    int c = 0;
     for (; c + 4 * W <= cols; c += 4 * W) {
       const V e0 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
       const V e1 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + W), vmax));
