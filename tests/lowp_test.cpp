@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cfenv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -585,6 +586,57 @@ TEST(Bf16, ReducedPrecisionGeluIsAccurateEverywhere) {
       EXPECT_LE(std::fabs(y[i] - want), 1.7e-7 * std::fabs(v) + 2.5e-7 * std::fabs(want))
           << kernel_set_name(set) << " gelu(" << x[i] << ")";
     }
+  }
+}
+
+// The application's rounding mode does not reach the kernels: the pool runs every task with round-to-nearest
+// (some kernels round through the mode: the reduced-precision GELU's interval, int8 quantisation), on the
+// caller's thread and on workers that inherited the mode, and gives the caller's mode back. bf16 with its
+// GELU and int8 with its quantised rows, on every kernel set, bit for bit against round-to-nearest.
+TEST(Bf16, CallersRoundingModeChangesNoBits) {
+  const int64_t rows = 37, in = 96, out = 70;
+  const std::vector<float> x = test::random_normal(static_cast<size_t>(rows * in), 511, 0.0f, 2.0f);
+  const std::vector<float> w = test::random_normal(static_cast<size_t>(out * in), 512, 0.0f, 0.2f);
+  const std::vector<float> bias = test::random_normal(static_cast<size_t>(out), 513);
+  auto run = [&](const lowp::LowpKernels& k, Precision p) {
+    auto packed = lowp::pack_linear_lowp(p, w.data(), bias.data(), out, in);
+    cpu::ThreadPool pool(2);  // made under the caller's mode: its worker starts with it
+    lowp::LowpStaging staging;
+    std::vector<float> y(static_cast<size_t>(rows * out));
+    const TileEpilogue op = p == Precision::kBF16 ? TileEpilogue::kGeluLowp : TileEpilogue::kStore;
+    EXPECT_TRUE(lowp::gemm_linear_lowp(k, pool, staging, x.data(), in, rows, *packed, op, nullptr, y.data(), out).ok());
+    return y;
+  };
+  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+    const lowp::LowpKernels* k = kernels_for(set);
+    if (k == nullptr) continue;
+    for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+      const std::vector<float> want = run(*k, p);
+      for (int mode : {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO}) {
+        ASSERT_EQ(std::fesetround(mode), 0);
+        const std::vector<float> got = run(*k, p);
+        EXPECT_EQ(std::fegetround(), mode) << "the caller's rounding mode was not given back";
+        std::fesetround(FE_TONEAREST);
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+            << kernel_set_name(set) << " " << precision_name(p) << " rounding mode " << mode;
+      }
+    }
+  }
+}
+
+// The int8 grid rounds ties to even, and to nearest otherwise, whatever the rounding mode (load-time rounding
+// runs on the caller's thread, calibration's GPTQ too).
+TEST(Int8, GridRoundsToNearestEvenInAnyMode) {
+  for (int mode : {FE_TONEAREST, FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO}) {
+    ASSERT_EQ(std::fesetround(mode), 0);
+    const double m = 127.0;  // q = v
+    const std::vector<std::pair<double, int>> cases = {{0.5, 0},    {1.5, 2},    {2.5, 2},   {-0.5, 0},   {-1.5, -2},
+                                                       {-2.5, -2},  {2.4999, 2}, {2.5001, 3}, {-2.5001, -3}, {126.5, 126},
+                                                       {127.5, 127}, {-300.0, -127}, {0.49999, 0}};
+    for (const auto& [v, want] : cases) {
+      EXPECT_EQ(lowp::int8_grid_round(v, m), want) << "v " << v << " rounding mode " << mode;
+    }
+    std::fesetround(FE_TONEAREST);
   }
 }
 

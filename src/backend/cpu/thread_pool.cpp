@@ -30,12 +30,17 @@ inline void cpu_relax() { __builtin_ia32_pause(); }
 // softmax weights times small values), which cost 5-7% of a ViT-S forward here. The change to any value
 // is below 1.2e-38 in magnitude.
 constexpr unsigned kFlushDenormals = 0x8040;  // MXCSR FTZ (bit 15) | DAZ (bit 6)
+// And they round to nearest, whatever mode the application set (fesetround): some kernels round through the
+// mode (the reduced-precision GELU finds its table interval by adding 1.5 * 2^23, int8 quantisation uses
+// cvtps2dq), so another mode would change their results, not just their last bits.
+constexpr unsigned kRoundingControl = 0x6000;  // MXCSR RC (bits 13-14); 00 = round to nearest even
+unsigned kernel_csr(unsigned csr) { return (csr & ~kRoundingControl) | kFlushDenormals; }
 
-// Sets FTZ/DAZ on the calling thread for its lifetime and restores the caller's MXCSR afterwards, so the
-// library does not change the floating-point environment of the application's thread.
+// Sets FTZ/DAZ and round-to-nearest on the calling thread for its lifetime and restores the caller's MXCSR
+// afterwards, so the library does not change the floating-point environment of the application's thread.
 class ScopedFlushDenormals {
  public:
-  ScopedFlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushDenormals); }
+  ScopedFlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(kernel_csr(saved_)); }
   ~ScopedFlushDenormals() { _mm_setcsr(saved_); }
   ScopedFlushDenormals(const ScopedFlushDenormals&) = delete;
   ScopedFlushDenormals& operator=(const ScopedFlushDenormals&) = delete;
@@ -146,7 +151,7 @@ void ThreadPool::dispatch(int64_t tasks, void* ctx, Invoke invoke) {
 }
 
 void ThreadPool::worker_main(int thread) {
-  _mm_setcsr(_mm_getcsr() | kFlushDenormals);  // a pool thread only ever runs kernels
+  _mm_setcsr(kernel_csr(_mm_getcsr()));  // a pool thread only ever runs kernels (it may inherit any mode)
   // Generation 0 is the state at construction: a job or a stop published before this thread got
   // scheduled is still seen as new.
   uint32_t seen = 0;

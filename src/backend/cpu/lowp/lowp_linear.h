@@ -34,8 +34,13 @@ AlignedBytes allocate_bytes(size_t n);  // zero-initialised, 64-byte aligned; th
 // The symmetric int8 grid of a weight channel whose largest |w| is m: q = round(v * 127 / m) (to nearest
 // even, in double) in [-127, 127], scale m / 127. Load-time rounding and calibration's GPTQ
 // (src/pipeline/weight_rounding.cpp) both take it.
+// Ties to even without the current rounding mode (std::nearbyint follows it): std::round takes ties away
+// from zero, and an exact tie goes to 2 * round(q / 2) instead.
+inline double round_half_even(double q) {
+  return std::fabs(q - std::trunc(q)) == 0.5 ? 2.0 * std::round(q / 2.0) : std::round(q);
+}
 inline int8_t int8_grid_round(double v, double m) {
-  const double q = m > 0.0 ? std::nearbyint(v * 127.0 / m) : 0.0;
+  const double q = m > 0.0 ? round_half_even(v * 127.0 / m) : 0.0;
   return static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
 }
 inline double int8_grid_scale(double m) { return m / 127.0; }
