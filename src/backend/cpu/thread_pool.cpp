@@ -38,12 +38,12 @@ unsigned kernel_csr(unsigned csr) { return (csr & ~kRoundingControl) | kFlushDen
 
 // Sets FTZ/DAZ and round-to-nearest on the calling thread for its lifetime and restores the caller's MXCSR
 // afterwards, so the library does not change the floating-point environment of the application's thread.
-class ScopedFlushDenormals {
+class ScopedKernelCsr {
  public:
-  ScopedFlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(kernel_csr(saved_)); }
-  ~ScopedFlushDenormals() { _mm_setcsr(saved_); }
-  ScopedFlushDenormals(const ScopedFlushDenormals&) = delete;
-  ScopedFlushDenormals& operator=(const ScopedFlushDenormals&) = delete;
+  ScopedKernelCsr() : saved_(_mm_getcsr()) { _mm_setcsr(kernel_csr(saved_)); }
+  ~ScopedKernelCsr() { _mm_setcsr(saved_); }
+  ScopedKernelCsr(const ScopedKernelCsr&) = delete;
+  ScopedKernelCsr& operator=(const ScopedKernelCsr&) = delete;
 
  private:
   unsigned saved_;
@@ -140,7 +140,7 @@ void ThreadPool::run_job(int64_t first, int64_t tasks, void* ctx, Invoke invoke)
 
 void ThreadPool::dispatch(int64_t tasks, void* ctx, Invoke invoke) {
   if (tasks <= 0) return;
-  const ScopedFlushDenormals flush;
+  const ScopedKernelCsr kernel_csr_scope;
   if (workers_.empty() || tasks == 1) {
     for (int64_t t = 0; t < tasks; ++t) invoke(ctx, t, 0);
     return;
