@@ -245,6 +245,8 @@ const AttentionCase kAttentionCases[] = {
     {2, 261, 6, 64, 5}, {2, 21, 3, 32, 5}, {1, 300, 2, 64, 5}, {3, 7, 1, 32, 0},
     {1, 21, 2, 64, 21},  // prefix only: no RoPE at all
     {1, 1100, 1, 64, 1}, // several key blocks: the online-softmax rescaling path
+    {1, 261, 2, 128, 5}, // ViT-7B's head_dim
+    {2, 100, 3, 80, 5}, {1, 50, 1, 256, 1}, {1, 600, 1, 96, 4}, {1, 9, 2, 34, 2},
 };
 
 TEST_P(CpuBackendTest, AttentionMatchesReference) {

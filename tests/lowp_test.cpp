@@ -848,6 +848,8 @@ TEST(LowpBackend, Bf16AttentionWithinPrecisionBound) {
       {1, 261, 6, 64, 5}, {2, 21, 3, 32, 5}, {3, 7, 1, 6, 0}, {1, 21, 2, 64, 21},
       {1, 1100, 1, 64, 1},  // several key blocks: the online-softmax rescaling path
       {1, 37, 2, 40, 3},    // head_dim not a whole panel, odd token count
+      {1, 261, 2, 128, 5},  // ViT-7B's head_dim: two panels per half
+      {2, 100, 3, 80, 5}, {1, 50, 1, 256, 1}, {1, 600, 1, 96, 4}, {2, 5, 1, 2, 5},
   };
   auto cpu = cpu_backend(Precision::kBF16);
   auto ref = reference();
