@@ -4,6 +4,7 @@
 
 #include "analysis/pixel_patches.h"
 #include "dinov3/analysis.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 namespace analysis_detail {
@@ -55,6 +56,7 @@ Status check_dense_features(const DenseFeatures& f) {
 
 Result<DenseFeatures> compute_dense_features(Model& model, ImageRGB8 image, const InputSize& size,
                                              const std::string& source) {
+  const ScopedDefaultFloatEnv float_env;
   const ModelConfig& c = model.config();
   const int patch = static_cast<int>(c.patch_size);
   Status covers = check_image_covers_a_patch(image.width, image.height, patch);
@@ -82,6 +84,7 @@ Result<DenseFeatures> compute_dense_features(Model& model, ImageRGB8 image, cons
 
 Result<DenseFeatures> compute_dense_features(Model& model, const std::string& path, const InputSize& size,
                                              const DecodeOptions& options) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_ASSIGN_OR_RETURN(ImageRGB8 image, decode_image_file(path, options));
   return compute_dense_features(model, std::move(image), size, path);
 }

@@ -8,6 +8,7 @@
 #include "analysis/pixel_patches.h"
 #include "dinov3/analysis.h"
 #include "dinov3/tensor_file.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 namespace {
@@ -75,6 +76,7 @@ Status check_pca(const PatchPca& pca) {
 
 Result<PatchPca> fit_patch_pca(const std::vector<const Tensor*>& patches,
                                const std::vector<std::vector<uint8_t>>* masks) {
+  const ScopedDefaultFloatEnv float_env;
   int64_t D = 0;
   DINOV3_RETURN_IF_ERROR(check_patch_sets(patches, masks, &D));
   Eigen::VectorXd mean = Eigen::VectorXd::Zero(D);
@@ -140,6 +142,7 @@ Result<PatchPca> fit_patch_pca(const std::vector<const Tensor*>& patches,
 }
 
 Result<Tensor> project_patches(const PatchPca& pca, const Tensor& patches) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(check_pca(pca));
   if (patches.shape.size() != 2 || patches.shape[1] != pca.dim() || patches.numel() != patches.shape[0] * pca.dim()) {
     return make_error(ErrorCode::kInvalidArgument, "PCA: patch features " + shape_to_string(patches.shape) +
@@ -156,6 +159,7 @@ Result<Tensor> project_patches(const PatchPca& pca, const Tensor& patches) {
 }
 
 std::array<uint8_t, 3> pca_color(const PatchPca& pca, const float* scores) {
+  const ScopedDefaultFloatEnv float_env;
   std::array<uint8_t, 3> rgb{};
   for (size_t k = 0; k < 3; ++k) {
     const double low = pca.low[k], high = pca.high[k];
@@ -166,6 +170,7 @@ std::array<uint8_t, 3> pca_color(const PatchPca& pca, const float* scores) {
 }
 
 Result<std::vector<std::vector<uint8_t>>> foreground_masks(const std::vector<const DenseFeatures*>& images) {
+  const ScopedDefaultFloatEnv float_env;
   std::vector<const Tensor*> sets;
   for (const DenseFeatures* f : images) {
     DINOV3_RETURN_IF_ERROR(analysis_detail::check_dense_features(*f));
@@ -200,6 +205,7 @@ Result<std::vector<std::vector<uint8_t>>> foreground_masks(const std::vector<con
 }
 
 Result<ImageRGB8> render_pca(const DenseFeatures& f, const PatchPca& pca, const std::vector<uint8_t>* mask) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(analysis_detail::check_dense_features(f));
   if (mask != nullptr && mask->size() != static_cast<size_t>(f.grid_h * f.grid_w)) {
     return make_error(ErrorCode::kInvalidArgument, f.source + ": the foreground mask does not match the patch grid");
@@ -231,6 +237,7 @@ Result<ImageRGB8> render_pca(const DenseFeatures& f, const PatchPca& pca, const 
 }
 
 Result<PcaPictures> pca_pictures(const std::vector<const DenseFeatures*>& images, const PcaPictureOptions& options) {
+  const ScopedDefaultFloatEnv float_env;
   if (images.empty()) return make_error(ErrorCode::kInvalidArgument, "PCA: no images given");
   PcaPictures out;
   std::vector<const Tensor*> sets;

@@ -4,6 +4,7 @@
 
 #include "analysis/pixel_patches.h"
 #include "dinov3/analysis.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 namespace {
@@ -53,6 +54,7 @@ std::array<uint8_t, 3> viridis_color(int index) {
 }
 
 Result<std::vector<float>> patch_similarity(const float* query, int64_t dim, const DenseFeatures& target) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(analysis_detail::check_dense_features(target));
   if (dim != target.dim()) {
     return make_error(ErrorCode::kInvalidArgument, "similarity: a query of " + std::to_string(dim) +
@@ -76,6 +78,7 @@ Result<std::vector<float>> patch_similarity(const float* query, int64_t dim, con
 }
 
 Result<ImageRGB8> render_similarity(const DenseFeatures& target, const std::vector<float>& similarity, double alpha) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(analysis_detail::check_dense_features(target));
   if (similarity.size() != static_cast<size_t>(target.grid_h * target.grid_w)) {
     return make_error(ErrorCode::kInvalidArgument, "similarity: the map does not match the patch grid");

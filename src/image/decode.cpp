@@ -11,7 +11,7 @@
 #include "dinov3/image.h"
 #include "image/decoders.h"
 #include "image/exif.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 namespace image_detail {
@@ -90,7 +90,7 @@ Result<image_detail::DecodedImage> decode_by_magic(const uint8_t* data, size_t s
 }  // namespace
 
 Result<ImageRGB8> decode_image_memory(const uint8_t* data, size_t size, const DecodeOptions& options) {
-  return guard_allocations("decode", [&]() -> Result<ImageRGB8> {
+  return guard_api_call("decode", [&]() -> Result<ImageRGB8> {
     DINOV3_ASSIGN_OR_RETURN(image_detail::DecodedImage decoded, decode_by_magic(data, size, options));
     if (options.exif_transpose) {
       DINOV3_RETURN_IF_ERROR(image_detail::apply_exif_orientation(decoded.exif_orientation, &decoded.image));
@@ -100,7 +100,7 @@ Result<ImageRGB8> decode_image_memory(const uint8_t* data, size_t size, const De
 }
 
 Result<ImageRGB8> decode_image_file(const std::string& path, const DecodeOptions& options) {
-  Result<std::vector<uint8_t>> bytes = guard_allocations("reading", [&] { return read_whole_file(path); });
+  Result<std::vector<uint8_t>> bytes = guard_api_call("reading", [&] { return read_whole_file(path); });
   if (!bytes.ok()) return bytes.status().with_context(path);
   Result<ImageRGB8> image = decode_image_memory(bytes->data(), bytes->size(), options);
   if (!image.ok()) return image.status().with_context(path);

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "image/decoders.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 #include "util/cpu_info.h"
 
 namespace dinov3 {
@@ -219,7 +219,7 @@ Result<ImageRGB8> resize_rgb8(const ImageRGB8& in, int out_w, int out_h, Interpo
     return make_error(ErrorCode::kInvalidArgument,
                       "resize: output size " + std::to_string(out_w) + "x" + std::to_string(out_h) + " is empty");
   }
-  return guard_allocations("resize", [&] {
+  return guard_api_call("resize", [&] {
     return image_detail::resize_window(in, out_w, out_h, {0, 0, out_w, out_h}, interpolation, kernel);
   });
 }

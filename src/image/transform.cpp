@@ -11,7 +11,7 @@
 #include "dinov3/image.h"
 #include "image/decoders.h"
 #include "image/resample.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -46,6 +46,7 @@ std::array<uint8_t, 3> fill_color(const PreprocessConfig& config) {
 }  // namespace
 
 Result<PreprocessGeometry> preprocess_geometry(int width, int height, const PreprocessConfig& config) {
+  const ScopedDefaultFloatEnv float_env;
   if (config.height <= 0 || config.width <= 0) {
     return make_error(ErrorCode::kInvalidArgument, "preprocess: the input size must be positive");
   }
@@ -105,6 +106,7 @@ Result<PreprocessGeometry> preprocess_geometry(int width, int height, const Prep
 }
 
 InputPosition image_to_input(const PreprocessGeometry& g, int image_width, int image_height, double x, double y) {
+  const ScopedDefaultFloatEnv float_env;
   return {x * g.resize_width / image_width - g.offset_x, y * g.resize_height / image_height - g.offset_y};
 }
 
@@ -141,7 +143,7 @@ Result<ImageRGB8> transform_unguarded(const ImageRGB8& in, const PreprocessConfi
 }  // namespace
 
 Result<ImageRGB8> transform_rgb8(const ImageRGB8& in, const PreprocessConfig& config) {
-  return guard_allocations("preprocess", [&] { return transform_unguarded(in, config); });
+  return guard_api_call("preprocess", [&] { return transform_unguarded(in, config); });
 }
 
 Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std) {
@@ -160,6 +162,7 @@ Status check_normalization(const std::array<float, 3>& mean, const std::array<fl
 }
 
 Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out) {
+  const ScopedDefaultFloatEnv float_env;
   if (image.width != config.width || image.height != config.height ||
       image.pixels.size() != size_t(image.width) * size_t(image.height) * 3) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -194,7 +197,7 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
 
 Result<Tensor> preprocess_image(const ImageRGB8& image, const PreprocessConfig& config) {
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 input, transform_rgb8(image, config));
-  return guard_allocations("preprocess", [&]() -> Result<Tensor> {
+  return guard_api_call("preprocess", [&]() -> Result<Tensor> {
     Tensor tensor({3, config.height, config.width});
     DINOV3_RETURN_IF_ERROR(to_normalized_chw(input, config, tensor.ptr()));
     return tensor;

@@ -9,7 +9,7 @@
 #include "dinov3/tensor_file.h"
 #include "io/pickle_reader.h"
 #include "io/zip_reader.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -110,7 +110,7 @@ Result<std::vector<RawTensor>> read_tensors(const MappedFile& file) {
 }  // namespace
 
 Result<TensorArchive> open_pytorch_bin(const std::string& path) {
-  return guard_allocations("reading a PyTorch checkpoint", [&]() -> Result<TensorArchive> {
+  return guard_api_call("reading a PyTorch checkpoint", [&]() -> Result<TensorArchive> {
     DINOV3_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> file, MappedFile::open(path));
     Result<std::vector<RawTensor>> tensors = read_tensors(*file);
     if (!tensors.ok()) return tensors.status().with_context(path);

@@ -12,7 +12,7 @@
 #include "dinov3/tensor_file.h"
 #include "io/file_util.h"
 #include "io/json_util.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -239,12 +239,12 @@ Result<TensorArchive> read_safetensors(const std::string& path) {
 }  // namespace
 
 Result<TensorArchive> open_safetensors(const std::string& path) {
-  return guard_allocations("reading a safetensors file", [&] { return read_safetensors(path); });
+  return guard_api_call("reading a safetensors file", [&] { return read_safetensors(path); });
 }
 
 Status write_safetensors(const WriteFn& write, const std::vector<TensorBytes>& tensors,
                          const std::map<std::string, std::string>& metadata) {
-  return guard_allocations("writing a safetensors file", [&]() -> Status {
+  return guard_api_call("writing a safetensors file", [&]() -> Status {
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     if (!metadata.empty()) {
       nlohmann::ordered_json meta = nlohmann::ordered_json::object();

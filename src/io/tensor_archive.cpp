@@ -2,7 +2,7 @@
 #include <cstring>
 #include <limits>
 
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 #include "dinov3/tensor_file.h"
 
@@ -156,7 +156,7 @@ Result<Tensor> TensorArchive::load_f32(const RawTensor& raw) const {
     return make_error(ErrorCode::kFormatError, path() + ": tensor '" + raw.name + "' reaches past its storage");
   if (static_cast<uint64_t>(numel) > spanned)
     return make_error(ErrorCode::kFormatError, path() + ": tensor '" + raw.name + "' repeats elements of its storage");
-  return guard_allocations("loading a tensor", [&]() -> Result<Tensor> { return convert_to_f32(raw); });
+  return guard_api_call("loading a tensor", [&]() -> Result<Tensor> { return convert_to_f32(raw); });
 }
 
 void TensorArchive::release(const RawTensor& raw) const {

@@ -6,7 +6,7 @@
 #include "dinov3/model.h"
 #include "io/json_util.h"
 #include "model/layouts/layout.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 namespace {
@@ -251,7 +251,7 @@ std::vector<std::string> known_architectures() {
 }
 
 Result<ModelConfig> parse_model_config(const std::string& json_text) {
-  return guard_allocations("config.json", [&] { return parse_config(json_text); });
+  return guard_api_call("config.json", [&] { return parse_config(json_text); });
 }
 
 }  // namespace dinov3
@@ -259,6 +259,7 @@ Result<ModelConfig> parse_model_config(const std::string& json_text) {
 namespace dinov3 {
 
 double forward_flops(const ModelConfig& c, int64_t height, int64_t width) {
+  const ScopedDefaultFloatEnv float_env;
   const double P = static_cast<double>((height / c.patch_size) * (width / c.patch_size));
   const double T = static_cast<double>(c.tokens_for(height, width)), D = static_cast<double>(c.embed_dim);
   const double hidden = static_cast<double>(c.mlp_hidden);

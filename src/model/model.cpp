@@ -6,7 +6,7 @@
 #include "dinov3/int8_plan.h"
 #include "dinov3/tensor_file.h"
 #include "model/checkpoint.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 
@@ -112,12 +112,12 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   }
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
   if (options.op_profile) backend = profile_backend_ops(std::move(backend), options.op_profile);
-  return guard_allocations("loading the model",
+  return guard_api_call("loading the model",
                            [&] { return load_unguarded(path, std::move(backend), options.int8_plan.get()); });
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {
-  return guard_allocations("loading the model", [&] { return load_unguarded(path, std::move(backend)); });
+  return guard_api_call("loading the model", [&] { return load_unguarded(path, std::move(backend)); });
 }
 
 Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, std::unique_ptr<Backend> backend,
@@ -234,7 +234,7 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
 
 Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& options) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return guard_allocations("forward", [&] { return forward_unguarded(input, options); });
+  return guard_api_call("forward", [&] { return forward_unguarded(input, options); });
 }
 
 Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const ForwardOptions& options) {

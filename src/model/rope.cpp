@@ -3,10 +3,12 @@
 #include <cmath>
 
 #include "dinov3/model.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 
 std::vector<double> rope_periods_from_temperature(int64_t head_dim, double temperature) {
+  const ScopedDefaultFloatEnv float_env;
   const int64_t quarter = head_dim / 4, half = head_dim / 2;
   // timm keeps them as a float32 buffer.
   std::vector<double> periods(static_cast<size_t>(quarter));
@@ -17,6 +19,7 @@ std::vector<double> rope_periods_from_temperature(int64_t head_dim, double tempe
 }
 
 Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vector<double>& periods) {
+  const ScopedDefaultFloatEnv float_env;
   const int64_t quarter = static_cast<int64_t>(periods.size()), half = 2 * quarter, head_dim = 4 * quarter;
   Tensor table({grid_h * grid_w, 2 * head_dim});
   std::vector<double> angles(static_cast<size_t>(half));

@@ -4,10 +4,12 @@
 #include <cmath>
 
 #include "dinov3/pipeline.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 
 int round_to_patch(double x, int patch_size) {
+  const ScopedDefaultFloatEnv float_env;
   const double multiples = std::floor(x / patch_size + 0.5);
   return static_cast<int>(std::max(1.0, multiples)) * patch_size;
 }
@@ -53,6 +55,7 @@ PreprocessConfig with_size(PreprocessConfig p, int height, int width) {
 }  // namespace
 
 Result<std::array<int, 2>> dense_input_size(const InputSize& size, int image_width, int image_height, int patch_size) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(check_input_size(size, patch_size));
   DINOV3_RETURN_IF_ERROR(check_image_covers_a_patch(image_width, image_height, patch_size));
   if (size.long_side == 0) {
@@ -67,6 +70,7 @@ Result<std::array<int, 2>> dense_input_size(const InputSize& size, int image_wid
 }
 
 Result<PreprocessConfig> preprocess_config_for_size(const ModelConfig& config, const InputSize& size) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_ASSIGN_OR_RETURN(const PreprocessConfig p, preprocess_config_for(config));
   if (!size.given()) return p;
   DINOV3_RETURN_IF_ERROR(check_input_size(size, static_cast<int>(config.patch_size)));
@@ -81,6 +85,7 @@ Result<PreprocessConfig> preprocess_config_for_size(const ModelConfig& config, c
 
 Result<PreprocessConfig> preprocess_config_for_image(const ModelConfig& config, const InputSize& size, int image_width,
                                                      int image_height) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_ASSIGN_OR_RETURN(const PreprocessConfig p, preprocess_config_for(config));
   if (!size.given()) return p;
   DINOV3_ASSIGN_OR_RETURN(const auto hw, dense_input_size(size, image_width, image_height,

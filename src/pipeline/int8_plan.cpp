@@ -12,6 +12,7 @@
 #include "dinov3/tensor_file.h"
 #include "io/json_util.h"
 #include "pipeline/weight_rounding.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 
@@ -108,6 +109,7 @@ int64_t Int8Plan::int8_layers() const {
 }
 
 Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, const CalibrationOptions& o) {
+  const ScopedDefaultFloatEnv float_env;
   if (!(o.budget > 0) || !std::isfinite(o.budget)) {
     return make_error(ErrorCode::kInvalidArgument, "int8 calibration: the error budget must be a positive number");
   }

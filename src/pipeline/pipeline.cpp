@@ -8,11 +8,12 @@
 #include <thread>
 #include <utility>
 
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 
 namespace dinov3 {
 
 Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int size) {
+  const ScopedDefaultFloatEnv float_env;
   const DataConfig& d = config.data;
   PreprocessConfig p;
   if (!parse_interpolation(d.interpolation, &p.interpolation)) {
@@ -44,7 +45,7 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
 Result<Tensor> load_image_batch(const std::vector<std::string>& paths, const PreprocessConfig& config,
                                 const DecodeOptions& options) {
   if (paths.empty()) return make_error(ErrorCode::kInvalidArgument, "no images given");
-  return guard_allocations("loading images", [&]() -> Result<Tensor> {
+  return guard_api_call("loading images", [&]() -> Result<Tensor> {
     const int64_t per_image = 3 * static_cast<int64_t>(config.height) * config.width;
     Tensor batch({static_cast<int64_t>(paths.size()), 3, config.height, config.width});
     for (size_t i = 0; i < paths.size(); ++i) {
@@ -56,6 +57,7 @@ Result<Tensor> load_image_batch(const std::vector<std::string>& paths, const Pre
 }
 
 void l2_normalize_rows(float* data, size_t rows, size_t width) {
+  const ScopedDefaultFloatEnv float_env;
   for (size_t r = 0; r < rows; ++r) {
     double ss = 0;
     for (size_t i = 0; i < width; ++i) ss += static_cast<double>(data[r * width + i]) * data[r * width + i];

@@ -1,4 +1,5 @@
 #include "dinov3/metrics.h"
+#include "util/float_env.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,6 +7,7 @@
 namespace dinov3 {
 
 LatencyStats summarize_latencies(std::vector<double> samples) {
+  const ScopedDefaultFloatEnv float_env;
   LatencyStats s;
   s.count = samples.size();
   if (samples.empty()) return s;
@@ -30,6 +32,7 @@ LatencyStats summarize_latencies(std::vector<double> samples) {
 }
 
 Agreement compare_outputs(const float* a, const float* baseline, size_t n) {
+  const ScopedDefaultFloatEnv float_env;
   Agreement r;
   if (n == 0) return r;
   double diff2 = 0, a2 = 0, b2 = 0, ab = 0;
@@ -57,6 +60,7 @@ double worse(double current, double next, bool higher) {
 }  // namespace
 
 BatchAgreement compare_images(const float* a, const float* baseline, size_t images, size_t per_image) {
+  const ScopedDefaultFloatEnv float_env;
   BatchAgreement r;
   for (size_t i = 0; i < images; ++i) {
     const Agreement g = compare_outputs(a + i * per_image, baseline + i * per_image, per_image);

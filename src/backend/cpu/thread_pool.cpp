@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "util/float_env.h"
+
 namespace dinov3::cpu {
 namespace {
 
@@ -28,15 +30,16 @@ inline void cpu_relax() { __builtin_ia32_pause(); }
 // Kernels run with subnormals flushed to zero (FTZ) and treated as zero on input (DAZ): a subnormal operand
 // or result makes an FMA take a microcode assist, and real checkpoints produce them (far GELU tails, tiny
 // softmax weights times small values), which cost 5-7% of a ViT-S forward here. The change to any value
-// is below 1.2e-38 in magnitude.
-constexpr unsigned kFlushDenormals = 0x8040;  // MXCSR FTZ (bit 15) | DAZ (bit 6)
-// And they round to nearest, whatever mode the application set (fesetround): some kernels round through the
-// mode (the reduced-precision GELU finds its table interval by adding 1.5 * 2^23, int8 quantisation uses
-// cvtps2dq), so another mode would change their results, not just their last bits.
-constexpr unsigned kRoundingControl = 0x6000;  // MXCSR RC (bits 13-14); 00 = round to nearest even
-unsigned kernel_csr(unsigned csr) { return (csr & ~kRoundingControl) | kFlushDenormals; }
+// is below 1.2e-38 in magnitude. And they round to nearest, whatever mode the application set (fesetround):
+// some kernels round through the mode (the reduced-precision GELU finds its table interval by adding
+// 1.5 * 2^23, int8 quantisation uses cvtps2dq), so another mode would change their results, not just their
+// last bits. Every exception stays masked (a NaN passing through a max, an out-of-range conversion that
+// saturates on purpose must not trap in an application that unmasked them). The bits: util/float_env.h.
+unsigned kernel_csr(unsigned csr) {
+  return (csr & ~kMxcsrRoundingControl) | kMxcsrFlushDenormals | kMxcsrExceptionMasks;
+}
 
-// Sets FTZ/DAZ and round-to-nearest on the calling thread for its lifetime and restores the caller's MXCSR
+// Sets FTZ/DAZ, round-to-nearest and masked exceptions on the calling thread for its lifetime and restores the caller's MXCSR
 // afterwards, so the library does not change the floating-point environment of the application's thread.
 class ScopedKernelCsr {
  public:

@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "backend/op_checks.h"
-#include "util/alloc_guard.h"
+#include "util/api_guard.h"
 #include "util/cpu_info.h"
+#include "util/float_env.h"
 
 namespace dinov3 {
 namespace {
@@ -51,6 +52,8 @@ double dot_bias(const float* x, const HostLinear& w, int64_t o) {
   return acc + w.bias[o];
 }
 
+// Every op runs its loops in the default floating-point environment, whatever the caller set
+// (util/float_env.h): the oracle gives the same numbers in any program.
 class ReferenceBackend final : public Backend {
  public:
   std::string name() const override { return "reference"; }
@@ -80,7 +83,7 @@ class ReferenceBackend final : public Backend {
   Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* bias, int64_t out,
                                                  int64_t in) override {
     DINOV3_RETURN_IF_ERROR(op_checks::prepare_linear(*this, w, out, in));
-    return guard_allocations("reference backend: a linear weight", [&]() -> Result<std::unique_ptr<Weight>> {
+    return guard_api_call("reference backend: a linear weight", [&]() -> Result<std::unique_ptr<Weight>> {
       auto lin = std::make_unique<HostLinear>();
       lin->out = out;
       lin->in = in;
@@ -94,7 +97,7 @@ class ReferenceBackend final : public Backend {
 
   Result<std::unique_ptr<Weight>> prepare_vector(const float* v, int64_t n) override {
     DINOV3_RETURN_IF_ERROR(op_checks::prepare_vector(*this, v, n));
-    return guard_allocations("reference backend: a vector weight", [&]() -> Result<std::unique_ptr<Weight>> {
+    return guard_api_call("reference backend: a vector weight", [&]() -> Result<std::unique_ptr<Weight>> {
       auto vec = std::make_unique<HostVector>();
       vec->v.assign(v, v + n);
       vec->set_info(op_checks::vector_info(*this, n));
@@ -105,6 +108,7 @@ class ReferenceBackend final : public Backend {
   Status embed(const DeviceBuffer& image, int64_t batch, int64_t channels, int64_t height, int64_t width,
                int64_t patch, const Weight& patch_linear, const Weight& prefix, int64_t prefix_count,
                int64_t dim, DeviceBuffer& tokens) override {
+    const ScopedDefaultFloatEnv float_env;
     DINOV3_RETURN_IF_ERROR(op_checks::embed(*this, image, batch, channels, height, width, patch, patch_linear, prefix,
                                             prefix_count, dim, tokens));
     const HostLinear& pw = linear_of(patch_linear);
@@ -134,6 +138,7 @@ class ReferenceBackend final : public Backend {
 
   Status layer_norm(const DeviceBuffer& x, int64_t rows, int64_t dim, const Weight& gamma, const Weight& beta,
                     float eps, DeviceBuffer& y, const Weight* consumer = nullptr) override {
+    const ScopedDefaultFloatEnv float_env;
     DINOV3_RETURN_IF_ERROR(op_checks::layer_norm(*this, x, rows, dim, gamma, beta, y, consumer));
     const float* g = vector_of(gamma).v.data();
     const float* be = vector_of(beta).v.data();
@@ -154,6 +159,7 @@ class ReferenceBackend final : public Backend {
 
   Status linear(const DeviceBuffer& x, int64_t rows, const Weight& weight, const LinearEpilogue& epilogue,
                 DeviceBuffer& y) override {
+    const ScopedDefaultFloatEnv float_env;
     DINOV3_RETURN_IF_ERROR(op_checks::linear(*this, x, rows, weight, epilogue, y));
     const HostLinear& w = linear_of(weight);
     const float* scale = epilogue.residual_scale ? vector_of(*epilogue.residual_scale).v.data() : nullptr;
@@ -174,6 +180,7 @@ class ReferenceBackend final : public Backend {
 
   Status linear_swiglu(const DeviceBuffer& x, int64_t rows, const Weight& gate, const Weight& up, DeviceBuffer& y,
                        const Weight* consumer = nullptr) override {
+    const ScopedDefaultFloatEnv float_env;
     DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y, consumer));
     const HostLinear& wg = linear_of(gate);
     const HostLinear& wx = linear_of(up);
@@ -188,6 +195,7 @@ class ReferenceBackend final : public Backend {
   Status attention(const DeviceBuffer& qkv, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                    int64_t prefix_count, const DeviceBuffer& rope, DeviceBuffer& out,
                    const Weight* consumer = nullptr) override {
+    const ScopedDefaultFloatEnv float_env;
     DINOV3_RETURN_IF_ERROR(
         op_checks::attention(*this, qkv, batch, tokens, heads, head_dim, prefix_count, rope, out, consumer));
     const int64_t dim = heads * head_dim, half = head_dim / 2;
@@ -247,6 +255,7 @@ class ReferenceBackend final : public Backend {
 
   Status mean_tokens(const DeviceBuffer& x, int64_t batch, int64_t tokens, int64_t dim, int64_t begin,
                      int64_t end, DeviceBuffer& out) override {
+    const ScopedDefaultFloatEnv float_env;
     DINOV3_RETURN_IF_ERROR(op_checks::mean_tokens(*this, x, batch, tokens, dim, begin, end, out));
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t d = 0; d < dim; ++d) {

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "backend/cpu/lowp/bf16.h"
-#include "backend/cpu/round_to_nearest.h"
+#include "util/float_env.h"
 
 namespace dinov3::cpu::lowp {
 
@@ -103,7 +103,7 @@ void pack_int8(const float* w, const Int8LinearValues& values, LowpLinear& lin) 
 
 std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w, const float* bias, int64_t out,
                                              int64_t in, const Int8LinearValues& values) {
-  const ScopedRoundToNearest nearest;  // the int8 grid and its scales, whatever the caller's mode
+  const ScopedDefaultFloatEnv float_env;  // the int8 grid and its scales, whatever the caller's mode
   auto lin = std::make_unique<LowpLinear>();
   lin->precision = precision;
   lin->out = out;
