@@ -17,6 +17,7 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 for stage in "${stages[@]}"; do
   echo "== $stage"
+  start=$SECONDS
   case $stage in
     release)
       scripts/build.sh
@@ -35,4 +36,5 @@ for stage in "${stages[@]}"; do
       scripts/fuzz.sh all "${DINOV3_FUZZ_SECONDS:-30}"
       ;;
   esac
+  echo "== $stage: $((SECONDS - start)) s"
 done
