@@ -57,8 +57,9 @@ std::vector<float> compute_everything() {
     }
     append(all, values(*pixels));
     Tensor baseline;  // the first forward's features (cpu, float32)
-    for (const auto& [backend, precision] : std::vector<std::pair<std::string, Precision>>{
-             {"cpu", Precision::kF32}, {"cpu", Precision::kBF16}, {"cpu", Precision::kInt8}, {"reference", Precision::kF32}}) {
+    const std::vector<std::pair<std::string, Precision>> runs = {
+        {"cpu", Precision::kF32}, {"cpu", Precision::kBF16}, {"cpu", Precision::kInt8}, {"reference", Precision::kF32}};
+    for (const auto& [backend, precision] : runs) {
       LoadOptions lo;
       lo.backend = backend;
       lo.backend_options.precision = precision;
@@ -73,8 +74,8 @@ std::vector<float> compute_everything() {
       append(all, values(out->pooled));
       if (baseline.numel() == 0) baseline = out->features;
       // The accuracy tool's metrics against float32.
-      const BatchAgreement a = compare_images(out->features.ptr(), baseline.ptr(), static_cast<size_t>(out->features.shape[0]),
-                                              static_cast<size_t>(out->features.numel() / out->features.shape[0]));
+      const size_t images = static_cast<size_t>(out->features.shape[0]);
+      const BatchAgreement a = compare_images(out->features.ptr(), baseline.ptr(), images, out->features.numel() / images);
       for (const double d : {a.worst.rel_error, a.worst.cosine, a.worst.mse}) append_double(all, d);
     }
     // Dense features at another size (preprocessing's geometry), their PCA and a similarity map.

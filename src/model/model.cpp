@@ -113,7 +113,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
   if (options.op_profile) backend = profile_backend_ops(std::move(backend), options.op_profile);
   return guard_api_call("loading the model",
-                           [&] { return load_unguarded(path, std::move(backend), options.int8_plan.get()); });
+                        [&] { return load_unguarded(path, std::move(backend), options.int8_plan.get()); });
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {

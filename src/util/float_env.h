@@ -17,9 +17,9 @@
 namespace dinov3 {
 
 // x86's MXCSR control bits, the SSE/AVX part of the environment.
-constexpr unsigned kMxcsrFlushDenormals = 0x8040;    // FTZ (bit 15) | DAZ (bit 6)
-constexpr unsigned kMxcsrRoundingControl = 0x6000;   // RC (bits 13-14); 00 = round to nearest even
-constexpr unsigned kMxcsrExceptionMasks = 0x1F80;    // every exception masked (bits 7-12)
+constexpr unsigned kMxcsrFlushDenormals = 0x8040;   // FTZ (bit 15) | DAZ (bit 6)
+constexpr unsigned kMxcsrRoundingControl = 0x6000;  // RC (bits 13-14); 00 = round to nearest even
+constexpr unsigned kMxcsrExceptionMasks = 0x1F80;   // every exception masked (bits 7-12)
 
 // True when the calling thread's environment is the default one: round to nearest, subnormals kept, no
 // exception trapping.

@@ -39,8 +39,9 @@ unsigned kernel_csr(unsigned csr) {
   return (csr & ~kMxcsrRoundingControl) | kMxcsrFlushDenormals | kMxcsrExceptionMasks;
 }
 
-// Sets FTZ/DAZ, round-to-nearest and masked exceptions on the calling thread for its lifetime and restores the caller's MXCSR
-// afterwards, so the library does not change the floating-point environment of the application's thread.
+// Sets FTZ/DAZ, round-to-nearest and masked exceptions on the calling thread for its lifetime and restores the
+// caller's MXCSR afterwards, so the library does not change the floating-point environment of the application's
+// thread.
 class ScopedKernelCsr {
  public:
   ScopedKernelCsr() : saved_(_mm_getcsr()) { _mm_setcsr(kernel_csr(saved_)); }
