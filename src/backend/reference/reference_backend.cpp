@@ -44,12 +44,34 @@ const HostVector& vector_of(const Weight& w) { return static_cast<const HostVect
 double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
-// y_tmp[o] = sum_i x[i] * w[o, i] + b[o], in double.
-double dot_bias(const float* x, const HostLinear& w, int64_t o) {
-  double acc = 0.0;
-  const float* row = w.w.data() + o * w.in;
-  for (int64_t i = 0; i < w.in; ++i) acc += static_cast<double>(x[i]) * row[i];
-  return acc + w.bias[o];
+// y[j] = sum_i x[i] * w[o + j, i] + b[o + j] for j < N, each sum in double in the order of i. The N sums run
+// side by side only so that the core overlaps them: each is the same chain of roundings as alone.
+template <int N>
+void dot_bias(const float* x, const HostLinear& w, int64_t o, double* y) {
+  double acc[N] = {};
+  const float* rows[N];
+  for (int j = 0; j < N; ++j) rows[j] = w.w.data() + (o + j) * w.in;
+  for (int64_t i = 0; i < w.in; ++i) {
+    const double xi = x[i];
+    for (int j = 0; j < N; ++j) acc[j] += xi * rows[j][i];
+  }
+  for (int j = 0; j < N; ++j) y[j] = acc[j] + w.bias[o + j];
+}
+
+// Calls f(o, y) for every output o of a row, y = dot_bias's value of output o.
+constexpr int kSideBySide = 4;
+template <class F>
+void for_each_output(const float* x, const HostLinear& w, F&& f) {
+  double y[kSideBySide];
+  int64_t o = 0;
+  for (; o + kSideBySide <= w.out; o += kSideBySide) {
+    dot_bias<kSideBySide>(x, w, o, y);
+    for (int j = 0; j < kSideBySide; ++j) f(o + j, y[j]);
+  }
+  for (; o < w.out; ++o) {
+    dot_bias<1>(x, w, o, y);
+    f(o, y[0]);
+  }
 }
 
 // Every op runs its loops in the default floating-point environment, whatever the caller set
@@ -129,7 +151,7 @@ class ReferenceBackend final : public Backend {
               for (int64_t kx = 0; kx < patch; ++kx)
                 pixels[k++] = img[((b * channels + c) * height + i * patch + ky) * width + j * patch + kx];
           float* token = seq + (prefix_count + i * gw + j) * dim;
-          for (int64_t o = 0; o < dim; ++o) token[o] = static_cast<float>(dot_bias(pixels.data(), pw, o));
+          for_each_output(pixels.data(), pw, [&](int64_t o, double v) { token[o] = static_cast<float>(v); });
         }
       }
     }
@@ -166,14 +188,13 @@ class ReferenceBackend final : public Backend {
     for (int64_t r = 0; r < rows; ++r) {
       const float* in = data_of(x) + r * w.in;
       float* out = data_of(y) + r * w.out;
-      for (int64_t o = 0; o < w.out; ++o) {
-        const double v = dot_bias(in, w, o);
+      for_each_output(in, w, [&](int64_t o, double v) {
         if (scale != nullptr) {
           out[o] = static_cast<float>(out[o] + static_cast<double>(scale[o]) * v);
         } else {
           out[o] = static_cast<float>(epilogue.activation == Activation::kGelu ? gelu_erf(v) : v);
         }
-      }
+      });
     }
     return {};
   }
@@ -187,7 +208,9 @@ class ReferenceBackend final : public Backend {
     for (int64_t r = 0; r < rows; ++r) {
       const float* in = data_of(x) + r * wg.in;
       float* out = data_of(y) + r * wg.out;
-      for (int64_t o = 0; o < wg.out; ++o) out[o] = static_cast<float>(silu(dot_bias(in, wg, o)) * dot_bias(in, wx, o));
+      std::vector<double> gated(static_cast<size_t>(wg.out));
+      for_each_output(in, wg, [&](int64_t o, double v) { gated[o] = silu(v); });
+      for_each_output(in, wx, [&](int64_t o, double v) { out[o] = static_cast<float>(gated[o] * v); });
     }
     return {};
   }
@@ -229,12 +252,19 @@ class ReferenceBackend final : public Backend {
         }
         for (int64_t t = 0; t < tokens; ++t) {
           double max_score = -std::numeric_limits<double>::infinity();
-          for (int64_t s = 0; s < tokens; ++s) {
-            double dot = 0.0;
-            for (int64_t d = 0; d < head_dim; ++d)
-              dot += static_cast<double>(q[t * head_dim + d]) * k[s * head_dim + d];
-            scores[s] = dot * scale;
-            max_score = std::max(max_score, scores[s]);
+          // Each dot product in double in the order of d; four keys side by side (independent chains).
+          const float* qr = q.data() + t * head_dim;
+          for (int64_t s0 = 0; s0 < tokens; s0 += 4) {
+            const int64_t n = std::min<int64_t>(4, tokens - s0);
+            double dot[4] = {};
+            for (int64_t d = 0; d < head_dim; ++d) {
+              const double qd = qr[d];
+              for (int64_t j = 0; j < n; ++j) dot[j] += qd * k[(s0 + j) * head_dim + d];
+            }
+            for (int64_t j = 0; j < n; ++j) {
+              scores[s0 + j] = dot[j] * scale;
+              max_score = std::max(max_score, scores[s0 + j]);
+            }
           }
           double sum = 0.0;
           for (int64_t s = 0; s < tokens; ++s) {
@@ -242,10 +272,16 @@ class ReferenceBackend final : public Backend {
             sum += scores[s];
           }
           float* o = data_of(out) + (b * tokens + t) * dim + h * head_dim;
-          for (int64_t d = 0; d < head_dim; ++d) {
-            double acc = 0.0;
-            for (int64_t s = 0; s < tokens; ++s) acc += scores[s] * base[s * 3 * dim + 2 * dim + h * head_dim + d];
-            o[d] = static_cast<float>(acc / sum);
+          // Each output in double in the order of s; eight of them side by side (one v row's neighbours).
+          const float* v = base + 2 * dim + h * head_dim;
+          for (int64_t d0 = 0; d0 < head_dim; d0 += 8) {
+            const int64_t n = std::min<int64_t>(8, head_dim - d0);
+            double acc[8] = {};
+            for (int64_t s = 0; s < tokens; ++s) {
+              const float* vs = v + s * 3 * dim + d0;
+              for (int64_t j = 0; j < n; ++j) acc[j] += scores[s] * vs[j];
+            }
+            for (int64_t j = 0; j < n; ++j) o[d0 + j] = static_cast<float>(acc[j] / sum);
           }
         }
       }
