@@ -24,7 +24,7 @@
 namespace dinov3 {
 namespace {
 
-DINOV3_SUITE_LABELS(FloatEnv, "golden");
+DINOV3_SUITE_LABELS(FloatEnv, "golden", "slow");  // ~2 minutes under the sanitizers
 
 const std::string kTiny = test::fixture("models/tiny");
 const std::string kSwiglu = test::fixture("models/tiny_swiglu_qkvb");
