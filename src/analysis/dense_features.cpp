@@ -84,7 +84,6 @@ Result<DenseFeatures> compute_dense_features(Model& model, ImageRGB8 image, cons
 
 Result<DenseFeatures> compute_dense_features(Model& model, const std::string& path, const InputSize& size,
                                              const DecodeOptions& options) {
-  const ScopedDefaultFloatEnv float_env;
   DINOV3_ASSIGN_OR_RETURN(ImageRGB8 image, decode_image_file(path, options));
   return compute_dense_features(model, std::move(image), size, path);
 }

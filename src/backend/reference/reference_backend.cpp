@@ -44,34 +44,38 @@ const HostVector& vector_of(const Weight& w) { return static_cast<const HostVect
 double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
-// y[j] = sum_i x[i] * w[o + j, i] + b[o + j] for j < N, each sum in double in the order of i. The N sums run
-// side by side only so that the core overlaps them: each is the same chain of roundings as alone.
+// y[j] = sum_i x[i] * rows[j * ld + i] over i < n, for j < N, each sum in double in the order of i. The N
+// sums run side by side only so that the core overlaps them: each is the same chain of roundings as alone.
 template <int N>
-void dot_bias(const float* x, const HostLinear& w, int64_t o, double* y) {
+void dots(const float* x, const float* rows, int64_t ld, int64_t n, double* y) {
   double acc[N] = {};
-  const float* rows[N];
-  for (int j = 0; j < N; ++j) rows[j] = w.w.data() + (o + j) * w.in;
-  for (int64_t i = 0; i < w.in; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     const double xi = x[i];
-    for (int j = 0; j < N; ++j) acc[j] += xi * rows[j][i];
+    for (int j = 0; j < N; ++j) acc[j] += xi * rows[j * ld + i];
   }
-  for (int j = 0; j < N; ++j) y[j] = acc[j] + w.bias[o + j];
+  for (int j = 0; j < N; ++j) y[j] = acc[j];
 }
 
-// Calls f(o, y) for every output o of a row, y = dot_bias's value of output o.
-constexpr int kSideBySide = 4;
+// Calls f(r, x . row r) for each of `count` rows of length n (ld apart), four at a time.
+template <class F>
+void for_each_dot(const float* x, const float* rows, int64_t ld, int64_t n, int64_t count, F&& f) {
+  constexpr int kSideBySide = 4;
+  double y[kSideBySide];
+  int64_t r = 0;
+  for (; r + kSideBySide <= count; r += kSideBySide) {
+    dots<kSideBySide>(x, rows + r * ld, ld, n, y);
+    for (int j = 0; j < kSideBySide; ++j) f(r + j, y[j]);
+  }
+  for (; r < count; ++r) {
+    dots<1>(x, rows + r * ld, ld, n, y);
+    f(r, y[0]);
+  }
+}
+
+// Calls f(o, y) for every output o of a linear layer on row x: y = sum_i x[i] * w[o, i] + b[o], in double.
 template <class F>
 void for_each_output(const float* x, const HostLinear& w, F&& f) {
-  double y[kSideBySide];
-  int64_t o = 0;
-  for (; o + kSideBySide <= w.out; o += kSideBySide) {
-    dot_bias<kSideBySide>(x, w, o, y);
-    for (int j = 0; j < kSideBySide; ++j) f(o + j, y[j]);
-  }
-  for (; o < w.out; ++o) {
-    dot_bias<1>(x, w, o, y);
-    f(o, y[0]);
-  }
+  for_each_dot(x, w.w.data(), w.in, w.in, w.out, [&](int64_t o, double acc) { f(o, acc + w.bias[o]); });
 }
 
 // Every op runs its loops in the default floating-point environment, whatever the caller set
@@ -205,10 +209,10 @@ class ReferenceBackend final : public Backend {
     DINOV3_RETURN_IF_ERROR(op_checks::linear_swiglu(*this, x, rows, gate, up, y, consumer));
     const HostLinear& wg = linear_of(gate);
     const HostLinear& wx = linear_of(up);
+    std::vector<double> gated(static_cast<size_t>(wg.out));
     for (int64_t r = 0; r < rows; ++r) {
       const float* in = data_of(x) + r * wg.in;
       float* out = data_of(y) + r * wg.out;
-      std::vector<double> gated(static_cast<size_t>(wg.out));
       for_each_output(in, wg, [&](int64_t o, double v) { gated[o] = silu(v); });
       for_each_output(in, wx, [&](int64_t o, double v) { out[o] = static_cast<float>(gated[o] * v); });
     }
@@ -252,20 +256,10 @@ class ReferenceBackend final : public Backend {
         }
         for (int64_t t = 0; t < tokens; ++t) {
           double max_score = -std::numeric_limits<double>::infinity();
-          // Each dot product in double in the order of d; four keys side by side (independent chains).
-          const float* qr = q.data() + t * head_dim;
-          for (int64_t s0 = 0; s0 < tokens; s0 += 4) {
-            const int64_t n = std::min<int64_t>(4, tokens - s0);
-            double dot[4] = {};
-            for (int64_t d = 0; d < head_dim; ++d) {
-              const double qd = qr[d];
-              for (int64_t j = 0; j < n; ++j) dot[j] += qd * k[(s0 + j) * head_dim + d];
-            }
-            for (int64_t j = 0; j < n; ++j) {
-              scores[s0 + j] = dot[j] * scale;
-              max_score = std::max(max_score, scores[s0 + j]);
-            }
-          }
+          for_each_dot(q.data() + t * head_dim, k.data(), head_dim, head_dim, tokens, [&](int64_t s, double dot) {
+            scores[s] = dot * scale;
+            max_score = std::max(max_score, scores[s]);
+          });
           double sum = 0.0;
           for (int64_t s = 0; s < tokens; ++s) {
             scores[s] = std::exp(scores[s] - max_score);
