@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -160,6 +162,48 @@ TEST(CpuThreadPool, EachThreadStartsOnItsOwnRange) {
           << threads << " threads, thread " << t;
     }
   }
+}
+
+// Pools destroyed right after their last job: a worker that has seen a job but not yet read its word may
+// read the destructor's word instead, and must then see the stop. (It used to check the stop before that
+// read, take the destructor's word for a job and sleep forever while the destructor joined it: 2 or 3 of
+// 3 runs of this loop hung, on this project's 2-core VM.) The window is a few instructions wide: three
+// loops of pools compete for the cores so that workers get preempted inside it, and a watchdog turns a
+// hang into a failure. Sanitizer builds run fewer pools (the loop is too slow there to reach the window).
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define DINOV3_POOL_STRESS_SCALE 50
+#endif
+#endif
+#ifndef DINOV3_POOL_STRESS_SCALE
+#define DINOV3_POOL_STRESS_SCALE 1
+#endif
+DINOV3_TEST_LABELS(CpuThreadPool, DestructionRightAfterAJobNeverHangs, "unit", "slow");
+TEST(CpuThreadPool, DestructionRightAfterAJobNeverHangs) {
+  constexpr int kLoops = 3, kPools = 60000 / DINOV3_POOL_STRESS_SCALE;
+  std::atomic<int> finished{0};
+  std::vector<std::thread> loops;
+  for (int l = 0; l < kLoops; ++l) {
+    loops.emplace_back([&] {
+      for (int i = 0; i < kPools; ++i) {
+        ThreadPool pool(2);
+        std::atomic<int> count{0};
+        for (int j = 0; j < 3; ++j) pool.run(2, [&](int64_t, int) { count.fetch_add(1); });
+      }
+      finished.fetch_add(1);
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  while (finished.load() < kLoops && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (finished.load() < kLoops) {
+    // A hung worker cannot be joined: report and leave.
+    ADD_FAILURE() << kLoops - finished.load() << " of " << kLoops << " loops of pool lifetimes hung";
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+  for (std::thread& l : loops) l.join();
 }
 
 DINOV3_SUITE_LABELS(CpuThreadPool, "unit");

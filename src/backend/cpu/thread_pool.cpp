@@ -165,8 +165,11 @@ void ThreadPool::worker_main(int thread) {
       std::unique_lock<std::mutex> lock(mutex_);
       job_ready_.wait(lock, new_job);
     }
-    if (stop_.load(std::memory_order_acquire)) return;
+    // stop_ is read after the job word, whose store it precedes: a worker that reads the destructor's word
+    // sees the stop. (Read before it, a stop published between the two reads left the worker taking the
+    // destructor's word for a job, then waiting for another one forever while the destructor joined it.)
     const uint64_t job = job_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_of(job);
     claim_tasks(job, thread);
   }
