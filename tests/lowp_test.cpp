@@ -658,6 +658,36 @@ TEST(Bf16, PairsPackLikeRowsThenPanels) {
       std::vector<uint16_t> got(want.size(), 0x5555);
       k->to_bf16_pairs(x.data(), ldx, rows, cols, rows_pad, got.data());
       EXPECT_EQ(got, want) << kernel_set_name(set) << " " << rows << "x" << cols;
+      // The same panels from the rows already in bf16 (a bf16 qkv), row stride not the width.
+      std::vector<uint16_t> rounded_ld(static_cast<size_t>(rows * (cols + 3)), 0x7777);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy_n(&rounded[static_cast<size_t>(r * cols)], cols, &rounded_ld[static_cast<size_t>(r * (cols + 3))]);
+      }
+      std::vector<uint16_t> from_bf16(want.size(), 0x5555);
+      k->bf16_pairs(rounded_ld.data(), cols + 3, rows, cols, rows_pad, from_bf16.data());
+      EXPECT_EQ(from_bf16, want) << kernel_set_name(set) << " from bf16, " << rows << "x" << cols;
+    }
+  }
+}
+
+// bf16_rows_transposed (attention's K^T panels; 16 x 16 word transposes on AVX-512) equals the portable
+// loop pack_bf16_rows_transposed on every kernel set: ragged key panels, pair counts that are not a
+// multiple of 16, a row stride past the width.
+TEST(Bf16, RowsTransposedPackLikeThePortableLoop) {
+  for (const auto& [rows, k_pad] : {std::pair<int64_t, int64_t>{261, 64}, {1, 2}, {16, 32}, {17, 30}, {33, 34},
+                                    {64, 128}, {300, 66}, {31, 96}}) {
+    const int64_t ld = k_pad + 6, panels = (rows + lowp::kNr - 1) / lowp::kNr;
+    std::vector<uint16_t> m(static_cast<size_t>(rows * ld));
+    std::mt19937 rng(static_cast<uint32_t>(rows * 1000 + k_pad));
+    for (uint16_t& v : m) v = static_cast<uint16_t>(rng());
+    std::vector<uint16_t> want(static_cast<size_t>(panels * lowp::kNr * k_pad), 0x5555);
+    lowp::pack_bf16_rows_transposed(m.data(), ld, rows, k_pad, want.data());
+    for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+      const lowp::LowpKernels* k = kernels_for(set);
+      if (k == nullptr) continue;
+      std::vector<uint16_t> got(want.size(), 0x3333);
+      k->bf16_rows_transposed(m.data(), ld, rows, k_pad, got.data());
+      EXPECT_EQ(got, want) << kernel_set_name(set) << " " << rows << " rows, k_pad " << k_pad;
     }
   }
 }
@@ -822,11 +852,12 @@ TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
 
 // bf16 attention against the float32 reference. Per output row O = sum_j p_j v_j (p normalised), three
 // bf16 roundings reach it, each independent across terms: v (relative RMS <= 2^-9), p (<= 2^-9) and the
-// scores. A score is q.k * log2(e)/sqrt(head_dim) with q, k rounded: its error has RMS <= sqrt(2) 2^-9 times
-// sqrt(sum_d (q_d k_d)^2) * log2(e)/sqrt(head_dim), which is sqrt(2) 2^-9 log2(e) for unit-variance data,
-// and p = 2^s turns it into a relative error of ln(2) times that: sqrt(2) 2^-9. In quadrature:
-// sqrt(1 + 1 + 2) 2^-9 = 2^-8.
-const double kBf16AttentionTol = std::ldexp(1.0, -8);
+// scores. A score is q.k * log2(e)/sqrt(head_dim) with q and k each rounded twice (held in bf16 before RoPE,
+// as a bf16 qkv layer gives them, and rounded again after it; a rotation keeps an error's size): its error
+// has RMS <= 2 x 2^-9 times sqrt(sum_d (q_d k_d)^2) * log2(e)/sqrt(head_dim), which is 2 x 2^-9 log2(e) for
+// unit-variance data, and p = 2^s turns it into a relative error of ln(2) times that: 2 x 2^-9. In
+// quadrature: sqrt(1 + 1 + 4) 2^-9 (4.8e-3).
+const double kBf16AttentionTol = std::sqrt(6.0) * std::ldexp(1.0, -9);
 
 struct AttentionCase {
   int64_t batch, tokens, heads, head_dim, prefix;
@@ -1127,6 +1158,88 @@ TEST(LowpBackend, ConsumerHintOnAttention) {
   }
 }
 
+// Reduced-precision attention (bf16 products at both bf16 and int8) rounds q, k and v to bf16 before RoPE,
+// whatever form qkv comes in: float32 values give the bits of their bf16 roundings, on every ISA (AVX-512 reads the rows with vector loads, the others lane by
+// lane), through the float32 path (converted first) and through a qkv layer's bf16 output (the
+// attention_input hint: copy-only), which must also leave the qkv buffer holding the rounded values.
+TEST(LowpBackend, Bf16AttentionRoundsQkvFirstInAnyForm) {
+  const AttentionCase cases[] = {
+      {1, 261, 6, 64, 5}, {2, 37, 2, 40, 3}, {1, 700, 1, 64, 1},  // two key blocks
+      {1, 21, 2, 64, 21},                                           // prefix only: no rotation
+      {1, 19, 2, 34, 2},
+  };
+  for (const auto& [isa, precision] : {std::pair{cpu::Isa::kAvx512, Precision::kBF16}, {cpu::Isa::kAvx2, Precision::kBF16},
+                                        {cpu::Isa::kScalar, Precision::kBF16}, {cpu::Isa::kAvx512, Precision::kInt8}}) {
+    BackendOptions options;
+    options.threads = 2;
+    options.precision = precision;
+    auto made = create_cpu_backend_for_isa(options, isa);
+    if (!made.ok()) continue;  // the machine cannot run this ISA
+    Backend& be = **made;
+    uint32_t seed = 700;
+    for (const AttentionCase& c : cases) {
+      const int64_t dim = c.heads * c.head_dim, rows = c.batch * c.tokens;
+      const auto qkv = test::random_normal(static_cast<size_t>(rows * 3 * dim), ++seed);
+      const auto rope = test::random_rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
+      const std::string where = std::string(cpu::isa_name(isa)) + " " + precision_name(precision) + " " +
+                                std::to_string(c.tokens) + " tokens, " +
+                                std::to_string(c.heads) + " x " + std::to_string(c.head_dim);
+      const auto from_float = run_attention(be, c, qkv, rope);
+      const auto from_rounded = run_attention(be, c, bf16_rounded(qkv), rope);
+      ASSERT_EQ(from_float.size(), from_rounded.size());
+      EXPECT_EQ(std::memcmp(from_float.data(), from_rounded.data(), from_float.size() * sizeof(float)), 0) << where;
+
+      // qkv from a linear layer (x -> 3 x dim), with and without the hint.
+      const int64_t in = 24;
+      const auto x = test::random_normal(static_cast<size_t>(rows * in), ++seed);
+      const auto w = test::random_uniform(static_cast<size_t>(3 * dim * in), ++seed, -0.3f, 0.3f);
+      const auto bias = test::random_uniform(static_cast<size_t>(3 * dim), ++seed, -0.5f, 0.5f);
+      auto lin = be.prepare_linear(w.data(), bias.data(), 3 * dim, in);
+      ASSERT_TRUE(lin.ok());
+      auto xb = upload(be, x);
+      auto rb = upload(be, rope);
+      auto through_layer = [&](bool hint, std::vector<float>* qkv_values) {
+        auto qb = upload(be, std::vector<float>(static_cast<size_t>(rows * 3 * dim)));
+        auto ob = upload(be, std::vector<float>(static_cast<size_t>(rows * dim)));
+        LinearEpilogue e;
+        e.attention_input = hint;
+        EXPECT_TRUE(be.linear(*xb, rows, **lin, e, *qb).ok());
+        EXPECT_TRUE(be.attention(*qb, c.batch, c.tokens, c.heads, c.head_dim, c.prefix, *rb, *ob).ok());
+        *qkv_values = download(be, *qb);
+        return download(be, *ob);
+      };
+      std::vector<float> plain_qkv, hinted_qkv;
+      const auto plain = through_layer(false, &plain_qkv);
+      const auto hinted = through_layer(true, &hinted_qkv);
+      EXPECT_EQ(std::memcmp(plain.data(), hinted.data(), plain.size() * sizeof(float)), 0) << where << ", hint";
+      const auto rounded_qkv = bf16_rounded(plain_qkv);
+      EXPECT_EQ(std::memcmp(rounded_qkv.data(), hinted_qkv.data(), rounded_qkv.size() * sizeof(float)), 0)
+          << where << ": the hinted qkv reads back rounded";
+    }
+  }
+}
+
+// At float32 the hint changes nothing: the qkv values stay exact.
+TEST(LowpBackend, AttentionInputHintKeepsFloat32Qkv) {
+  auto be = cpu_backend(Precision::kF32);
+  ASSERT_NE(be, nullptr);
+  const int64_t rows = 29, in = 16, out = 3 * 16;
+  const auto x = test::random_normal(static_cast<size_t>(rows * in), 41);
+  const auto w = test::random_uniform(static_cast<size_t>(out * in), 42, -0.3f, 0.3f);
+  auto lin = be->prepare_linear(w.data(), nullptr, out, in);
+  ASSERT_TRUE(lin.ok());
+  auto xb = upload(*be, x);
+  std::vector<float> got[2];
+  for (int hint = 0; hint < 2; ++hint) {
+    auto yb = upload(*be, std::vector<float>(static_cast<size_t>(rows * out)));
+    LinearEpilogue e;
+    e.attention_input = hint == 1;
+    ASSERT_TRUE(be->linear(*xb, rows, **lin, e, *yb).ok());
+    got[hint] = download(*be, *yb);
+  }
+  EXPECT_EQ(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0);
+}
+
 // A consumer must be a linear layer of the same backend whose input is the op's output, and a residual
 // layer's output (added into y) cannot be handed over.
 TEST(LowpBackend, ConsumerHintIsChecked) {
@@ -1150,6 +1263,17 @@ TEST(LowpBackend, ConsumerHintIsChecked) {
     const Status residual = be.linear(*x, 3, **up, {Activation::kNone, scale->get(), down->get()}, *y);
     EXPECT_EQ(residual.code(), ErrorCode::kInvalidArgument);
     EXPECT_FALSE(be.linear_swiglu(*x, 3, **up, **up, *y, up->get()).ok());
+    // attention's input is no residual output and no linear layer's input
+    LinearEpilogue to_attention;
+    to_attention.attention_input = true;
+    EXPECT_TRUE(be.linear(*x, 3, **up, to_attention, *y).ok());
+    to_attention.residual_scale = scale->get();
+    const Status residual_attention = be.linear(*x, 3, **up, to_attention, *y);
+    EXPECT_EQ(residual_attention.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(residual_attention.message().find("attention"), std::string::npos) << residual_attention.message();
+    to_attention.residual_scale = nullptr;
+    to_attention.consumer = down->get();
+    EXPECT_EQ(be.linear(*x, 3, **up, to_attention, *y).code(), ErrorCode::kInvalidArgument);
     auto other = create_cpu_backend(options);
     ASSERT_TRUE(other.ok());
     auto foreign = (*other)->prepare_linear(w.data(), nullptr, 8, 12);

@@ -74,6 +74,11 @@ struct LinearEpilogue {
   // only bf16 for a bf16 layer), so y read any other way (download, another op) may come back rounded to
   // that form. Unset (the default): y holds every value as computed. Needs residual_scale unset.
   const Weight* consumer = nullptr;
+  // When set: y's only reader is the next op, attention, taking y as its qkv. A backend may then keep y in
+  // just the form its attention reads (the cpu backend in bf16 and int8: only bf16, so q, k and v are rounded
+  // to bf16 before RoPE, as its attention then does with any qkv), so y read any other way may come back
+  // rounded to that form. Needs residual_scale and consumer unset.
+  bool attention_input = false;
 };
 
 // A linear layer's int8 values chosen outside the backend: w[n][k] ~ scale[n] * q[n][k], q row-major

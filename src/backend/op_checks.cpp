@@ -184,6 +184,10 @@ Status linear(const Backend& be, const DeviceBuffer& x, int64_t rows, const Weig
     c.that(epilogue.consumer == nullptr, "a residual linear's output cannot be handed to a consumer");
   }
   c.consumer(epilogue.consumer, w.info().out);
+  if (epilogue.attention_input) {
+    c.that(epilogue.residual_scale == nullptr && epilogue.consumer == nullptr,
+           "attention's input cannot also be a residual output or a linear layer's input");
+  }
   return c.status();
 }
 

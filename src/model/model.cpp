@@ -305,7 +305,10 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
     if (!h_ready) {
       DINOV3_RETURN_IF_ERROR(be.layer_norm(*a.x, rows, D, *b.norm1_w, *b.norm1_b, cfg.ln_eps, *a.h, b.qkv.get()));
     }
-    DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, {}, *a.qkv));
+    // qkv's only reader is attention: the backend may keep it in the form its attention reads.
+    LinearEpilogue to_attention;
+    to_attention.attention_input = true;
+    DINOV3_RETURN_IF_ERROR(be.linear(*a.h, rows, *b.qkv, to_attention, *a.qkv));
     DINOV3_RETURN_IF_ERROR(
         be.attention(*a.qkv, n, T, cfg.num_heads, cfg.head_dim(), prefix, *a.rope, *a.attn, b.proj.get()));
     // x = x + gamma_2 * mlp(norm2(x))

@@ -157,9 +157,7 @@ class CpuBackend final : public Backend {
         precision_(options.precision),
         int8_linear_precision_(options.int8_linear_precision),
         int8_linear_values_(options.int8_linear_values),
-        bf16_copies_((options.precision == Precision::kBF16 ||
-                      (options.precision == Precision::kInt8 && options.int8_linear_precision)) &&
-                     !env_flag("DINOV3_CPU_NO_BF16_COPIES")),
+        bf16_copies_(options.precision != Precision::kF32 && !env_flag("DINOV3_CPU_NO_BF16_COPIES")),
         lowp_(lowp),
         pool_(threads),
         scratch_(threads),
@@ -381,6 +379,11 @@ class CpuBackend final : public Backend {
     if (keeps_bf16_copy(epilogue.consumer, gelu)) copies.out = bf16_copy_for(y, rows, w.out);
     copies.ld_out = Bf16Copy::ld(w.out);
     copies.out_only = copies.out != nullptr && reads_bf16(epilogue.consumer);
+    // Attention's qkv in bf16: all that attention reads from it (bf16_attention_input).
+    if (epilogue.attention_input && bf16_attention_input() && bf16_copies_) {
+      copies.out = bf16_copy_for(y, rows, w.out);
+      copies.out_only = copies.out != nullptr;
+    }
     DINOV3_RETURN_IF_ERROR(run_linear(in, w.in, rows, weight, op, scale, out, w.out, copies));
     if (copies.out != nullptr) finish_bf16_copy(y, rows, w.out, copies.out_only);
     return {};
@@ -424,8 +427,18 @@ class CpuBackend final : public Backend {
       // The attention output feeds the projection: keep it in bf16 too.
       const int64_t rows = batch * tokens, dim = heads * head_dim;
       uint16_t* o_bf16 = keeps_bf16_copy(consumer) ? bf16_copy_for(out, rows, dim) : nullptr;
-      const bool only = cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, data_of(qkv), data_of(rope),
-                                                  o, o_bf16, Bf16Copy::ld(dim), reads_bf16(consumer));
+      const uint16_t* qkv_bf16 = nullptr;
+      if (bf16_attention_input()) {
+        // q, k and v rounded to bf16 first: the qkv layer's copy, or its float32 rows converted here.
+        qkv_bf16 = bf16_copy_of(qkv, rows, 3 * dim);
+        if (qkv_bf16 == nullptr) {
+          DINOV3_ASSIGN_OR_RETURN(qkv_bf16, cpu::lowp::bf16_rows(lowp_, pool_, staging_, data_of(qkv), 3 * dim, rows,
+                                                                 3 * dim, Bf16Copy::ld(3 * dim)));
+        }
+      }
+      const float* qkv_f32 = qkv_bf16 == nullptr ? data_of(qkv) : nullptr;
+      const bool only = cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, qkv_f32, qkv_bf16,
+                                                  data_of(rope), o, o_bf16, Bf16Copy::ld(dim), reads_bf16(consumer));
       if (o_bf16 != nullptr) finish_bf16_copy(out, rows, dim, only);
       return {};
     }
@@ -456,6 +469,9 @@ class CpuBackend final : public Backend {
   // Every linear weight of a backend is packed for its precision: a PackedLinear for fp32, else a LowpLinear.
   bool lowp() const { return precision_ != Precision::kF32; }
 
+  // Whether attention rounds q, k and v to bf16 before RoPE (and so reads the qkv layer's bf16 copy): at
+  // both reduced precisions, whose attention multiplies in bf16.
+  bool bf16_attention_input() const { return lowp(); }
   // Whether a linear layer runs in bf16 (and so reads a bf16 copy of its input when there is one).
   bool reads_bf16(const Weight* w) const {
     return w != nullptr && lowp() && lowp_linear_of(*w).precision == Precision::kBF16;
@@ -526,8 +542,9 @@ class CpuBackend final : public Backend {
   std::function<Precision(int64_t)> int8_linear_precision_;  // BackendOptions::int8_linear_precision
   std::function<Int8LinearValues(int64_t)> int8_linear_values_;  // BackendOptions::int8_linear_values
   int64_t linears_prepared_ = 0;
-  // Whether ops whose output feeds linear layers also write it in bf16 (Bf16Copy): for bf16, and for int8
-  // with per-layer precisions (some layers bf16). DINOV3_CPU_NO_BF16_COPIES=1 turns them off (same results).
+  // Whether ops whose output feeds bf16 linear layers or attention also write it in bf16 (Bf16Copy): at both
+  // reduced precisions (where every layer is int8, only qkv's for attention). DINOV3_CPU_NO_BF16_COPIES=1
+  // turns them off (same results).
   bool bf16_copies_;
   const cpu::lowp::LowpKernels& lowp_;
   cpu::lowp::LowpStaging staging_;  // activations converted for the current reduced-precision GEMM

@@ -67,7 +67,8 @@ struct CpuKernels {
   // per row head_dim sines then head_dim cosines, rotate_half([a, b]) = [-b, a]. table == nullptr: no
   // rotation (prefix tokens), only the scale.
   // dst_bf16 (optional): write the rows in bf16 there instead (row stride ld_bf16; dst is then unused).
-  void (*rope_rows)(const float* src, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
+  // src_bf16 (optional): read the rows in bf16 there instead (row stride ld; src is then unused).
+  void (*rope_rows)(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
                     float* dst, uint16_t* dst_bf16, int64_t ld_bf16);
 };
 

@@ -25,7 +25,7 @@ struct Fp32Operands {
   RopeTargets rope_targets(float*, const AttentionSplit&, const AttentionShape&) const { return {}; }
 
   void load_head(float* ws, const AttentionSplit&, const AttentionShape& sh, const float*, int64_t, const float* k,
-                 const float* v, int64_t ld_v) const {
+                 const float* v, const uint16_t*, int64_t ld_v) const {
     pack_transposed(k, sh.head_dim, sh.tokens, sh.head_dim, nr(), ws);
     pack_plain(v, ld_v, sh.tokens, sh.head_dim, nr(), ws + kt_floats(sh));
   }
@@ -73,7 +73,7 @@ size_t attention_scratch_floats(const CpuKernels& kernels, const AttentionShape&
 
 void attention(const CpuKernels& kernels, ThreadPool& pool, ThreadScratch& scratch, const AttentionShape& sh,
                const float* qkv, const float* rope, float* out) {
-  flash_attention(kernels, Fp32Operands{kernels}, pool, scratch, sh, qkv, rope, out);
+  flash_attention(kernels, Fp32Operands{kernels}, pool, scratch, sh, qkv, nullptr, rope, out);
 }
 
 }  // namespace dinov3::cpu

@@ -22,10 +22,11 @@
 //   RopeTargets rope_targets(float* ws, const AttentionSplit&, const AttentionShape&) const
 //                                                   where: the bf16 rows, or all null (float32 q and k rows)
 //   void load_head(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_rows,
-//                  const float* k, const float* v, int64_t ld_v) const
+//                  const float* k, const float* v, const uint16_t* v_bf16, int64_t ld_v) const
 //                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]; or
 //                                                   those rope_targets received) and the V rows (row stride
-//                                                   ld_v) of one head
+//                                                   ld_v; in bf16 at v_bf16 when the qkv rows come in bf16,
+//                                                   which only operands with kRopeInBf16 take) of one head
 //   void scores(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_row,
 //               int rows, int64_t j0, int64_t keys, float* s) const
 //                                                   s[rows, keys] (row stride key_block) = Q K^T for query
@@ -73,17 +74,22 @@ inline AttentionSplit split_attention(const AttentionShape& sh, int mr, int nr, 
   return s;
 }
 
-// dst[t - t0, :] = RoPE(src[t, :]) * scale for t in [t0, t1): prefix tokens are only scaled. With dst_bf16
-// the rows go there in bf16 instead (row stride ld_bf16).
-inline void rope_token_rows(const CpuKernels& kernels, const float* src, int64_t ld, int64_t t0, int64_t t1,
-                            const AttentionShape& sh, const float* rope, float scale, float* dst,
-                            uint16_t* dst_bf16, int64_t ld_bf16) {
+// dst[t - t0, :] = RoPE(src[t, :]) * scale for t in [t0, t1): prefix tokens are only scaled. With src_bf16
+// the rows are read there in bf16 instead (src unused); with dst_bf16 they go there in bf16 instead (row
+// stride ld_bf16).
+inline void rope_token_rows(const CpuKernels& kernels, const float* src, const uint16_t* src_bf16, int64_t ld,
+                            int64_t t0, int64_t t1, const AttentionShape& sh, const float* rope, float scale,
+                            float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
   const int64_t hd = sh.head_dim;
   const int64_t split = std::clamp(sh.prefix, t0, t1);
-  if (split > t0) kernels.rope_rows(src + t0 * ld, ld, split - t0, nullptr, hd, scale, dst, dst_bf16, ld_bf16);
+  auto from = [&](int64_t t) { return src_bf16 != nullptr ? src_bf16 + t * ld : nullptr; };
+  auto from_f32 = [&](int64_t t) { return src_bf16 == nullptr ? src + t * ld : nullptr; };
+  if (split > t0) {
+    kernels.rope_rows(from_f32(t0), from(t0), ld, split - t0, nullptr, hd, scale, dst, dst_bf16, ld_bf16);
+  }
   if (t1 > split) {
     const int64_t r = split - t0;
-    kernels.rope_rows(src + split * ld, ld, t1 - split, rope + (split - sh.prefix) * 2 * hd, hd, scale,
+    kernels.rope_rows(from_f32(split), from(split), ld, t1 - split, rope + (split - sh.prefix) * 2 * hd, hd, scale,
                       dst + r * hd, dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr, ld_bf16);
   }
 }
@@ -118,16 +124,18 @@ size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape&
   return static_cast<size_t>(attention_scratch(ops, split_attention(sh, ops.mr(), ops.nr(), threads), sh).total);
 }
 
-// out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output in bf16, and
-// with bf16_only, when there is one key block (so `out` accumulates nothing), only in bf16. Returns whether
-// the float32 output was skipped.
+// qkv_bf16 (optional, operands with kRopeInBf16 only): the qkv rows in bf16, read instead of qkv (row
+// stride 3 x heads x head_dim rounded up to even, as the backend's bf16 copies are laid out). out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output
+// in bf16, and with bf16_only, when there is one key block (so `out` accumulates nothing), only in bf16.
+// Returns whether the float32 output was skipped.
 template <class Operands>
 bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
-                     const AttentionShape& sh, const float* qkv, const float* rope, float* out,
-                     uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0, bool bf16_only = false) {
+                     const AttentionShape& sh, const float* qkv, const uint16_t* qkv_bf16, const float* rope,
+                     float* out, uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0, bool bf16_only = false) {
   const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), pool.size());
   const bool skip_out = bf16_only && out_bf16 != nullptr && split.key_block >= sh.tokens;
   const int64_t dim = sh.heads * sh.head_dim, hd = sh.head_dim, T = sh.tokens;
+  const int64_t ld_qkv_bf16 = round_up(3 * dim, 2);
   const int mr = ops.mr();
   const AttentionScratch l = attention_scratch(ops, split, sh);
   // 1/sqrt(head_dim) and log2(e) are folded into q, so scores come out in base-2 units for the softmax.
@@ -149,11 +157,15 @@ bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
     float* rescale = group_sum + group_rows;    // [mr]
     float* inv_sum = rescale + mr;              // [mr]
 
-    const float* base = qkv + b * T * 3 * dim + h * hd;
+    // The head's q columns of the image's first row; the row stride of the qkv rows, in their element type.
+    const int64_t ld = qkv_bf16 != nullptr ? ld_qkv_bf16 : 3 * dim;
+    const float* base = qkv_bf16 == nullptr ? qkv + b * T * ld + h * hd : nullptr;
+    const uint16_t* base_bf16 = qkv_bf16 != nullptr ? qkv_bf16 + b * T * ld + h * hd : nullptr;
+    auto offset = [](auto* p, int64_t n) { return p != nullptr ? p + n : nullptr; };
     const RopeTargets bf16 = ops.rope_targets(ws, split, sh);
-    rope_token_rows(kernels, base, 3 * dim, q0, q1, sh, rope, q_scale, q, bf16.q, bf16.ld);
-    rope_token_rows(kernels, base + dim, 3 * dim, 0, T, sh, rope, 1.0f, k, bf16.k, bf16.ld);
-    ops.load_head(ws, split, sh, q, q1 - q0, k, base + 2 * dim, 3 * dim);
+    rope_token_rows(kernels, base, base_bf16, ld, q0, q1, sh, rope, q_scale, q, bf16.q, bf16.ld);
+    rope_token_rows(kernels, offset(base, dim), offset(base_bf16, dim), ld, 0, T, sh, rope, 1.0f, k, bf16.k, bf16.ld);
+    ops.load_head(ws, split, sh, q, q1 - q0, k, offset(base, 2 * dim), offset(base_bf16, 2 * dim), ld);
 
     for (int64_t g0 = q0; g0 < q1; g0 += group_rows) {
       const int64_t g1 = std::min(q1, g0 + group_rows);

@@ -140,17 +140,23 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
 inline constexpr int64_t kRopePrefetchRows = 4;
 
 template <class O>
-void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
-               float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
+void rope_rows(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table,
+               int64_t head_dim, float scale, float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   const int64_t half = head_dim / 2;
   const V vs = O::set1(scale);
   for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src + r * ld;
+    const float* x = src_bf16 == nullptr ? src + r * ld : nullptr;
+    const uint16_t* xb = src_bf16 != nullptr ? src_bf16 + r * ld : nullptr;
     if (r + kRopePrefetchRows < rows) {
-      for (int64_t d = 0; d < head_dim; d += 16) __builtin_prefetch(x + kRopePrefetchRows * ld + d, 0, 3);
+      if (xb != nullptr) {
+        for (int64_t d = 0; d < head_dim; d += 32) __builtin_prefetch(xb + kRopePrefetchRows * ld + d, 0, 3);
+      } else {
+        for (int64_t d = 0; d < head_dim; d += 16) __builtin_prefetch(x + kRopePrefetchRows * ld + d, 0, 3);
+      }
     }
+    auto get = [&](int64_t d, int n) { return xb != nullptr ? O::load_bf16_first(xb + d, n) : O::load_first(x + d, n); };
     float* y = dst_bf16 == nullptr ? dst + r * head_dim : nullptr;
     uint16_t* yb = dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr;
     auto put = [&](int64_t d, V v, int n) {
@@ -163,7 +169,7 @@ void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, i
     if (table == nullptr) {
       for (int64_t d = 0; d < head_dim; d += W) {
         const int n = static_cast<int>(head_dim - d);
-        put(d, O::mul(O::load_first(x + d, n), vs), n);
+        put(d, O::mul(get(d, n), vs), n);
       }
       continue;
     }
@@ -171,7 +177,7 @@ void rope_rows(const float* src, int64_t ld, int64_t rows, const float* table, i
     const float* cs = sn + head_dim;
     for (int64_t d = 0; d < half; d += W) {
       const int n = static_cast<int>(half - d);
-      const V a = O::load_first(x + d, n), b = O::load_first(x + half + d, n);
+      const V a = get(d, n), b = get(half + d, n);
       const V lo = O::fnmadd(b, O::load_first(sn + d, n), O::mul(a, O::load_first(cs + d, n)));
       const V hi = O::fmadd(a, O::load_first(sn + half + d, n), O::mul(b, O::load_first(cs + half + d, n)));
       put(d, O::mul(lo, vs), n);

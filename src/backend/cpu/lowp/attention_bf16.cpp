@@ -56,15 +56,19 @@ struct Bf16Operands {
   }
 
   void load_head(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int64_t q_rows,
-                 const float*, const float* v, int64_t ld_v) const {
+                 const float*, const float* v, const uint16_t* v_bf16, int64_t ld_v) const {
     const Layout l = layout(split, sh);
     const int64_t hd = sh.head_dim, T = sh.tokens;
     if (l.hd_pad > hd) {  // an odd head_dim: the pair padding of each Q and K row (RoPE wrote the rest)
       for (int64_t r = 0; r < q_rows; ++r) region(ws, l.qb)[r * l.hd_pad + hd] = 0;
       for (int64_t r = 0; r < T; ++r) region(ws, l.kb)[r * l.hd_pad + hd] = 0;
     }
-    pack_bf16_rows_transposed(region(ws, l.kb), l.hd_pad, T, l.hd_pad, region(ws, l.kt));
-    lowp.to_bf16_pairs(v, ld_v, T, hd, l.t_pad, region(ws, l.v));
+    lowp.bf16_rows_transposed(region(ws, l.kb), l.hd_pad, T, l.hd_pad, region(ws, l.kt));
+    if (v_bf16 != nullptr) {
+      lowp.bf16_pairs(v_bf16, ld_v, T, hd, l.t_pad, region(ws, l.v));
+    } else {
+      lowp.to_bf16_pairs(v, ld_v, T, hd, l.t_pad, region(ws, l.v));
+    }
   }
 
   void scores(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int64_t q_row,
@@ -112,9 +116,9 @@ size_t attention_bf16_scratch_floats(const LowpKernels& lowp, const AttentionSha
 }
 
 bool attention_bf16(const CpuKernels& kernels, const LowpKernels& lowp, ThreadPool& pool, ThreadScratch& scratch,
-                    const AttentionShape& shape, const float* qkv, const float* rope, float* out, uint16_t* out_bf16,
-                    int64_t ld_bf16, bool bf16_only) {
-  return flash_attention(kernels, Bf16Operands{lowp}, pool, scratch, shape, qkv, rope, out, out_bf16, ld_bf16,
+                    const AttentionShape& shape, const float* qkv, const uint16_t* qkv_bf16, const float* rope,
+                    float* out, uint16_t* out_bf16, int64_t ld_bf16, bool bf16_only) {
+  return flash_attention(kernels, Bf16Operands{lowp}, pool, scratch, shape, qkv, qkv_bf16, rope, out, out_bf16, ld_bf16,
                          bf16_only);
 }
 

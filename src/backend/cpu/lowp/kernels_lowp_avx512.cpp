@@ -9,6 +9,7 @@
 // exactly one rounding of an exact sum: an FMA (or a multiply then add) in the same order gives the same
 // float32, and the backend runs every task with FTZ/DAZ. bf16 -> float32 is a 16-bit shift (even element)
 // or a mask (odd element) of the packed pair.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -117,6 +118,86 @@ void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, i
 
 void to_bf16_pairs_avx512(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
   to_bf16_pairs_avx512_impl(x, ldx, rows, cols, rows_pad, dst);
+}
+
+void bf16_pairs_avx512(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  // Words j of rows r and r + 1 interleaved: element 2j from the first operand, 2j + 1 from the second.
+  alignas(64) uint16_t lo_index[32], hi_index[32];
+  for (int j = 0; j < 16; ++j) {
+    lo_index[2 * j] = static_cast<uint16_t>(j);
+    lo_index[2 * j + 1] = static_cast<uint16_t>(32 + j);
+    hi_index[2 * j] = static_cast<uint16_t>(16 + j);
+    hi_index[2 * j + 1] = static_cast<uint16_t>(48 + j);
+  }
+  const __m512i lo_idx = _mm512_load_si512(lo_index), hi_idx = _mm512_load_si512(hi_index);
+  const int64_t panels = (cols + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t c = p * kNr;
+    const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, kNr));
+    const __mmask32 m = n >= 32 ? ~__mmask32{0} : (__mmask32{1} << n) - 1;
+    for (int64_t r = 0; r < rows_pad; r += 2) {
+      // Rows ahead towards L1, as to_bf16_pairs does (far apart: V's columns of a qkv row).
+      if (r + kPairsPrefetchRows + 1 < rows) {
+        _mm_prefetch(reinterpret_cast<const char*>(x + (r + kPairsPrefetchRows) * ldx + c), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(x + (r + kPairsPrefetchRows + 1) * ldx + c), _MM_HINT_T0);
+      }
+      const __m512i a = r < rows ? _mm512_maskz_loadu_epi16(m, x + r * ldx + c) : _mm512_setzero_si512();
+      const __m512i b = r + 1 < rows ? _mm512_maskz_loadu_epi16(m, x + (r + 1) * ldx + c) : _mm512_setzero_si512();
+      uint16_t* out = dst + (p * rows_pad + r) * kNr;
+      _mm512_storeu_si512(out, _mm512_permutex2var_epi16(a, lo_idx, b));
+      _mm512_storeu_si512(out + 32, _mm512_permutex2var_epi16(a, hi_idx, b));
+    }
+  }
+}
+
+namespace {
+
+// r[i] lane e = M[i][e] -> r[e] lane i = M[i][e], 32-bit elements: pairs of rows interleaved word by word,
+// then two by two, then the 128-bit lanes of four vectors transposed.
+inline void transpose_16x16_epi32(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  __m512i s[16];  // s[4g + c] 128-bit lane L: rows 4g..4g+3 of column 4L + c
+  for (int g = 0; g < 4; ++g) {
+    s[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    s[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    s[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    s[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i v0 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x44),
+                  v3 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
+}  // namespace
+
+void bf16_rows_transposed_avx512(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst) {
+  const int64_t panels = (rows + kNr - 1) / kNr, pairs = k_pad / 2;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint16_t* panel = dst + p * k_pad * kNr;
+    for (int64_t j0 = 0; j0 < kNr; j0 += 16) {
+      for (int64_t k0 = 0; k0 < pairs; k0 += 16) {
+        const int n = static_cast<int>(std::min<int64_t>(16, pairs - k0));
+        const __mmask16 mask = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int64_t row = p * kNr + j0 + i;
+          r[i] = row < rows ? _mm512_maskz_loadu_epi32(mask, m + row * ld + 2 * k0) : _mm512_setzero_si512();
+        }
+        transpose_16x16_epi32(r);
+        for (int e = 0; e < n; ++e) _mm512_storeu_si512(panel + ((k0 + e) * kNr + j0) * 2, r[e]);
+      }
+    }
+  }
 }
 
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst) {

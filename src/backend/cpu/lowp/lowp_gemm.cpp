@@ -94,6 +94,17 @@ void for_each_thread_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, i
 
 }  // namespace
 
+Result<const uint16_t*> bf16_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
+                                  int64_t lda, int64_t rows, int64_t cols, int64_t ld) {
+  DINOV3_RETURN_IF_ERROR(staging.reserve(rows, ld * 2));
+  auto* dst = reinterpret_cast<uint16_t*>(staging.rows_data());
+  pool.run((rows + kConvertRowsPerTask - 1) / kConvertRowsPerTask, [&](int64_t task, int) {
+    const int64_t r0 = task * kConvertRowsPerTask, n = std::min(kConvertRowsPerTask, rows - r0);
+    kernels.to_bf16_rows(a + r0 * lda, lda, n, cols, ld, dst + r0 * ld);
+  });
+  return static_cast<const uint16_t*>(dst);
+}
+
 Status LowpStaging::reserve(int64_t rows, int64_t row_bytes) {
   try {
     if (rows * row_bytes > data_bytes_) {

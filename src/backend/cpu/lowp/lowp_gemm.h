@@ -51,6 +51,11 @@ struct Bf16Copies {
   bool out_only = false;  // with out: write only the bf16 rows, c stays untouched (kStore, kGelu, SwiGLU)
 };
 
+// a[r, :cols] for r < rows in bf16 (bf16.h's rounding) in staging, rows ld apart (ld >= cols, zero past
+// cols), converted on the pool's threads.
+Result<const uint16_t*> bf16_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
+                                  int64_t lda, int64_t rows, int64_t cols, int64_t ld);
+
 // c[r, :] (op)= a[r, :] · w^T + bias for r < rows; `epilogue` is kStore, kGelu(Lowp) or kScaleAdd (scale:
 // [w.out]); done: work on finished rows (gemm.h's RowsDone).
 Status gemm_linear_lowp(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,

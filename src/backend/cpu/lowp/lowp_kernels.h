@@ -69,6 +69,11 @@ struct LowpKernels {
   // lowp_linear.h): per panel of 32 columns and pair of rows (r, r + 1), 32 words (row r low, r + 1 high);
   // zero past `rows` (up to rows_pad, even) and past `cols`.
   void (*to_bf16_pairs)(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+  // The same panels from values already in bf16: x[rows, cols] bf16 (row stride ldx).
+  void (*bf16_pairs)(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+  // pack_bf16_rows_transposed (lowp_linear.h): bf16 rows m[rows, k_pad] (row stride ld) as GEMM panels with
+  // K = their columns (attention's K^T).
+  void (*bf16_rows_transposed)(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst);
   // Rows [0, rows) of x into dst's rows [0, rows) as described above; u = z past k. dst.data rows are k_pad
   // bytes apart. Both implementations give the same bits.
   void (*to_u8_rows)(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
@@ -87,6 +92,9 @@ bool uses_bf16_instructions(const LowpKernels& k);
 void to_bf16_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
 void to_bf16_pairs_avx512(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
 void to_bf16_pairs_scalar(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void bf16_pairs_avx512(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void bf16_pairs_scalar(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void bf16_rows_transposed_avx512(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst);
 void to_u8_rows_avx512(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 void gemm_bf16_12x32_avx512_emulated(const LowpTile& t);
 void gemm_bf16_14x32_avx512bf16(const LowpTile& t);

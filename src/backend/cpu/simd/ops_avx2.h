@@ -63,6 +63,12 @@ struct OpsAvx2 {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // The first n lanes (n may exceed 8) of bf16 values at p as float32 (exact), zero past n.
+  static V load_bf16_first(const uint16_t* p, int n) {
+    alignas(32) float lanes[8] = {};
+    for (int i = 0; i < n && i < 8; ++i) lanes[i] = lowp::float_from_bf16(p[i]);
+    return _mm256_load_ps(lanes);
+  }
   // The first n lanes (n may exceed 8) of v as bf16 at p, by bf16_from_float (the one formula).
   static void store_bf16_first(uint16_t* p, V v, int n) {
     alignas(32) float lanes[8];

@@ -49,6 +49,7 @@ struct OpsScalar {
   static V floor(V a) { return std::floor(a); }
   static float reduce_add(V a) { return a; }
   static float reduce_max(V a) { return a; }
+  static V load_bf16_first(const uint16_t* p, int n) { return n > 0 ? lowp::float_from_bf16(*p) : 0.0f; }
   static void store_bf16_first(uint16_t* p, V v, int n) {
     if (n > 0) *p = lowp::bf16_from_float(v);
   }
