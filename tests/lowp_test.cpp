@@ -674,8 +674,8 @@ TEST(Bf16, PairsPackLikeRowsThenPanels) {
 // loop pack_bf16_rows_transposed on every kernel set: ragged key panels, pair counts that are not a
 // multiple of 16, a row stride past the width.
 TEST(Bf16, RowsTransposedPackLikeThePortableLoop) {
-  for (const auto& [rows, k_pad] : {std::pair<int64_t, int64_t>{261, 64}, {1, 2}, {16, 32}, {17, 30}, {33, 34},
-                                    {64, 128}, {300, 66}, {31, 96}}) {
+  for (const auto& [rows, k_pad] :
+       {std::pair<int64_t, int64_t>{261, 64}, {1, 2}, {16, 32}, {17, 30}, {33, 34}, {64, 128}, {300, 66}, {31, 96}}) {
     const int64_t ld = k_pad + 6, panels = (rows + lowp::kNr - 1) / lowp::kNr;
     std::vector<uint16_t> m(static_cast<size_t>(rows * ld));
     std::mt19937 rng(static_cast<uint32_t>(rows * 1000 + k_pad));
@@ -1159,17 +1159,20 @@ TEST(LowpBackend, ConsumerHintOnAttention) {
 }
 
 // Reduced-precision attention (bf16 products at both bf16 and int8) rounds q, k and v to bf16 before RoPE,
-// whatever form qkv comes in: float32 values give the bits of their bf16 roundings, on every ISA (AVX-512 reads the rows with vector loads, the others lane by
-// lane), through the float32 path (converted first) and through a qkv layer's bf16 output (the
-// attention_input hint: copy-only), which must also leave the qkv buffer holding the rounded values.
+// whatever form qkv comes in: float32 values give the bits of their bf16 roundings, on every ISA (AVX-512 reads the
+// rows with vector loads, the others lane by lane), through the float32 path (converted first) and through a qkv
+// layer's bf16 output (the attention_input hint: copy-only), which must also leave the qkv buffer holding the rounded
+// values.
 TEST(LowpBackend, Bf16AttentionRoundsQkvFirstInAnyForm) {
   const AttentionCase cases[] = {
       {1, 261, 6, 64, 5}, {2, 37, 2, 40, 3}, {1, 700, 1, 64, 1},  // two key blocks
-      {1, 21, 2, 64, 21},                                           // prefix only: no rotation
+      {1, 21, 2, 64, 21},                                         // prefix only: no rotation
       {1, 19, 2, 34, 2},
   };
-  for (const auto& [isa, precision] : {std::pair{cpu::Isa::kAvx512, Precision::kBF16}, {cpu::Isa::kAvx2, Precision::kBF16},
-                                        {cpu::Isa::kScalar, Precision::kBF16}, {cpu::Isa::kAvx512, Precision::kInt8}}) {
+  for (const auto& [isa, precision] : {std::pair{cpu::Isa::kAvx512, Precision::kBF16},
+                                       {cpu::Isa::kAvx2, Precision::kBF16},
+                                       {cpu::Isa::kScalar, Precision::kBF16},
+                                       {cpu::Isa::kAvx512, Precision::kInt8}}) {
     BackendOptions options;
     options.threads = 2;
     options.precision = precision;
@@ -1182,8 +1185,8 @@ TEST(LowpBackend, Bf16AttentionRoundsQkvFirstInAnyForm) {
       const auto qkv = test::random_normal(static_cast<size_t>(rows * 3 * dim), ++seed);
       const auto rope = test::random_rope_table(c.tokens - c.prefix, c.head_dim, ++seed);
       const std::string where = std::string(cpu::isa_name(isa)) + " " + precision_name(precision) + " " +
-                                std::to_string(c.tokens) + " tokens, " +
-                                std::to_string(c.heads) + " x " + std::to_string(c.head_dim);
+                                std::to_string(c.tokens) + " tokens, " + std::to_string(c.heads) + " x " +
+                                std::to_string(c.head_dim);
       const auto from_float = run_attention(be, c, qkv, rope);
       const auto from_rounded = run_attention(be, c, bf16_rounded(qkv), rope);
       ASSERT_EQ(from_float.size(), from_rounded.size());

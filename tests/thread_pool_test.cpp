@@ -1,21 +1,22 @@
 // The cpu backend's thread pool and the GEMM task plan that rides on its home ranges: every task runs
 // exactly once, each thread works its own range from the front and takes the others' from the back, and a
 // GEMM's parts give each thread the same rows in every GEMM.
+#include "backend/cpu/thread_pool.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "backend/cpu/gemm/gemm.h"
-#include "backend/cpu/thread_pool.h"
 #include "test_labels.h"
 
 namespace dinov3 {

@@ -68,8 +68,8 @@ struct CpuKernels {
   // rotation (prefix tokens), only the scale.
   // dst_bf16 (optional): write the rows in bf16 there instead (row stride ld_bf16; dst is then unused).
   // src_bf16 (optional): read the rows in bf16 there instead (row stride ld; src is then unused).
-  void (*rope_rows)(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table, int64_t head_dim, float scale,
-                    float* dst, uint16_t* dst_bf16, int64_t ld_bf16);
+  void (*rope_rows)(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table,
+                    int64_t head_dim, float scale, float* dst, uint16_t* dst_bf16, int64_t ld_bf16);
 };
 
 const CpuKernels& cpu_kernels_scalar();

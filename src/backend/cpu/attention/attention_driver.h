@@ -125,9 +125,9 @@ size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape&
 }
 
 // qkv_bf16 (optional, operands with kRopeInBf16 only): the qkv rows in bf16, read instead of qkv (row
-// stride 3 x heads x head_dim rounded up to even, as the backend's bf16 copies are laid out). out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output
-// in bf16, and with bf16_only, when there is one key block (so `out` accumulates nothing), only in bf16.
-// Returns whether the float32 output was skipped.
+// stride 3 x heads x head_dim rounded up to even, as the backend's bf16 copies are laid out). out_bf16 (optional, row
+// stride ld_bf16): the last key block's store also writes the output in bf16, and with bf16_only, when there is one key
+// block (so `out` accumulates nothing), only in bf16. Returns whether the float32 output was skipped.
 template <class Operands>
 bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
                      const AttentionShape& sh, const float* qkv, const uint16_t* qkv_bf16, const float* rope,

@@ -156,7 +156,9 @@ void rope_rows(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t r
         for (int64_t d = 0; d < head_dim; d += 16) __builtin_prefetch(x + kRopePrefetchRows * ld + d, 0, 3);
       }
     }
-    auto get = [&](int64_t d, int n) { return xb != nullptr ? O::load_bf16_first(xb + d, n) : O::load_first(x + d, n); };
+    auto get = [&](int64_t d, int n) {
+      return xb != nullptr ? O::load_bf16_first(xb + d, n) : O::load_first(x + d, n);
+    };
     float* y = dst_bf16 == nullptr ? dst + r * head_dim : nullptr;
     uint16_t* yb = dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr;
     auto put = [&](int64_t d, V v, int n) {

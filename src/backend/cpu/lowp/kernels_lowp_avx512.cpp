@@ -15,10 +15,10 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/kernels/tile_store.h"
 #include "backend/cpu/lowp/bf16_rows_avx512.h"
 #include "backend/cpu/lowp/gemm_u8s8_tile.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
-#include "backend/cpu/kernels/tile_store.h"
 #include "backend/cpu/lowp/lowp_linear.h"
 #include "backend/cpu/simd/ops_avx512.h"
 

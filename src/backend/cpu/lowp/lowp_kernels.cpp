@@ -106,18 +106,27 @@ void u8_scale_zero(float lo, float hi, float sum_squares, float* scale, int32_t*
 }
 
 const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, bool use_vnni) {
-  static const LowpKernels kScalar{"scalar-emulated", "scalar", 4, 4, to_bf16_rows_scalar, to_bf16_pairs_scalar, bf16_pairs_scalar, pack_bf16_rows_transposed, to_u8_rows_scalar,
-                                   gemm_bf16_4x32_scalar, gemm_u8s8_4x32_scalar};
+  static const LowpKernels kScalar{"scalar-emulated",
+                                   "scalar",
+                                   4,
+                                   4,
+                                   to_bf16_rows_scalar,
+                                   to_bf16_pairs_scalar,
+                                   bf16_pairs_scalar,
+                                   pack_bf16_rows_transposed,
+                                   to_u8_rows_scalar,
+                                   gemm_bf16_4x32_scalar,
+                                   gemm_u8s8_4x32_scalar};
   if (!avx512) return kScalar;
   static const LowpKernels kTables[2][2] = {
-      {{"avx512f-emulated", "avx512bw-emulated", 12, 12, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512,
-        gemm_bf16_12x32_avx512_emulated, gemm_u8s8_12x32_avx512bw},
-       {"avx512f-emulated", "avx512vnni", 12, 14, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512,
-        gemm_bf16_12x32_avx512_emulated, gemm_u8s8_14x32_avx512vnni}},
-      {{"avx512bf16", "avx512bw-emulated", 14, 12, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512,
-        gemm_bf16_14x32_avx512bf16, gemm_u8s8_12x32_avx512bw},
-       {"avx512bf16", "avx512vnni", 14, 14, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512,
-        gemm_bf16_14x32_avx512bf16, gemm_u8s8_14x32_avx512vnni}}};
+      {{"avx512f-emulated", "avx512bw-emulated", 12, 12, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512,
+        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_12x32_avx512_emulated, gemm_u8s8_12x32_avx512bw},
+       {"avx512f-emulated", "avx512vnni", 12, 14, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512,
+        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_12x32_avx512_emulated, gemm_u8s8_14x32_avx512vnni}},
+      {{"avx512bf16", "avx512bw-emulated", 14, 12, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, bf16_pairs_avx512,
+        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_14x32_avx512bf16, gemm_u8s8_12x32_avx512bw},
+       {"avx512bf16", "avx512vnni", 14, 14, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, bf16_pairs_avx512,
+        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_14x32_avx512bf16, gemm_u8s8_14x32_avx512vnni}}};
   return kTables[use_bf16_instructions ? 1 : 0][use_vnni ? 1 : 0];
 }
 

@@ -99,7 +99,8 @@ struct OpsAvx512 {
   }
   // The first n lanes (n may exceed 16) of bf16 values at p as float32 (exact), zero past n.
   static V load_bf16_first(const uint16_t* p, int n) {
-    const __m256i h = n >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)) : _mm256_maskz_loadu_epi16(first(n), p);
+    const __m256i h =
+        n >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)) : _mm256_maskz_loadu_epi16(first(n), p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
   // The first n lanes (n may exceed 16) of v as bf16 at p.
