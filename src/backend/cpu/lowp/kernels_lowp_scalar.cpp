@@ -83,32 +83,6 @@ void gemm_u8s8_4x32_scalar(const LowpTile& t) {
   store_tile<OpsScalar>(t.out, &acc[0][0], kNr);
 }
 
-void to_bf16_pairs_scalar(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
-  const int64_t panels = (cols + kNr - 1) / kNr;
-  for (int64_t p = 0; p < panels; ++p) {
-    for (int64_t r = 0; r < rows_pad; ++r) {
-      uint16_t* out = dst + (p * rows_pad + (r & ~int64_t{1})) * kNr + (r & 1);
-      for (int64_t j = 0; j < kNr; ++j) {
-        const int64_t c = p * kNr + j;
-        out[2 * j] = r < rows && c < cols ? bf16_from_float(x[r * ldx + c]) : 0;
-      }
-    }
-  }
-}
-
-void bf16_pairs_scalar(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
-  const int64_t panels = (cols + kNr - 1) / kNr;
-  for (int64_t p = 0; p < panels; ++p) {
-    for (int64_t r = 0; r < rows_pad; ++r) {
-      uint16_t* out = dst + (p * rows_pad + (r & ~int64_t{1})) * kNr + (r & 1);
-      for (int64_t j = 0; j < kNr; ++j) {
-        const int64_t c = p * kNr + j;
-        out[2 * j] = r < rows && c < cols ? x[r * ldx + c] : 0;
-      }
-    }
-  }
-}
-
 void to_bf16_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < k; ++i) dst[r * k_pad + i] = bf16_from_float(x[r * ldx + i]);

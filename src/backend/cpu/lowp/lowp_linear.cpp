@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backend/cpu/lowp/bf16.h"
+#include "backend/cpu/lowp/lowp_kernels.h"
 #include "util/float_env.h"
 
 namespace dinov3::cpu::lowp {
@@ -16,17 +17,36 @@ AlignedBytes allocate_bytes(size_t n) {
   return AlignedBytes(p);
 }
 
-void pack_bf16_transposed(const float* m, int64_t ld, int64_t rows, int64_t cols, int64_t k_pad, uint16_t* dst) {
-  const int64_t panels = (rows + kNr - 1) / kNr;
+namespace {
+
+// Panels of kNr columns with K in pairs: word (k / 2, j) of panel p holds value(k, p * kNr + j), even k in
+// its low half; zero where k >= k_count or the column >= n_count, up to k_pad (even).
+template <class Value>
+void pack_pairs(int64_t k_count, int64_t n_count, int64_t k_pad, Value value, uint16_t* dst) {
+  const int64_t panels = (n_count + kNr - 1) / kNr;
   for (int64_t p = 0; p < panels; ++p) {
     for (int64_t k = 0; k < k_pad; ++k) {
       uint16_t* out = dst + (p * k_pad + (k & ~int64_t{1})) * kNr + (k & 1);
       for (int64_t j = 0; j < kNr; ++j) {
         const int64_t n = p * kNr + j;
-        out[2 * j] = n < rows && k < cols ? bf16_from_float(m[n * ld + k]) : 0;
+        out[2 * j] = k < k_count && n < n_count ? value(k, n) : 0;
       }
     }
   }
+}
+
+}  // namespace
+
+void pack_bf16_transposed(const float* m, int64_t ld, int64_t rows, int64_t cols, int64_t k_pad, uint16_t* dst) {
+  pack_pairs(cols, rows, k_pad, [&](int64_t k, int64_t n) { return bf16_from_float(m[n * ld + k]); }, dst);
+}
+
+void to_bf16_pairs_scalar(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  pack_pairs(rows, cols, rows_pad, [&](int64_t r, int64_t c) { return bf16_from_float(x[r * ldx + c]); }, dst);
+}
+
+void bf16_pairs_scalar(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  pack_pairs(rows, cols, rows_pad, [&](int64_t r, int64_t c) { return x[r * ldx + c]; }, dst);
 }
 
 // A K pair of one row is one 32-bit word, so the transposition moves words.
