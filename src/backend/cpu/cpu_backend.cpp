@@ -437,8 +437,9 @@ class CpuBackend final : public Backend {
         }
       }
       const float* qkv_f32 = qkv_bf16 == nullptr ? data_of(qkv) : nullptr;
-      const bool only = cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, qkv_f32, qkv_bf16,
-                                                  data_of(rope), o, o_bf16, Bf16Copy::ld(dim), reads_bf16(consumer));
+      const bool only =
+          cpu::lowp::attention_bf16(kernels_, lowp_, pool_, scratch_, shape, qkv_f32, qkv_bf16, Bf16Copy::ld(3 * dim),
+                                    data_of(rope), o, o_bf16, Bf16Copy::ld(dim), reads_bf16(consumer));
       if (o_bf16 != nullptr) finish_bf16_copy(out, rows, dim, only);
       return {};
     }

@@ -73,7 +73,7 @@ size_t attention_scratch_floats(const CpuKernels& kernels, const AttentionShape&
 
 void attention(const CpuKernels& kernels, ThreadPool& pool, ThreadScratch& scratch, const AttentionShape& sh,
                const float* qkv, const float* rope, float* out) {
-  flash_attention(kernels, Fp32Operands{kernels}, pool, scratch, sh, qkv, nullptr, rope, out);
+  flash_attention(kernels, Fp32Operands{kernels}, pool, scratch, sh, qkv, nullptr, 0, rope, out);
 }
 
 }  // namespace dinov3::cpu

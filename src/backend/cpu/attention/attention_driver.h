@@ -124,18 +124,18 @@ size_t flash_attention_scratch_floats(const Operands& ops, const AttentionShape&
   return static_cast<size_t>(attention_scratch(ops, split_attention(sh, ops.mr(), ops.nr(), threads), sh).total);
 }
 
-// qkv_bf16 (optional, operands with kRopeInBf16 only): the qkv rows in bf16, read instead of qkv (row
-// stride 3 x heads x head_dim rounded up to even, as the backend's bf16 copies are laid out). out_bf16 (optional, row
-// stride ld_bf16): the last key block's store also writes the output in bf16, and with bf16_only, when there is one key
-// block (so `out` accumulates nothing), only in bf16. Returns whether the float32 output was skipped.
+// qkv_bf16 (optional, operands with kRopeInBf16 only): the qkv rows in bf16, ld_qkv_bf16 apart, read instead
+// of qkv. out_bf16 (optional, row stride ld_bf16): the last key block's store also writes the output in bf16,
+// and with bf16_only, when there is one key block (so `out` accumulates nothing), only in bf16. Returns
+// whether the float32 output was skipped.
 template <class Operands>
 bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool& pool, ThreadScratch& scratch,
-                     const AttentionShape& sh, const float* qkv, const uint16_t* qkv_bf16, const float* rope,
-                     float* out, uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0, bool bf16_only = false) {
+                     const AttentionShape& sh, const float* qkv, const uint16_t* qkv_bf16, int64_t ld_qkv_bf16,
+                     const float* rope, float* out, uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0,
+                     bool bf16_only = false) {
   const AttentionSplit split = split_attention(sh, ops.mr(), ops.nr(), pool.size());
   const bool skip_out = bf16_only && out_bf16 != nullptr && split.key_block >= sh.tokens;
   const int64_t dim = sh.heads * sh.head_dim, hd = sh.head_dim, T = sh.tokens;
-  const int64_t ld_qkv_bf16 = round_up(3 * dim, 2);
   const int mr = ops.mr();
   const AttentionScratch l = attention_scratch(ops, split, sh);
   // 1/sqrt(head_dim) and log2(e) are folded into q, so scores come out in base-2 units for the softmax.

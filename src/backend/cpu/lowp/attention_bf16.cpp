@@ -116,10 +116,10 @@ size_t attention_bf16_scratch_floats(const LowpKernels& lowp, const AttentionSha
 }
 
 bool attention_bf16(const CpuKernels& kernels, const LowpKernels& lowp, ThreadPool& pool, ThreadScratch& scratch,
-                    const AttentionShape& shape, const float* qkv, const uint16_t* qkv_bf16, const float* rope,
-                    float* out, uint16_t* out_bf16, int64_t ld_bf16, bool bf16_only) {
-  return flash_attention(kernels, Bf16Operands{lowp}, pool, scratch, shape, qkv, qkv_bf16, rope, out, out_bf16, ld_bf16,
-                         bf16_only);
+                    const AttentionShape& shape, const float* qkv, const uint16_t* qkv_bf16, int64_t ld_qkv_bf16,
+                    const float* rope, float* out, uint16_t* out_bf16, int64_t ld_bf16, bool bf16_only) {
+  return flash_attention(kernels, Bf16Operands{lowp}, pool, scratch, shape, qkv, qkv_bf16, ld_qkv_bf16, rope, out,
+                         out_bf16, ld_bf16, bf16_only);
 }
 
 }  // namespace dinov3::cpu::lowp

@@ -17,12 +17,13 @@ namespace dinov3::cpu::lowp {
 size_t attention_bf16_scratch_floats(const LowpKernels& lowp, const AttentionShape& shape, int threads);
 
 // As cpu::attention; `kernels` supplies RoPE and the softmax step, `lowp` the bf16 tiles. qkv_bf16
-// (optional): the qkv rows already in bf16 (row stride 3 x dim rounded up to even), read instead of qkv. out_bf16
-// (optional, row stride ld_bf16): the output also in bf16, as a bf16 GEMM reading it would convert it;
-// with bf16_only the float32 output is skipped where it can be (one key block: `out` is then not an
-// accumulator). Returns whether it was.
+// (optional): the qkv rows already in bf16, ld_qkv_bf16 apart, read instead of qkv. out_bf16 (optional, row
+// stride ld_bf16): the output also in bf16, as a bf16 GEMM reading it would convert it; with bf16_only the
+// float32 output is skipped where it can be (one key block: `out` is then not an accumulator). Returns
+// whether it was.
 bool attention_bf16(const CpuKernels& kernels, const LowpKernels& lowp, ThreadPool& pool, ThreadScratch& scratch,
-                    const AttentionShape& shape, const float* qkv, const uint16_t* qkv_bf16, const float* rope,
-                    float* out, uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0, bool bf16_only = false);
+                    const AttentionShape& shape, const float* qkv, const uint16_t* qkv_bf16, int64_t ld_qkv_bf16,
+                    const float* rope, float* out, uint16_t* out_bf16 = nullptr, int64_t ld_bf16 = 0,
+                    bool bf16_only = false);
 
 }  // namespace dinov3::cpu::lowp

@@ -14,24 +14,40 @@ constexpr int kMaxMr = 14;
 
 int mr_of(const LowpKernels& k, Precision p) { return p == Precision::kInt8 ? k.int8_mr : k.bf16_mr; }
 
+}  // namespace
+
+Result<const uint16_t*> bf16_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
+                                  int64_t lda, int64_t rows, int64_t cols, int64_t ld) {
+  DINOV3_RETURN_IF_ERROR(staging.reserve(rows, ld * 2));
+  auto* dst = reinterpret_cast<uint16_t*>(staging.rows_data());
+  pool.run((rows + kConvertRowsPerTask - 1) / kConvertRowsPerTask, [&](int64_t task, int) {
+    const int64_t r0 = task * kConvertRowsPerTask, n = std::min(kConvertRowsPerTask, rows - r0);
+    kernels.to_bf16_rows(a + r0 * lda, lda, n, cols, ld, dst + r0 * ld);
+  });
+  return static_cast<const uint16_t*>(dst);
+}
+
+namespace {
+
 // The rows the tiles read: the caller's bf16 copy where it has one for a bf16 weight, else a[0, rows)
 // converted into staging as w's kernels expect it.
 Result<const uint8_t*> prepare_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging,
                                     const float* a, int64_t lda, int64_t rows, const LowpLinear& w,
                                     const uint16_t* bf16_in) {
-  if (bf16_in != nullptr && w.precision == Precision::kBF16) return reinterpret_cast<const uint8_t*>(bf16_in);
+  if (w.precision == Precision::kBF16) {
+    const uint16_t* in = bf16_in;
+    if (in == nullptr) {
+      DINOV3_ASSIGN_OR_RETURN(in, bf16_rows(kernels, pool, staging, a, lda, rows, w.in, w.k_pad));
+    }
+    return reinterpret_cast<const uint8_t*>(in);
+  }
   const int64_t row_bytes = w.k_pad * element_bytes(w.precision);
   DINOV3_RETURN_IF_ERROR(staging.reserve(rows, row_bytes));
-  uint8_t* dst = staging.rows_data();
   pool.run((rows + kConvertRowsPerTask - 1) / kConvertRowsPerTask, [&](int64_t task, int) {
     const int64_t r0 = task * kConvertRowsPerTask, n = std::min(kConvertRowsPerTask, rows - r0);
-    if (w.precision == Precision::kInt8) {
-      kernels.to_u8_rows(a + r0 * lda, lda, n, w.in, w.k_pad, staging.u8_rows(r0, row_bytes));
-    } else {
-      kernels.to_bf16_rows(a + r0 * lda, lda, n, w.in, w.k_pad, reinterpret_cast<uint16_t*>(dst + r0 * row_bytes));
-    }
+    kernels.to_u8_rows(a + r0 * lda, lda, n, w.in, w.k_pad, staging.u8_rows(r0, row_bytes));
   });
-  return static_cast<const uint8_t*>(dst);
+  return static_cast<const uint8_t*>(staging.rows_data());
 }
 
 // Points t at rows [row0, row0 + tile_rows) and panel p of w; the caller fills the epilogue fields. Every
@@ -93,17 +109,6 @@ void for_each_thread_tile(ThreadPool& pool, int64_t rows, const LowpLinear& w, i
 }
 
 }  // namespace
-
-Result<const uint16_t*> bf16_rows(const LowpKernels& kernels, ThreadPool& pool, LowpStaging& staging, const float* a,
-                                  int64_t lda, int64_t rows, int64_t cols, int64_t ld) {
-  DINOV3_RETURN_IF_ERROR(staging.reserve(rows, ld * 2));
-  auto* dst = reinterpret_cast<uint16_t*>(staging.rows_data());
-  pool.run((rows + kConvertRowsPerTask - 1) / kConvertRowsPerTask, [&](int64_t task, int) {
-    const int64_t r0 = task * kConvertRowsPerTask, n = std::min(kConvertRowsPerTask, rows - r0);
-    kernels.to_bf16_rows(a + r0 * lda, lda, n, cols, ld, dst + r0 * ld);
-  });
-  return static_cast<const uint16_t*>(dst);
-}
 
 Status LowpStaging::reserve(int64_t rows, int64_t row_bytes) {
   try {
