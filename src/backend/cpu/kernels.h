@@ -60,9 +60,11 @@ struct CpuKernels {
   // Online-softmax step on a block of scores in base-2 units, s[rows, cols] (row stride lds; the caller
   // folds log2(e) into q): per row, new_max = max(max, row); rescale[r] = 2^(max - new_max);
   // s = 2^(s - new_max) in place; sum = sum * rescale + rowsum(s). A row with max == -inf (first block) gets
-  // rescale 0.
-  void (*softmax_block)(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum,
-                        float* rescale);
+  // rescale 0. p_bf16 (optional, row stride ld_p): the new s goes there in bf16 instead (s is left as it
+  // was), its 2^x from exp2_nonpositive_bf16 (rel. error 7.6e-5, below bf16's rounding); the row sums are
+  // those of the weights before that rounding.
+  void (*softmax_block)(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
+                        uint16_t* p_bf16, int64_t ld_p);
   // dst[r, :] = RoPE(src[r, :]) * scale for `rows` rows of head_dim values (src row stride ld); table:
   // per row head_dim sines then head_dim cosines, rotate_half([a, b]) = [-b, a]. table == nullptr: no
   // rotation (prefix tokens), only the scale.

@@ -22,7 +22,7 @@ struct Fp32Operands {
   }
 
   static constexpr bool kRopeInBf16 = false;
-  RopeTargets rope_targets(float*, const AttentionSplit&, const AttentionShape&) const { return {}; }
+  Bf16Targets bf16_targets(float*, const AttentionSplit&, const AttentionShape&) const { return {}; }
 
   void load_head(float* ws, const AttentionSplit&, const AttentionShape& sh, const float*, int64_t, const float* k,
                  const float* v, const uint16_t*, int64_t ld_v) const {

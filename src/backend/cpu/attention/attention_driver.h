@@ -18,9 +18,10 @@
 //   int64_t scratch_floats(const AttentionSplit&, const AttentionShape&) const
 //                                                   its own per-thread regions (Q, K^T, V, ...)
 //   static constexpr bool kRopeInBf16               whether RoPE writes Q and K as bf16 rows (then the driver
-//                                                   keeps no float32 q and k rows)
-//   RopeTargets rope_targets(float* ws, const AttentionSplit&, const AttentionShape&) const
-//                                                   where: the bf16 rows, or all null (float32 q and k rows)
+//                                                   keeps no float32 q and k rows) and the softmax P in bf16
+//   Bf16Targets bf16_targets(float* ws, const AttentionSplit&, const AttentionShape&) const
+//                                                   where: the bf16 rows, or all null (float32 q and k rows,
+//                                                   P in place of S)
 //   void load_head(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_rows,
 //                  const float* k, const float* v, const uint16_t* v_bf16, int64_t ld_v) const
 //                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]; or
@@ -33,7 +34,8 @@
 //                                                   rows [q_row, q_row + rows) of the chunk (q: its float rows)
 //   void accumulate(float* ws, const AttentionSplit&, const AttentionShape&, const float* p, int rows,
 //                   int64_t j0, int64_t keys, const GemmTile& epilogue) const
-//                                                   O (epilogue.c, .ldc, .row_scale, .row_post) += P V
+//                                                   O (epilogue.c, .ldc, .row_scale, .row_post) += P V (P: p,
+//                                                   or the bf16 rows the softmax wrote to bf16_targets' p)
 #pragma once
 
 #include <algorithm>
@@ -46,11 +48,14 @@
 namespace dinov3::cpu {
 
 // Where RoPE writes Q and K in bf16 for operands that take them so (their own scratch regions, rows of `ld`
-// elements), instead of the float32 q and k rows; all null for float32 operands.
-struct RopeTargets {
+// elements), instead of the float32 q and k rows, and where the softmax writes P in bf16 (rows of ld_p
+// elements, at least the key block's) instead of over S; all null for float32 operands.
+struct Bf16Targets {
   uint16_t* q = nullptr;
   uint16_t* k = nullptr;
   int64_t ld = 0;
+  uint16_t* p = nullptr;
+  int64_t ld_p = 0;
 };
 
 struct AttentionSplit {
@@ -162,7 +167,7 @@ bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
     const float* base = qkv_bf16 == nullptr ? qkv + b * T * ld + h * hd : nullptr;
     const uint16_t* base_bf16 = qkv_bf16 != nullptr ? qkv_bf16 + b * T * ld + h * hd : nullptr;
     auto offset = [](auto* p, int64_t n) { return p != nullptr ? p + n : nullptr; };
-    const RopeTargets bf16 = ops.rope_targets(ws, split, sh);
+    const Bf16Targets bf16 = ops.bf16_targets(ws, split, sh);
     rope_token_rows(kernels, base, base_bf16, ld, q0, q1, sh, rope, q_scale, q, bf16.q, bf16.ld);
     rope_token_rows(kernels, offset(base, dim), offset(base_bf16, dim), ld, 0, T, sh, rope, 1.0f, k, bf16.k, bf16.ld);
     ops.load_head(ws, split, sh, q, q1 - q0, k, offset(base, 2 * dim), offset(base_bf16, 2 * dim), ld);
@@ -179,7 +184,8 @@ bool flash_attention(const CpuKernels& kernels, const Operands& ops, ThreadPool&
           float* row_max = group_max + (i0 - g0);
           float* row_sum = group_sum + (i0 - g0);
           ops.scores(ws, split, sh, q, i0 - q0, rows, j0, keys, s);
-          kernels.softmax_block(s, split.key_block, rows, static_cast<int>(keys), row_max, row_sum, rescale);
+          kernels.softmax_block(s, split.key_block, rows, static_cast<int>(keys), row_max, row_sum, rescale, bf16.p,
+                                bf16.ld_p);
           if (last) {
             for (int r = 0; r < rows; ++r) inv_sum[r] = 1.0f / row_sum[r];
           }

@@ -71,8 +71,67 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
   }
 }
 
+// The second pass of softmax_block: every row's weights 2^(s - new max), their sums, and the rescale factors.
+// kBf16: the weights go to p_bf16 in bf16 (s unchanged), from exp2_nonpositive_bf16; else over s in float32.
+template <class O, bool kBf16>
+void softmax_weights(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
+                     uint16_t* p_bf16, int64_t ld_p) {
+  using V = typename O::V;
+  constexpr int W = O::kLanes;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  auto weight = [](V x) { return kBf16 ? exp2_nonpositive_bf16<O>(x) : exp2_nonpositive_f32<O>(x); };
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + r * lds;
+    uint16_t* row_bf16 = kBf16 ? p_bf16 + r * ld_p : nullptr;
+    auto put = [&](int c, V e, int n) {
+      if constexpr (kBf16) {
+        O::store_bf16_first(row_bf16 + c, e, n);
+      } else if (n == W) {
+        O::store(row + c, e);
+      } else {
+        O::store_first(row + c, e, n);
+      }
+    };
+    const float old_max = row_max[r];
+    const float new_max = fmaxf(old_max, rescale[r]);
+    const float alpha = old_max == kNegInf ? 0.0f : exp2f(old_max - new_max);
+    const V vmax = O::set1(new_max);
+    V sum0 = O::zero(), sum1 = O::zero(), sum2 = O::zero(), sum3 = O::zero();
+    int c = 0;
+    for (; c + 4 * W <= cols; c += 4 * W) {
+      const V e0 = weight(O::sub(O::load(row + c), vmax));
+      const V e1 = weight(O::sub(O::load(row + c + W), vmax));
+      const V e2 = weight(O::sub(O::load(row + c + 2 * W), vmax));
+      const V e3 = weight(O::sub(O::load(row + c + 3 * W), vmax));
+      put(c, e0, W);
+      put(c + W, e1, W);
+      put(c + 2 * W, e2, W);
+      put(c + 3 * W, e3, W);
+      sum0 = O::add(sum0, e0);
+      sum1 = O::add(sum1, e1);
+      sum2 = O::add(sum2, e2);
+      sum3 = O::add(sum3, e3);
+    }
+    for (; c + W <= cols; c += W) {
+      const V e = weight(O::sub(O::load(row + c), vmax));
+      put(c, e, W);
+      sum0 = O::add(sum0, e);
+    }
+    if (c < cols) {
+      const int n = cols - c;
+      const V e = O::keep_first(weight(O::sub(O::load_first(row + c, n), vmax)), n);
+      put(c, e, n);
+      sum1 = O::add(sum1, e);
+    }
+    row_max[r] = new_max;
+    rescale[r] = alpha;
+    row_sum[r] = row_sum[r] * alpha + O::reduce_add(O::add(O::add(sum0, sum1), O::add(sum2, sum3)));
+  }
+}
+
 template <class O>
-void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale) {
+void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
+                   uint16_t* p_bf16, int64_t ld_p) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -95,42 +154,10 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
     if (c < cols) m1 = O::max(m1, O::load_first_or(row + c, cols - c, kNegInf));
     rescale[r] = O::reduce_max(O::max(O::max(m0, m1), O::max(m2, m3)));
   }
-  for (int r = 0; r < rows; ++r) {
-    float* row = s + r * lds;
-    const float old_max = row_max[r];
-    const float new_max = fmaxf(old_max, rescale[r]);
-    const float alpha = old_max == kNegInf ? 0.0f : exp2f(old_max - new_max);
-    const V vmax = O::set1(new_max);
-    V sum0 = O::zero(), sum1 = O::zero(), sum2 = O::zero(), sum3 = O::zero();
-    int c = 0;
-    for (; c + 4 * W <= cols; c += 4 * W) {
-      const V e0 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
-      const V e1 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + W), vmax));
-      const V e2 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + 2 * W), vmax));
-      const V e3 = exp2_nonpositive_f32<O>(O::sub(O::load(row + c + 3 * W), vmax));
-      O::store(row + c, e0);
-      O::store(row + c + W, e1);
-      O::store(row + c + 2 * W, e2);
-      O::store(row + c + 3 * W, e3);
-      sum0 = O::add(sum0, e0);
-      sum1 = O::add(sum1, e1);
-      sum2 = O::add(sum2, e2);
-      sum3 = O::add(sum3, e3);
-    }
-    for (; c + W <= cols; c += W) {
-      const V e = exp2_nonpositive_f32<O>(O::sub(O::load(row + c), vmax));
-      O::store(row + c, e);
-      sum0 = O::add(sum0, e);
-    }
-    if (c < cols) {
-      const int n = cols - c;
-      const V e = O::keep_first(exp2_nonpositive_f32<O>(O::sub(O::load_first(row + c, n), vmax)), n);
-      O::store_first(row + c, e, n);
-      sum1 = O::add(sum1, e);
-    }
-    row_max[r] = new_max;
-    rescale[r] = alpha;
-    row_sum[r] = row_sum[r] * alpha + O::reduce_add(O::add(O::add(sum0, sum1), O::add(sum2, sum3)));
+  if (p_bf16 != nullptr) {
+    softmax_weights<O, true>(s, lds, rows, cols, row_max, row_sum, rescale, p_bf16, ld_p);
+  } else {
+    softmax_weights<O, false>(s, lds, rows, cols, row_max, row_sum, rescale, nullptr, 0);
   }
 }
 

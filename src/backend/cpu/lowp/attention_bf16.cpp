@@ -1,6 +1,7 @@
 // bf16 attention: the shared flash driver (attention/attention_driver.h) with Q K^T and P V on the bf16
 // micro-tile. RoPE writes Q and K rows in bf16 (K^T's packing then only moves 32-bit words); V goes to its
-// panels of key pairs in one pass from float32 (to_bf16_pairs).
+// panels of key pairs in one pass (bf16_pairs, or to_bf16_pairs from float32); the softmax writes P in bf16
+// rows, which P V reads as they are.
 #include "backend/cpu/lowp/attention_bf16.h"
 
 #include "backend/cpu/attention/attention_driver.h"
@@ -48,11 +49,12 @@ struct Bf16Operands {
     return layout(split, sh).total;
   }
 
-  // RoPE writes Q and K straight into their bf16 rows.
+  // RoPE writes Q and K straight into their bf16 rows, and the softmax P into its bf16 rows (a key block
+  // apart: even, so any block's keys rounded up to a pair fit).
   static constexpr bool kRopeInBf16 = true;
-  RopeTargets rope_targets(float* ws, const AttentionSplit& split, const AttentionShape& sh) const {
+  Bf16Targets bf16_targets(float* ws, const AttentionSplit& split, const AttentionShape& sh) const {
     const Layout l = layout(split, sh);
-    return {region(ws, l.qb), region(ws, l.kb), l.hd_pad};
+    return {region(ws, l.qb), region(ws, l.kb), l.hd_pad, region(ws, l.pb), split.key_block};
   }
 
   void load_head(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int64_t q_rows,
@@ -88,15 +90,15 @@ struct Bf16Operands {
     }
   }
 
-  void accumulate(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float* p, int rows,
-                  int64_t j0, int64_t keys, const GemmTile& epilogue) const {
+  void accumulate(float* ws, const AttentionSplit& split, const AttentionShape& sh, const float*, int rows, int64_t j0,
+                  int64_t keys, const GemmTile& epilogue) const {
     const Layout l = layout(split, sh);
     const int64_t keys_pad = round_up(keys, 2);
-    uint16_t* pb = region(ws, l.pb);
-    lowp.to_bf16_rows(p, split.key_block, rows, keys, keys_pad, pb);
+    uint16_t* pb = region(ws, l.pb);  // P in bf16, as the softmax wrote it (bf16_targets)
+    for (int r = 0; r < rows && keys_pad > keys; ++r) pb[r * split.key_block + keys] = 0;  // the pair's padding
     LowpTile t;
     t.a = reinterpret_cast<const uint8_t*>(pb);
-    t.lda = keys_pad * 2;
+    t.lda = split.key_block * 2;
     t.k_groups = keys_pad / 2;
     t.out = epilogue;
     for (int64_t vp = 0; vp * kNr < sh.head_dim; ++vp) {
