@@ -509,7 +509,7 @@ TEST(Bf16, FullWidthStoreGivesTheGeneralStoresBits) {
   }
 }
 
-// The operand conversions (to_bf16_rows: GEMM inputs and attention's P; to_bf16_pairs: attention's V) give
+// The operand conversions (to_bf16_rows: GEMM inputs; to_bf16_pairs: attention's V from float32) give
 // bf16_from_float of every value on every kernel set (the AVX512_BF16 set converts with vcvtneps2bf16 and
 // vcvtne2ps2bf16), the special values included, with whole vectors, ragged tails and pair padding.
 TEST(Bf16, OperandConversionsRoundLikeBf16FromFloat) {
@@ -926,11 +926,12 @@ std::vector<float> run_attention(Backend& be, const AttentionCase& c, const std:
 
 TEST(LowpBackend, Bf16AttentionWithinPrecisionBound) {
   const AttentionCase cases[] = {
-      {1, 261, 6, 64, 5}, {2, 21, 3, 32, 5}, {3, 7, 1, 6, 0}, {1, 21, 2, 64, 21},
+      {1, 261, 6, 64, 5},  {2, 21, 3, 32, 5},  {3, 7, 1, 6, 0},    {1, 21, 2, 64, 21},
       {1, 1100, 1, 64, 1},  // several key blocks: the online-softmax rescaling path
+      {1, 1025, 1, 64, 1},  // ... with an odd last block (one key): P's pair padding after wider blocks
       {1, 37, 2, 40, 3},    // head_dim not a whole panel, odd token count
       {1, 261, 2, 128, 5},  // ViT-7B's head_dim: two panels per half
-      {2, 100, 3, 80, 5}, {1, 50, 1, 256, 1}, {1, 600, 1, 96, 4}, {2, 5, 1, 2, 5},
+      {2, 100, 3, 80, 5},  {1, 50, 1, 256, 1}, {1, 600, 1, 96, 4}, {2, 5, 1, 2, 5},
   };
   auto cpu = cpu_backend(Precision::kBF16);
   auto ref = reference();

@@ -18,14 +18,14 @@
 //   int64_t scratch_floats(const AttentionSplit&, const AttentionShape&) const
 //                                                   its own per-thread regions (Q, K^T, V, ...)
 //   static constexpr bool kRopeInBf16               whether RoPE writes Q and K as bf16 rows (then the driver
-//                                                   keeps no float32 q and k rows) and the softmax P in bf16
+//                                                   keeps no float32 q and k rows)
 //   Bf16Targets bf16_targets(float* ws, const AttentionSplit&, const AttentionShape&) const
 //                                                   where: the bf16 rows, or all null (float32 q and k rows,
-//                                                   P in place of S)
+//                                                   P in place of S); a null p alone keeps P in place of S
 //   void load_head(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_rows,
 //                  const float* k, const float* v, const uint16_t* v_bf16, int64_t ld_v) const
 //                                                   packs RoPE'd, scaled Q rows and K rows ([*, head_dim]; or
-//                                                   those rope_targets received) and the V rows (row stride
+//                                                   those bf16_targets received) and the V rows (row stride
 //                                                   ld_v; in bf16 at v_bf16 when the qkv rows come in bf16,
 //                                                   which only operands with kRopeInBf16 take) of one head
 //   void scores(float* ws, const AttentionSplit&, const AttentionShape&, const float* q, int64_t q_row,

@@ -30,8 +30,9 @@ typename O::V exp_f32(typename O::V x) {
 }
 
 // 2^x for x <= 0 (softmax weights in base-2 units): x = n + r with |r| <= 1/2 exact, 2^r by the polynomial
-// `c` (highest degree first), then scaled by 2^n. Below -126 the result would be subnormal; it is held at
-// 2^-126, which is zero next to the row maximum's weight of 1.
+// `c` (highest degree first), then scaled by 2^n. Below -126 the result would be subnormal; x is held at
+// -126, giving about 2^-126 (the fit's value at r = 0 times that), which is zero next to the row maximum's
+// weight of 1.
 template <class O, size_t N>
 typename O::V exp2_nonpositive(typename O::V x, const float (&c)[N]) {
   using V = typename O::V;
@@ -43,7 +44,7 @@ typename O::V exp2_nonpositive(typename O::V x, const float (&c)[N]) {
   return O::scale_pow2(p, n);
 }
 
-// A degree-6 Chebyshev fit (max rel. error 8e-8 in float32).
+// A degree-6 Chebyshev fit (max rel. error about 1e-7 evaluated in float32).
 template <class O>
 typename O::V exp2_nonpositive_f32(typename O::V x) {
   static constexpr float kFit[] = {
