@@ -2,6 +2,8 @@
 #pragma once
 
 #include <math.h>  // exp2f, sqrtf, fmaxf: plain C functions, never ISA-specific inline copies
+
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -32,54 +34,70 @@ typename O::V fold_row(const float* row, int64_t n, float identity, Op op) {
 }
 
 // Two passes over the row in float32 (mean, then the centred sum of squares), which keeps the variance
-// accurate to a few ulp without Welford's divisions.
+// accurate to a few ulp without Welford's divisions. Rows go in groups: every row's mean, then every row's
+// variance, then every row's output, so one row's sums do not wait on the previous reduction (with each
+// row's passes back to back, a row's centred squares waited on its mean's reduction, and its output on
+// the variance's). The operations on each row and their order are those of one row at a time.
 template <class O>
 void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const float* gamma, const float* beta,
                      float eps, uint16_t* y_bf16, int64_t ld_bf16) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
+  constexpr int64_t kGroup = 16;
   const int64_t full = dim - dim % W;
   const int tail = static_cast<int>(dim - full);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* in = x + r * dim;
-    float* out = y != nullptr ? y + r * dim : nullptr;
+  float mean[kGroup], inv_std[kGroup];
+  for (int64_t r0 = 0; r0 < rows; r0 += kGroup) {
+    const int64_t n_rows = std::min(kGroup, rows - r0);
     // Four independent chains in both sums (fold_row; the centred squares below the same way): two chains
     // of 12 dependent adds over a 384-wide row left the op waiting on add latency.
-    const V sum = fold_row<O>(in, dim, 0.0f, [](V a, V b) { return O::add(a, b); });
-    const float mean = O::reduce_add(sum) / static_cast<float>(dim);
-    const V vmean = O::set1(mean);
-    V q0 = O::zero(), q1 = O::zero(), q2 = O::zero(), q3 = O::zero();
-    int64_t i = 0;
-    for (; i + 4 * W <= full; i += 4 * W) {
-      const V d0 = O::sub(O::load(in + i), vmean), d1 = O::sub(O::load(in + i + W), vmean);
-      const V d2 = O::sub(O::load(in + i + 2 * W), vmean), d3 = O::sub(O::load(in + i + 3 * W), vmean);
-      q0 = O::fmadd(d0, d0, q0);
-      q1 = O::fmadd(d1, d1, q1);
-      q2 = O::fmadd(d2, d2, q2);
-      q3 = O::fmadd(d3, d3, q3);
+    for (int64_t g = 0; g < n_rows; ++g) {
+      const V sum = fold_row<O>(x + (r0 + g) * dim, dim, 0.0f, [](V a, V b) { return O::add(a, b); });
+      mean[g] = O::reduce_add(sum) / static_cast<float>(dim);
     }
-    for (; i < full; i += W) {
-      const V d = O::sub(O::load(in + i), vmean);
-      q0 = O::fmadd(d, d, q0);
+    for (int64_t g = 0; g < n_rows; ++g) {
+      const float* in = x + (r0 + g) * dim;
+      const V vmean = O::set1(mean[g]);
+      V q0 = O::zero(), q1 = O::zero(), q2 = O::zero(), q3 = O::zero();
+      int64_t i = 0;
+      for (; i + 4 * W <= full; i += 4 * W) {
+        const V d0 = O::sub(O::load(in + i), vmean), d1 = O::sub(O::load(in + i + W), vmean);
+        const V d2 = O::sub(O::load(in + i + 2 * W), vmean), d3 = O::sub(O::load(in + i + 3 * W), vmean);
+        q0 = O::fmadd(d0, d0, q0);
+        q1 = O::fmadd(d1, d1, q1);
+        q2 = O::fmadd(d2, d2, q2);
+        q3 = O::fmadd(d3, d3, q3);
+      }
+      for (; i < full; i += W) {
+        const V d = O::sub(O::load(in + i), vmean);
+        q0 = O::fmadd(d, d, q0);
+      }
+      if (tail > 0) {
+        const V d = O::keep_first(O::sub(O::load_first(in + full, tail), vmean), tail);
+        q1 = O::fmadd(d, d, q1);
+      }
+      const float var = O::reduce_add(O::add(O::add(q0, q1), O::add(q2, q3))) / static_cast<float>(dim);
+      inv_std[g] = 1.0f / sqrtf(var + eps);
     }
-    if (tail > 0) {
-      const V d = O::keep_first(O::sub(O::load_first(in + full, tail), vmean), tail);
-      q1 = O::fmadd(d, d, q1);
-    }
-    const float var = O::reduce_add(O::add(O::add(q0, q1), O::add(q2, q3))) / static_cast<float>(dim);
-    const V inv_std = O::set1(1.0f / sqrtf(var + eps));
-    uint16_t* out_bf16 = y_bf16 != nullptr ? y_bf16 + r * ld_bf16 : nullptr;
-    for (i = 0; i < full; i += W) {
-      const V n = O::mul(O::sub(O::load(in + i), vmean), inv_std);
-      const V v = O::fmadd(n, O::load(gamma + i), O::load(beta + i));
-      if (out != nullptr) O::store(out + i, v);
-      if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + i, v, W);
-    }
-    if (tail > 0) {
-      const V n = O::mul(O::sub(O::load_first(in + full, tail), vmean), inv_std);
-      const V v = O::fmadd(n, O::load_first(gamma + full, tail), O::load_first(beta + full, tail));
-      if (out != nullptr) O::store_first(out + full, v, tail);
-      if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + full, v, tail);
+    for (int64_t g = 0; g < n_rows; ++g) {
+      const int64_t r = r0 + g;
+      const float* in = x + r * dim;
+      float* out = y != nullptr ? y + r * dim : nullptr;
+      uint16_t* out_bf16 = y_bf16 != nullptr ? y_bf16 + r * ld_bf16 : nullptr;
+      const V vmean = O::set1(mean[g]), vinv_std = O::set1(inv_std[g]);
+      int64_t i = 0;
+      for (; i < full; i += W) {
+        const V n = O::mul(O::sub(O::load(in + i), vmean), vinv_std);
+        const V v = O::fmadd(n, O::load(gamma + i), O::load(beta + i));
+        if (out != nullptr) O::store(out + i, v);
+        if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + i, v, W);
+      }
+      if (tail > 0) {
+        const V n = O::mul(O::sub(O::load_first(in + full, tail), vmean), vinv_std);
+        const V v = O::fmadd(n, O::load_first(gamma + full, tail), O::load_first(beta + full, tail));
+        if (out != nullptr) O::store_first(out + full, v, tail);
+        if (out_bf16 != nullptr) O::store_bf16_first(out_bf16 + full, v, tail);
+      }
     }
   }
 }
