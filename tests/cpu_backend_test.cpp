@@ -6,22 +6,26 @@
 // K-term dot product of random data carries a relative error of about eps * sqrt(K) ~ 6e-8 * 40 for the
 // largest K here (1536): 2e-6 leaves ample margin while still catching any indexing or epilogue mistake
 // (those give errors of order 1e-2 and up).
+#include "backend/cpu/cpu_backend.h"
+
 #include <gtest/gtest.h>
 #include <xmmintrin.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/cpu/attention/attention.h"
-#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/lowp/attention_bf16.h"
 #include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/weight_arena.h"
+#include "backend/reference/reference_backend.h"
 #include "test_labels.h"
 #include "test_util.h"
-#include "backend/reference/reference_backend.h"
 
 namespace dinov3 {
 namespace {
@@ -433,6 +437,45 @@ TEST(CpuBackendOptions, DefaultsToOneThreadPerCoreAndReportsIt) {
 }
 
 DINOV3_SUITE_LABELS(CpuAttention, "unit");
+
+DINOV3_SUITE_LABELS(WeightArena, "unit");
+
+// Blocks come zeroed and 64-byte aligned, one after another without overlapping; a chunk starts on a
+// 2 MiB boundary, a block larger than a chunk gets a chunk of its own, and every block stays valid after
+// the arena that handed it out is gone (as a backend's weights may outlive the backend). Blocks without an
+// arena (allocate_weight_bytes(nullptr, n)) are zeroed and aligned too.
+TEST(WeightArena, BlocksAreAlignedZeroedDisjointAndOutliveTheArena) {
+  using cpu::WeightArena;
+  const std::vector<size_t> sizes = {
+      0,   1, 63, 64, 65, 1000, size_t{3} << 20, 100, WeightArena::kChunkBytes + 5, 7, WeightArena::kChunkBytes - 4096,
+      4096};
+  std::vector<std::shared_ptr<uint8_t>> blocks;
+  {
+    WeightArena arena;
+    for (size_t n : sizes) blocks.push_back(arena.allocate(n));
+  }
+  blocks.push_back(cpu::allocate_weight_bytes(nullptr, 777));
+  std::vector<size_t> all = sizes;
+  all.push_back(777);
+  auto address = [](const std::shared_ptr<uint8_t>& b) { return reinterpret_cast<uintptr_t>(b.get()); };
+  EXPECT_EQ(address(blocks[0]) % WeightArena::kPageBytes, 0u) << "the first chunk starts on a huge page";
+  EXPECT_EQ(address(blocks[8]) % WeightArena::kPageBytes, 0u) << "a block larger than a chunk starts its own";
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_NE(blocks[i], nullptr);
+    EXPECT_EQ(address(blocks[i]) % 64, 0u) << "block " << i;
+    const size_t n = std::max<size_t>(all[i], 1);
+    size_t nonzero = 0;
+    for (size_t j = 0; j < n; ++j) nonzero += blocks[i].get()[j] != 0;
+    EXPECT_EQ(nonzero, 0u) << "block " << i;
+    std::fill(blocks[i].get(), blocks[i].get() + n, static_cast<uint8_t>(i + 1));
+  }
+  for (size_t i = 0; i < blocks.size(); ++i) {  // no block wrote over another
+    const size_t n = std::max<size_t>(all[i], 1);
+    size_t other = 0;
+    for (size_t j = 0; j < n; ++j) other += blocks[i].get()[j] != static_cast<uint8_t>(i + 1);
+    EXPECT_EQ(other, 0u) << "block " << i;
+  }
+}
 
 }  // namespace
 }  // namespace dinov3

@@ -244,9 +244,9 @@ class CpuBackend final : public Backend {
                                 (values.scale == nullptr ? " without scales" : ""));
         }
         ++linears_prepared_;
-        packed = cpu::lowp::pack_linear_lowp(p, w, bias, out, in, values);
+        packed = cpu::lowp::pack_linear_lowp(p, w, bias, out, in, values, &weight_arena_);
       } else {
-        packed = cpu::pack_linear(w, bias, out, in, kernels_.nr);
+        packed = cpu::pack_linear(w, bias, out, in, kernels_.nr, &weight_arena_);
       }
       packed->set_info(op_checks::linear_info(*this, out, in));
       return packed;
@@ -548,6 +548,7 @@ class CpuBackend final : public Backend {
   // turns them off (same results).
   bool bf16_copies_;
   const cpu::lowp::LowpKernels& lowp_;
+  cpu::WeightArena weight_arena_;   // the packed linear weights (weight_arena.h: huge pages)
   cpu::lowp::LowpStaging staging_;  // activations converted for the current reduced-precision GEMM
   cpu::ThreadPool pool_;
   cpu::ThreadScratch scratch_;

@@ -32,13 +32,15 @@ void pack_plain(const float* m, int64_t ld, int64_t rows, int64_t cols, int nr, 
   }
 }
 
-std::unique_ptr<PackedLinear> pack_linear(const float* w, const float* bias, int64_t out, int64_t in, int nr) {
+std::unique_ptr<PackedLinear> pack_linear(const float* w, const float* bias, int64_t out, int64_t in, int nr,
+                                          WeightArena* arena) {
   auto lin = std::make_unique<PackedLinear>();
   lin->out = out;
   lin->in = in;
   lin->nr = nr;
   lin->panels = (out + nr - 1) / nr;
-  lin->data = allocate_aligned(static_cast<size_t>(lin->panels * in * nr));
+  const auto bytes = allocate_weight_bytes(arena, static_cast<size_t>(lin->panels * in * nr) * sizeof(float));
+  lin->data = std::shared_ptr<float>(bytes, reinterpret_cast<float*>(bytes.get()));
   lin->bias = allocate_aligned(static_cast<size_t>(lin->panels * nr));
   pack_transposed(w, in, out, in, nr, lin->data.get());
   if (bias != nullptr) std::copy(bias, bias + out, lin->bias.get());

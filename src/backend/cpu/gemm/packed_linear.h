@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "backend/cpu/aligned_floats.h"
+#include "backend/cpu/weight_arena.h"
 #include "dinov3/backend.h"
 
 namespace dinov3::cpu {
@@ -15,7 +17,7 @@ struct PackedLinear final : public Weight {
   int64_t out = 0, in = 0;
   int nr = 0;
   int64_t panels = 0;
-  AlignedPtr data;  // [panels][in][nr]
+  std::shared_ptr<float> data;  // [panels][in][nr], in the backend's WeightArena
   AlignedPtr bias;  // [panels * nr]
   bool has_bias = false;
 
@@ -23,7 +25,8 @@ struct PackedLinear final : public Weight {
 };
 
 // w: [out, in] row-major (PyTorch layout); bias: [out] or nullptr. Throws std::bad_alloc.
-std::unique_ptr<PackedLinear> pack_linear(const float* w, const float* bias, int64_t out, int64_t in, int nr);
+std::unique_ptr<PackedLinear> pack_linear(const float* w, const float* bias, int64_t out, int64_t in, int nr,
+                                          WeightArena* arena = nullptr);
 
 // Packs rows [0, rows) of a row-major matrix m (row stride ld, `cols` columns used) as the B operand of
 // C = A · m^T, i.e. panels over the rows of m: dst[(p*cols + k)*nr + j] = m[p*nr + j][k], zero past `rows`.

@@ -122,7 +122,7 @@ void pack_int8(const float* w, const Int8LinearValues& values, LowpLinear& lin) 
 }  // namespace
 
 std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w, const float* bias, int64_t out,
-                                             int64_t in, const Int8LinearValues& values) {
+                                             int64_t in, const Int8LinearValues& values, WeightArena* arena) {
   const ScopedDefaultFloatEnv float_env;  // the int8 grid and its scales, whatever the caller's mode
   auto lin = std::make_unique<LowpLinear>();
   lin->precision = precision;
@@ -132,7 +132,7 @@ std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w
   lin->k_pad = (in + group - 1) / group * group;
   lin->panels = (out + kNr - 1) / kNr;
   const int64_t cols = lin->panels * kNr;
-  lin->data = allocate_bytes(static_cast<size_t>(cols * lin->k_pad * element_bytes(precision)));
+  lin->data = allocate_weight_bytes(arena, static_cast<size_t>(cols * lin->k_pad * element_bytes(precision)));
   lin->bias = allocate_aligned(static_cast<size_t>(cols));
   if (bias != nullptr) std::copy(bias, bias + out, lin->bias.get());
   lin->has_bias = bias != nullptr;

@@ -16,6 +16,7 @@
 #include <new>
 
 #include "backend/cpu/aligned_floats.h"
+#include "backend/cpu/weight_arena.h"
 #include "dinov3/backend.h"
 
 namespace dinov3::cpu::lowp {
@@ -54,7 +55,7 @@ struct LowpLinear final : public Weight {
   int64_t out = 0, in = 0;
   int64_t k_pad = 0;  // `in` rounded up to whole K groups
   int64_t panels = 0;
-  AlignedBytes data;
+  std::shared_ptr<uint8_t> data;  // the panels, in the backend's WeightArena
   AlignedPtr bias;       // [panels * 32], zero-padded
   bool has_bias = false;
   AlignedPtr col_scale;  // int8: [panels * 32] per-channel weight scale
@@ -78,6 +79,7 @@ void pack_bf16_rows_plain(const uint16_t* m, int64_t ld, int64_t rows, int64_t c
 // of w's shape): the int8 weights and per-output-channel scales to use instead of rounding w (the
 // per-input-channel copy is still rounded from w). Throws std::bad_alloc.
 std::unique_ptr<LowpLinear> pack_linear_lowp(Precision precision, const float* w, const float* bias, int64_t out,
-                                             int64_t in, const Int8LinearValues& values = {});
+                                             int64_t in, const Int8LinearValues& values = {},
+                                             WeightArena* arena = nullptr);
 
 }  // namespace dinov3::cpu::lowp
