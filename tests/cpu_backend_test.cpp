@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -443,7 +444,8 @@ DINOV3_SUITE_LABELS(WeightArena, "unit");
 // Blocks come zeroed and 64-byte aligned, one after another without overlapping; a chunk starts on a
 // 2 MiB boundary, a block larger than a chunk gets a chunk of its own, and every block stays valid after
 // the arena that handed it out is gone (as a backend's weights may outlive the backend). Blocks without an
-// arena (allocate_weight_bytes(nullptr, n)) are zeroed and aligned too.
+// arena (allocate_weight_bytes(nullptr, n)) are zeroed and aligned too. Sizes that would wrap around when
+// rounded up are refused with std::bad_alloc.
 TEST(WeightArena, BlocksAreAlignedZeroedDisjointAndOutliveTheArena) {
   using cpu::WeightArena;
   const std::vector<size_t> sizes = {
@@ -452,8 +454,13 @@ TEST(WeightArena, BlocksAreAlignedZeroedDisjointAndOutliveTheArena) {
   std::vector<std::shared_ptr<uint8_t>> blocks;
   {
     WeightArena arena;
-    for (size_t n : sizes) blocks.push_back(arena.allocate(n));
+    for (size_t n : sizes) {
+      blocks.push_back(arena.allocate(n));
+      // A size no rounding can hold is refused before anything is allocated, and the arena goes on.
+      EXPECT_THROW(arena.allocate(SIZE_MAX), std::bad_alloc);
+    }
   }
+  EXPECT_THROW(cpu::allocate_weight_bytes(nullptr, SIZE_MAX - 1), std::bad_alloc);
   blocks.push_back(cpu::allocate_weight_bytes(nullptr, 777));
   std::vector<size_t> all = sizes;
   all.push_back(777);

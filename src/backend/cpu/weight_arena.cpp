@@ -1,6 +1,7 @@
 #include "backend/cpu/weight_arena.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -29,12 +30,15 @@ std::shared_ptr<uint8_t> new_chunk(size_t bytes) {
 }  // namespace
 
 std::shared_ptr<uint8_t> WeightArena::allocate(size_t n) {
+  if (n > SIZE_MAX - kPageBytes) throw std::bad_alloc();  // no rounding below may wrap around
   n = round_up(n == 0 ? 1 : n, kCacheLine);
   const std::lock_guard<std::mutex> lock(mutex_);
   if (chunk_ == nullptr || size_ - used_ < n) {
-    // A new chunk; what the old one had left stays unused (never written, so never backed by memory).
-    size_ = std::max(kChunkBytes, round_up(n, kPageBytes));
-    chunk_ = new_chunk(size_);
+    // A new chunk; what the old one had left stays unused (never written, so never backed by memory). The
+    // arena's state changes only once the chunk exists: a refused allocation leaves the old chunk in use.
+    const size_t size = std::max(kChunkBytes, round_up(n, kPageBytes));
+    chunk_ = new_chunk(size);
+    size_ = size;
     used_ = 0;
   }
   uint8_t* p = chunk_.get() + used_;
@@ -45,6 +49,7 @@ std::shared_ptr<uint8_t> WeightArena::allocate(size_t n) {
 
 std::shared_ptr<uint8_t> allocate_weight_bytes(WeightArena* arena, size_t n) {
   if (arena != nullptr) return arena->allocate(n);
+  if (n > SIZE_MAX - kCacheLine) throw std::bad_alloc();
   const size_t bytes = round_up(n == 0 ? 1 : n, kCacheLine);
   auto* p = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(kCacheLine)));
   std::memset(p, 0, bytes);
