@@ -50,10 +50,9 @@ std::shared_ptr<uint8_t> WeightArena::allocate(size_t n) {
 std::shared_ptr<uint8_t> allocate_weight_bytes(WeightArena* arena, size_t n) {
   if (arena != nullptr) return arena->allocate(n);
   if (n > SIZE_MAX - kCacheLine) throw std::bad_alloc();
-  const size_t bytes = round_up(n == 0 ? 1 : n, kCacheLine);
-  auto* p = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(kCacheLine)));
-  std::memset(p, 0, bytes);
-  return std::shared_ptr<uint8_t>(p, [](uint8_t* q) { ::operator delete[](q, std::align_val_t(kCacheLine)); });
+  // aligned_floats.h's zeroed, cache-line-aligned storage, owned as floats and handed out as bytes.
+  const std::shared_ptr<float[]> floats(allocate_aligned((n + sizeof(float) - 1) / sizeof(float)));
+  return std::shared_ptr<uint8_t>(floats, reinterpret_cast<uint8_t*>(floats.get()));
 }
 
 }  // namespace dinov3::cpu
