@@ -112,16 +112,24 @@ void store_full_tile(const GemmTile& tile, const typename O::V (&acc)[MR][NV]) {
     for (int v = 0; v < NV; ++v) bias[v] = O::load(tile.bias + v * W);
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
+  for (int r = 0; r < MR; ++r) {
+    V y[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       float* c = kC ? tile.c + r * tile.ldc + v * W : nullptr;
-      V y = acc[r][v];
-      if constexpr (kBias) y = O::add(y, bias[v]);
-      y = epilogue_vector<O, E>(tile, y, c, r, v, W);
-      if constexpr (kC) O::store(c, y);
-      if constexpr (kBf16) O::store_bf16_first(tile.c_bf16 + r * tile.ldc_bf16 + v * W, y, W);
+      y[v] = acc[r][v];
+      if constexpr (kBias) y[v] = O::add(y[v], bias[v]);
+      y[v] = epilogue_vector<O, E>(tile, y[v], c, r, v, W);
+      if constexpr (kC) O::store(c, y[v]);
     }
+    if constexpr (kBf16) {
+      // Vectors in twos: one conversion of both and one store where the ISA has it.
+      uint16_t* dst = tile.c_bf16 + r * tile.ldc_bf16;
+#pragma GCC unroll 4
+      for (int v = 0; v + 1 < NV; v += 2) O::store_bf16_two(dst + v * W, y[v], y[v + 1]);
+      if constexpr (NV % 2 != 0) O::store_bf16_first(dst + (NV - 1) * W, y[NV - 1], W);
+    }
+  }
 }
 
 template <class O, int MR, int NV, bool kUnrolled>
