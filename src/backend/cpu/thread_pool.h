@@ -43,7 +43,8 @@ class ThreadPool {
 
   // Calls fn(task, thread) for every task in [0, tasks), thread in [0, size()). Thread t starts on the tasks
   // of range t (home_range(tasks, size(), t); past 65535 tasks, of each run of 65535), in increasing
-  // order. Not reentrant.
+  // order, unless it comes so late that the others, done with their own, have run them all (they take
+  // another range's tasks from its back). Not reentrant.
   template <class Fn>
   void run(int64_t tasks, Fn&& fn) {
     using F = std::remove_reference_t<Fn>;
