@@ -136,9 +136,9 @@ TEST(CpuThreadPool, OtherThreadsTakeTheRangeOfAHeldThread) {
 // Each thread starts on its own range. The first task of every range waits until the first tasks of all
 // ranges have started: each thread claims its own range's front first and the others take a range only from
 // its back, so no thread can run another's tasks before every thread holds its first one. (Without the wait
-// on both sides the test failed about once in a few hundred runs under ctest -j2 on this project's 2-core VM:
-// the caller, descheduled right after waking the worker, found its whole range already run by the worker,
-// which is what stealing is for.) With more threads a worker that wakes late may legitimately find its
+// on both sides the test failed once in a ctest -j2 run on this project's 2-core VM: the caller, descheduled
+// right after waking the worker, can find its whole range already run by the worker, which is what stealing
+// is for.) With more threads a worker that wakes late may legitimately find its
 // range taken once the others finish theirs, so two threads only.
 TEST(CpuThreadPool, EachThreadStartsOnItsOwnRange) {
   constexpr int kThreads = 2;

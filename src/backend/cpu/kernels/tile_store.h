@@ -55,6 +55,21 @@ inline typename O::V epilogue_vector(const GemmTile& t, typename O::V y, const f
   return y;
 }
 
+// Ops types that store two vectors as bf16 in one go (AVX-512 with AVX512_BF16).
+template <class O>
+concept HasBf16Pair = requires(uint16_t* p, typename O::V v) { O::store_bf16_two(p, v, v); };
+
+// lo then hi (2 x O::kLanes values) as bf16 at p: the Ops type's pair store, or two single ones.
+template <class O>
+inline void store_bf16_pair(uint16_t* p, typename O::V lo, typename O::V hi) {
+  if constexpr (HasBf16Pair<O>) {
+    O::store_bf16_two(p, lo, hi);
+  } else {
+    O::store_bf16_first(p, lo, O::kLanes);
+    O::store_bf16_first(p + O::kLanes, hi, O::kLanes);
+  }
+}
+
 // Bias, epilogue E and store of vector v of tile row r; n = lanes of the vector inside the tile (may be > W).
 // t.c null (only with c_bf16, and for the epilogues that do not read C): the bf16 copy is the only output.
 template <class O, TileEpilogue E>
@@ -126,7 +141,7 @@ void store_full_tile(const GemmTile& tile, const typename O::V (&acc)[MR][NV]) {
       // Vectors in twos: one conversion of both and one store where the ISA has it.
       uint16_t* dst = tile.c_bf16 + r * tile.ldc_bf16;
 #pragma GCC unroll 4
-      for (int v = 0; v + 1 < NV; v += 2) O::store_bf16_two(dst + v * W, y[v], y[v + 1]);
+      for (int v = 0; v + 1 < NV; v += 2) store_bf16_pair<O>(dst + v * W, y[v], y[v + 1]);
       if constexpr (NV % 2 != 0) O::store_bf16_first(dst + (NV - 1) * W, y[NV - 1], W);
     }
   }

@@ -75,11 +75,6 @@ struct OpsAvx2 {
     _mm256_store_ps(lanes, v);
     for (int i = 0; i < n && i < 8; ++i) p[i] = lowp::bf16_from_float(lanes[i]);
   }
-  // lo then hi as bf16 at p.
-  static void store_bf16_two(uint16_t* p, V lo, V hi) {
-    store_bf16_first(p, lo, kLanes);
-    store_bf16_first(p + kLanes, hi, kLanes);
-  }
 };
 
 }  // namespace

@@ -111,15 +111,11 @@ struct OpsAvx512 {
       _mm256_mask_storeu_epi16(p, first(n), to_bf16(v));
     }
   }
-  // lo then hi (32 lanes) as bf16 at p: with AVX512_BF16 one conversion and one 64-byte store.
-  static void store_bf16_two(uint16_t* p, V lo, V hi) {
 #ifdef __AVX512BF16__
-    _mm512_storeu_si512(p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-#else
-    store_bf16_first(p, lo, kLanes);
-    store_bf16_first(p + kLanes, hi, kLanes);
+  // lo then hi (32 lanes) as bf16 at p: one conversion and one 64-byte store (tile_store.h's
+  // store_bf16_pair takes it where the Ops type has it).
+  static void store_bf16_two(uint16_t* p, V lo, V hi) { _mm512_storeu_si512(p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo)); }
 #endif
-  }
 };
 
 }  // namespace

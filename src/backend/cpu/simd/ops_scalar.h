@@ -53,11 +53,6 @@ struct OpsScalar {
   static void store_bf16_first(uint16_t* p, V v, int n) {
     if (n > 0) *p = lowp::bf16_from_float(v);
   }
-  // lo then hi as bf16 at p.
-  static void store_bf16_two(uint16_t* p, V lo, V hi) {
-    store_bf16_first(p, lo, kLanes);
-    store_bf16_first(p + kLanes, hi, kLanes);
-  }
 };
 
 }  // namespace
