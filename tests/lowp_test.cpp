@@ -695,7 +695,7 @@ TEST(Bf16, RowsTransposedPackLikeThePortableLoop) {
 
 // The online-softmax step writing P in bf16 (attention at reduced precision), on every kernel set the machine
 // runs, two key blocks (the first, then one that raises some rows' maxima): the maxima and rescale factors
-// are the float32 step's; each weight is 2^(s - max) within exp2_nonpositive_bf16's 7.6e-5 plus bf16's worst
+// are the float32 step's; each weight is 2^(s - max) within exp2_for_bf16's 7.51e-5 (held to 7.6e-5) plus bf16's worst
 // rounding (half a step of 2^-7: 2^-8) relative; each row sum (of the unrounded weights) within 7.6e-5 plus float32
 // summation (1e-6) of the exact one; S is left as it was, and nothing is written past the block's columns.
 TEST(Bf16, SoftmaxWritesWeightsInBf16) {
@@ -902,7 +902,7 @@ TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
 
 // bf16 attention against the float32 reference. Per output row O = sum_j p_j v_j (p normalised), three
 // bf16 roundings reach it, each independent across terms: v (relative RMS <= 2^-9), p (<= 2^-9, plus the
-// weights' own 7.6e-5 = 0.039 x 2^-9: exp2_nonpositive_bf16) and the scores. A score is q.k * log2(e)/sqrt(head_dim)
+// weights' own 7.6e-5 = 0.039 x 2^-9: exp2_for_bf16, 7.51e-5) and the scores. A score is q.k * log2(e)/sqrt(head_dim)
 // with q and k each rounded twice (held in bf16 before RoPE, as a bf16 qkv layer gives them, and rounded again after
 // it; a rotation keeps an error's size): its error has RMS <= 2 x 2^-9 times sqrt(sum_d (q_d k_d)^2) *
 // log2(e)/sqrt(head_dim), which is 2 x 2^-9 log2(e) for unit-variance data, and p = 2^s turns it into a relative error

@@ -61,7 +61,7 @@ struct CpuKernels {
   // folds log2(e) into q): per row, new_max = max(max, row); rescale[r] = 2^(max - new_max);
   // s = 2^(s - new_max) in place; sum = sum * rescale + rowsum(s). A row with max == -inf (first block) gets
   // rescale 0. p_bf16 (optional, row stride ld_p): the new s goes there in bf16 instead (s is left as it
-  // was), its 2^x from exp2_nonpositive_bf16 (rel. error 7.6e-5, below bf16's rounding); the row sums are
+  // was), its 2^x from exp2_for_bf16 (rel. error 7.51e-5, below bf16's rounding); the row sums are
   // those of the weights before that rounding.
   void (*softmax_block)(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
                         uint16_t* p_bf16, int64_t ld_p);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "backend/cpu/simd/bf16_store.h"
 #include "backend/cpu/simd/vec_math.h"
 
 namespace dinov3::cpu {
@@ -103,14 +104,14 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
 }
 
 // The second pass of softmax_block: every row's weights 2^(s - new max), their sums, and the rescale factors.
-// kBf16: the weights go to p_bf16 in bf16 (s unchanged), from exp2_nonpositive_bf16; else over s in float32.
+// kBf16: the weights go to p_bf16 in bf16 (s unchanged), from exp2_for_bf16; else over s in float32.
 template <class O, bool kBf16>
 void softmax_weights(float* s, int64_t lds, int rows, int cols, float* row_max, float* row_sum, float* rescale,
                      uint16_t* p_bf16, int64_t ld_p) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  auto weight = [](V x) { return kBf16 ? exp2_nonpositive_bf16<O>(x) : exp2_nonpositive_f32<O>(x); };
+  auto weight = [](V x) { return kBf16 ? exp2_for_bf16<O>(x) : exp2_nonpositive_f32<O>(x); };
   for (int r = 0; r < rows; ++r) {
     float* row = s + r * lds;
     uint16_t* row_bf16 = kBf16 ? p_bf16 + r * ld_p : nullptr;
@@ -134,10 +135,15 @@ void softmax_weights(float* s, int64_t lds, int rows, int cols, float* row_max, 
       const V e1 = weight(O::sub(O::load(row + c + W), vmax));
       const V e2 = weight(O::sub(O::load(row + c + 2 * W), vmax));
       const V e3 = weight(O::sub(O::load(row + c + 3 * W), vmax));
-      put(c, e0, W);
-      put(c + W, e1, W);
-      put(c + 2 * W, e2, W);
-      put(c + 3 * W, e3, W);
+      if constexpr (kBf16) {
+        store_bf16_pair<O>(row_bf16 + c, e0, e1);
+        store_bf16_pair<O>(row_bf16 + c + 2 * W, e2, e3);
+      } else {
+        put(c, e0, W);
+        put(c + W, e1, W);
+        put(c + 2 * W, e2, W);
+        put(c + 3 * W, e3, W);
+      }
       sum0 = O::add(sum0, e0);
       sum1 = O::add(sum1, e1);
       sum2 = O::add(sum2, e2);

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/simd/bf16_store.h"
 #include "backend/cpu/simd/vec_math.h"
 
 namespace dinov3::cpu {
@@ -53,21 +54,6 @@ inline typename O::V epilogue_vector(const GemmTile& t, typename O::V y, const f
     if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
   }
   return y;
-}
-
-// Ops types that store two vectors as bf16 in one go (AVX-512 with AVX512_BF16).
-template <class O>
-concept HasBf16Pair = requires(uint16_t* p, typename O::V v) { O::store_bf16_two(p, v, v); };
-
-// lo then hi (2 x O::kLanes values) as bf16 at p: the Ops type's pair store, or two single ones.
-template <class O>
-inline void store_bf16_pair(uint16_t* p, typename O::V lo, typename O::V hi) {
-  if constexpr (HasBf16Pair<O>) {
-    O::store_bf16_two(p, lo, hi);
-  } else {
-    O::store_bf16_first(p, lo, O::kLanes);
-    O::store_bf16_first(p + O::kLanes, hi, O::kLanes);
-  }
 }
 
 // Bias, epilogue E and store of vector v of tile row r; n = lanes of the vector inside the tile (may be > W).

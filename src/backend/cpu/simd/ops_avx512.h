@@ -47,6 +47,10 @@ struct OpsAvx512 {
   static V round_nearest(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   // p * 2^n for integral n (vscalefps handles the exponent arithmetic).
   static V scale_pow2(V p, V n) { return _mm512_scalef_ps(p, n); }
+  // x - floor(x), exact (vreduceps, rounding down, no precision exception), and p * 2^floor(x) for any x:
+  // vscalefps floors its second operand itself.
+  static V fraction(V x) { return _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static V scale_pow2_floor(V p, V x) { return _mm512_scalef_ps(p, x); }
   static V select_lt(V a, V b, V x, V y) {  // a < b ? x : y
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
   }

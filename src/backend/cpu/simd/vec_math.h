@@ -52,12 +52,37 @@ typename O::V exp2_nonpositive_f32(typename O::V x) {
   return exp2_nonpositive<O>(x, kFit);
 }
 
-// Where the result is rounded to bf16 next (attention's P at reduced precision): a degree-3 fit (max rel.
-// error 7.6e-5, against bf16's rounding: up to 2^-8 = 3.9e-3, RMS about 1.6e-3), three multiply-adds fewer.
+// Ops types that split x as floor(x) + (x - floor(x)) and scale by 2^floor(x) in one instruction each
+// (AVX-512: vreduceps, vscalefps), so 2^x needs no rounding step and no clamp.
 template <class O>
-typename O::V exp2_nonpositive_bf16(typename O::V x) {
-  static constexpr float kFit[] = {5.517099808e-02f, 2.426096075e-01f, 6.932609558e-01f, 9.999281676e-01f};
-  return exp2_nonpositive<O>(x, kFit);
+concept HasFloorSplit = requires(typename O::V v) {
+  O::fraction(v);
+  O::scale_pow2_floor(v, v);
+};
+
+// 2^x where the result is rounded to bf16 next (attention's P at reduced precision): x = n + r with
+// n = floor(x) and r = x - n in [0, 1) (exact), 2^r by a degree-3 fit (max rel. error 7.51e-5 over [0, 1)
+// with float32 multiply-adds, against bf16's rounding: up to 2^-8 = 3.9e-3, RMS about 1.6e-3; the fit is
+// sqrt(2) p(r - 1/2) for the minimax fit p on [-1/2, 1/2], which has the same relative error), scaled by 2^n.
+// With HasFloorSplit every x gives the right limit: 0 for -inf and below the normal range (flushed under the
+// pool's FTZ), inf above it, NaN for NaN. Elsewhere x is held at -126 (about 2^-126: zero next to a softmax
+// row maximum's weight of 1; scale_pow2 needs n >= -126).
+template <class O>
+typename O::V exp2_for_bf16(typename O::V x) {
+  using V = typename O::V;
+  static constexpr float kFit[] = {7.802357525e-02f, 2.260664403e-01f, 6.958349347e-01f, 9.999249578e-01f};
+  auto fit = [](V r) {
+    V p = O::set1(kFit[0]);
+    for (size_t i = 1; i < 4; ++i) p = O::fmadd(p, r, O::set1(kFit[i]));
+    return p;
+  };
+  if constexpr (HasFloorSplit<O>) {
+    return O::scale_pow2_floor(fit(O::fraction(x)), x);
+  } else {
+    x = O::max(x, O::set1(-126.0f));
+    const V n = O::floor(x);
+    return O::scale_pow2(fit(O::sub(x, n)), n);
+  }
 }
 
 // Ops types with a one-instruction 32-entry table lookup (AVX-512's vpermt2ps) take the table GELU.
