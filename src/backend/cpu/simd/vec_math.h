@@ -29,6 +29,14 @@ typename O::V exp_f32(typename O::V x) {
   return O::scale_pow2(p, n);
 }
 
+// c[0] r^(N-1) + ... + c[N-1] by Horner's rule in multiply-adds (c highest degree first).
+template <class O, size_t N>
+typename O::V polynomial(typename O::V r, const float (&c)[N]) {
+  typename O::V p = O::set1(c[0]);
+  for (size_t i = 1; i < N; ++i) p = O::fmadd(p, r, O::set1(c[i]));
+  return p;
+}
+
 // 2^x for x <= 0 (softmax weights in base-2 units): x = n + r with |r| <= 1/2 exact, 2^r by the polynomial
 // `c` (highest degree first), then scaled by 2^n. Below -126 the result would be subnormal; x is held at
 // -126, giving about 2^-126 (the fit's value at r = 0 times that), which is zero next to the row maximum's
@@ -38,10 +46,7 @@ typename O::V exp2_nonpositive(typename O::V x, const float (&c)[N]) {
   using V = typename O::V;
   x = O::max(x, O::set1(-126.0f));
   const V n = O::round_nearest(x);
-  const V r = O::sub(x, n);
-  V p = O::set1(c[0]);
-  for (size_t i = 1; i < N; ++i) p = O::fmadd(p, r, O::set1(c[i]));
-  return O::scale_pow2(p, n);
+  return O::scale_pow2(polynomial<O>(O::sub(x, n), c), n);
 }
 
 // A degree-6 Chebyshev fit (max rel. error about 1e-7 evaluated in float32).
@@ -71,17 +76,12 @@ template <class O>
 typename O::V exp2_for_bf16(typename O::V x) {
   using V = typename O::V;
   static constexpr float kFit[] = {7.802357525e-02f, 2.260664403e-01f, 6.958349347e-01f, 9.999249578e-01f};
-  auto fit = [](V r) {
-    V p = O::set1(kFit[0]);
-    for (size_t i = 1; i < 4; ++i) p = O::fmadd(p, r, O::set1(kFit[i]));
-    return p;
-  };
   if constexpr (HasFloorSplit<O>) {
-    return O::scale_pow2_floor(fit(O::fraction(x)), x);
+    return O::scale_pow2_floor(polynomial<O>(O::fraction(x), kFit), x);
   } else {
     x = O::max(x, O::set1(-126.0f));
     const V n = O::floor(x);
-    return O::scale_pow2(fit(O::sub(x, n)), n);
+    return O::scale_pow2(polynomial<O>(O::sub(x, n), kFit), n);
   }
 }
 
