@@ -9,6 +9,14 @@
 namespace dinov3::cpu {
 namespace {
 
+// c[0] r^(N-1) + ... + c[N-1] by Horner's rule in multiply-adds (c highest degree first).
+template <class O, size_t N>
+typename O::V polynomial(typename O::V r, const float (&c)[N]) {
+  typename O::V p = O::set1(c[0]);
+  for (size_t i = 1; i < N; ++i) p = O::fmadd(p, r, O::set1(c[i]));
+  return p;
+}
+
 // e^x for x in about [-87.3, 88.7] (clamped outside): x = n ln2 + r with |r| <= ln2/2, e^r by its degree-7
 // Taylor polynomial (truncation error r^8/8! < 6e-9), then scaled by 2^n. ln2 is split so n*ln2_hi is exact.
 template <class O>
@@ -18,23 +26,9 @@ typename O::V exp_f32(typename O::V x) {
   const V n = O::round_nearest(O::mul(x, O::set1(1.44269504f)));
   V r = O::fnmadd(n, O::set1(0.693359375f), x);
   r = O::fnmadd(n, O::set1(-2.12194440e-4f), r);
-  V p = O::set1(1.0f / 5040.0f);
-  p = O::fmadd(p, r, O::set1(1.0f / 720.0f));
-  p = O::fmadd(p, r, O::set1(1.0f / 120.0f));
-  p = O::fmadd(p, r, O::set1(1.0f / 24.0f));
-  p = O::fmadd(p, r, O::set1(1.0f / 6.0f));
-  p = O::fmadd(p, r, O::set1(0.5f));
-  p = O::fmadd(p, r, O::set1(1.0f));
-  p = O::fmadd(p, r, O::set1(1.0f));
-  return O::scale_pow2(p, n);
-}
-
-// c[0] r^(N-1) + ... + c[N-1] by Horner's rule in multiply-adds (c highest degree first).
-template <class O, size_t N>
-typename O::V polynomial(typename O::V r, const float (&c)[N]) {
-  typename O::V p = O::set1(c[0]);
-  for (size_t i = 1; i < N; ++i) p = O::fmadd(p, r, O::set1(c[i]));
-  return p;
+  static constexpr float kTaylor[] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                      1.0f / 6.0f,    0.5f,           1.0f,           1.0f};
+  return O::scale_pow2(polynomial<O>(r, kTaylor), n);
 }
 
 // 2^x for x <= 0 (softmax weights in base-2 units): x = n + r with |r| <= 1/2 exact, 2^r by the polynomial
