@@ -31,24 +31,18 @@ typename O::V exp_f32(typename O::V x) {
   return O::scale_pow2(polynomial<O>(r, kTaylor), n);
 }
 
-// 2^x for x <= 0 (softmax weights in base-2 units): x = n + r with |r| <= 1/2 exact, 2^r by the polynomial
-// `c` (highest degree first), then scaled by 2^n. Below -126 the result would be subnormal; x is held at
-// -126, giving about 2^-126 (the fit's value at r = 0 times that), which is zero next to the row maximum's
-// weight of 1.
-template <class O, size_t N>
-typename O::V exp2_nonpositive(typename O::V x, const float (&c)[N]) {
-  using V = typename O::V;
-  x = O::max(x, O::set1(-126.0f));
-  const V n = O::round_nearest(x);
-  return O::scale_pow2(polynomial<O>(O::sub(x, n), c), n);
-}
-
-// A degree-6 Chebyshev fit (max rel. error about 1e-7 evaluated in float32).
+// 2^x for x <= 0 (softmax weights in base-2 units): x = n + r with |r| <= 1/2 exact, 2^r by a degree-6
+// Chebyshev fit (max rel. error about 1e-7 evaluated in float32), then scaled by 2^n. Below -126 the result
+// would be subnormal; x is held at -126, giving about 2^-126 (the fit's value at r = 0 times that), which is
+// zero next to the row maximum's weight of 1.
 template <class O>
 typename O::V exp2_nonpositive_f32(typename O::V x) {
+  using V = typename O::V;
   static constexpr float kFit[] = {
       1.546144485e-04f, 1.340042800e-03f, 9.618056938e-03f, 5.550327152e-02f, 2.402265072e-01f, 6.931471825e-01f, 1.0f};
-  return exp2_nonpositive<O>(x, kFit);
+  x = O::max(x, O::set1(-126.0f));
+  const V n = O::round_nearest(x);
+  return O::scale_pow2(polynomial<O>(O::sub(x, n), kFit), n);
 }
 
 // Ops types that split x as floor(x) + (x - floor(x)) and scale by 2^floor(x) in one instruction each
