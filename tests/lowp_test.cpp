@@ -252,11 +252,12 @@ std::vector<float> oracle_on_rounded(const LinearCase& c, Operands o, Precision 
 
 // ---- the kernel sets, driven directly -----------------------------------------------------------------
 
-enum class KernelSet { kScalar, kAvx512Emulated, kBest };
+enum class KernelSet { kScalar, kAvx2, kAvx512Emulated, kBest };
 
 const char* kernel_set_name(KernelSet k) {
   switch (k) {
     case KernelSet::kScalar: return "scalar";
+    case KernelSet::kAvx2: return "avx2";
     case KernelSet::kAvx512Emulated: return "avx512f_emulated";
     case KernelSet::kBest: return "best";
   }
@@ -268,15 +269,19 @@ bool machine_has_avx512() {
   return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.fma;
 }
 
+constexpr KernelSet kEverySet[] = {KernelSet::kScalar, KernelSet::kAvx2, KernelSet::kAvx512Emulated, KernelSet::kBest};
+
 // nullptr where the machine cannot run the set.
 const lowp::LowpKernels* kernels_for(KernelSet k) {
   const CpuFeatures& f = cpu_features();
   switch (k) {
-    case KernelSet::kScalar: return &lowp::select_lowp_kernels(false, false, false);
+    case KernelSet::kScalar: return &lowp::select_lowp_kernels(cpu::Isa::kScalar, false, false);
+    case KernelSet::kAvx2: return f.avx2 && f.fma ? &lowp::select_lowp_kernels(cpu::Isa::kAvx2, false, false) : nullptr;
     case KernelSet::kAvx512Emulated:
-      return machine_has_avx512() ? &lowp::select_lowp_kernels(true, false, false) : nullptr;
+      return machine_has_avx512() ? &lowp::select_lowp_kernels(cpu::Isa::kAvx512, false, false) : nullptr;
     case KernelSet::kBest:
-      return machine_has_avx512() ? &lowp::select_lowp_kernels(true, f.avx512_bf16, f.avx512_vnni) : nullptr;
+      return machine_has_avx512() ? &lowp::select_lowp_kernels(cpu::Isa::kAvx512, f.avx512_bf16, f.avx512_vnni)
+                                  : nullptr;
   }
   return nullptr;
 }
@@ -353,6 +358,8 @@ TEST_P(LowpKernelTest, RoundingErrorWithinPrecisionBound) {
 INSTANTIATE_TEST_SUITE_P(Kernels, LowpKernelTest,
                          testing::Values(KernelParam{KernelSet::kScalar, Precision::kBF16},
                                          KernelParam{KernelSet::kScalar, Precision::kInt8},
+                                         KernelParam{KernelSet::kAvx2, Precision::kBF16},
+                                         KernelParam{KernelSet::kAvx2, Precision::kInt8},
                                          KernelParam{KernelSet::kAvx512Emulated, Precision::kBF16},
                                          KernelParam{KernelSet::kAvx512Emulated, Precision::kInt8},
                                          KernelParam{KernelSet::kBest, Precision::kBF16},
@@ -397,6 +404,26 @@ TEST(Bf16, EmulationIsBitExact) {
   }
 }
 
+// The AVX2 tiles (two 16-column halves over an A split per K block) form the portable tiles' dot products
+// and int32 sums bit for bit: plain stores (the portable epilogue's multiply-adds are not fused), K past
+// one split block (kSplitGroups) included, int8 with and without outlier channels.
+TEST(Bf16, Avx2TilesMatchScalarBitExact) {
+  const lowp::LowpKernels* avx2 = kernels_for(KernelSet::kAvx2);
+  if (avx2 == nullptr) GTEST_SKIP() << "no AVX2";
+  for (const LinearCase& c : kCases) {  // 1537 inputs: 769 bf16 pairs, 385 int8 quads
+    for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+      for (bool outliers : {false, true}) {
+        if (outliers && (p != Precision::kInt8 || c.in < 64)) continue;
+        const Operands o = make_operands(c, 41, outliers);
+        const auto got = lowp_linear(*avx2, p, c, o, Epi::kStore);
+        const auto want = lowp_linear(*kernels_for(KernelSet::kScalar), p, c, o, Epi::kStore);
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+            << precision_name(p) << " " << c.rows << "x" << c.out << "x" << c.in << (outliers ? " outliers" : "");
+      }
+    }
+  }
+}
+
 // float32 bit patterns where bf16 rounding has something to get wrong: quiet and signalling NaNs, infinities,
 // subnormals, the smallest normal, signed zero, ties to even (both ways), just above and below half a step,
 // and the largest finite values (which round to infinity).
@@ -415,7 +442,7 @@ TEST(Bf16, OutputCopiesRoundLikeBf16FromFloat) {
   for (size_t i = 0; i < std::size(kBf16SpecialBits); ++i) std::memcpy(&bias[i], &kBf16SpecialBits[i], sizeof(float));
   const std::vector<float> w(static_cast<size_t>(out * in), 0.0f);
   const std::vector<float> x = test::random_normal(static_cast<size_t>(rows * in), 92);
-  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+  for (KernelSet set : kEverySet) {
     const lowp::LowpKernels* k = kernels_for(set);
     if (k == nullptr) continue;
     for (Precision p : {Precision::kBF16, Precision::kInt8}) {
@@ -461,7 +488,7 @@ TEST(Bf16, FullWidthStoreGivesTheGeneralStoresBits) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 32; j < out; ++j) y0[static_cast<size_t>(r * out + j)] = y0[static_cast<size_t>(r * out + j - 32)];
   }
-  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+  for (KernelSet set : kEverySet) {
     const lowp::LowpKernels* k = kernels_for(set);
     if (k == nullptr) continue;
     for (bool with_bias : {false, true}) {
@@ -519,7 +546,7 @@ TEST(Bf16, OperandConversionsRoundLikeBf16FromFloat) {
     for (size_t i = 0; i < x.size(); i += 7) {
       std::memcpy(&x[i], &kBf16SpecialBits[(i / 7) % std::size(kBf16SpecialBits)], sizeof(float));
     }
-    for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+    for (KernelSet set : kEverySet) {
       const lowp::LowpKernels* k = kernels_for(set);
       if (k == nullptr) continue;
       std::vector<uint16_t> got(static_cast<size_t>(rows * k_pad), 0x5555);
@@ -562,7 +589,7 @@ TEST(Bf16, ReducedPrecisionGeluIsAccurateEverywhere) {
   const int64_t rows = static_cast<int64_t>(x.size());
   const float one = 1.0f;
   auto packed = lowp::pack_linear_lowp(Precision::kBF16, &one, nullptr, 1, 1);
-  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+  for (KernelSet set : kEverySet) {
     const lowp::LowpKernels* k = kernels_for(set);
     if (k == nullptr) continue;
     cpu::ThreadPool pool(2);
@@ -608,7 +635,7 @@ TEST(Bf16, CallersRoundingModeChangesNoBits) {
     EXPECT_TRUE(lowp::gemm_linear_lowp(k, pool, staging, x.data(), in, rows, *packed, op, nullptr, y.data(), out).ok());
     return y;
   };
-  for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+  for (KernelSet set : kEverySet) {
     const lowp::LowpKernels* k = kernels_for(set);
     if (k == nullptr) continue;
     for (Precision p : {Precision::kBF16, Precision::kInt8}) {
@@ -653,7 +680,7 @@ TEST(Bf16, PairsPackLikeRowsThenPanels) {
     lowp::to_bf16_rows_scalar(x.data(), ldx, rows, cols, cols, rounded.data());
     std::vector<uint16_t> want(static_cast<size_t>(panels * lowp::kNr * rows_pad));
     lowp::pack_bf16_rows_plain(rounded.data(), cols, rows, cols, rows_pad, want.data());
-    for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+    for (KernelSet set : kEverySet) {
       const lowp::LowpKernels* k = kernels_for(set);
       if (k == nullptr) continue;
       std::vector<uint16_t> got(want.size(), 0x5555);
@@ -683,7 +710,7 @@ TEST(Bf16, RowsTransposedPackLikeThePortableLoop) {
     for (uint16_t& v : m) v = static_cast<uint16_t>(rng());
     std::vector<uint16_t> want(static_cast<size_t>(panels * lowp::kNr * k_pad), 0x5555);
     lowp::pack_bf16_rows_transposed(m.data(), ld, rows, k_pad, want.data());
-    for (KernelSet set : {KernelSet::kScalar, KernelSet::kAvx512Emulated, KernelSet::kBest}) {
+    for (KernelSet set : kEverySet) {
       const lowp::LowpKernels* k = kernels_for(set);
       if (k == nullptr) continue;
       std::vector<uint16_t> got(want.size(), 0x3333);

@@ -175,16 +175,25 @@ class CpuBackend final : public Backend {
   int threads() const override { return pool_.size(); }
   std::vector<std::string> notes() const override {
     if (precision_ == Precision::kBF16 && std::string(lowp_.bf16_name) == "scalar-emulated") {
-      return {"bf16 runs on the portable 4x32 scalar tile: its fast tiles need AVX-512 (there is no AVX2 one), which "
-              "this CPU lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
+      return {"bf16 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU "
+              "lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
+    }
+    if (precision_ == Precision::kBF16 && std::string(lowp_.bf16_name) == "avx2-emulated") {
+      return {"bf16 runs on an AVX2 emulation of AVX512_BF16 (the same dot products) because this CPU lacks "
+              "AVX-512 or DINOV3_CPU_ISA turned it off: it halves the weights' memory but computes at about "
+              "fp32's speed"};
     }
     if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx512bw-emulated") {
       return {"int8 runs on an AVX-512BW emulation of AVX512_VNNI (the same results), which this CPU lacks or "
               "DINOV3_CPU_NO_VNNI turned off; expect it slower than bf16"};
     }
+    if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx2") {
+      return {"int8 runs on an AVX2 tile (the same int32 sums as AVX512_VNNI) because this CPU lacks AVX-512 or "
+              "DINOV3_CPU_ISA turned it off: it quarters the weights' memory but computes at about fp32's speed"};
+    }
     if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "scalar") {
-      return {"int8 runs on the portable 4x32 scalar tile: its fast tiles need AVX-512 (there is no AVX2 one), "
-              "which this CPU lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
+      return {"int8 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU "
+              "lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
     }
     return {};
   }
@@ -566,10 +575,10 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options, Isa
   const int threads = options.threads == 0 ? std::max(1, cpu_core_count()) : options.threads;
   // bf16 and int8 linear layers: AVX512_BF16 / AVX512_VNNI tiles where the CPU has them (and the
   // DINOV3_CPU_NO_BF16 / DINOV3_CPU_NO_VNNI test switches are off), else the AVX-512F emulation (same bits)
-  // or, below AVX-512, the portable kernels.
+  // or, below AVX-512, the AVX2 emulation (the same dot products) or the portable kernels.
   const CpuFeatures& f = cpu_features();
   const cpu::lowp::LowpKernels& lowp = cpu::lowp::select_lowp_kernels(
-      isa == Isa::kAvx512, f.avx512_bf16 && !env_flag("DINOV3_CPU_NO_BF16"),
+      isa, f.avx512_bf16 && !env_flag("DINOV3_CPU_NO_BF16"),
       f.avx512_vnni && !env_flag("DINOV3_CPU_NO_VNNI"));
   try {
     return std::unique_ptr<Backend>(new CpuBackend(isa, options, lowp, threads, std::move(note)));

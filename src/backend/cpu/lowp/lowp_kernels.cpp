@@ -105,7 +105,7 @@ void u8_scale_zero(float lo, float hi, float sum_squares, float* scale, int32_t*
   if (s >= FLT_MIN && s <= FLT_MAX) *zero = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, 255.0f));
 }
 
-const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, bool use_vnni) {
+const LowpKernels& select_lowp_kernels(Isa isa, bool use_bf16_instructions, bool use_vnni) {
   static const LowpKernels kScalar{"scalar-emulated",
                                    "scalar",
                                    4,
@@ -117,7 +117,19 @@ const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, 
                                    to_u8_rows_scalar,
                                    gemm_bf16_4x32_scalar,
                                    gemm_u8s8_4x32_scalar};
-  if (!avx512) return kScalar;
+  static const LowpKernels kAvx2{"avx2-emulated",
+                                 "avx2",
+                                 5,
+                                 4,
+                                 to_bf16_rows_avx2,
+                                 to_bf16_pairs_avx2,
+                                 bf16_pairs_scalar,
+                                 pack_bf16_rows_transposed,
+                                 to_u8_rows_scalar,
+                                 gemm_bf16_5x32_avx2_emulated,
+                                 gemm_u8s8_4x32_avx2};
+  if (isa == Isa::kScalar) return kScalar;
+  if (isa == Isa::kAvx2) return kAvx2;
   static const LowpKernels kTables[2][2] = {
       {{"avx512f-emulated", "avx512bw-emulated", 12, 12, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512,
         bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_12x32_avx512_emulated, gemm_u8s8_12x32_avx512bw},

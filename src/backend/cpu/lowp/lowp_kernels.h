@@ -60,8 +60,9 @@ struct LowpTile {
 };
 
 struct LowpKernels {
-  const char* bf16_name;  // which bf16 dot product: "avx512bf16", "avx512f-emulated", "scalar-emulated"
-  const char* int8_name;  // "avx512vnni", "avx512bw-emulated", "scalar"
+  const char* bf16_name;  // which bf16 dot product: "avx512bf16", "avx512f-emulated", "avx2-emulated",
+                          // "scalar-emulated"
+  const char* int8_name;  // "avx512vnni", "avx512bw-emulated", "avx2", "scalar"
   int bf16_mr, int8_mr;   // rows per micro-tile
   // dst[r, :k_pad] = bf16(x[r, :k]), zero past k. dst rows are k_pad uint16 apart.
   void (*to_bf16_rows)(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
@@ -81,10 +82,11 @@ struct LowpKernels {
   void (*gemm_u8s8_tile)(const LowpTile& t);
 };
 
-// use_bf16_instructions / use_vnni: whether the AVX512_BF16 / AVX512_VNNI tiles may be used (the backend
-// clears them when the CPU lacks them or DINOV3_CPU_NO_BF16 / DINOV3_CPU_NO_VNNI asks); avx512: whether
-// the AVX-512F kernels may run. The emulated bf16 tile gives bit-identical results to the native one.
-const LowpKernels& select_lowp_kernels(bool avx512, bool use_bf16_instructions, bool use_vnni);
+// isa: the widest kernels that may run (AVX-512F, AVX2 + FMA, or the portable ones); use_bf16_instructions /
+// use_vnni: whether the AVX512_BF16 / AVX512_VNNI tiles may be used with AVX-512 (the backend clears them
+// when the CPU lacks them or DINOV3_CPU_NO_BF16 / DINOV3_CPU_NO_VNNI asks). Every emulated bf16 tile gives
+// the native one's dot products bit for bit, and every int8 tile vpdpbusd's int32 sums.
+const LowpKernels& select_lowp_kernels(Isa isa, bool use_bf16_instructions, bool use_vnni);
 // Whether `k` is the set with AVX512_BF16's instructions (select_lowp_kernels chose them).
 bool uses_bf16_instructions(const LowpKernels& k);
 
@@ -104,6 +106,10 @@ void to_bf16_pairs_avx512bf16(const float* x, int64_t ldx, int64_t rows, int64_t
 void gemm_u8s8_14x32_avx512vnni(const LowpTile& t);
 void gemm_u8s8_12x32_avx512bw(const LowpTile& t);
 void to_bf16_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
+void to_bf16_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
+void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void gemm_bf16_5x32_avx2_emulated(const LowpTile& t);
+void gemm_u8s8_4x32_avx2(const LowpTile& t);
 void to_u8_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 
 // Shared by both conversions (baseline code). A row's sum of squares is accumulated as 16 lanes of fused

@@ -6,7 +6,6 @@
 
 #include <cstdint>
 
-#include "backend/cpu/lowp/bf16.h"
 
 namespace dinov3::cpu {
 namespace {
@@ -51,6 +50,15 @@ struct OpsAvx2 {
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   }
+  // 16-entry table lookup: lane i gets table[k], k the low four bits of index[i]'s bit pattern (as
+  // OpsAvx512::lookup16): vpermps on each half of the table (the low three bits), then bit 3 (shifted into
+  // the sign, which blendv reads) picks the half.
+  static V lookup16(const float* table, V index) {
+    const __m256i i = _mm256_castps_si256(index);
+    const V lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table), i);
+    const V hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table + 8), i);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
+  }
   static V select_lt(V a, V b, V x, V y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
   static float reduce_add(V a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -64,17 +72,47 @@ struct OpsAvx2 {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // bf16_from_float (lowp/bf16.h) on 8 lanes, each bf16 in the low half of its 32-bit lane: the same integer
+  // formula as every other path, so all see the same bits.
+  static __m256i to_bf16_lanes(V x) {
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i hi = _mm256_srli_epi32(u, 16);
+    const __m256i tiny = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7F800000)), _mm256_setzero_si256());
+    // |u| > infinity's bits as signed compare: both sides are below 2^31.
+    const __m256i nan =
+        _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF)), _mm256_set1_epi32(0x7F800000));
+    const __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x0040)), nan);
+    return _mm256_blendv_epi8(r, _mm256_and_si256(hi, _mm256_set1_epi32(0x8000)), tiny);
+  }
+  // The same as 8 words: packus keeps each 128-bit half's four words, the permute brings the halves together.
+  static __m128i to_bf16(V x) {
+    const __m256i w = _mm256_packus_epi32(to_bf16_lanes(x), _mm256_setzero_si256());
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(w, 0x08));
+  }
   // The first n lanes (n may exceed 8) of bf16 values at p as float32 (exact), zero past n.
   static V load_bf16_first(const uint16_t* p, int n) {
-    alignas(32) float lanes[8] = {};
-    for (int i = 0; i < n && i < 8; ++i) lanes[i] = lowp::float_from_bf16(p[i]);
-    return _mm256_load_ps(lanes);
+    __m128i h;
+    if (n >= 8) {
+      h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    } else {
+      alignas(16) uint16_t words[8] = {};
+      for (int i = 0; i < n; ++i) words[i] = p[i];
+      h = _mm_load_si128(reinterpret_cast<const __m128i*>(words));
+    }
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-  // The first n lanes (n may exceed 8) of v as bf16 at p, by bf16_from_float (the one formula).
+  // The first n lanes (n may exceed 8) of v as bf16 at p.
   static void store_bf16_first(uint16_t* p, V v, int n) {
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, v);
-    for (int i = 0; i < n && i < 8; ++i) p[i] = lowp::bf16_from_float(lanes[i]);
+    const __m128i h = to_bf16(v);
+    if (n >= 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
+    } else {
+      alignas(16) uint16_t words[8];
+      _mm_store_si128(reinterpret_cast<__m128i*>(words), h);
+      for (int i = 0; i < n; ++i) p[i] = words[i];
+    }
   }
 };
 

@@ -136,8 +136,11 @@ typename O::V gelu_erf_f32(typename O::V x) {
   q = O::fmadd(q, s, O::set1(3.199245408e-02f));
   q = O::fmadd(q, s, O::set1(-8.848650753e-02f));
   q = O::fmadd(q, s, O::set1(2.310872674e-01f));
-  const V xx = O::mul(x, x);
-  const V xx_err = O::fmadd(x, x, O::sub(O::zero(), xx));  // x*x - xx: exact with a fused FMA, else 0
+  // x*x from x held to [-16, 16]: further out exp(-x^2 / 2) is 0 in float32 anyway, and there x*x (up to
+  // overflow) and its rounding error (no longer small) would break the product below (gelu(1e30) was -inf).
+  const V xc = O::max(O::min(x, O::set1(16.0f)), O::set1(-16.0f));
+  const V xx = O::mul(xc, xc);
+  const V xx_err = O::fmadd(xc, xc, O::sub(O::zero(), xx));  // xc*xc - xx: exact with a fused FMA, else 0
   const V half = O::set1(0.5f);
   // exp(-(xx + xx_err) / 2) = exp(-xx / 2) * (1 - xx_err / 2) to first order (xx_err / xx <= 2^-24).
   const V e = O::mul(exp_f32<O>(O::mul(O::set1(-0.5f), xx)), O::fnmadd(xx_err, half, O::set1(1.0f)));
@@ -148,12 +151,8 @@ typename O::V gelu_erf_f32(typename O::V x) {
   return O::mul(O::mul(half, x), one_plus_erf);
 }
 
-// Ops types with a 16-entry table lookup (AVX-512's vpermps, the scalar fallback's array index) take the table
-// GELU of the reduced-precision GEMMs.
-template <class O>
-concept HasLookup16 = requires(const float* t, typename O::V v) { O::lookup16(t, v); };
-
-// GELU for the outputs of the reduced-precision GEMMs, which the next layer rounds to bf16 (a step of 2^-8
+// GELU for the outputs of the reduced-precision GEMMs (every Ops type has lookup16: vpermps on AVX-512, two
+// and a blend on AVX2, an array index in scalar code), which the next layer rounds to bf16 (a step of 2^-8
 // relative) or quantises to int8: with the normal lower tail Phi(-a), a = min(|x|, 5.99), from the 16 degree-4
 // polynomials of erfc_table.h's kPhiTable (absolute error < 1.7e-7; past 5.99 it stays Phi(-5.99) < 1.1e-9),
 //   gelu(x) = x Phi(x) = max(x, 0) - |x| Phi(-|x|)
@@ -161,9 +160,9 @@ concept HasLookup16 = requires(const float* t, typename O::V v) { O::lookup16(t,
 // rounding, against bf16's half step of 2^-9 relative. The interval is found without a float-to-int
 // conversion: t = a / w - 1/2 (w = 3/8) plus 1.5 * 2^23 rounds t to the nearest integer i, which lands in
 // the sum's low mantissa bits, and lookup16 reads those bits; a <= 5.99 keeps i <= 15, and u = t - i lies
-// in [-1/2, 1/2]. A NaN stays NaN: max(0, NaN) is NaN on AVX-512, and the scalar min(NaN, 5.99) is NaN.
+// in [-1/2, 1/2]. A NaN stays NaN: max(0, NaN) is NaN on AVX-512 and AVX2, and the scalar min(NaN, 5.99) is
+// NaN.
 template <class O>
-  requires HasLookup16<O>
 typename O::V gelu_lowp_f32(typename O::V x) {
   using V = typename O::V;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds [-2^22, 2^22] to integers
@@ -174,13 +173,6 @@ typename O::V gelu_lowp_f32(typename O::V x) {
   V p = O::lookup16(kPhiTable[4], rounded);
   for (int k = 3; k >= 0; --k) p = O::fmadd(p, u, O::lookup16(kPhiTable[k], rounded));
   return O::fnmadd(a, p, O::max(O::zero(), x));
-}
-
-// Ops types without the lookup (AVX2, whose kernels run only float32) keep the float32 GELU.
-template <class O>
-  requires(!HasLookup16<O>)
-typename O::V gelu_lowp_f32(typename O::V x) {
-  return gelu_erf_f32<O>(x);
 }
 
 // silu(g) = g / (1 + e^-g); the clamp inside exp_f32 keeps both tails finite.

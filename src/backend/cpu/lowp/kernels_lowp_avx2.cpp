@@ -1,0 +1,255 @@
+// AVX2 + FMA kernels of the reduced-precision paths (compiled with -mavx2 -mfma), for x86-64 CPUs without
+// AVX-512: the bf16 tile reproduces vdpbf16ps bit for bit and the int8 tile forms vpdpbusd's int32 sums
+// exactly (kernels_lowp_avx512.cpp and gemm_u8s8_tile.h give the reasons), so a layer comes out as on the
+// AVX-512 paths up to the epilogue's own vector math.
+//
+// 16 ymm registers do not hold a 32-column panel's accumulators for more than two rows next to its split B
+// vectors, so a tile runs its panel in two halves of 16 columns (two vectors), each over the whole K, and
+// reads A from a per-tile copy already split into its two operands per K group (float32 odd and even
+// elements for bf16; the even and odd bytes widened to 16-bit pairs for int8), where one broadcast load
+// fetches each. The copy is made in blocks of kSplitGroups K groups (2 KiB a row), so it stays in L1 for any K;
+// a K of one block (every ViT-S layer's but fc2's) is split once for both halves.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "backend/cpu/kernels/tile_store.h"
+#include "backend/cpu/lowp/lowp_kernels.h"
+#include "backend/cpu/lowp/lowp_linear.h"
+#include "backend/cpu/simd/ops_avx2.h"
+
+namespace dinov3::cpu::lowp {
+namespace {
+
+using O = OpsAvx2;
+
+// bf16: 5 rows x 2 vectors = 10 accumulators + 4 split B vectors + 1 broadcast. int8: 4 rows, for its two
+// products' temporaries.
+constexpr int kMrBf16 = 5;
+constexpr int kMrInt8 = 4;
+constexpr int64_t kSplitGroups = 256;
+constexpr int kHalf = kNr / 2;  // columns per pass
+
+// Two vectors (std::pair would drop __m256i's alignment attribute).
+struct Halves {
+  __m256i first, second;
+};
+
+__m256i first_words(int64_t n) {  // the first n (< 8) of eight 32-bit lanes, as a vmaskmov mask
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Rows [0, MR) of A's K groups [g0, g0 + n), each 32 bits, split by `split` into lo[r][i] and hi[r][i].
+template <int MR, class Split>
+void split_rows(const LowpTile& t, int64_t g0, int64_t n, int32_t (&lo)[MR][kSplitGroups],
+                int32_t (&hi)[MR][kSplitGroups], Split split) {
+  for (int r = 0; r < MR; ++r) {
+    const auto* a = reinterpret_cast<const int*>(t.a + r * t.lda + g0 * 4);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const auto [l, h] = split(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lo[r][i]), l);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[r][i]), h);
+    }
+    if (i < n) {  // masked: the row ends at k_pad
+      const auto [l, h] = split(_mm256_maskload_epi32(a + i, first_words(n - i)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lo[r][i]), l);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[r][i]), h);
+    }
+  }
+}
+
+// The tile's GemmTile for the columns [16 h, 16 h + 16) (the epilogue's column-indexed fields moved along).
+GemmTile half_of(const GemmTile& t, int h) {
+  GemmTile o = t;
+  const int skip = h * kHalf;
+  o.cols = std::min(kHalf, t.cols - skip);
+  if (o.c != nullptr) o.c += skip;
+  if (o.c_bf16 != nullptr) o.c_bf16 += skip;
+  if (o.bias != nullptr) o.bias += skip;
+  if (o.scale != nullptr) o.scale += skip;
+  if (o.aux != nullptr) o.aux += skip;
+  return o;
+}
+
+// bf16 -> float32 of a pair's elements: the odd one is the high half (a mask), the even one the low (a shift).
+Halves bf16_odd_even(__m256i pairs) {
+  return {_mm256_and_si256(pairs, _mm256_set1_epi32(-65536)), _mm256_slli_epi32(pairs, 16)};
+}
+
+template <int MR>
+void gemm_bf16_avx2_rows(const LowpTile& t) {
+  alignas(32) int32_t odd[MR][kSplitGroups], even[MR][kSplitGroups];  // float32 bit patterns
+  const bool whole = t.k_groups <= kSplitGroups;  // one split for both halves
+  if (whole) split_rows<MR>(t, 0, t.k_groups, odd, even, bf16_odd_even);
+  for (int h = 0; h * kHalf < t.out.cols; ++h) {
+    __m256 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t g0 = 0; g0 < t.k_groups; g0 += kSplitGroups) {
+      const int64_t n = std::min(kSplitGroups, t.k_groups - g0);
+      if (!whole) split_rows<MR>(t, g0, n, odd, even, bf16_odd_even);
+      const uint8_t* b = t.b + g0 * 4 * kNr + h * kHalf * 4;
+      for (int64_t i = 0; i < n; ++i, b += 4 * kNr) {
+        if (h == 0) {  // the next panel (contiguous) towards L2, as the other tiles do
+          __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
+          __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
+        }
+        const auto [o0, e0] = bf16_odd_even(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
+        const auto [o1, e1] = bf16_odd_even(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32)));
+        const __m256 bo0 = _mm256_castsi256_ps(o0), be0 = _mm256_castsi256_ps(e0);
+        const __m256 bo1 = _mm256_castsi256_ps(o1), be1 = _mm256_castsi256_ps(e1);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          // vdpbf16ps's order: the odd product first, then the even one, each rounded once.
+          float ao, ae;
+          std::memcpy(&ao, &odd[r][i], sizeof(ao));
+          std::memcpy(&ae, &even[r][i], sizeof(ae));
+          const __m256 vo = _mm256_set1_ps(ao);
+          acc[r][0] = _mm256_fmadd_ps(vo, bo0, acc[r][0]);
+          acc[r][1] = _mm256_fmadd_ps(vo, bo1, acc[r][1]);
+          const __m256 ve = _mm256_set1_ps(ae);
+          acc[r][0] = _mm256_fmadd_ps(ve, be0, acc[r][0]);
+          acc[r][1] = _mm256_fmadd_ps(ve, be1, acc[r][1]);
+        }
+      }
+    }
+    store_accumulators<O, MR, 2, MR == kMrBf16>(half_of(t.out, h), acc);
+  }
+}
+
+// A K quad's u8 x s8 products as vpdpbusd sums them: the even bytes (0, 2) and the odd bytes (1, 3) widened
+// to 16 bits (u8 zero-extended, s8 sign-extended), then one exact vpmaddwd pair sum each.
+Halves u8_even_odd(__m256i quads) {
+  const __m256i low = _mm256_set1_epi16(0x00FF);
+  return {_mm256_and_si256(quads, low), _mm256_and_si256(_mm256_srli_epi16(quads, 8), low)};
+}
+
+// Dequantises half h of a tile's int32 sums (16 columns) as store_u8s8_sums does, then stores it.
+template <int MR>
+void store_u8s8_half(const LowpTile& t, int h, const int32_t (&sums)[MR][kHalf]) {
+  const int skip = h * kHalf;
+  alignas(32) float out[MR][kHalf];
+  for (int r = 0; r < MR; ++r) {
+    const __m256 rs = _mm256_set1_ps(t.row_scale[r]);
+    const __m256i z = _mm256_set1_epi32(t.row_zero[r]);
+    __m256 y[2];
+    for (int v = 0; v < 2; ++v) {
+      const int c = skip + v * 8;
+      const __m256i col_sum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.col_sum + c));
+      const __m256i s = _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(&sums[r][v * 8])),
+                                         _mm256_mullo_epi32(z, col_sum));
+      y[v] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(rs, _mm256_loadu_ps(t.col_scale + c)));
+    }
+    for (int o = 0; o < t.outliers[r]; ++o) {  // the row's outlier channels, in float32
+      const int32_t k = t.outlier_index[r * kMaxOutliers + o];
+      const __m256 v = _mm256_set1_ps(t.outlier_value[r * kMaxOutliers + o] * t.channel_scale[k]);
+      const int8_t* q = t.channel_q + k * t.ld_channel_q + skip;
+      for (int w = 0; w < 2; ++w) {
+        int64_t bytes;
+        std::memcpy(&bytes, q + w * 8, sizeof(bytes));
+        const __m256 qv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bytes)));
+        y[w] = _mm256_fmadd_ps(v, qv, y[w]);
+      }
+    }
+    _mm256_store_ps(&out[r][0], y[0]);
+    _mm256_store_ps(&out[r][8], y[1]);
+  }
+  store_tile<O>(half_of(t.out, h), &out[0][0], kHalf);
+}
+
+template <int MR>
+void gemm_u8s8_avx2_rows(const LowpTile& t) {
+  alignas(32) int32_t even[MR][kSplitGroups], odd[MR][kSplitGroups];  // 16-bit pairs
+  const bool whole = t.k_groups <= kSplitGroups;
+  if (whole) split_rows<MR>(t, 0, t.k_groups, even, odd, u8_even_odd);
+  for (int h = 0; h * kHalf < t.out.cols; ++h) {
+    __m256i acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int64_t g0 = 0; g0 < t.k_groups; g0 += kSplitGroups) {
+      const int64_t n = std::min(kSplitGroups, t.k_groups - g0);
+      if (!whole) split_rows<MR>(t, g0, n, even, odd, u8_even_odd);
+      const uint8_t* b = t.b + g0 * 4 * kNr + h * kHalf * 4;
+      for (int64_t i = 0; i < n; ++i, b += 4 * kNr) {
+        if (h == 0) {
+          __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
+          __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
+        }
+        __m256i be[2], bo[2];
+        for (int v = 0; v < 2; ++v) {
+          const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * v));
+          be[v] = _mm256_srai_epi16(_mm256_slli_epi16(q, 8), 8);
+          bo[v] = _mm256_srai_epi16(q, 8);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          const __m256i ae = _mm256_set1_epi32(even[r][i]), ao = _mm256_set1_epi32(odd[r][i]);
+          for (int v = 0; v < 2; ++v) {
+            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(ae, be[v]), _mm256_madd_epi16(ao, bo[v]));
+            acc[r][v] = _mm256_add_epi32(acc[r][v], s);
+          }
+        }
+      }
+    }
+    alignas(32) int32_t sums[MR][kHalf];
+    for (int r = 0; r < MR; ++r) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&sums[r][0]), acc[r][0]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&sums[r][8]), acc[r][1]);
+    }
+    store_u8s8_half<MR>(t, h, sums);
+  }
+}
+
+template <int... R>
+void dispatch_bf16(const LowpTile& t, std::integer_sequence<int, R...>) {
+  using Fn = void (*)(const LowpTile&);
+  static constexpr Fn kByRows[] = {&gemm_bf16_avx2_rows<R + 1>...};
+  kByRows[t.out.rows - 1](t);
+}
+
+template <int... R>
+void dispatch_u8s8(const LowpTile& t, std::integer_sequence<int, R...>) {
+  using Fn = void (*)(const LowpTile&);
+  static constexpr Fn kByRows[] = {&gemm_u8s8_avx2_rows<R + 1>...};
+  kByRows[t.out.rows - 1](t);
+}
+
+}  // namespace
+
+void gemm_bf16_5x32_avx2_emulated(const LowpTile& t) {
+  dispatch_bf16(t, std::make_integer_sequence<int, kMrBf16>{});
+}
+
+void gemm_u8s8_4x32_avx2(const LowpTile& t) { dispatch_u8s8(t, std::make_integer_sequence<int, kMrInt8>{}); }
+
+void to_bf16_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * ldx;
+    uint16_t* d = dst + r * k_pad;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), O::to_bf16(O::load(src + i)));
+    if (i < k) O::store_bf16_first(d + i, O::load_first(src + i, static_cast<int>(k - i)), static_cast<int>(k - i));
+    for (i = k; i < k_pad; ++i) d[i] = 0;
+  }
+}
+
+void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  const int64_t panels = (cols + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int64_t r = 0; r < rows_pad; r += 2) {
+      auto* out = reinterpret_cast<__m256i*>(dst + (p * rows_pad + r) * kNr);
+      for (int64_t v = 0; v < kNr / 8; ++v) {
+        const int64_t c = p * kNr + v * 8;
+        const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, 8));
+        const __m256 lo = r < rows && n > 0 ? O::load_first(x + r * ldx + c, n) : O::zero();
+        const __m256 hi = r + 1 < rows && n > 0 ? O::load_first(x + (r + 1) * ldx + c, n) : O::zero();
+        _mm256_storeu_si256(out + v, _mm256_or_si256(O::to_bf16_lanes(lo), _mm256_slli_epi32(O::to_bf16_lanes(hi), 16)));
+      }
+    }
+  }
+}
+
+}  // namespace dinov3::cpu::lowp
