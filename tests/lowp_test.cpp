@@ -771,6 +771,58 @@ TEST(Bf16, SoftmaxWritesWeightsInBf16) {
 
 DINOV3_SUITE_LABELS(Int8, "unit");
 
+// The int8 row conversion (scale, zero point, outlier channels and values, the quantised bytes and the
+// padding) gives to_u8_rows_scalar's bits on every kernel set: rows with outlier channels (more than
+// kMaxOutliers too), an all-zero row, rows with NaN or infinity, ragged lengths, only negative values.
+TEST(Int8, RowConversionGivesTheSameBitsOnEverySet) {
+  for (int64_t k : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{61}, int64_t{384}, int64_t{1537}}) {
+    const int64_t rows = 9, ldx = k + 3, k_pad = (k + 3) / 4 * 4;
+    std::vector<float> x = test::random_normal(static_cast<size_t>(rows * ldx), 700 + static_cast<uint32_t>(k));
+    auto at = [&](int64_t r, int64_t i) -> float& { return x[static_cast<size_t>(r * ldx + std::min(i, k - 1))]; };
+    for (int64_t i = 0; i < k; i += 5) at(1, i) *= 40.0f;                 // many large channels
+    at(2, k / 3) = 90.0f;                                                 // one outlier
+    for (int64_t i = 0; i < 12; ++i) at(3, i * 7) = -50.0f - i;           // more than kMaxOutliers
+    for (int64_t i = 0; i < k; ++i) at(4, i) = 0.0f;                      // all zero
+    at(5, k / 2) = std::numeric_limits<float>::quiet_NaN();
+    at(6, k - 1) = std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < k; ++i) at(7, i) = -std::fabs(at(7, i)) - 0.5f;  // only negative values
+    auto convert = [&](const lowp::LowpKernels& kernels) {
+      struct Out {
+        std::vector<uint8_t> data;
+        std::vector<float> scale, value;
+        std::vector<int32_t> zero, outliers, index;
+      } o{std::vector<uint8_t>(static_cast<size_t>(rows * k_pad), 0x55),
+          std::vector<float>(static_cast<size_t>(rows)),
+          std::vector<float>(static_cast<size_t>(rows * lowp::kMaxOutliers)),
+          std::vector<int32_t>(static_cast<size_t>(rows)),
+          std::vector<int32_t>(static_cast<size_t>(rows)),
+          std::vector<int32_t>(static_cast<size_t>(rows * lowp::kMaxOutliers))};
+      const lowp::U8Rows dst{o.data.data(), o.scale.data(), o.zero.data(), o.outliers.data(), o.index.data(),
+                             o.value.data()};
+      kernels.to_u8_rows(x.data(), ldx, rows, k, k_pad, dst);
+      return o;
+    };
+    const auto want = convert(*kernels_for(KernelSet::kScalar));
+    for (KernelSet set : kEverySet) {
+      const lowp::LowpKernels* kernels = kernels_for(set);
+      if (kernels == nullptr || set == KernelSet::kScalar) continue;
+      const auto got = convert(*kernels);
+      const std::string where = std::string(kernel_set_name(set)) + " k " + std::to_string(k);
+      EXPECT_EQ(got.data, want.data) << where;
+      EXPECT_EQ(got.zero, want.zero) << where;
+      EXPECT_EQ(got.outliers, want.outliers) << where;
+      EXPECT_EQ(std::memcmp(got.scale.data(), want.scale.data(), got.scale.size() * sizeof(float)), 0) << where;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int o = 0; o < want.outliers[static_cast<size_t>(r)]; ++o) {
+          const size_t j = static_cast<size_t>(r * lowp::kMaxOutliers + o);
+          EXPECT_EQ(got.index[j], want.index[j]) << where << " row " << r;
+          EXPECT_EQ(std::bit_cast<uint32_t>(got.value[j]), std::bit_cast<uint32_t>(want.value[j])) << where << " row " << r;
+        }
+      }
+    }
+  }
+}
+
 // VNNI against the portable tile (plain stores: its epilogue multiply-adds are not fused) and against the
 // AVX-512BW tile (every epilogue).
 TEST(Int8, VnniMatchesScalarBitExact) {

@@ -12,6 +12,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -203,6 +205,26 @@ void gemm_u8s8_avx2_rows(const LowpTile& t) {
   }
 }
 
+// Lanes that may enter, offered in channel order against the list's current cut (as gather_scalar does).
+void gather_avx2(const float* x, int64_t k, TopMagnitudes& top) {
+  for (int64_t i = 0; i < k; i += 8) {
+    const int n = static_cast<int>(std::min<int64_t>(8, k - i));
+    const __m256 v = O::abs(O::load_first(x + i, n));
+    auto m = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_set1_ps(top.cut), _CMP_GT_OQ)));
+    for (; m != 0; m &= m - 1) {
+      const int lane = __builtin_ctz(m);
+      const float a = std::fabs(x[i + lane]);
+      if (a > top.cut) top.offer(a, static_cast<int32_t>(i + lane));
+    }
+  }
+}
+
+// The lanes of the 8-bit mask `bits` as a vmaskmov / blend mask.
+__m256i lanes_of(unsigned bits) {
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), bit), bit);
+}
+
 template <int... R>
 void dispatch_bf16(const LowpTile& t, std::integer_sequence<int, R...>) {
   using Fn = void (*)(const LowpTile&);
@@ -249,6 +271,72 @@ void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols,
         _mm256_storeu_si256(out + v, _mm256_or_si256(O::to_bf16_lanes(lo), _mm256_slli_epi32(O::to_bf16_lanes(hi), 16)));
       }
     }
+  }
+}
+
+// to_u8_rows_avx512's steps on eight lanes, with the same bits as to_u8_rows_scalar: the sum of squares in
+// 16 lanes (two vectors: lane i takes values i, i + 16, ...) added in order, the outliers from
+// find_outliers, and u = round(x / s) + z clamped to [0, 255] (cvtps rounds to nearest even, as nearbyint).
+void to_u8_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * ldx;
+    __m256 sq[2] = {O::zero(), O::zero()};
+    __m256 amax = O::zero(), lo = O::zero(), hi = O::zero();
+    for (int64_t i = 0; i < k; i += 8) {
+      const __m256 v = O::load_first(src + i, static_cast<int>(std::min<int64_t>(8, k - i)));
+      const int half = static_cast<int>((i / 8) % 2);
+      sq[half] = _mm256_fmadd_ps(v, v, sq[half]);
+      amax = _mm256_max_ps(amax, O::abs(v));
+      lo = _mm256_min_ps(lo, v);
+      hi = _mm256_max_ps(hi, v);
+    }
+    alignas(32) float lanes[16];
+    _mm256_store_ps(lanes, sq[0]);
+    _mm256_store_ps(lanes + 8, sq[1]);
+    float sum_squares = 0.0f;
+    for (float l : lanes) sum_squares += l;
+    const float row_amax = O::reduce_max(amax);
+    int32_t* index = dst.outlier_index + r * kMaxOutliers;
+    const int n = find_outliers(src, k, sum_squares, row_amax, gather_avx2, index,
+                                dst.outlier_value + r * kMaxOutliers);
+    dst.outliers[r] = n;
+    // The lanes of [i, i + 8) that are inside the row and not outliers (those count as 0 from here on).
+    auto kept = [&](int64_t i) {
+      unsigned bits = k - i >= 8 ? 0xFFu : (1u << (k - i)) - 1u;
+      for (int o = 0; o < n; ++o) {
+        if (index[o] >= i && index[o] < i + 8) bits &= ~(1u << (index[o] - i));
+      }
+      return lanes_of(bits);
+    };
+    if (n > 0) {
+      lo = hi = O::zero();
+      for (int64_t i = 0; i < k; i += 8) {
+        const __m256 v = _mm256_maskload_ps(src + i, kept(i));
+        lo = _mm256_min_ps(lo, v);
+        hi = _mm256_max_ps(hi, v);
+      }
+    }
+    float s;
+    int32_t z;
+    u8_scale_zero(O::reduce_min(lo), O::reduce_max(hi), sum_squares, &s, &z);
+    dst.scale[r] = s;
+    dst.zero[r] = z;
+    const __m256 inv = _mm256_set1_ps(s >= FLT_MIN && s <= FLT_MAX ? 1.0f / s : 0.0f);
+    const __m256i zero = _mm256_set1_epi32(z), u8_max = _mm256_set1_epi32(255);
+    uint8_t* d = dst.data + r * k_pad;
+    for (int64_t i = 0; i < k; i += 8) {
+      const __m256 v = n > 0 ? _mm256_maskload_ps(src + i, kept(i))
+                             : O::load_first(src + i, static_cast<int>(std::min<int64_t>(8, k - i)));
+      __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), zero);
+      q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), u8_max);
+      // Eight values in [0, 255] to bytes: packs within each 128-bit half, then the halves' first words.
+      const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q, q), _mm256_setzero_si256());
+      const __m128i bytes = _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+      alignas(16) uint8_t out[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(out), bytes);
+      std::memcpy(d + i, out, static_cast<size_t>(std::min<int64_t>(8, k - i)));
+    }
+    for (int64_t i = k; i < k_pad; ++i) d[i] = static_cast<uint8_t>(z);
   }
 }
 

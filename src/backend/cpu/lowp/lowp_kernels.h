@@ -110,6 +110,7 @@ void to_bf16_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int
 void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
 void gemm_bf16_5x32_avx2_emulated(const LowpTile& t);
 void gemm_u8s8_4x32_avx2(const LowpTile& t);
+void to_u8_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 void to_u8_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
 
 // Shared by both conversions (baseline code). A row's sum of squares is accumulated as 16 lanes of fused
