@@ -816,7 +816,8 @@ TEST(Int8, RowConversionGivesTheSameBitsOnEverySet) {
         for (int o = 0; o < want.outliers[static_cast<size_t>(r)]; ++o) {
           const size_t j = static_cast<size_t>(r * lowp::kMaxOutliers + o);
           EXPECT_EQ(got.index[j], want.index[j]) << where << " row " << r;
-          EXPECT_EQ(std::bit_cast<uint32_t>(got.value[j]), std::bit_cast<uint32_t>(want.value[j])) << where << " row " << r;
+          EXPECT_EQ(std::bit_cast<uint32_t>(got.value[j]), std::bit_cast<uint32_t>(want.value[j]))
+              << where << " row " << r;
         }
       }
     }
@@ -1030,10 +1031,12 @@ TEST(LowpBackend, Bf16AttentionWithinPrecisionBound) {
 struct ModelCase {
   const char* model;
   Precision precision;
+  const char* isa = nullptr;  // DINOV3_CPU_ISA for the run (the AVX2 tiles on any x86-64 machine), or the best
 };
 
 std::string model_case_name(const testing::TestParamInfo<ModelCase>& info) {
-  return std::string(info.param.model) + "_" + precision_name(info.param.precision);
+  return std::string(info.param.model) + "_" + precision_name(info.param.precision) +
+         (info.param.isa != nullptr ? std::string("_") + info.param.isa : "");
 }
 
 Result<ForwardOutput> forward_fixture(const std::string& model, Precision precision, Tensor* want_features,
@@ -1059,8 +1062,14 @@ class LowpGoldenTest : public testing::TestWithParam<ModelCase> {};
 DINOV3_SUITE_LABELS(LowpGoldenTest, "golden");
 
 TEST_P(LowpGoldenTest, MeetsAccuracyThresholdsPerImage) {
+  const char* isa = GetParam().isa;
+  if (isa != nullptr && std::string(isa) == "avx2" && !(cpu_features().avx2 && cpu_features().fma)) {
+    GTEST_SKIP() << "no AVX2";
+  }
+  if (isa != nullptr) ::setenv("DINOV3_CPU_ISA", isa, 1);
   Tensor want_features, want_pooled;
   Result<ForwardOutput> out = forward_fixture(GetParam().model, GetParam().precision, &want_features, &want_pooled);
+  ::unsetenv("DINOV3_CPU_ISA");
   ASSERT_TRUE(out.ok()) << out.status().message();
   for (const auto& [what, got, want] : {std::tuple<const char*, const Tensor*, const Tensor*>{"features", &out->features, &want_features},
                                         {"pooled", &out->pooled, &want_pooled}}) {
@@ -1081,7 +1090,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LowpGoldenTest,
                          testing::Values(ModelCase{"vits16", Precision::kBF16}, ModelCase{"tiny", Precision::kBF16},
                                          ModelCase{"tiny_swiglu_qkvb", Precision::kBF16},
                                          ModelCase{"vits16", Precision::kInt8}, ModelCase{"tiny", Precision::kInt8},
-                                         ModelCase{"tiny_swiglu_qkvb", Precision::kInt8}),
+                                         ModelCase{"tiny_swiglu_qkvb", Precision::kInt8},
+                                         ModelCase{"vits16", Precision::kBF16, "avx2"},
+                                         ModelCase{"tiny_swiglu_qkvb", Precision::kBF16, "avx2"},
+                                         ModelCase{"vits16", Precision::kInt8, "avx2"},
+                                         ModelCase{"tiny_swiglu_qkvb", Precision::kInt8, "avx2"}),
                          model_case_name);
 
 // A linear layer of uniform random weights in [-0.2, 0.2] and biases in [-0.5, 0.5] (seed, seed + 1).

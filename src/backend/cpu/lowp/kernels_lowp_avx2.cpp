@@ -84,7 +84,7 @@ Halves bf16_odd_even(__m256i pairs) {
 template <int MR>
 void gemm_bf16_avx2_rows(const LowpTile& t) {
   alignas(32) int32_t odd[MR][kSplitGroups], even[MR][kSplitGroups];  // float32 bit patterns
-  const bool whole = t.k_groups <= kSplitGroups;  // one split for both halves
+  const bool whole = t.k_groups <= kSplitGroups;                      // one split for both halves
   if (whole) split_rows<MR>(t, 0, t.k_groups, odd, even, bf16_odd_even);
   for (int h = 0; h * kHalf < t.out.cols; ++h) {
     __m256 acc[MR][2];
@@ -241,9 +241,7 @@ void dispatch_u8s8(const LowpTile& t, std::integer_sequence<int, R...>) {
 
 }  // namespace
 
-void gemm_bf16_5x32_avx2_emulated(const LowpTile& t) {
-  dispatch_bf16(t, std::make_integer_sequence<int, kMrBf16>{});
-}
+void gemm_bf16_5x32_avx2_emulated(const LowpTile& t) { dispatch_bf16(t, std::make_integer_sequence<int, kMrBf16>{}); }
 
 void gemm_u8s8_4x32_avx2(const LowpTile& t) { dispatch_u8s8(t, std::make_integer_sequence<int, kMrInt8>{}); }
 
@@ -268,7 +266,8 @@ void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols,
         const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, 8));
         const __m256 lo = r < rows && n > 0 ? O::load_first(x + r * ldx + c, n) : O::zero();
         const __m256 hi = r + 1 < rows && n > 0 ? O::load_first(x + (r + 1) * ldx + c, n) : O::zero();
-        _mm256_storeu_si256(out + v, _mm256_or_si256(O::to_bf16_lanes(lo), _mm256_slli_epi32(O::to_bf16_lanes(hi), 16)));
+        const __m256i pairs = _mm256_or_si256(O::to_bf16_lanes(lo), _mm256_slli_epi32(O::to_bf16_lanes(hi), 16));
+        _mm256_storeu_si256(out + v, pairs);
       }
     }
   }
@@ -297,8 +296,8 @@ void to_u8_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64
     for (float l : lanes) sum_squares += l;
     const float row_amax = O::reduce_max(amax);
     int32_t* index = dst.outlier_index + r * kMaxOutliers;
-    const int n = find_outliers(src, k, sum_squares, row_amax, gather_avx2, index,
-                                dst.outlier_value + r * kMaxOutliers);
+    const int n =
+        find_outliers(src, k, sum_squares, row_amax, gather_avx2, index, dst.outlier_value + r * kMaxOutliers);
     dst.outliers[r] = n;
     // The lanes of [i, i + 8) that are inside the row and not outliers (those count as 0 from here on).
     auto kept = [&](int64_t i) {
