@@ -40,17 +40,18 @@ const readBench = (file) => {
 const rounds = fs.readdirSync(dir).filter((d) => /^round-\d+$/.test(d))
   .sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
 // Per-core peak per precision: measured in each round by peak_bench (peak.json: {precision: {threads: GFLOP/s}})
-// at the run's thread count, else the assumed figures.
+// at the run's thread count, else the assumed figures. A precision a measuring round's peak.json lacks has no
+// peak on this machine (peak_bench found no such instruction: bf16 and int8 below AVX-512), so no floor.
 const measuredPeak = Object.fromEntries(rounds.map((round) => {
   const file = path.join(dir, round, 'peak.json');
-  if (!fs.existsSync(file)) return [round, {}];
+  if (!fs.existsSync(file)) return [round, null];
   const j = JSON.parse(fs.readFileSync(file, 'utf8'));
   return [round, Object.fromEntries(Object.entries(j).map(([p, byThreads]) => [p, byThreads[String(threads)]]))];
 }));
-const perCoreIn = (round, prec) => measuredPeak[round]?.[prec] ?? assumedPerCore[prec];
-const peakMeasured = rounds.some((r) => Object.keys(measuredPeak[r]).length > 0);
+const perCoreIn = (round, prec) => (measuredPeak[round] ? measuredPeak[round][prec] : assumedPerCore[prec]);
+const peakMeasured = rounds.some((r) => measuredPeak[r] !== null);
 const perCore = Object.fromEntries(Object.keys(assumedPerCore).map((p) => [p, median(rounds.map((r) => perCoreIn(r, p)))
-  ?? assumedPerCore[p]]));
+  ?? (peakMeasured ? undefined : assumedPerCore[p])]));
 const engines = new Map();  // name -> {prec, gflop, date, machine, runs: [{round, ms1, ips}]}
 const add = (name, info, round, figures) => {
   if (!engines.has(name)) engines.set(name, { ...info, runs: [] });
@@ -115,7 +116,7 @@ for (const [name, e] of engines) {
   }
 }
 console.log(`\nPeak per core (GFLOP/s, ${peakMeasured ? `peak_bench at ${threads} threads, median of the rounds` : 'assumed'}): ` +
-            Object.entries(perCore).map(([p, v]) => `${p} ${fmt(v, 0)}`).join(', ') +
+            Object.entries(perCore).map(([p, v]) => `${p} ${v === undefined ? 'none' : fmt(v, 0)}`).join(', ') +
             '; floor = batch-1 GFLOP / (peak x threads).');
 if (perRound.length > 0) {
   console.log('\nPer-round ratios to ONNX Runtime (ms @1, img/s @8):');
