@@ -22,7 +22,8 @@
 
 namespace {
 
-constexpr int kAcc = 24;  // zmm8..zmm31
+constexpr int kAcc = 24;      // zmm8..zmm31
+constexpr int kAccAvx2 = 12;  // ymm4..ymm15
 
 // Each loop is written in assembly so the compiler can neither fold nor spill it: zmm0 and zmm1 are the
 // operands (zero: throughput does not depend on the values, and zeros raise no subnormal assists), zmm8..31
@@ -71,6 +72,7 @@ struct Kind {
   const char* feature;  // for __builtin_cpu_supports
   double flops_per_instruction;
   void (*loop)(long);
+  int instructions = kAcc;  // per iteration of the loop
 };
 
 bool supported(const Kind& k) {
@@ -112,7 +114,7 @@ std::vector<double> run(const Kind& k, int threads, double seconds) {
       k.loop(iters);
       const double dt = std::chrono::duration<double>(clock::now() - t0).count();
       rate[static_cast<size_t>(t)] =
-          static_cast<double>(iters) * kAcc * k.flops_per_instruction / dt / 1e9;
+          static_cast<double>(iters) * k.instructions * k.flops_per_instruction / dt / 1e9;
     });
   }
   for (auto& th : pool) th.join();
@@ -149,7 +151,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const Kind kinds[] = {{"fp32", "avx512f", 32.0, loop_fma},
-                        {"fp32", "avx2", 16.0, loop_fma_avx2},
+                        {"fp32", "avx2", 16.0, loop_fma_avx2, kAccAvx2},
                         {"bf16", "avx512bf16", 64.0, loop_bf16},
                         {"int8", "avx512vnni", 128.0, loop_int8}};
   // A kind is "not supported" only when none of its loops can run.

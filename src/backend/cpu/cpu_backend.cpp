@@ -180,8 +180,8 @@ class CpuBackend final : public Backend {
     }
     if (precision_ == Precision::kBF16 && std::string(lowp_.bf16_name) == "avx2-emulated") {
       return {"bf16 runs on an AVX2 emulation of AVX512_BF16 (the same dot products) because this CPU lacks "
-              "AVX-512 or DINOV3_CPU_ISA turned it off: it halves the weights' memory but computes at about "
-              "fp32's speed"};
+              "AVX-512 or DINOV3_CPU_ISA turned it off: it halves the weights' memory, but expect it slower than "
+              "fp32"};
     }
     if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx512bw-emulated") {
       return {"int8 runs on an AVX-512BW emulation of AVX512_VNNI (the same results), which this CPU lacks or "
@@ -189,7 +189,7 @@ class CpuBackend final : public Backend {
     }
     if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx2") {
       return {"int8 runs on an AVX2 tile (the same int32 sums as AVX512_VNNI) because this CPU lacks AVX-512 or "
-              "DINOV3_CPU_ISA turned it off: it quarters the weights' memory but computes at about fp32's speed"};
+              "DINOV3_CPU_ISA turned it off: it quarters the weights' memory, at about fp32's speed"};
     }
     if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "scalar") {
       return {"int8 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU "
