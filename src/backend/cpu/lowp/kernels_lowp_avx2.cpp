@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -76,58 +77,77 @@ GemmTile half_of(const GemmTile& t, int h) {
   return o;
 }
 
-// bf16 -> float32 of a pair's elements: the odd one is the high half (a mask), the even one the low (a shift).
-Halves bf16_odd_even(__m256i pairs) {
-  return {_mm256_and_si256(pairs, _mm256_set1_epi32(-65536)), _mm256_slli_epi32(pairs, 16)};
-}
-
-template <int MR>
-void gemm_bf16_avx2_rows(const LowpTile& t) {
-  alignas(32) int32_t odd[MR][kSplitGroups], even[MR][kSplitGroups];  // float32 bit patterns
-  const bool whole = t.k_groups <= kSplitGroups;                      // one split for both halves
-  if (whole) split_rows<MR>(t, 0, t.k_groups, odd, even, bf16_odd_even);
+// The tile loop both precisions share, generic over a Dot policy:
+//   using Acc, B                               an accumulator vector; a K group's split B vectors (both halves'
+//                                              columns 0-7 and 8-15)
+//   static Halves split(__m256i groups)        a row's eight K groups into its two broadcast operands
+//   static Acc zero()
+//   static B load_b(const uint8_t* p)          the half's 16 columns of one K group
+//   static void step(Acc (&acc)[2], int32_t lo, int32_t hi, const B& b)
+//                                              one K group of one row (lo, hi: its split operands)
+//   template <int MR> static void store(const LowpTile& t, int h, const Acc (&acc)[MR][2])
+//                                              half h's results, with the tile's epilogue
+template <int MR, class Dot>
+void gemm_avx2_rows(const LowpTile& t) {
+  alignas(32) int32_t lo[MR][kSplitGroups], hi[MR][kSplitGroups];
+  const bool whole = t.k_groups <= kSplitGroups;  // one split for both halves
+  if (whole) split_rows<MR>(t, 0, t.k_groups, lo, hi, Dot::split);
   for (int h = 0; h * kHalf < t.out.cols; ++h) {
-    __m256 acc[MR][2];
+    typename Dot::Acc acc[MR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = Dot::zero();
     for (int64_t g0 = 0; g0 < t.k_groups; g0 += kSplitGroups) {
       const int64_t n = std::min(kSplitGroups, t.k_groups - g0);
-      if (!whole) split_rows<MR>(t, g0, n, odd, even, bf16_odd_even);
+      if (!whole) split_rows<MR>(t, g0, n, lo, hi, Dot::split);
       const uint8_t* b = t.b + g0 * 4 * kNr + h * kHalf * 4;
       for (int64_t i = 0; i < n; ++i, b += 4 * kNr) {
         if (h == 0) {  // the next panel (contiguous) towards L2, as the other tiles do
           __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
           __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
         }
-        const auto [o0, e0] = bf16_odd_even(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
-        const auto [o1, e1] = bf16_odd_even(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32)));
-        const __m256 bo0 = _mm256_castsi256_ps(o0), be0 = _mm256_castsi256_ps(e0);
-        const __m256 bo1 = _mm256_castsi256_ps(o1), be1 = _mm256_castsi256_ps(e1);
+        const typename Dot::B bv = Dot::load_b(b);
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-          // vdpbf16ps's order: the odd product first, then the even one, each rounded once.
-          float ao, ae;
-          std::memcpy(&ao, &odd[r][i], sizeof(ao));
-          std::memcpy(&ae, &even[r][i], sizeof(ae));
-          const __m256 vo = _mm256_set1_ps(ao);
-          acc[r][0] = _mm256_fmadd_ps(vo, bo0, acc[r][0]);
-          acc[r][1] = _mm256_fmadd_ps(vo, bo1, acc[r][1]);
-          const __m256 ve = _mm256_set1_ps(ae);
-          acc[r][0] = _mm256_fmadd_ps(ve, be0, acc[r][0]);
-          acc[r][1] = _mm256_fmadd_ps(ve, be1, acc[r][1]);
-        }
+        for (int r = 0; r < MR; ++r) Dot::step(acc[r], lo[r][i], hi[r][i], bv);
       }
     }
-    store_accumulators<O, MR, 2, MR == kMrBf16>(half_of(t.out, h), acc);
+    Dot::template store<MR>(t, h, acc);
   }
 }
 
-// A K quad's u8 x s8 products as vpdpbusd sums them: the even bytes (0, 2) and the odd bytes (1, 3) widened
-// to 16 bits (u8 zero-extended, s8 sign-extended), then one exact vpmaddwd pair sum each.
-Halves u8_even_odd(__m256i quads) {
-  const __m256i low = _mm256_set1_epi16(0x00FF);
-  return {_mm256_and_si256(quads, low), _mm256_and_si256(_mm256_srli_epi16(quads, 8), low)};
-}
+// bf16 pairs: float32 odd (the high half: a mask) and even (the low half: a shift) elements, and vdpbf16ps's
+// order per lane: the odd product first, then the even one, each rounded once.
+struct DotBf16 {
+  using Acc = __m256;
+  struct B {
+    __m256 odd[2], even[2];
+  };
+  static Halves split(__m256i pairs) {
+    return {_mm256_and_si256(pairs, _mm256_set1_epi32(-65536)), _mm256_slli_epi32(pairs, 16)};
+  }
+  static Acc zero() { return _mm256_setzero_ps(); }
+  static B load_b(const uint8_t* p) {
+    B b;
+    for (int v = 0; v < 2; ++v) {
+      const Halves s = split(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * v)));
+      b.odd[v] = _mm256_castsi256_ps(s.first);
+      b.even[v] = _mm256_castsi256_ps(s.second);
+    }
+    return b;
+  }
+  static void step(Acc (&acc)[2], int32_t odd, int32_t even, const B& b) {
+    // vbroadcastss (a float load) rather than vpbroadcastd, whose integer result would feed the FMAs.
+    const __m256 vo = _mm256_set1_ps(std::bit_cast<float>(odd));
+    acc[0] = _mm256_fmadd_ps(vo, b.odd[0], acc[0]);
+    acc[1] = _mm256_fmadd_ps(vo, b.odd[1], acc[1]);
+    const __m256 ve = _mm256_set1_ps(std::bit_cast<float>(even));
+    acc[0] = _mm256_fmadd_ps(ve, b.even[0], acc[0]);
+    acc[1] = _mm256_fmadd_ps(ve, b.even[1], acc[1]);
+  }
+  template <int MR>
+  static void store(const LowpTile& t, int h, const Acc (&acc)[MR][2]) {
+    store_accumulators<O, MR, 2, MR == kMrBf16>(half_of(t.out, h), acc);
+  }
+};
 
 // Dequantises half h of a tile's int32 sums (16 columns) as store_u8s8_sums does, then stores it.
 template <int MR>
@@ -162,40 +182,36 @@ void store_u8s8_half(const LowpTile& t, int h, const int32_t (&sums)[MR][kHalf])
   store_tile<O>(half_of(t.out, h), &out[0][0], kHalf);
 }
 
-template <int MR>
-void gemm_u8s8_avx2_rows(const LowpTile& t) {
-  alignas(32) int32_t even[MR][kSplitGroups], odd[MR][kSplitGroups];  // 16-bit pairs
-  const bool whole = t.k_groups <= kSplitGroups;
-  if (whole) split_rows<MR>(t, 0, t.k_groups, even, odd, u8_even_odd);
-  for (int h = 0; h * kHalf < t.out.cols; ++h) {
-    __m256i acc[MR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-    for (int64_t g0 = 0; g0 < t.k_groups; g0 += kSplitGroups) {
-      const int64_t n = std::min(kSplitGroups, t.k_groups - g0);
-      if (!whole) split_rows<MR>(t, g0, n, even, odd, u8_even_odd);
-      const uint8_t* b = t.b + g0 * 4 * kNr + h * kHalf * 4;
-      for (int64_t i = 0; i < n; ++i, b += 4 * kNr) {
-        if (h == 0) {
-          __builtin_prefetch(b + t.k_groups * 4 * kNr, 0, 2);
-          __builtin_prefetch(b + t.k_groups * 4 * kNr + 64, 0, 2);
-        }
-        __m256i be[2], bo[2];
-        for (int v = 0; v < 2; ++v) {
-          const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * v));
-          be[v] = _mm256_srai_epi16(_mm256_slli_epi16(q, 8), 8);
-          bo[v] = _mm256_srai_epi16(q, 8);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-          const __m256i ae = _mm256_set1_epi32(even[r][i]), ao = _mm256_set1_epi32(odd[r][i]);
-          for (int v = 0; v < 2; ++v) {
-            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(ae, be[v]), _mm256_madd_epi16(ao, bo[v]));
-            acc[r][v] = _mm256_add_epi32(acc[r][v], s);
-          }
-        }
-      }
+// A K quad's u8 x s8 products as vpdpbusd sums them: the even bytes (0, 2) and the odd bytes (1, 3) widened
+// to 16 bits (u8 zero-extended, s8 sign-extended), then one exact vpmaddwd pair sum each.
+struct DotU8s8 {
+  using Acc = __m256i;
+  struct B {
+    __m256i even[2], odd[2];
+  };
+  static Halves split(__m256i quads) {
+    const __m256i low = _mm256_set1_epi16(0x00FF);
+    return {_mm256_and_si256(quads, low), _mm256_and_si256(_mm256_srli_epi16(quads, 8), low)};
+  }
+  static Acc zero() { return _mm256_setzero_si256(); }
+  static B load_b(const uint8_t* p) {
+    B b;
+    for (int v = 0; v < 2; ++v) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * v));
+      b.even[v] = _mm256_srai_epi16(_mm256_slli_epi16(q, 8), 8);
+      b.odd[v] = _mm256_srai_epi16(q, 8);
     }
+    return b;
+  }
+  static void step(Acc (&acc)[2], int32_t even, int32_t odd, const B& b) {
+    const __m256i ae = _mm256_set1_epi32(even), ao = _mm256_set1_epi32(odd);
+    for (int v = 0; v < 2; ++v) {
+      acc[v] =
+          _mm256_add_epi32(acc[v], _mm256_add_epi32(_mm256_madd_epi16(ae, b.even[v]), _mm256_madd_epi16(ao, b.odd[v])));
+    }
+  }
+  template <int MR>
+  static void store(const LowpTile& t, int h, const Acc (&acc)[MR][2]) {
     alignas(32) int32_t sums[MR][kHalf];
     for (int r = 0; r < MR; ++r) {
       _mm256_store_si256(reinterpret_cast<__m256i*>(&sums[r][0]), acc[r][0]);
@@ -203,7 +219,7 @@ void gemm_u8s8_avx2_rows(const LowpTile& t) {
     }
     store_u8s8_half<MR>(t, h, sums);
   }
-}
+};
 
 // Lanes that may enter, offered in channel order against the list's current cut (as gather_scalar does).
 void gather_avx2(const float* x, int64_t k, TopMagnitudes& top) {
@@ -225,25 +241,20 @@ __m256i lanes_of(unsigned bits) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), bit), bit);
 }
 
-template <int... R>
-void dispatch_bf16(const LowpTile& t, std::integer_sequence<int, R...>) {
+template <class Dot, int... R>
+void dispatch_rows(const LowpTile& t, std::integer_sequence<int, R...>) {
   using Fn = void (*)(const LowpTile&);
-  static constexpr Fn kByRows[] = {&gemm_bf16_avx2_rows<R + 1>...};
-  kByRows[t.out.rows - 1](t);
-}
-
-template <int... R>
-void dispatch_u8s8(const LowpTile& t, std::integer_sequence<int, R...>) {
-  using Fn = void (*)(const LowpTile&);
-  static constexpr Fn kByRows[] = {&gemm_u8s8_avx2_rows<R + 1>...};
+  static constexpr Fn kByRows[] = {&gemm_avx2_rows<R + 1, Dot>...};
   kByRows[t.out.rows - 1](t);
 }
 
 }  // namespace
 
-void gemm_bf16_5x32_avx2_emulated(const LowpTile& t) { dispatch_bf16(t, std::make_integer_sequence<int, kMrBf16>{}); }
+void gemm_bf16_5x32_avx2_emulated(const LowpTile& t) {
+  dispatch_rows<DotBf16>(t, std::make_integer_sequence<int, kMrBf16>{});
+}
 
-void gemm_u8s8_4x32_avx2(const LowpTile& t) { dispatch_u8s8(t, std::make_integer_sequence<int, kMrInt8>{}); }
+void gemm_u8s8_4x32_avx2(const LowpTile& t) { dispatch_rows<DotU8s8>(t, std::make_integer_sequence<int, kMrInt8>{}); }
 
 void to_bf16_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst) {
   for (int64_t r = 0; r < rows; ++r) {
