@@ -131,7 +131,8 @@ def test_int8_without_vnni_gives_the_same_bits(models, pixels, plans, monkeypatc
     plan = plans["outliers"] if with_plan else None
     vnni = dinov3.Model(models["outliers"], precision="int8", int8_plan=plan)
     if "avx512vnni" not in vnni.device:
-        pytest.skip("this machine has no AVX512_VNNI: the portable tile is the only int8 path")
+        pytest.skip("this machine has no AVX512_VNNI to compare its int8 tile with (lowp_test checks the AVX2 "
+                    "and portable tiles bit for bit)")
     want = vnni.forward(pixels)
     monkeypatch.setenv("DINOV3_CPU_NO_VNNI", "1")
     portable = dinov3.Model(models["outliers"], precision="int8", int8_plan=plan)

@@ -38,7 +38,8 @@ struct OpsScalar {
   static V min(V a, V b) { return std::min(a, b); }
   static V abs(V a) { return std::fabs(a); }
   static V round_nearest(V a) { return std::nearbyint(a); }
-  static V scale_pow2(V p, V n) { return std::ldexp(p, static_cast<int>(n)); }
+  // A NaN n (exp of NaN) gives NaN: converting it to int, defined in the vector ISAs, is undefined in C++.
+  static V scale_pow2(V p, V n) { return n == n ? std::ldexp(p, static_cast<int>(n)) : n; }
   static V select_lt(V a, V b, V x, V y) { return a < b ? x : y; }
   // table[k], k the low four bits of index's bit pattern (as OpsAvx512::lookup16).
   static V lookup16(const float* table, V index) {
