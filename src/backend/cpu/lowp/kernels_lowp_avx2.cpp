@@ -40,10 +40,6 @@ struct Halves {
   __m256i first, second;
 };
 
-__m256i first_words(int64_t n) {  // the first n (< 8) of eight 32-bit lanes, as a vmaskmov mask
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // Rows [0, MR) of A's K groups [g0, g0 + n), each 32 bits, split by `split` into lo[r][i] and hi[r][i].
 template <int MR, class Split>
 void split_rows(const LowpTile& t, int64_t g0, int64_t n, int32_t (&lo)[MR][kSplitGroups],
@@ -57,7 +53,7 @@ void split_rows(const LowpTile& t, int64_t g0, int64_t n, int32_t (&lo)[MR][kSpl
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[r][i]), h);
     }
     if (i < n) {  // masked: the row ends at k_pad
-      const auto [l, h] = split(_mm256_maskload_epi32(a + i, first_words(n - i)));
+      const auto [l, h] = split(_mm256_maskload_epi32(a + i, O::first(static_cast<int>(n - i))));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lo[r][i]), l);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[r][i]), h);
     }

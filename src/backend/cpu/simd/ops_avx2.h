@@ -6,7 +6,6 @@
 
 #include <cstdint>
 
-
 namespace dinov3::cpu {
 namespace {
 
