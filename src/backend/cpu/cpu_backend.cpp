@@ -174,28 +174,11 @@ class CpuBackend final : public Backend {
   Precision precision() const override { return precision_; }
   int threads() const override { return pool_.size(); }
   std::vector<std::string> notes() const override {
-    if (precision_ == Precision::kBF16 && std::string(lowp_.bf16_name) == "scalar-emulated") {
-      return {"bf16 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU "
-              "lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
-    }
-    if (precision_ == Precision::kBF16 && std::string(lowp_.bf16_name) == "avx2-emulated") {
-      return {"bf16 runs on an AVX2 emulation of AVX512_BF16 (the same dot products) because this CPU lacks "
-              "AVX-512 or DINOV3_CPU_ISA turned it off: it halves the weights' memory, but expect it slower than "
-              "fp32"};
-    }
-    if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx512bw-emulated") {
-      return {"int8 runs on an AVX-512BW emulation of AVX512_VNNI (the same results), which this CPU lacks or "
-              "DINOV3_CPU_NO_VNNI turned off; expect it slower than bf16"};
-    }
-    if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "avx2") {
-      return {"int8 runs on an AVX2 tile (the same int32 sums as AVX512_VNNI) because this CPU lacks AVX-512 or "
-              "DINOV3_CPU_ISA turned it off: it quarters the weights' memory, at about fp32's speed"};
-    }
-    if (precision_ == Precision::kInt8 && std::string(lowp_.int8_name) == "scalar") {
-      return {"int8 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU "
-              "lacks or DINOV3_CPU_ISA turned off; expect it slower than fp32"};
-    }
-    return {};
+    const char* note = precision_ == Precision::kBF16   ? lowp_.bf16_note
+                       : precision_ == Precision::kInt8 ? lowp_.int8_note
+                                                        : nullptr;
+    if (note == nullptr) return {};
+    return {note};
   }
   // Big batches run in passes whose activations stay cache-resident: measured on ViT-S at batch 8, passes
   // of 2-5 images give 5% (fp32) to 17% (int8) more images/s than one pass over all 2088 rows. 12 MiB is

@@ -105,9 +105,31 @@ void u8_scale_zero(float lo, float hi, float sum_squares, float* scale, int32_t*
   if (s >= FLT_MIN && s <= FLT_MAX) *zero = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, 255.0f));
 }
 
+namespace {
+
+constexpr const char* kScalarBf16Note =
+    "bf16 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU lacks or "
+    "DINOV3_CPU_ISA turned off; expect it slower than fp32";
+constexpr const char* kScalarInt8Note =
+    "int8 runs on the portable 4x32 scalar tile: its fast tiles need AVX2 or AVX-512, which this CPU lacks or "
+    "DINOV3_CPU_ISA turned off; expect it slower than fp32";
+constexpr const char* kAvx2Bf16Note =
+    "bf16 runs on an AVX2 emulation of AVX512_BF16 (the same dot products) because this CPU lacks AVX-512 or "
+    "DINOV3_CPU_ISA turned it off: it halves the weights' memory, but expect it slower than fp32";
+constexpr const char* kAvx2Int8Note =
+    "int8 runs on an AVX2 tile (the same int32 sums as AVX512_VNNI) because this CPU lacks AVX-512 or "
+    "DINOV3_CPU_ISA turned it off: it quarters the weights' memory, at about fp32's speed";
+constexpr const char* kNoVnniNote =
+    "int8 runs on an AVX-512BW emulation of AVX512_VNNI (the same results), which this CPU lacks or "
+    "DINOV3_CPU_NO_VNNI turned off; expect it slower than bf16";
+
+}  // namespace
+
 const LowpKernels& select_lowp_kernels(Isa isa, bool use_bf16_instructions, bool use_vnni) {
   static const LowpKernels kScalar{"scalar-emulated",
                                    "scalar",
+                                   kScalarBf16Note,
+                                   kScalarInt8Note,
                                    4,
                                    4,
                                    to_bf16_rows_scalar,
@@ -119,6 +141,8 @@ const LowpKernels& select_lowp_kernels(Isa isa, bool use_bf16_instructions, bool
                                    gemm_u8s8_4x32_scalar};
   static const LowpKernels kAvx2{"avx2-emulated",
                                  "avx2",
+                                 kAvx2Bf16Note,
+                                 kAvx2Int8Note,
                                  5,
                                  4,
                                  to_bf16_rows_avx2,
@@ -131,14 +155,18 @@ const LowpKernels& select_lowp_kernels(Isa isa, bool use_bf16_instructions, bool
   if (isa == Isa::kScalar) return kScalar;
   if (isa == Isa::kAvx2) return kAvx2;
   static const LowpKernels kTables[2][2] = {
-      {{"avx512f-emulated", "avx512bw-emulated", 12, 12, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512,
-        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_12x32_avx512_emulated, gemm_u8s8_12x32_avx512bw},
-       {"avx512f-emulated", "avx512vnni", 12, 14, to_bf16_rows_avx512, to_bf16_pairs_avx512, bf16_pairs_avx512,
-        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_12x32_avx512_emulated, gemm_u8s8_14x32_avx512vnni}},
-      {{"avx512bf16", "avx512bw-emulated", 14, 12, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, bf16_pairs_avx512,
-        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_14x32_avx512bf16, gemm_u8s8_12x32_avx512bw},
-       {"avx512bf16", "avx512vnni", 14, 14, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16, bf16_pairs_avx512,
-        bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_14x32_avx512bf16, gemm_u8s8_14x32_avx512vnni}}};
+      {{"avx512f-emulated", "avx512bw-emulated", nullptr, kNoVnniNote, 12, 12, to_bf16_rows_avx512,
+        to_bf16_pairs_avx512, bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512,
+        gemm_bf16_12x32_avx512_emulated, gemm_u8s8_12x32_avx512bw},
+       {"avx512f-emulated", "avx512vnni", nullptr, nullptr, 12, 14, to_bf16_rows_avx512, to_bf16_pairs_avx512,
+        bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_12x32_avx512_emulated,
+        gemm_u8s8_14x32_avx512vnni}},
+      {{"avx512bf16", "avx512bw-emulated", nullptr, kNoVnniNote, 14, 12, to_bf16_rows_avx512bf16,
+        to_bf16_pairs_avx512bf16, bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512,
+        gemm_bf16_14x32_avx512bf16, gemm_u8s8_12x32_avx512bw},
+       {"avx512bf16", "avx512vnni", nullptr, nullptr, 14, 14, to_bf16_rows_avx512bf16, to_bf16_pairs_avx512bf16,
+        bf16_pairs_avx512, bf16_rows_transposed_avx512, to_u8_rows_avx512, gemm_bf16_14x32_avx512bf16,
+        gemm_u8s8_14x32_avx512vnni}}};
   return kTables[use_bf16_instructions ? 1 : 0][use_vnni ? 1 : 0];
 }
 

@@ -63,6 +63,10 @@ struct LowpKernels {
   const char* bf16_name;  // which bf16 dot product: "avx512bf16", "avx512f-emulated", "avx2-emulated",
                           // "scalar-emulated"
   const char* int8_name;  // "avx512vnni", "avx512bw-emulated", "avx2", "scalar"
+  // What a user should know when the precision runs on a slower stand-in (the backend's notes()); null
+  // where it runs on its fast tile.
+  const char* bf16_note;
+  const char* int8_note;
   int bf16_mr, int8_mr;   // rows per micro-tile
   // dst[r, :k_pad] = bf16(x[r, :k]), zero past k. dst rows are k_pad uint16 apart.
   void (*to_bf16_rows)(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
