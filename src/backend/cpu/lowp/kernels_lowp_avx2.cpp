@@ -280,6 +280,80 @@ void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols,
   }
 }
 
+namespace {
+
+// Words [0, n) of p (n in [0, 16]) and zeros past them.
+__m256i load_words(const uint16_t* p, int n) {
+  if (n >= 16) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  alignas(32) uint16_t words[16] = {};
+  std::copy_n(p, std::max(n, 0), words);
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(words));
+}
+
+// r[i] lane e = M[i][e] -> r[e] lane i = M[i][e], 32-bit elements.
+void transpose_8x8_epi32(__m256i (&r)[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int e = 0; e < 4; ++e) {
+    r[e] = _mm256_permute2x128_si256(u[e], u[e + 4], 0x20);
+    r[e + 4] = _mm256_permute2x128_si256(u[e], u[e + 4], 0x31);
+  }
+}
+
+}  // namespace
+
+void bf16_pairs_avx2(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  const int64_t panels = (cols + kNr - 1) / kNr;
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int64_t r = 0; r < rows_pad; r += 2) {
+      uint16_t* out = dst + (p * rows_pad + r) * kNr;
+      for (int h = 0; h < 2; ++h) {
+        const int64_t c = p * kNr + h * kHalf;
+        const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, kHalf));
+        const __m256i a = r < rows ? load_words(x + r * ldx + c, n) : _mm256_setzero_si256();
+        const __m256i b = r + 1 < rows ? load_words(x + (r + 1) * ldx + c, n) : _mm256_setzero_si256();
+        // unpack interleaves within 128-bit lanes: columns 0-3 | 8-11 and 4-7 | 12-15.
+        const __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+        auto* o = reinterpret_cast<__m256i*>(out + 2 * h * kHalf);
+        _mm256_storeu_si256(o, _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+      }
+    }
+  }
+}
+
+// pack_bf16_rows_transposed's panels by 8 x 8 transposes of K-pair words.
+void bf16_rows_transposed_avx2(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst) {
+  const int64_t panels = (rows + kNr - 1) / kNr, pairs = k_pad / 2;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint16_t* panel = dst + p * k_pad * kNr;
+    for (int64_t j0 = 0; j0 < kNr; j0 += 8) {
+      for (int64_t k0 = 0; k0 < pairs; k0 += 8) {
+        const int n = static_cast<int>(std::min<int64_t>(8, pairs - k0));
+        __m256i r[8];
+        for (int i = 0; i < 8; ++i) {
+          const int64_t row = p * kNr + j0 + i;
+          r[i] = row < rows ? _mm256_maskload_epi32(reinterpret_cast<const int*>(m + row * ld + 2 * k0), O::first(n))
+                            : _mm256_setzero_si256();
+        }
+        transpose_8x8_epi32(r);
+        for (int e = 0; e < n; ++e) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + ((k0 + e) * kNr + j0) * 2), r[e]);
+        }
+      }
+    }
+  }
+}
+
 // to_u8_rows_avx512's steps on eight lanes, with the same bits as to_u8_rows_scalar: the sum of squares in
 // 16 lanes (two vectors: lane i takes values i, i + 16, ...) added in order, the outliers from
 // find_outliers, and u = round(x / s) + z clamped to [0, 255] (cvtps rounds to nearest even, as nearbyint).

@@ -147,8 +147,8 @@ const LowpKernels& select_lowp_kernels(Isa isa, bool use_bf16_instructions, bool
                                  4,
                                  to_bf16_rows_avx2,
                                  to_bf16_pairs_avx2,
-                                 bf16_pairs_scalar,
-                                 pack_bf16_rows_transposed,
+                                 bf16_pairs_avx2,
+                                 bf16_rows_transposed_avx2,
                                  to_u8_rows_avx2,
                                  gemm_bf16_5x32_avx2_emulated,
                                  gemm_u8s8_4x32_avx2};

@@ -112,6 +112,8 @@ void gemm_u8s8_12x32_avx512bw(const LowpTile& t);
 void to_bf16_rows_scalar(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
 void to_bf16_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, uint16_t* dst);
 void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void bf16_pairs_avx2(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst);
+void bf16_rows_transposed_avx2(const uint16_t* m, int64_t ld, int64_t rows, int64_t k_pad, uint16_t* dst);
 void gemm_bf16_5x32_avx2_emulated(const LowpTile& t);
 void gemm_u8s8_4x32_avx2(const LowpTile& t);
 void to_u8_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_t k_pad, const U8Rows& dst);
