@@ -9,6 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 
+# pytest's summary line in log $1 (its last line if there is none: a crash, an interrupted run).
+pytest_result() {
+  local line
+  line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran' "$1" | tail -n 1 || true)
+  [ -n "$line" ] || line=$(tail -n 1 "$1")
+  echo "$line"
+}
+
 stages=(release sanitize fuzz)
 if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
   stages=("$1")
@@ -23,8 +31,10 @@ for stage in "${stages[@]}"; do
       scripts/build.sh
       rm -f build/pytest*.log  # written by the python.* tests (scripts/test_python.sh)
       ctest --test-dir build --output-on-failure -j"$jobs" "$@"
+      # Each file's pytest result line ("7 passed, 1 warning in 42.9s"), not its last line: a library may
+      # print after it as the interpreter exits (Dask's cluster teardown on a slow machine can).
       for log in build/pytest_*.log; do
-        [ -f "$log" ] && echo "pytest $(basename "$log" .log | sed 's/^pytest_//'): $(tail -n 1 "$log")"
+        [ -f "$log" ] && echo "pytest $(basename "$log" .log | sed 's/^pytest_//'): $(pytest_result "$log")"
       done
       ;;
     sanitize)
