@@ -263,31 +263,15 @@ void to_bf16_rows_avx2(const float* x, int64_t ldx, int64_t rows, int64_t k, int
   }
 }
 
-void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
-  const int64_t panels = (cols + kNr - 1) / kNr;
-  for (int64_t p = 0; p < panels; ++p) {
-    for (int64_t r = 0; r < rows_pad; r += 2) {
-      auto* out = reinterpret_cast<__m256i*>(dst + (p * rows_pad + r) * kNr);
-      for (int64_t v = 0; v < kNr / 8; ++v) {
-        const int64_t c = p * kNr + v * 8;
-        const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, 8));
-        const __m256 lo = r < rows && n > 0 ? O::load_first(x + r * ldx + c, n) : O::zero();
-        const __m256 hi = r + 1 < rows && n > 0 ? O::load_first(x + (r + 1) * ldx + c, n) : O::zero();
-        const __m256i pairs = _mm256_or_si256(O::to_bf16_lanes(lo), _mm256_slli_epi32(O::to_bf16_lanes(hi), 16));
-        _mm256_storeu_si256(out + v, pairs);
-      }
-    }
-  }
-}
 
 namespace {
 
-// Words [0, n) of p (n in [0, 16]) and zeros past them.
-__m256i load_words(const uint16_t* p, int n) {
-  if (n >= 16) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  alignas(32) uint16_t words[16] = {};
-  std::copy_n(p, std::max(n, 0), words);
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(words));
+// Words [0, n) of p (n in [1, 8]) and zeros past them.
+__m128i load_words(const uint16_t* p, int n) {
+  if (n >= 8) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  alignas(16) uint16_t words[8] = {};
+  std::copy_n(p, n, words);
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(words));
 }
 
 // r[i] lane e = M[i][e] -> r[e] lane i = M[i][e], 32-bit elements.
@@ -309,26 +293,36 @@ void transpose_8x8_epi32(__m256i (&r)[8]) {
   }
 }
 
-}  // namespace
-
-void bf16_pairs_avx2(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+// The panels of pairs both V packings write (pack_bf16_rows_plain's layout): lanes(r, c, n) gives row r's
+// columns [c, c + n) (n in [1, 8]) as bf16 in the low half of eight 32-bit lanes, zero past n.
+template <class Lanes>
+void pack_pairs_avx2(int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst, Lanes lanes) {
   const int64_t panels = (cols + kNr - 1) / kNr;
   for (int64_t p = 0; p < panels; ++p) {
     for (int64_t r = 0; r < rows_pad; r += 2) {
-      uint16_t* out = dst + (p * rows_pad + r) * kNr;
-      for (int h = 0; h < 2; ++h) {
-        const int64_t c = p * kNr + h * kHalf;
-        const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, kHalf));
-        const __m256i a = r < rows ? load_words(x + r * ldx + c, n) : _mm256_setzero_si256();
-        const __m256i b = r + 1 < rows ? load_words(x + (r + 1) * ldx + c, n) : _mm256_setzero_si256();
-        // unpack interleaves within 128-bit lanes: columns 0-3 | 8-11 and 4-7 | 12-15.
-        const __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
-        auto* o = reinterpret_cast<__m256i*>(out + 2 * h * kHalf);
-        _mm256_storeu_si256(o, _mm256_permute2x128_si256(lo, hi, 0x20));
-        _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+      auto* out = reinterpret_cast<__m256i*>(dst + (p * rows_pad + r) * kNr);
+      for (int64_t v = 0; v < kNr / 8; ++v) {
+        const int64_t c = p * kNr + v * 8;
+        const int n = static_cast<int>(std::clamp<int64_t>(cols - c, 0, 8));
+        const __m256i lo = r < rows && n > 0 ? lanes(r, c, n) : _mm256_setzero_si256();
+        const __m256i hi = r + 1 < rows && n > 0 ? lanes(r + 1, c, n) : _mm256_setzero_si256();
+        _mm256_storeu_si256(out + v, _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16)));
       }
     }
   }
+}
+
+}  // namespace
+
+void to_bf16_pairs_avx2(const float* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  pack_pairs_avx2(rows, cols, rows_pad, dst,
+                  [&](int64_t r, int64_t c, int n) { return O::to_bf16_lanes(O::load_first(x + r * ldx + c, n)); });
+}
+
+void bf16_pairs_avx2(const uint16_t* x, int64_t ldx, int64_t rows, int64_t cols, int64_t rows_pad, uint16_t* dst) {
+  pack_pairs_avx2(rows, cols, rows_pad, dst, [&](int64_t r, int64_t c, int n) {
+    return _mm256_cvtepu16_epi32(load_words(x + r * ldx + c, n));
+  });
 }
 
 // pack_bf16_rows_transposed's panels by 8 x 8 transposes of K-pair words.
