@@ -10,6 +10,7 @@
 # input in fuzz/regressions/TARGET/ once fixed: every build replays it (ctest -L fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cmake_env.sh
 
 build=${DINOV3_FUZZ_BUILD_DIR:-build-fuzz}
 mapfile -t targets < <(sed -n 's/^dinov3_add_fuzzer(\([A-Za-z0-9_]*\) .*/\1/p' fuzz/CMakeLists.txt)

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config git
+  build-essential cmake ninja-build pkg-config git
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders (libpng also writes the pictures)
   libeigen3-dev                                # PCA of dense features
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line

@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
+source scripts/cmake_env.sh  # after the install: it picks Ninja when installed
 
 # pytest's summary line in log $1 (its last line if there is none: a crash, an interrupted run).
 pytest_result() {
