@@ -424,6 +424,28 @@ TEST(Calibrate, GptqIsMeasuredOnImagesItDidNotSee) {
     }
   }
 
+  // Only the layers asked for: the same values, the others neither rounded nor recorded (left empty).
+  std::vector<bool> odd(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) odd[i] = i % 2 == 1;
+  for (const std::vector<bool>& wanted : {odd, std::vector<bool>(layers.size(), false)}) {
+    Result<std::vector<Int8Rounding>> some = round_linear_layers_gptq(kTiny, input, "cpu", 0, wanted);
+    ASSERT_TRUE(some.ok()) << some.status().message();
+    ASSERT_EQ(some->size(), layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (wanted[i]) {
+        EXPECT_EQ((*some)[i].q, (*all)[i].q) << layers[i].name;
+        EXPECT_EQ((*some)[i].scale, (*all)[i].scale) << layers[i].name;
+      } else {
+        EXPECT_TRUE((*some)[i].q.empty() && (*some)[i].scale.empty()) << layers[i].name;
+      }
+    }
+  }
+  Result<std::vector<Int8Rounding>> mismatched =
+      round_linear_layers_gptq(kTiny, input, "cpu", 0, std::vector<bool>(layers.size() + 1, true));
+  ASSERT_FALSE(mismatched.ok());
+  EXPECT_EQ(mismatched.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(mismatched.status().message().find("layers asked for"), std::string::npos) << mismatched.status().message();
+
   // What it reports as measured: each image with the weights rounded on the other one, the worst of the two.
   const int64_t per = input.numel() / 2;
   double worst = 0;

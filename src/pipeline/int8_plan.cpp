@@ -243,9 +243,13 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   if (chosen.empty()) measured = bf16_deviation;  // the plan is all bf16
   step();
 
-  // The plan's int8 layers get weights rounded on every image.
+  // The plan's int8 layers (and only they: neither recorded nor rounded, the others cost nothing) get weights
+  // rounded on every image.
   if (gptq && !chosen.empty()) {
-    DINOV3_ASSIGN_OR_RETURN(std::vector<Int8Rounding> rounded, round_linear_layers_gptq(path, images, o.backend, o.threads));
+    std::vector<bool> int8(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) int8[i] = plan.layers[i].precision == Precision::kInt8;
+    DINOV3_ASSIGN_OR_RETURN(std::vector<Int8Rounding> rounded,
+                            round_linear_layers_gptq(path, images, o.backend, o.threads, int8));
     for (size_t i = 0; i < layers.size(); ++i) {
       if (plan.layers[i].precision != Precision::kInt8) continue;
       plan.layers[i].q = std::move(rounded[i].q);

@@ -84,6 +84,7 @@ bool inverse_factor(const std::vector<double>& h, int64_t in, double damping, Ei
 // x^T x over every input row a forward hands them (H, lower triangle).
 struct Recording {
   int64_t first = 0, last = 0;
+  std::vector<bool> wanted;  // per layer of [first, last): recorded and rounded
   std::vector<std::vector<float>> weights;  // [out * in] per layer
   std::vector<int64_t> out, in;
   std::vector<std::vector<double>> h;  // [in * in] per layer
@@ -97,7 +98,7 @@ class InputRecorder final : public ForwardingBackend {
   Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* b, int64_t out, int64_t in) override {
     const int64_t n = prepared_++;
     DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Weight> weight, ForwardingBackend::prepare_linear(w, b, out, in));
-    if (n >= rec_->first && n < rec_->last) {
+    if (n >= rec_->first && n < rec_->last && rec_->wanted[static_cast<size_t>(n - rec_->first)]) {
       const auto i = static_cast<size_t>(n - rec_->first);
       rec_->weights[i].assign(w, w + out * in);
       rec_->out[i] = out;
@@ -232,6 +233,7 @@ Int8Rounding round_int8_gptq(const std::vector<double>& h, const float* w, int64
 
 Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& path, const Tensor& images,
                                                            const std::string& backend, int threads,
+                                                           const std::vector<bool>& wanted,
                                                            const std::function<void(int64_t)>& done) {
   // The layers' shapes, from the checkpoint's config (no weight prepared).
   std::vector<LinearLayer> layers;
@@ -239,26 +241,37 @@ Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& pa
     DINOV3_ASSIGN_OR_RETURN(const Checkpoint ckpt, open_checkpoint(path));
     layers = linear_layers(ckpt.config);
   }
+  if (!wanted.empty() && wanted.size() != layers.size()) {
+    return make_error(ErrorCode::kInvalidArgument, "int8 rounding: " + std::to_string(wanted.size()) +
+                                                       " layers asked for, the model has " +
+                                                       std::to_string(layers.size()));
+  }
+  auto is_wanted = [&](size_t i) { return wanted.empty() || wanted[i]; };
+  // Memory the recording of layer i takes: its H in double and its weights.
+  auto record_bytes = [&](size_t i) {
+    const LinearLayer& l = layers[i];
+    return is_wanted(i) ? 8.0 * static_cast<double>(l.in * l.in) + 4.0 * static_cast<double>(l.out * l.in) : 0.0;
+  };
   BackendOptions f32;
   f32.threads = threads;
   std::vector<Int8Rounding> rounded(layers.size());
   size_t first = 0;
   while (first < layers.size()) {
-    // As many layers as fit the memory allowance (at least one).
+    while (first < layers.size() && !is_wanted(first)) ++first;
+    if (first == layers.size()) break;
+    // As many layers as fit the memory allowance (at least one wanted).
     size_t last = first;
     double bytes = 0;
     do {
-      const LinearLayer& l = layers[last];
-      bytes += 8.0 * static_cast<double>(l.in * l.in) + 4.0 * static_cast<double>(l.out * l.in);
+      bytes += record_bytes(last);
       ++last;
-    } while (last < layers.size() &&
-             bytes + 8.0 * static_cast<double>(layers[last].in * layers[last].in) +
-                     4.0 * static_cast<double>(layers[last].out * layers[last].in) <=
-                 kRecordBytes);
+    } while (last < layers.size() && bytes + record_bytes(last) <= kRecordBytes);
     auto rec = std::make_shared<Recording>();
     rec->first = static_cast<int64_t>(first);
     rec->last = static_cast<int64_t>(last);
     const size_t count = last - first;
+    rec->wanted.resize(count);
+    for (size_t i = 0; i < count; ++i) rec->wanted[i] = is_wanted(first + i);
     rec->weights.resize(count);
     rec->h.resize(count);
     rec->out.assign(count, 0);
@@ -271,17 +284,19 @@ Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& pa
       (void)ignored;
     }
     for (size_t i = 0; i < count; ++i) {
-      if (rec->weights[i].empty()) {
+      if (rec->wanted[i] && rec->weights[i].empty()) {
         return make_error(ErrorCode::kInternal, "int8 rounding: layer " + layers[first + i].name + " was not prepared");
       }
     }
     // The layers are independent: one per worker at a time, largest first.
-    std::vector<size_t> order(count);
-    for (size_t i = 0; i < count; ++i) order[i] = i;
+    std::vector<size_t> order;
+    for (size_t i = 0; i < count; ++i) {
+      if (rec->wanted[i]) order.push_back(i);
+    }
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rec->in[a] * rec->out[a] * rec->in[a] > rec->in[b] * rec->out[b] * rec->in[b]; });
     std::atomic<size_t> next{0};
     auto work = [&] {
-      for (size_t j; (j = next.fetch_add(1)) < count;) {
+      for (size_t j; (j = next.fetch_add(1)) < order.size();) {
         const size_t i = order[j];
         rounded[first + i] = round_int8_gptq(rec->h[i], rec->weights[i].data(), rec->out[i], rec->in[i]);
         std::vector<double>().swap(rec->h[i]);
@@ -289,7 +304,7 @@ Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& pa
       }
     };
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    const size_t workers = std::min<size_t>(count, threads > 0 ? static_cast<size_t>(threads) : hw);
+    const size_t workers = std::min<size_t>(order.size(), threads > 0 ? static_cast<size_t>(threads) : hw);
     std::vector<std::thread> pool;
     try {
       for (size_t t = 1; t < workers; ++t) pool.emplace_back(work);

@@ -42,11 +42,14 @@ Int8Rounding round_int8_gptq(const std::vector<double>& h, const float* w, int64
 // Nearest rounding per output channel (the same grid, no data).
 Int8Rounding round_int8_nearest(const float* w, int64_t out, int64_t in);
 
-// GPTQ of every linear layer of the model at `path` (linear_layers order) from one float32 forward of
+// GPTQ of the linear layers of the model at `path` (linear_layers order) from one float32 forward of
 // `images` ([B, C, H, W], preprocessed) per group of layers whose H fit in memory together (one group for
-// ViT-S/16). `done(n)` is called after each group with the number of layers rounded so far.
+// ViT-S/16). `wanted`: one flag per layer, the layers to round (empty: all); the others are neither recorded
+// nor rounded, and their entries stay empty. `done(n)` is called after each group with the number of layers
+// (of all, wanted or not) dealt with so far.
 Result<std::vector<Int8Rounding>> round_linear_layers_gptq(const std::string& path, const Tensor& images,
                                                            const std::string& backend, int threads,
+                                                           const std::vector<bool>& wanted = {},
                                                            const std::function<void(int64_t)>& done = {});
 
 }  // namespace dinov3
