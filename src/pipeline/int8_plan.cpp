@@ -243,8 +243,8 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   if (chosen.empty()) measured = bf16_deviation;  // the plan is all bf16
   step();
 
-  // The plan's int8 layers (and only they: neither recorded nor rounded, the others cost nothing) get weights
-  // rounded on every image.
+  // The plan's int8 layers, and only they, get weights rounded on every image: the bf16 layers are neither
+  // recorded nor rounded.
   if (gptq && !chosen.empty()) {
     std::vector<bool> int8(layers.size());
     for (size_t i = 0; i < layers.size(); ++i) int8[i] = plan.layers[i].precision == Precision::kInt8;
