@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -254,7 +255,16 @@ ImageSource image_source(const py::handle& item, size_t index) {
     }
     raise(make_error(ErrorCode::kInvalidArgument, where + "expected a HxWx3 RGB array, got shape [" + shape + "]"));
   }
+  if (array.shape(0) > std::numeric_limits<int>::max() || array.shape(1) > std::numeric_limits<int>::max()) {
+    raise(make_error(ErrorCode::kInvalidArgument, where + "too large: " + std::to_string(array.shape(0)) + " x " +
+                                                      std::to_string(array.shape(1)) + " pixels"));
+  }
+  // A contiguous copy when the array is not one; that copy can fail (ensure() clears numpy's error).
   auto pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(array);
+  if (!pixels) {
+    raise(make_error(ErrorCode::kOutOfMemory, where + "cannot make a contiguous copy of " +
+                                                  std::to_string(array.nbytes()) + " bytes"));
+  }
   ImageRGB8 image;
   image.height = static_cast<int>(array.shape(0));
   image.width = static_cast<int>(array.shape(1));

@@ -90,6 +90,22 @@ TEST(Metrics, KnownVectors) {
   EXPECT_DOUBLE_EQ(g.max_abs_diff, 1.0);
 }
 
+// A NaN or infinity on either side is no agreement at all: NaN metrics, which fail every threshold. (A NaN
+// baseline once gave rel error 0 through the zero-baseline rule, so an int8 plan calibrated on NaN pixels
+// marked every layer as exact.)
+TEST(Metrics, NonFiniteValuesAgreeWithNothing) {
+  const float good[] = {1, 2, 3};
+  for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    const float odd[] = {1, bad, 3};
+    for (const Agreement& g : {compare_outputs(good, odd, 3), compare_outputs(odd, good, 3), compare_outputs(odd, odd, 3)}) {
+      EXPECT_TRUE(std::isnan(g.rel_error)) << bad;
+      EXPECT_TRUE(std::isnan(g.cosine)) << bad;
+      EXPECT_TRUE(std::isnan(g.max_abs_diff)) << bad;
+      EXPECT_FALSE(g.rel_error < 1e-2 && g.cosine > 0.999);
+    }
+  }
+}
+
 // The worst over images takes each metric's worst image; a NaN in any image (not only the first) is the worst.
 TEST(Metrics, WorstOverImages) {
   const float base[] = {1, 2, 3, 1, 2, 3, 1, 2, 3};
@@ -106,7 +122,8 @@ TEST(Metrics, WorstOverImages) {
   nan_later[7] = std::nanf("");
   const BatchAgreement n = compare_images(nan_later, base, 3, 3);
   EXPECT_TRUE(std::isnan(n.worst.rel_error));
-  EXPECT_EQ(n.worst.cosine, n.per_image[2].cosine);  // compare_outputs gives a NaN output cosine 0
+  EXPECT_TRUE(std::isnan(n.worst.cosine));  // compare_outputs gives a NaN output NaN metrics
+  EXPECT_TRUE(std::isnan(n.per_image[2].cosine));
   EXPECT_TRUE(std::isnan(n.worst.mse));
   EXPECT_EQ(n.worst_image, 2u);
   EXPECT_FALSE(n.worst.rel_error <= 1e-2 && n.worst.cosine >= 0.999);  // a threshold check fails

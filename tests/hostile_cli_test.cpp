@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <new>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "cli.h"
 #include "test_labels.h"
@@ -105,6 +107,30 @@ TEST(HostileCli, EveryMemoryLimitGivesAResultOrAnError) {
   for (int mib = passes - 16; mib < passes; ++mib) {
     SCOPED_TRACE(std::to_string(mib) + " MiB");
     expect_result_or_one_line(run(mib));
+  }
+}
+
+TEST(HostileCli, WrongSettingsAreOneErrorBeforeAnyImage) {
+  // Each of these once ran: --crop-pct 0 was taken as "not given", and the others failed every image,
+  // which embed lists as skipped, writing an empty output with exit code 0; --layers 99 failed only after
+  // the output was started.
+  test::TempDir tmp;
+  const std::string embed = test::cli_path() + " embed --model " + kTiny + " " + test::fixture("images/chelsea.png") +
+                            " --quiet --output " + tmp.file("z.npy");
+  for (const auto& [flags, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"--crop-pct 0", "--crop-pct must be in (0, 10]"},
+           {"--crop-pct 1e-30", "preprocess: crop_pct 1e-30 resizes to more than 178956970 pixels"},
+           {"--std 1e-45,1,1", "normalize: channel 0 has mean 0.485 and std 1.4013e-45; the normalised values overflow"},
+           {"--layers 99", "intermediate block 99 is out of range for 2 blocks"},
+       }) {
+    expect_one_line_error(test::run_command(embed + " " + flags), "dinov3 embed: error: " + fragment);
+    EXPECT_TRUE(fs::is_empty(tmp.path())) << flags;  // no output, no partial state
+  }
+  for (const std::string& value : {"0", "-5"}) {
+    const test::CommandResult r = test::run_command(embed + " --max-pixels " + value);
+    EXPECT_EQ(r.exit_code, 2) << r.out;  // a command-line error
+    EXPECT_NE(r.out.find("--max-pixels: Value " + value + " not in range 1 to"), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::is_empty(tmp.path()));
   }
 }
 

@@ -316,7 +316,7 @@ TEST(MetaHostileTest, NonFinitePeriodIsAnError) {
   ASSERT_TRUE(periods);
   periods->bytes[2] = 0;  // bf16 0.0 at index 1
   periods->bytes[3] = 0;
-  expect_load_error(write_pth(tmp, t), "period that is not a positive finite number");
+  expect_load_error(write_pth(tmp, t), "RoPE period 1 is 0: the periods");
 }
 
 TEST(MetaHostileTest, FolderWithSeveralPthIsAnError) {

@@ -2,9 +2,13 @@
 // The tests build the bad files themselves from the good fixtures.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
+#include "dinov3/files.h"
 #include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
@@ -289,6 +293,50 @@ TEST(ModelErrors, NormalizationMustGiveFiniteValues) {
   expect_error(to_normalized_chw(image, pc, out.data()), ErrorCode::kInvalidArgument, "channel 1");
 }
 
+TEST(ModelErrors, RopePeriodsMustBePositiveAndFinite) {
+  // A temperature of 1e-300 gives periods that round to 0 in float32 (the reported config: NaN features,
+  // exit code 0); a negative or infinite one is refused as it is read.
+  ModelCopy m;
+  m.edit_config("\"num_heads\": 2", "\"num_heads\": 2, \"rope_temperature\": 1e-300");
+  expect_error(load_status(m.dir.path()), ErrorCode::kFormatError, "RoPE period 2 is 0: the periods");
+  ModelCopy fine;  // a small but usable temperature loads
+  fine.edit_config("\"num_heads\": 2", "\"num_heads\": 2, \"rope_temperature\": 1e-3");
+  EXPECT_TRUE(load_status(fine.dir.path()).ok());
+}
+
+TEST(ModelErrors, PathsMustNameRegularFilesWithoutNul) {
+  // A NUL byte (possible in a Python string) would end the C string early: "tiny\0x" loaded tiny.
+  const std::string tiny = test::fixture(kTiny);
+  expect_error(load_status(tiny + std::string(1, '\0') + "x"), ErrorCode::kInvalidArgument, "cannot hold a NUL byte");
+  DecodeOptions decode;
+  expect_error(decode_image_file(test::fixture("images/chelsea.png") + std::string(1, '\0') + ".jpg", decode).status(),
+               ErrorCode::kInvalidArgument, "cannot hold a NUL byte");
+  // A FIFO as the weights blocked forever in open(); /dev/zero as an image grew without bound.
+  ModelCopy m;
+  fs::remove(m.weights());
+  ASSERT_EQ(::mkfifo(m.weights().c_str(), 0600), 0);
+  expect_error(load_status(m.dir.path()), ErrorCode::kInvalidArgument, "model.safetensors: not a regular file");
+  expect_error(decode_image_file(m.weights(), decode).status(), ErrorCode::kInvalidArgument, "not a regular file");
+  expect_error(decode_image_file("/dev/zero", decode).status(), ErrorCode::kInvalidArgument,
+               "/dev/zero: not a regular file");
+  expect_error(decode_image_file(m.dir.path(), decode).status(), ErrorCode::kInvalidArgument, "is a directory");
+  expect_error(read_text_file(m.weights()).status(), ErrorCode::kInvalidArgument, "not a regular file");
+  expect_error(write_bytes_atomic(m.dir.file("out") + std::string(1, '\0') + "x", false, "data"),
+               ErrorCode::kInvalidArgument, "cannot hold a NUL byte");
+  EXPECT_FALSE(fs::exists(m.dir.file("out")));
+}
+
+TEST(ModelErrors, ThreadCountIsBounded) {
+  // 100000 workers hung the machine; 20000 took seconds to start and made a forward 100x slower.
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.threads = 100000;
+  expect_error(Model::load(test::fixture(kTiny), lo).status(), ErrorCode::kInvalidArgument,
+               "100000 threads is more than");
+  lo.backend_options.threads = 8;  // more than the cores is allowed, within bounds
+  EXPECT_TRUE(Model::load(test::fixture(kTiny), lo).ok());
+}
+
 TEST(ModelErrors, UnknownModelArg) {
   ModelCopy m;
   m.edit_config("\"num_heads\": 2", "\"num_heads\": 2, \"warp_factor\": 9");
@@ -335,6 +383,24 @@ TEST(ForwardErrors, BadInputShapes) {
   expect_error(m.forward(Tensor({1, 3, 32, 32}), fo).status(), ErrorCode::kInvalidArgument, "out of range");
   // A good call still works after the failures.
   EXPECT_TRUE(m.forward(Tensor({2, 3, 32, 48})).ok());
+}
+
+TEST(ForwardErrors, NonFiniteInputIsAnErrorNamingWhere) {
+  // A NaN or infinity reaches every output through attention; it was NaN features and no error.
+  LoadOptions lo;
+  lo.backend = "cpu";
+  Result<std::unique_ptr<Model>> model = Model::load(test::fixture(kTiny), lo);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  Tensor x({2, 3, 32, 48});
+  x.ptr()[(1 * 3 + 2) * 32 * 48 + 5 * 48 + 7] = std::nanf("");
+  expect_error((*model)->forward(x).status(), ErrorCode::kInvalidArgument,
+               "input holds NaN (image 1, channel 2, row 5, column 7)");
+  Tensor y({1, 3, 32, 32});
+  y.ptr()[3] = -INFINITY;
+  expect_error((*model)->forward(y).status(), ErrorCode::kInvalidArgument,
+               "input holds an infinity (image 0, channel 0, row 0, column 3)");
+  y.ptr()[3] = 1e3f;  // large but finite is an input like any other
+  EXPECT_TRUE((*model)->forward(y).ok());
 }
 
 DINOV3_SUITE_LABELS(ForwardIntermediates, "unit");

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <tuple>
 #include <filesystem>
 #include <sstream>
@@ -113,9 +114,9 @@ Result<ModelConfig> with_preprocess_overrides(const ModelConfig& config, const P
     return make_error(ErrorCode::kInvalidArgument, "--crop-mode must be center, squash or border, got '" + o.crop_mode + "'");
   if (!o.interpolation.empty()) d.interpolation = o.interpolation;
   if (!o.crop_mode.empty()) d.crop_mode = o.crop_mode;
-  if (o.crop_pct != 0) {
-    if (!(o.crop_pct > 0 && o.crop_pct <= 10)) return make_error(ErrorCode::kInvalidArgument, "--crop-pct must be in (0, 10]");
-    d.crop_pct = o.crop_pct;
+  if (o.crop_pct) {
+    if (!(*o.crop_pct > 0 && *o.crop_pct <= 10)) return make_error(ErrorCode::kInvalidArgument, "--crop-pct must be in (0, 10]");
+    d.crop_pct = *o.crop_pct;
   }
   for (const auto& [values, dst, name] : {std::tuple{&o.mean, &d.mean, "--mean"}, std::tuple{&o.std, &d.std, "--std"}}) {
     if (values->empty()) continue;
@@ -150,11 +151,17 @@ void add_size_options(CLI::App& cmd, InputSize* size) {
   s->excludes(l);
 }
 
+void add_decode_options(CLI::App& cmd, bool* exif_transpose, int64_t* max_pixels, const char* verb) {
+  cmd.add_flag("--exif-transpose", *exif_transpose, "apply the EXIF orientation (timm does not)");
+  cmd.add_option("--max-pixels", *max_pixels, std::string(verb) + " images with more pixels than this")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
+}
+
 void add_input_options(CLI::App& cmd, InputOptions* opts) {
   cmd.add_option("--image,-i", opts->images, "image file(s), run as one batch (JPEG, PNG, WebP, BMP)");
   cmd.add_option("--input-tensor", opts->input_tensor, "preprocessed input [B,3,H,W]: FILE.safetensors[:NAME]");
-  cmd.add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
-  cmd.add_option("--max-pixels", opts->max_pixels, "refuse images with more pixels than this")->capture_default_str();
+  add_decode_options(cmd, &opts->exif_transpose, &opts->max_pixels, "refuse");
   add_preprocess_options(cmd, &opts->preprocess);
   add_size_options(cmd, &opts->size);
 }

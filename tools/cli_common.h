@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -46,11 +47,15 @@ void describe_model_source(const LoadedModel& m);
 struct PreprocessOverrides {
   std::string interpolation;  // bicubic | bilinear
   std::string crop_mode;      // center | squash | border
-  double crop_pct = 0;
+  std::optional<double> crop_pct;
   std::vector<float> mean, std;
-  bool given() const { return !interpolation.empty() || !crop_mode.empty() || crop_pct != 0 || !mean.empty() || !std.empty(); }
+  bool given() const {
+    return !interpolation.empty() || !crop_mode.empty() || crop_pct.has_value() || !mean.empty() || !std.empty();
+  }
 };
 void add_preprocess_options(CLI::App& cmd, PreprocessOverrides* opts);
+// --exif-transpose and --max-pixels (positive; `verb`: what happens to a larger image, "refuse" or "skip").
+void add_decode_options(CLI::App& cmd, bool* exif_transpose, int64_t* max_pixels, const char* verb);
 // The model's configuration with its preprocessing (its layout's defaults) overridden by the flags.
 Result<ModelConfig> with_preprocess_overrides(const ModelConfig& config, const PreprocessOverrides& overrides);
 nlohmann::ordered_json preprocess_json(const PreprocessConfig& config);

@@ -28,8 +28,7 @@ struct DenseOptions {
 void add_dense_options(CLI::App& cmd, DenseOptions* opts) {
   add_model_options(cmd, &opts->model);
   add_size_options(cmd, &opts->size);
-  cmd.add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
-  cmd.add_option("--max-pixels", opts->max_pixels, "refuse images with more pixels than this")->capture_default_str();
+  add_decode_options(cmd, &opts->exif_transpose, &opts->max_pixels, "refuse");
   cmd.add_flag("--overwrite", opts->overwrite, "replace existing output files");
 }
 

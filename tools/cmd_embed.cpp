@@ -70,6 +70,7 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
   const ModelConfig& c = model.config();
   DINOV3_ASSIGN_OR_RETURN(const ModelConfig preprocess_model, with_preprocess_overrides(c, o.preprocess));
   DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for_size(preprocess_model, o.size));
+  DINOV3_RETURN_IF_ERROR(intermediate_block_indices(c, o.layers).status());  // before the output is started
   const int64_t T = c.tokens_for(pc.height, pc.width), D = c.embed_dim;
   Shape row_shape = {D};
   if (o.features) row_shape = {T, D};
@@ -183,8 +184,7 @@ Command add_embed_command(CLI::App& app) {
   cmd->add_flag("--resume", opts->resume, "continue an interrupted run with the same inputs");
   cmd->add_flag("--quiet,-q", opts->quiet, "no progress or summary");
   cmd->add_option("--workers", opts->workers, "decoding threads")->capture_default_str();
-  cmd->add_flag("--exif-transpose", opts->exif_transpose, "apply the EXIF orientation (timm does not)");
-  cmd->add_option("--max-pixels", opts->max_pixels, "skip images with more pixels than this")->capture_default_str();
+  add_decode_options(*cmd, &opts->exif_transpose, &opts->max_pixels, "skip");
   add_preprocess_options(*cmd, &opts->preprocess);
   add_size_options(*cmd, &opts->size);
   return {cmd, [opts]() -> Result<int> {

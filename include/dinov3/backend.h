@@ -91,7 +91,7 @@ struct Int8LinearValues {
 };
 
 struct BackendOptions {
-  int threads = 0;                       // 0: one per core
+  int threads = 0;                       // 0: one per core; the cpu backend takes at most max(256, 4 x cores)
   Precision precision = Precision::kF32;
   // Per-layer mixed precision (int8 plans, dinov3/int8_plan.h, set it through LoadOptions::int8_plan): with
   // precision kInt8, the precision (kInt8 or kBF16) of the n-th linear layer prepared, counting from 0 in

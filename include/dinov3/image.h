@@ -99,6 +99,12 @@ InputPosition image_to_input(const PreprocessGeometry& g, int image_width, int i
 // value (v - mean) / std for v in [0, 1] finite in float32. kInvalidArgument naming the channel otherwise.
 Status check_normalization(const std::array<float, 3>& mean, const std::array<float, 3>& std);
 
+// A PreprocessConfig every image can go through: a positive input size, a finite positive crop_pct whose
+// resize size (input size / crop_pct) is within DecodeOptions' default pixel limit, and, when it
+// normalises, check_normalization. kInvalidArgument otherwise. preprocess_config_for checks its result
+// with it, so a wrong setting is one error before any image rather than the same error for each.
+Status check_preprocess_config(const PreprocessConfig& config);
+
 // ToTensor + Normalize: out[c][y][x] = (v / 255 - mean[c]) / std[c] in float32 (v * rescale_factor for
 // another rescale factor; no mean/std step when normalize is false). `image` must already be
 // config.width x config.height; `out` holds 3 * height * width floats.

@@ -126,6 +126,10 @@ struct ForwardOptions {
   bool keep_embed = false;          // also return the tokens entering block 0
 };
 
+// The non-negative block indices of `intermediate_blocks` for a model of `config.depth` blocks (negative
+// ones count from the end); kInvalidArgument naming the first out of range. forward checks them so too.
+Result<std::vector<int>> intermediate_block_indices(const ModelConfig& config, const std::vector<int>& blocks);
+
 struct Intermediate {
   int block = 0;  // non-negative block index
   Tensor tokens;  // [B, T, D]

@@ -200,7 +200,7 @@ class Model:
         ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), then /opt/atomgit/weight/<name>.
     backend: the compute backend ("cpu", or "reference", the slow oracle).
     precision: "fp32", "bf16" or "int8" (as the backend permits).
-    threads: backend worker threads; None: one per core.
+    threads: backend worker threads; None: one per core (the cpu backend takes at most max(256, 4 x cores)).
     int8_plan: with precision "int8", a plan file from calibrate_int8 (or `dinov3 calibrate`): int8 in the
         layers where it measured safe, bf16 elsewhere. None: every linear layer int8.
     profile: time every backend op of the forwards, read with op_profile().
@@ -268,8 +268,11 @@ class Model:
 
         Yields one EmbedResult per readable image, in input order: .path, .pooled float32 [D] and, with
         features=True, .features float32 [T, D]. normalize=True scales each vector (pooled, and each
-        token) to unit L2 norm. Unreadable files are listed in the iterator's .skipped.
+        token) to unit L2 norm. Unreadable files are listed in the iterator's .skipped. A single path
+        (str, bytes or os.PathLike) is one file, not a sequence of characters.
         """
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            paths = [paths]
         return EmbedIterator(self._core.embed([os.fsencode(p) for p in paths], int(batch_size), bool(normalize),
                                               bool(features), pool, int(workers), bool(exif_transpose)))
 

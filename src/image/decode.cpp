@@ -1,5 +1,6 @@
 // Format detection and the public decode entry points.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "dinov3/image.h"
 #include "image/decoders.h"
 #include "image/exif.h"
+#include "io/file_util.h"
 #include "util/api_guard.h"
 
 namespace dinov3 {
@@ -52,10 +54,13 @@ bool starts_with(const uint8_t* data, size_t size, const char* magic, size_t mag
 }
 
 Result<std::vector<uint8_t>> read_whole_file(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
+  // A regular file only: a FIFO would block and /dev/zero never end.
+  DINOV3_ASSIGN_OR_RETURN(const int fd, open_regular_file(path));
+  FILE* f = ::fdopen(fd, "rb");
   if (!f) {
     const int err = errno;
-    return make_error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIoError, std::strerror(err));
+    ::close(fd);
+    return make_error(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(err));
   }
   std::vector<uint8_t> bytes;
   struct stat info {};
@@ -66,7 +71,7 @@ Result<std::vector<uint8_t>> read_whole_file(const std::string& path) {
   const bool failed = std::ferror(f) != 0;
   const int err = errno;
   std::fclose(f);
-  if (failed) return make_error(ErrorCode::kIoError, std::string("read failed: ") + std::strerror(err));
+  if (failed) return make_error(ErrorCode::kIoError, path + ": read failed: " + std::strerror(err));
   return bytes;
 }
 
@@ -100,8 +105,10 @@ Result<ImageRGB8> decode_image_memory(const uint8_t* data, size_t size, const De
 }
 
 Result<ImageRGB8> decode_image_file(const std::string& path, const DecodeOptions& options) {
-  Result<std::vector<uint8_t>> bytes = guard_api_call("reading", [&] { return read_whole_file(path); });
-  if (!bytes.ok()) return bytes.status().with_context(path);
+  // read_whole_file's errors name the path.
+  const std::string reading = "reading " + path;
+  Result<std::vector<uint8_t>> bytes = guard_api_call(reading.c_str(), [&] { return read_whole_file(path); });
+  if (!bytes.ok()) return bytes.status();
   Result<ImageRGB8> image = decode_image_memory(bytes->data(), bytes->size(), options);
   if (!image.ok()) return image.status().with_context(path);
   return image;

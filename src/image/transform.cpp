@@ -43,16 +43,35 @@ std::array<uint8_t, 3> fill_color(const PreprocessConfig& config) {
   return fill;
 }
 
-}  // namespace
-
-Result<PreprocessGeometry> preprocess_geometry(int width, int height, const PreprocessConfig& config) {
-  const ScopedDefaultFloatEnv float_env;
+// The geometry's part of check_preprocess_config.
+Status check_crop(const PreprocessConfig& config) {
   if (config.height <= 0 || config.width <= 0) {
     return make_error(ErrorCode::kInvalidArgument, "preprocess: the input size must be positive");
   }
   if (!(config.crop_pct > 0.0) || !std::isfinite(config.crop_pct)) {
     return make_error(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be a positive number");
   }
+  const double resize_pixels = std::floor(config.height / config.crop_pct) * std::floor(config.width / config.crop_pct);
+  if (const int64_t limit = DecodeOptions{}.max_pixels; resize_pixels > static_cast<double>(limit)) {
+    char what[160];
+    std::snprintf(what, sizeof(what), "preprocess: crop_pct %g resizes to more than %lld pixels for a %dx%d input",
+                  config.crop_pct, static_cast<long long>(limit), config.width, config.height);
+    return make_error(ErrorCode::kInvalidArgument, what);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status check_preprocess_config(const PreprocessConfig& config) {
+  DINOV3_RETURN_IF_ERROR(check_crop(config));
+  if (config.normalize) DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
+  return {};
+}
+
+Result<PreprocessGeometry> preprocess_geometry(int width, int height, const PreprocessConfig& config) {
+  const ScopedDefaultFloatEnv float_env;
+  DINOV3_RETURN_IF_ERROR(check_crop(config));
   const double scale_h = std::floor(config.height / config.crop_pct);
   const double scale_w = std::floor(config.width / config.crop_pct);
   PreprocessGeometry g;

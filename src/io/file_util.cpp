@@ -15,7 +15,43 @@ namespace dinov3 {
 
 bool file_exists(const std::string& path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
+  return check_path(path).ok() && ::stat(path.c_str(), &st) == 0;
+}
+
+Status check_path(const std::string& path) {
+  if (path.find('\0') == std::string::npos) return {};
+  std::string shown;
+  for (const char c : path) c == '\0' ? shown += "\\0" : shown += c;
+  return make_error(ErrorCode::kInvalidArgument, "\"" + shown + "\": a path cannot hold a NUL byte");
+}
+
+Result<int> open_regular_file(const std::string& path) {
+  DINOV3_RETURN_IF_ERROR(check_path(path));
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer before the check below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    return make_error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIoError,
+                      path + ": cannot open: " + std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return make_error(ErrorCode::kIoError, path + ": cannot stat: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error(ErrorCode::kInvalidArgument, path + (S_ISDIR(st.st_mode) ? ": is a directory, not a file"
+                                                                                : ": not a regular file"));
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return make_error(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(err));
+  }
+  return fd;
 }
 
 namespace {
@@ -140,6 +176,7 @@ Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
 }  // namespace
 
 Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite) {
+  for (const FileToWrite& f : files) DINOV3_RETURN_IF_ERROR(check_path(f.path));
   if (!overwrite) {
     for (const FileToWrite& f : files)
       if (file_exists(f.path)) return already_exists(f.path);
@@ -161,17 +198,31 @@ Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_v
 }
 
 Result<std::string> read_text_file(const std::string& path, size_t limit) {
+  DINOV3_ASSIGN_OR_RETURN(const int fd, open_regular_file(path));
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return make_error(ErrorCode::kNotFound, path + ": no such file");
-  if (!S_ISREG(st.st_mode)) return make_error(ErrorCode::kInvalidArgument, path + ": not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > limit)
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) > limit) {
+    ::close(fd);
     return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(st.st_size) + " bytes is too large");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorCode::kIoError, path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return make_error(ErrorCode::kIoError, path + ": read error");
-  return ss.str();
+  }
+  std::string text;
+  char chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return io_error(path, "read failed", err);
+    }
+    if (n == 0) break;
+    text.append(chunk, static_cast<size_t>(n));
+    if (text.size() > limit) {  // grew since the check
+      ::close(fd);
+      return make_error(ErrorCode::kFormatError, path + ": more than " + std::to_string(limit) + " bytes is too large");
+    }
+  }
+  ::close(fd);
+  return text;
 }
 
 }  // namespace dinov3

@@ -7,25 +7,17 @@
 #include <cstring>
 
 #include "dinov3/tensor_file.h"
+#include "io/file_util.h"
 
 namespace dinov3 {
 
 Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    return make_error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIoError,
-                      path + ": cannot open: " + std::strerror(err));
-  }
+  DINOV3_ASSIGN_OR_RETURN(const int fd, open_regular_file(path));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
     return make_error(ErrorCode::kIoError, path + ": cannot stat: " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return make_error(ErrorCode::kInvalidArgument, path + ": not a regular file");
   }
   std::shared_ptr<MappedFile> file(new MappedFile());
   file->path_ = path;

@@ -1,5 +1,6 @@
 // The DINOv3 ViT forward, written once against the Backend interface (SPEC.md section 1).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "dinov3/model.h"
@@ -227,10 +228,35 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
     return make_error(ErrorCode::kInvalidArgument,
                       "input " + shape_to_string(input.shape) + " is too large (" + std::to_string(B * T) + " tokens)");
   }
+  // A NaN or infinity reaches every output through attention: an error here, not NaN features.
+  const float* x = input.ptr();
+  for (int64_t i = 0, n = input.numel(); i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      const int64_t per_image = C * H * W, at = i % per_image;
+      return make_error(ErrorCode::kInvalidArgument,
+                        "input holds " + std::string(std::isnan(x[i]) ? "NaN" : "an infinity") + " (image " +
+                            std::to_string(i / per_image) + ", channel " + std::to_string(at / (H * W)) + ", row " +
+                            std::to_string(at % (H * W) / W) + ", column " + std::to_string(at % W) + ")");
+    }
+  }
   return {};
 }
 
 }  // namespace
+
+Result<std::vector<int>> intermediate_block_indices(const ModelConfig& config, const std::vector<int>& blocks) {
+  std::vector<int> indices;
+  for (const int idx : blocks) {
+    const int64_t block = idx < 0 ? idx + config.depth : idx;
+    if (block < 0 || block >= config.depth) {
+      return make_error(ErrorCode::kInvalidArgument, "intermediate block " + std::to_string(idx) +
+                                                         " is out of range for " + std::to_string(config.depth) +
+                                                         " blocks");
+    }
+    indices.push_back(static_cast<int>(block));
+  }
+  return indices;
+}
 
 Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& options) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -244,14 +270,7 @@ Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const Forwar
   const int64_t D = cfg.embed_dim, T = cfg.tokens_for(H, W);
 
   Pass pass;
-  for (int idx : options.intermediate_blocks) {
-    const int block = idx < 0 ? idx + static_cast<int>(cfg.depth) : idx;
-    if (block < 0 || block >= cfg.depth) {
-      return make_error(ErrorCode::kInvalidArgument, "intermediate block " + std::to_string(idx) + " is out of range for " +
-                                                         std::to_string(cfg.depth) + " blocks");
-    }
-    pass.blocks.push_back(block);
-  }
+  DINOV3_ASSIGN_OR_RETURN(pass.blocks, intermediate_block_indices(cfg, options.intermediate_blocks));
   pass.norm_blocks = options.norm_intermediates;
   pass.keep_embed = options.keep_embed;
   const PoolMode pool = options.pool == PoolMode::kDefault ? cfg.global_pool : options.pool;

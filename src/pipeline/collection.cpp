@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "io/file_util.h"
+
 namespace dinov3 {
 
 namespace fs = std::filesystem;
@@ -19,6 +21,7 @@ bool has_image_extension(std::string_view path) {
 Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& specs) {
   std::vector<std::string> out;
   for (const auto& spec : specs) {
+    DINOV3_RETURN_IF_ERROR(check_path(spec));
     if (!spec.empty() && spec[0] == '@') {
       std::ifstream in(spec.substr(1));
       if (!in) return make_error(ErrorCode::kNotFound, escape_line(spec.substr(1)) + ": cannot read the input list");

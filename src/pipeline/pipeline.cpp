@@ -39,6 +39,7 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
   p.std = d.std;
   p.rescale_factor = d.rescale_factor;
   p.normalize = d.normalize;
+  DINOV3_RETURN_IF_ERROR(check_preprocess_config(p));
   return p;
 }
 

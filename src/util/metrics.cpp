@@ -44,6 +44,12 @@ Agreement compare_outputs(const float* a, const float* baseline, size_t n) {
     ab += x * y;
     r.max_abs_diff = std::max(r.max_abs_diff, std::fabs(x - y));
   }
+  // A NaN or infinity on either side agrees with nothing: every metric NaN (a verdict's "rel < 1e-2" fails),
+  // not the 0 that the zero-baseline rule below would give a NaN baseline.
+  if (!std::isfinite(diff2) || !std::isfinite(a2) || !std::isfinite(b2)) {
+    r.rel_error = r.cosine = r.mse = r.max_abs_diff = std::nan("");
+    return r;
+  }
   // A zero baseline only agrees with a zero output.
   r.rel_error = b2 > 0 ? std::sqrt(diff2 / b2) : (diff2 > 0 ? INFINITY : 0.0);
   r.cosine = (a2 > 0 && b2 > 0) ? ab / std::sqrt(a2 * b2) : (a2 == b2 ? 1.0 : 0.0);

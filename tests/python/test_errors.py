@@ -1,6 +1,8 @@
 """Bad inputs raise the exception type their status code maps to, with the engine's clear message."""
 # ctest labels: hostile
 
+import os
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,8 @@ def test_not_a_checkpoint_is_value_error(tmp_path):
 
 @pytest.mark.parametrize("kwargs,match", [({"precision": "fp64"}, "precision 'fp64'"),
                                           ({"backend": "nope"}, "backend 'nope'"),
-                                          ({"threads": -1}, "threads")])
+                                          ({"threads": -1}, "threads"),
+                                          ({"threads": 100000}, "100000 threads is more than")])
 def test_bad_options_are_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         dinov3.Model(str(MODELS / "tiny"), **kwargs)
@@ -61,6 +64,48 @@ def test_preprocess_rejects_bad_inputs(tiny):
         tiny.preprocess([42])
     with pytest.raises(ValueError, match="no images"):
         tiny.preprocess([])
+
+
+def test_forward_rejects_non_finite_values(tiny):
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    x[0, 2, 3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"input holds NaN \(image 0, channel 2, row 3, column 4\)"):
+        tiny.forward(x)
+    x[0, 2, 3, 4] = np.inf
+    with pytest.raises(ValueError, match="input holds an infinity"):
+        tiny.forward(x)
+
+
+def test_paths_must_name_regular_files_without_nul(tiny, tmp_path):
+    # A NUL ended the C string early: "cat\0.evil.png" decoded "cat"; a FIFO blocked, /dev/zero never ended.
+    cat = str(IMAGES / "chelsea.png")
+    with pytest.raises(ValueError, match="cannot hold a NUL byte"):
+        tiny.preprocess(cat + "\0.evil.png")
+    with pytest.raises(ValueError, match="cannot hold a NUL byte"):
+        dinov3.Model(str(MODELS / "tiny") + "\0x")
+    fifo = tmp_path / "f.png"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            tiny.preprocess(path)
+    with pytest.raises(ValueError, match="is a directory"):
+        tiny.preprocess(str(tmp_path))
+
+
+def test_preprocess_array_too_large_is_an_error_not_a_crash(tiny):
+    # A broadcast array needs a contiguous copy; when that copy cannot be made the process segfaulted.
+    pixel = np.zeros((1, 1, 3), np.uint8)
+    with pytest.raises(MemoryError, match="cannot make a contiguous copy"):
+        tiny.preprocess(np.broadcast_to(pixel, (1_000_000, 1_000_000, 3)))
+    with pytest.raises(ValueError, match="too large"):
+        tiny.preprocess(np.broadcast_to(pixel, (2**31, 1, 3)))
+
+
+def test_embed_takes_a_single_path_as_one_file(tiny):
+    path = str(IMAGES / "chelsea.png")
+    one = list(tiny.embed(path))
+    assert [r.path for r in one] == [path]
+    np.testing.assert_array_equal(one[0].pooled, list(tiny.embed([path]))[0].pooled)
 
 
 def test_embed_rejects_bad_options(tiny):

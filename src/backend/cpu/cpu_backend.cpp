@@ -555,7 +555,16 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options, Isa
   if (options.threads < 0) {
     return make_error(ErrorCode::kInvalidArgument, "cpu backend: negative thread count");
   }
-  const int threads = options.threads == 0 ? std::max(1, cpu_core_count()) : options.threads;
+  const int cores = std::max(1, cpu_core_count());
+  // Each worker has its own scratch and spin-waits between ops, so far more workers than cores only cost
+  // memory and time (20000 took seconds to start and a forward ran 100x slower): a bounded count.
+  const int max_threads = std::max(256, 4 * cores);
+  if (options.threads > max_threads) {
+    return make_error(ErrorCode::kInvalidArgument, "cpu backend: " + std::to_string(options.threads) +
+                                                       " threads is more than " + std::to_string(max_threads) +
+                                                       " (this machine has " + std::to_string(cores) + " cores)");
+  }
+  const int threads = options.threads == 0 ? cores : options.threads;
   // bf16 and int8 linear layers: AVX512_BF16 / AVX512_VNNI tiles where the CPU has them (and the
   // DINOV3_CPU_NO_BF16 / DINOV3_CPU_NO_VNNI test switches are off), else the AVX-512F emulation (same bits)
   // or, below AVX-512, the AVX2 emulation (the same dot products) or the portable kernels.

@@ -95,6 +95,7 @@ Result<Checkpoint> open_folder(const std::string& dir) {
 }  // namespace
 
 Result<Checkpoint> open_checkpoint(const std::string& path) {
+  DINOV3_RETURN_IF_ERROR(check_path(path));
   std::error_code ec;
   const auto status = fs::status(path, ec);
   Result<Checkpoint> ckpt = make_error(ErrorCode::kNotFound, path + ": no such file or folder");
