@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libjpeg62-turbo-dev libpng-dev libwebp-dev   # image decoders (libpng also writes the pictures)
+  zlib1g-dev                                   # CRC-32 of .pth (zip) records
   libeigen3-dev                                # PCA of dense features
   nlohmann-json3-dev libcli11-dev              # config/header parsing, command line
   libcurl4-openssl-dev libssl-dev              # dinov3 pull: HTTP, sha256 (libcrypto)

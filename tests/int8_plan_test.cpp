@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -25,6 +26,8 @@
 
 namespace dinov3 {
 namespace {
+
+namespace fs = std::filesystem;
 
 const std::string kTiny = test::fixture("models/tiny");
 
@@ -317,6 +320,71 @@ TEST(Int8Plan, MustMatchTheModel) {
   expect_error(kTiny, for_gelu, "an int8 plan needs precision int8, not bf16");
 }
 
+std::string linear_digest(const std::string& path) {
+  LoadOptions lo;
+  lo.backend = "reference";
+  lo.digest_linear_weights = true;
+  Result<std::unique_ptr<Model>> m = Model::load(path, lo);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  return m.ok() ? (*m)->linear_weights_digest() : std::string();
+}
+
+// A plan fits the weights it was measured on: another model with the same layers (a fine-tune, another
+// size's sibling) was accepted and gave outputs off by a relative 1.16.
+TEST(Int8Plan, RefusesAModelWithOtherWeights) {
+  // The digest is of the float32 linear layers as the backend receives them: the same for the three
+  // layouts of the same weights (Meta's qkv bias times its mask, HF's q/k/v parts fused).
+  const std::string digest = linear_digest(kTiny);
+  ASSERT_EQ(digest.size(), 64u);
+  EXPECT_EQ(linear_digest(test::fixture("models/tiny_meta/dinov3_tiny_pretrain_random.pth")), digest);
+  EXPECT_EQ(linear_digest(test::fixture("models/tiny_hf")), digest);
+  LoadOptions plain;  // not asked for: not computed
+  plain.backend = "reference";
+  Result<std::unique_ptr<Model>> unasked = Model::load(kTiny, plain);
+  ASSERT_TRUE(unasked.ok());
+  EXPECT_EQ((*unasked)->linear_weights_digest(), "");
+
+  // tiny with one fc2 weight moved by 1e-3.
+  test::TempDir other;
+  fs::copy_file(kTiny + "/config.json", other.file("config.json"));
+  Result<TensorArchive> archive = open_safetensors(kTiny + "/model.safetensors");
+  ASSERT_TRUE(archive.ok());
+  std::vector<Tensor> values;
+  for (const RawTensor& raw : archive->tensors()) {
+    Result<Tensor> t = archive->load_f32(raw);
+    ASSERT_TRUE(t.ok());
+    if (raw.name == "blocks.1.mlp.fc2.weight") t->data[5] += 1e-3f;
+    values.push_back(std::move(*t));
+  }
+  std::vector<NamedTensor> named;
+  for (size_t i = 0; i < values.size(); ++i) named.push_back({archive->tensors()[i].name, &values[i]});
+  ASSERT_TRUE(save_safetensors(other.file("model.safetensors"), named).ok());
+  EXPECT_NE(linear_digest(other.path()), digest);
+
+  std::unique_ptr<Model> probe = load(kTiny, Precision::kF32);
+  ASSERT_TRUE(probe);
+  Int8Plan plan = plan_for(probe->config(), [](size_t i) { return i % 2 == 0; });
+  plan.model_digest = digest;
+  const auto shared = std::make_shared<const Int8Plan>(plan);
+  EXPECT_TRUE(load(kTiny, Precision::kInt8, shared));
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.precision = Precision::kInt8;
+  lo.int8_plan = shared;
+  Result<std::unique_ptr<Model>> refused = Model::load(other.path(), lo);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("the int8 plan was calibrated on other weights"), std::string::npos)
+      << refused.status().message();
+  // The digest travels in the plan file.
+  Result<Int8Plan> parsed = parse_int8_plan(int8_plan_to_json(plan));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  EXPECT_EQ(parsed->model_digest, digest);
+  std::string text = int8_plan_to_json(plan);
+  text.replace(text.find(digest), 64, "not-a-digest");
+  EXPECT_FALSE(parse_int8_plan(text).ok());
+}
+
 // Whole-model bits: an all-bf16 plan is the bf16 model, an all-int8 plan the int8 model, and a mixed plan
 // differs from both.
 TEST(Int8Plan, RunsThePrecisionsItNames) {
@@ -378,6 +446,7 @@ TEST(Calibrate, MeasuresWhatItReportsAndKeepsItsBudget) {
   EXPECT_GT(plan->int8_flop_share, 0.0);
   EXPECT_LT(plan->int8_flop_share, 1.0);
   EXPECT_LE(plan->measured_error, o.budget);
+  EXPECT_EQ(plan->model_digest, linear_digest(kTiny));  // which weights it was measured on
   std::unique_ptr<Model> mixed = load(kTiny, Precision::kInt8, std::make_shared<const Int8Plan>(*plan));
   ASSERT_TRUE(mixed);
   Result<ForwardOutput> m = mixed->forward(input);

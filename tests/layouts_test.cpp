@@ -18,6 +18,7 @@
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
 #include "dinov3/tensor_file.h"
+#include "io/zip_reader.h"
 #include "test_labels.h"
 #include "test_util.h"
 #include "torch_writer.h"
@@ -307,6 +308,24 @@ TEST(MetaHostileTest, NanInBiasMaskIsAnError) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::memcpy(mask->bytes.data() + 4 * 70, &nan, 4);
   expect_load_error(write_pth(tmp, t), "'blocks.1.attn.qkv.bias_mask' holds a non-finite value at 70");
+}
+
+TEST(MetaHostileTest, DamagedRecordFailsItsCrc) {
+  // torch.save records each record's CRC-32; one flipped bit in a storage loaded silently (pooled output
+  // off by 9%). The fixture as saved by PyTorch, one byte changed in the middle of its largest record.
+  test::TempDir tmp;
+  std::string bytes = test::read_file(test::fixture("models/tiny_meta/dinov3_tiny_pretrain_random.pth"));
+  const auto* base = reinterpret_cast<const uint8_t*>(bytes.data());
+  Result<io::ZipDirectory> zip = io::ZipDirectory::parse({base, bytes.size()});
+  ASSERT_TRUE(zip.ok()) << zip.status().message();
+  const io::ZipRecord* largest = nullptr;
+  for (const io::ZipRecord& r : zip->records())
+    if (largest == nullptr || r.bytes.size() > largest->bytes.size()) largest = &r;
+  ASSERT_TRUE(largest != nullptr && largest->crc32 != 0);  // PyTorch wrote its CRC
+  const std::string name = largest->name;
+  bytes[static_cast<size_t>(largest->bytes.data() - base) + largest->bytes.size() / 2] ^= 0x10;
+  test::write_file(tmp.file("model.pth"), bytes);
+  expect_load_error(tmp.file("model.pth"), "zip record '" + name + "' is damaged: its CRC-32 is");
 }
 
 TEST(MetaHostileTest, NonFinitePeriodIsAnError) {

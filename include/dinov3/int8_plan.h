@@ -28,6 +28,9 @@ struct Int8PlanLayer {
 
 struct Int8Plan {
   std::string architecture;  // of the model it was measured on (information; layers are what is checked)
+  // Model::linear_weights_digest() of the model it was measured on; Model::load refuses a plan whose digest
+  // differs from the model's (empty: not checked, as in plans written before it was recorded).
+  std::string model_digest;
   std::vector<Int8PlanLayer> layers;  // every linear layer, in linear_layers() order
   // How it was chosen: errors are the worst image's relative L2 against float32, the larger of features and
   // pooled.

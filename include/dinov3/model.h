@@ -116,6 +116,9 @@ struct LoadOptions {
   std::shared_ptr<const Int8Plan> int8_plan;
   // When set, every backend op of this model's forwards is timed into it (dinov3/op_profile.h).
   std::shared_ptr<OpProfile> op_profile;
+  // Compute Model::linear_weights_digest() (one SHA-256 pass over the linear layers as they load). A plan
+  // that carries a digest has it computed and compared whatever this says.
+  bool digest_linear_weights = false;
 };
 
 struct ForwardOptions {
@@ -169,6 +172,11 @@ class Model {
   const WeightsInfo& weights_info() const { return weights_info_; }
   Backend& backend() { return *backend_; }
   const std::string& directory() const { return dir_; }  // the path the model was loaded from
+  // SHA-256 (hex) of the linear layers' float32 weights and biases (zeros where there is none) in
+  // linear_layers() order, as the backend received them (so the same for every layout and file dtype of
+  // the same weights); empty unless
+  // LoadOptions::digest_linear_weights or a plan asked for it. An int8 plan records its model's.
+  const std::string& linear_weights_digest() const { return linear_digest_; }
 
   // input: [B, C, H, W] normalised pixels, H and W multiples of the patch size. Calls are serialised.
   Result<ForwardOutput> forward(const Tensor& input, const ForwardOptions& options = {});
@@ -181,9 +189,10 @@ class Model {
   struct Pass;
   Model();
   // load and forward without the boundary that turns allocation failures into statuses. A plan is checked
-  // against the checkpoint's config before any weight is prepared.
+  // against the checkpoint's config before any weight is prepared, and against the weights' digest (when
+  // it carries one) once they are.
   static Result<std::unique_ptr<Model>> load_unguarded(const std::string& path, std::unique_ptr<Backend> backend,
-                                                       const Int8Plan* plan = nullptr);
+                                                       const Int8Plan* plan = nullptr, bool digest = false);
   Result<ForwardOutput> forward_unguarded(const Tensor& input, const ForwardOptions& options);
   Status prepare_activations(int64_t batch, int64_t height, int64_t width);
   // One pass of n images through every block; outputs land at images [b0, b0 + n) of `out`.
@@ -193,6 +202,7 @@ class Model {
   std::string dir_;
   ModelConfig config_;
   WeightsInfo weights_info_;
+  std::string linear_digest_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Weights> weights_;
   std::unique_ptr<Activations> acts_;

@@ -1,7 +1,6 @@
 // `pull`: one revision of a hub repository into the Hugging Face cache, as huggingface_hub's
 // snapshot_download / hf_hub_download lay it out, so timm, transformers and resolve_model all find it.
 #include <fnmatch.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 #include "hub/http.h"
 #include "io/file_util.h"
 #include "io/json_util.h"
+#include "util/sha256.h"
 
 namespace dinov3 {
 namespace {
@@ -295,33 +295,6 @@ Result<FileMeta> fetch_file_meta(const Session& s, const std::string& commit, co
   if (!parse_size(size, &m.size)) return make_error(ErrorCode::kFormatError, what + ": the answer gives no size");
   return m;
 }
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { reset(); }
-  bool ok() const { return ctx_ != nullptr && ok_; }
-  void reset() { ok_ = ctx_ != nullptr && EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) == 1; }
-  void update(const void* data, size_t n) { ok_ = ok_ && EVP_DigestUpdate(ctx_.get(), data, n) == 1; }
-  std::string hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    ok_ = ok_ && EVP_DigestFinal_ex(ctx_.get(), md, &len) == 1;
-    std::string out;
-    char buf[3];
-    for (unsigned int i = 0; i < len; ++i) {
-      std::snprintf(buf, sizeof(buf), "%02x", md[i]);
-      out += buf;
-    }
-    return out;
-  }
-
- private:
-  struct Free {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
-  bool ok_ = false;
-};
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }

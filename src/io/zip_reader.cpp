@@ -1,6 +1,9 @@
 #include "io/zip_reader.h"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cstdio>
 
 namespace dinov3::io {
 namespace {
@@ -120,6 +123,7 @@ Result<ZipRecord> read_entry(std::span<const uint8_t> data, std::span<const uint
   const uint8_t* entry = &directory[*pos];
   const uint16_t flags = static_cast<uint16_t>(load_le(entry + 8, 2));
   const uint16_t method = static_cast<uint16_t>(load_le(entry + 10, 2));
+  const uint32_t crc = static_cast<uint32_t>(load_le(entry + 16, 4));
   EntryPlacement placement{load_le(entry + 20, 4), load_le(entry + 24, 4), load_le(entry + 42, 4)};
   const size_t name_size = load_le(entry + 28, 2);
   const size_t extra_size = load_le(entry + 30, 2);
@@ -152,7 +156,7 @@ Result<ZipRecord> read_entry(std::span<const uint8_t> data, std::span<const uint
     return format_error("zip local header of '" + name + "' does not match the central directory");
   if (!fits(data_pos, placement.compressed_size, data.size()))
     return format_error("zip record '" + name + "' extends past the end of the file");
-  return ZipRecord{std::move(name), method, data.subspan(data_pos, placement.compressed_size)};
+  return ZipRecord{std::move(name), method, data.subspan(data_pos, placement.compressed_size), crc};
 }
 
 }  // namespace
@@ -194,6 +198,21 @@ Result<std::span<const uint8_t>> ZipDirectory::stored(std::string_view name) con
   if (record->method != 0)
     return make_error(ErrorCode::kUnsupported, "zip record '" + record->name +
                                                    "' is compressed; compressed zip entries are not supported");
+  if (record->crc32 != 0) {
+    // zlib's crc32 takes a uInt length: the record in chunks.
+    uLong crc = ::crc32(0L, Z_NULL, 0);
+    for (size_t at = 0; at < record->bytes.size();) {
+      const size_t n = std::min<size_t>(record->bytes.size() - at, size_t{1} << 30);
+      crc = ::crc32(crc, record->bytes.data() + at, static_cast<uInt>(n));
+      at += n;
+    }
+    if (static_cast<uint32_t>(crc) != record->crc32) {
+      char what[96];
+      std::snprintf(what, sizeof(what), "' is damaged: its CRC-32 is %08x, the archive says %08x",
+                    static_cast<unsigned>(crc), static_cast<unsigned>(record->crc32));
+      return format_error("zip record '" + record->name + what);
+    }
+  }
   return record->bytes;
 }
 

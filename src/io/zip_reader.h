@@ -19,6 +19,7 @@ struct ZipRecord {
   std::string name;
   uint16_t method = 0;              // 0 = stored; anything else is compressed
   std::span<const uint8_t> bytes;   // the record's bytes as they lie in the archive
+  uint32_t crc32 = 0;               // from the central directory; 0: none was computed (or the data's is 0)
 };
 
 class ZipDirectory {
@@ -29,7 +30,9 @@ class ZipDirectory {
   const std::vector<ZipRecord>& records() const { return records_; }
   const ZipRecord* find(std::string_view name) const;
 
-  // The bytes of a stored record; an error naming the record when it is absent or compressed.
+  // The bytes of a stored record, checked against the record's CRC-32; an error naming the record when it
+  // is absent, compressed or damaged. A CRC-32 of 0 is taken as "not computed" (torch.save with
+  // torch.serialization.set_crc32_options(False) writes 0), so such a record is not checked.
   Result<std::span<const uint8_t>> stored(std::string_view name) const;
 
  private:

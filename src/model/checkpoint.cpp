@@ -1,7 +1,9 @@
 #include "model/checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 namespace dinov3 {
@@ -10,6 +12,25 @@ namespace {
 bool is_floating(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64; }
 
 Status format_error(const std::string& what) { return make_error(ErrorCode::kFormatError, what); }
+
+// The index of the first NaN or infinity in x[0, n), or -1: blocks are tested without branches (the
+// exponent bits all ones), so the common all-finite case runs at memory speed.
+int64_t first_non_finite(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  for (int64_t begin = 0; begin < n; begin += kBlock) {
+    const int64_t end = std::min(n, begin + kBlock);
+    uint32_t any = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, x + i, sizeof(bits));
+      any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (any == 0) continue;
+    for (int64_t i = begin; i < end; ++i)
+      if (!std::isfinite(x[i])) return i;
+  }
+  return -1;
+}
 
 }  // namespace
 
@@ -88,7 +109,25 @@ Result<Tensor> WeightLoader::take(TensorRole role, int64_t block) {
   if (raw == nullptr) return format_error("missing tensor '" + name.value_or("?") + "'");
   DINOV3_ASSIGN_OR_RETURN(Tensor t, archive_.load_f32(*raw));
   archive_.release(*raw);
+  // A NaN or infinity in a parameter is a broken file (it would reach every output): an error, not NaN
+  // features. (Meta's LinearKMaskedBias starts its bias mask as NaN until initialised.)
+  if (const int64_t at = first_non_finite(t.ptr(), t.numel()); at >= 0)
+    return format_error("tensor '" + *name + "' holds a non-finite value at " + std::to_string(at));
   return t;
+}
+
+Result<std::unique_ptr<Weight>> WeightLoader::prepare_linear(const float* w, const float* bias, int64_t out,
+                                                             int64_t in) {
+  if (digest_ != nullptr) {
+    const int64_t shape[2] = {out, in};
+    digest_->update(shape, sizeof(shape));
+    digest_->update(w, static_cast<size_t>(out * in) * sizeof(float));
+    // No bias is a bias of zeros (it computes the same): layouts that store zeros and those that store
+    // nothing give the same digest.
+    const std::vector<float> zeros(bias == nullptr ? static_cast<size_t>(out) : 0, 0.0f);
+    digest_->update(bias != nullptr ? bias : zeros.data(), static_cast<size_t>(out) * sizeof(float));
+  }
+  return backend_.prepare_linear(w, bias, out, in);
 }
 
 Result<std::unique_ptr<Weight>> WeightLoader::vector(TensorRole role, int64_t block) {
@@ -100,9 +139,9 @@ Result<std::unique_ptr<Weight>> WeightLoader::linear(TensorRole weight, TensorRo
   DINOV3_ASSIGN_OR_RETURN(Tensor w, take(weight, block));
   // Conv weights (D, C, p, p) are a linear over (c, ky, kx)-ordered patches: same bytes.
   const int64_t out = w.shape[0], in = w.numel() / out;
-  if (!tensor_name(config_.layout, bias, block, config_)) return backend_.prepare_linear(w.ptr(), nullptr, out, in);
+  if (!tensor_name(config_.layout, bias, block, config_)) return prepare_linear(w.ptr(), nullptr, out, in);
   DINOV3_ASSIGN_OR_RETURN(Tensor b, take(bias, block));
-  return backend_.prepare_linear(w.ptr(), b.ptr(), out, in);
+  return prepare_linear(w.ptr(), b.ptr(), out, in);
 }
 
 Result<std::unique_ptr<Weight>> WeightLoader::qkv(int64_t block) {
@@ -127,14 +166,7 @@ Result<std::unique_ptr<Weight>> WeightLoader::qkv(int64_t block) {
     DINOV3_ASSIGN_OR_RETURN(Tensor b, take(TensorRole::kQkvBias, block));
     DINOV3_ASSIGN_OR_RETURN(Tensor mask, take(TensorRole::kQkvBiasMask, block));
     bias.resize(static_cast<size_t>(3 * D));
-    for (int64_t i = 0; i < 3 * D; ++i) {
-      // Meta's LinearKMaskedBias starts its mask as NaN until initialised: a NaN here is a broken file.
-      if (!std::isfinite(mask.data[i])) {
-        return format_error("tensor '" + *tensor_name(c.layout, TensorRole::kQkvBiasMask, block, c) +
-                            "' holds a non-finite value at " + std::to_string(i) + " (an uninitialised bias mask)");
-      }
-      bias[i] = b.data[i] * mask.data[i];
-    }
+    for (int64_t i = 0; i < 3 * D; ++i) bias[i] = b.data[i] * mask.data[i];  // take() checked both finite
   } else {
     const TensorRole parts[] = {TensorRole::kQBias, TensorRole::kKBias, TensorRole::kVBias};
     for (int p = 0; p < 3; ++p) {
@@ -144,7 +176,7 @@ Result<std::unique_ptr<Weight>> WeightLoader::qkv(int64_t block) {
       std::copy(part.data.begin(), part.data.end(), bias.begin() + p * D);
     }
   }
-  return backend_.prepare_linear(w.ptr(), bias.empty() ? nullptr : bias.data(), 3 * D, D);
+  return prepare_linear(w.ptr(), bias.empty() ? nullptr : bias.data(), 3 * D, D);
 }
 
 Result<std::unique_ptr<Weight>> WeightLoader::prefix_tokens() {

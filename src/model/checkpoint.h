@@ -11,6 +11,7 @@
 #include "dinov3/model.h"
 #include "dinov3/tensor_file.h"
 #include "model/tensor_table.h"
+#include "util/sha256.h"
 
 namespace dinov3 {
 
@@ -40,6 +41,10 @@ class WeightLoader {
   WeightLoader(const TensorArchive& archive, const ModelConfig& config, Backend& backend)
       : archive_(archive), config_(config), backend_(backend) {}
 
+  // From now on every linear layer (linear(), qkv()) also goes into `digest`, as the backend receives it:
+  // out and in (int64), the float32 weight [out, in], then the bias (zeros when there is none).
+  void digest_linear_layers(Sha256* digest) { digest_ = digest; }
+
   Result<std::unique_ptr<Weight>> vector(TensorRole role, int64_t block = -1);
   // weight [out, in...] and its bias, or none when the configuration has no such bias.
   Result<std::unique_ptr<Weight>> linear(TensorRole weight, TensorRole bias, int64_t block = -1);
@@ -51,9 +56,11 @@ class WeightLoader {
 
  private:
   Result<Tensor> take(TensorRole role, int64_t block);
+  Result<std::unique_ptr<Weight>> prepare_linear(const float* w, const float* bias, int64_t out, int64_t in);
   const TensorArchive& archive_;
   const ModelConfig& config_;
   Backend& backend_;
+  Sha256* digest_ = nullptr;
 };
 
 }  // namespace dinov3

@@ -114,7 +114,10 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadOp
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(options.backend, backend_options));
   if (options.op_profile) backend = profile_backend_ops(std::move(backend), options.op_profile);
   return guard_api_call("loading the model",
-                        [&] { return load_unguarded(path, std::move(backend), options.int8_plan.get()); });
+                        [&] {
+                          return load_unguarded(path, std::move(backend), options.int8_plan.get(),
+                                                options.digest_linear_weights);
+                        });
 }
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_ptr<Backend> backend) {
@@ -122,7 +125,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, std::unique_
 }
 
 Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, std::unique_ptr<Backend> backend,
-                                                     const Int8Plan* plan) {
+                                                     const Int8Plan* plan, bool digest) {
   if (!backend) return make_error(ErrorCode::kInvalidArgument, "no backend given");
   DINOV3_ASSIGN_OR_RETURN(Checkpoint ckpt, open_checkpoint(path));
   if (plan != nullptr) DINOV3_RETURN_IF_ERROR(check_int8_plan(*plan, ckpt.config));
@@ -137,6 +140,9 @@ Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, st
   auto weights = std::make_unique<Weights>();
   const ModelConfig& cfg = model->config_;
   WeightLoader loader(ckpt.archive, cfg, *model->backend_);
+  Sha256 sha;
+  const bool check_digest = plan != nullptr && !plan->model_digest.empty();
+  if (digest || check_digest) loader.digest_linear_layers(&sha);
   using R = TensorRole;
   DINOV3_ASSIGN_OR_RETURN(weights->patch, loader.linear(R::kPatchWeight, R::kPatchBias));
   DINOV3_ASSIGN_OR_RETURN(weights->prefix, loader.prefix_tokens());
@@ -162,6 +168,18 @@ Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, st
   DINOV3_ASSIGN_OR_RETURN(weights->norm_w, loader.vector(R::kNormWeight));
   DINOV3_ASSIGN_OR_RETURN(weights->norm_b, loader.vector(R::kNormBias));
   model->weights_ = std::move(weights);
+  if (digest || check_digest) {
+    model->linear_digest_ = sha.hex();
+    if (!sha.ok()) return make_error(ErrorCode::kInternal, "SHA-256 of the linear layers failed (libcrypto)");
+  }
+  // Rounded int8 weights and per-layer choices fit the weights they were measured on, not another model
+  // with the same layer names and shapes.
+  if (check_digest && plan->model_digest != model->linear_digest_) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the int8 plan was calibrated on other weights (linear layers' SHA-256 " +
+                          plan->model_digest.substr(0, 12) + "..., this model's " +
+                          model->linear_digest_.substr(0, 12) + "...): run dinov3 calibrate for this model");
+  }
   return model;
 }
 

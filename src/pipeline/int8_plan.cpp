@@ -120,7 +120,9 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   LoadOptions f32;
   f32.backend = o.backend;
   f32.backend_options.threads = o.threads;
+  f32.digest_linear_weights = true;  // the plan records which weights it was measured on
   DINOV3_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::load(path, f32));
+  const std::string model_digest = model->linear_weights_digest();
   DINOV3_ASSIGN_OR_RETURN(const ForwardOutput base, model->forward(images));
   const ModelConfig config = model->config();
   const std::vector<LinearLayer> layers = linear_layers(config);
@@ -268,6 +270,7 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   plan.measured_error = measured.error;
   plan.measured_cosine = measured.cosine;
   plan.int8_flop_share = all_macs > 0 ? int8_macs / all_macs : 0;
+  plan.model_digest = model_digest;  // set last: the trial loads above need not compute it
   return plan;
 }
 
@@ -316,6 +319,7 @@ std::string int8_plan_to_json(const Int8Plan& plan) {
       {"format", kPlanFormat},
       {"version", kPlanVersion},
       {"architecture", plan.architecture},
+      {"model_sha256", plan.model_digest},
       {"int8_layers", plan.int8_layers()},
       {"int8_flop_share", plan.int8_flop_share},
       {"calibration",
@@ -342,6 +346,14 @@ Result<Int8Plan> parse_int8_plan(const std::string& text) {
   if (!j.contains("layers") || !j["layers"].is_array() || j["layers"].empty()) return bad("needs a non-empty \"layers\" list");
   Int8Plan plan;
   if (j.contains("architecture") && j["architecture"].is_string()) plan.architecture = j["architecture"].get<std::string>();
+  if (j.contains("model_sha256")) {
+    const auto& d = j["model_sha256"];
+    const bool hex64 = d.is_string() && d.get<std::string>().size() == 64 &&
+                       d.get<std::string>().find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (!hex64 && !(d.is_string() && d.get<std::string>().empty()))
+      return bad("\"model_sha256\" must be 64 lowercase hex digits");
+    plan.model_digest = d.get<std::string>();
+  }
   for (const auto& l : j["layers"]) {
     if (!l.is_object() || !l.contains("name") || !l["name"].is_string() || !l.contains("precision") ||
         !l["precision"].is_string()) {

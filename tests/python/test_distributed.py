@@ -240,3 +240,15 @@ def test_bad_arguments(collection, tmp_path):
         dd.embed([str(collection)], TINY, tmp_path / "out.npy", partition_size=0)
     with pytest.raises(FileNotFoundError):
         dd.embed(["@" + str(tmp_path / "no_list.txt")], TINY, tmp_path / "out.npy")
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(collection, tmp_path):
+    # overwrite=True replaces the output and a run's work folder; a folder of the user's that happens to
+    # be called OUT.npy.dask was deleted whole.
+    out = tmp_path / "out.npy"
+    work = Path(dd.work_dir_for(out))
+    work.mkdir()
+    (work / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="is not a run's work folder"):
+        dd.embed([str(collection)], TINY, out, overwrite=True)
+    assert (work / "mine.txt").read_text() == "keep me" and not out.exists()

@@ -372,6 +372,12 @@ def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes]
         if not overwrite:
             raise ValueError(f"{work_dir}: an interrupted run exists (resume=True / --resume continues it, "
                              "overwrite=True / --overwrite starts over)")
+        # overwrite=True replaces the output and a run's own work folder, never a folder of something else
+        # that happens to have the work folder's name.
+        ours = {"run.json", "run.json.tmp", "inputs.txt"}
+        if not any(os.path.exists(os.path.join(work_dir, n)) for n in ours) and os.listdir(work_dir):
+            raise ValueError(f"{work_dir}: exists and is not a run's work folder (no run.json); it is left as it "
+                             "is: move it or choose another output")
         shutil.rmtree(work_dir)
     os.makedirs(work_dir)
     with open(os.path.join(work_dir, "inputs.txt"), "wb") as f:
