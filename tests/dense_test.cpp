@@ -530,6 +530,7 @@ TEST(Viridis, EndsAndMiddleAreMatplotlibs) {
 DINOV3_SUITE_LABELS(DenseCli, "unit");
 
 DINOV3_TEST_LABELS(DenseCli, BadInputIsAClearError, "hostile");
+DINOV3_TEST_LABELS(DenseCli, SavedComponentsWithInfiniteRangesAreRefused, "hostile");
 TEST(DenseCli, BadInputIsAClearError) {
   test::TempDir tmp;
   ImageRGB8 small{12, 40, std::vector<uint8_t>(12 * 40 * 3, 100)};
@@ -594,6 +595,37 @@ TEST(DenseCli, OutputsAreNamedAndNeverWrittenOverUnasked) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("never written over"), std::string::npos) << r.out;
   EXPECT_EQ(decode(tmp.file("cat.png")).pixels, decode(kChelsea).pixels);
+  // Nor is it --components-out (which replaced the image with safetensors bytes), nor is the picture.
+  for (const std::string& target : {tmp.file("cat.png"), tmp.file("cat.pca.png")}) {
+    const std::string kept = test::read_file(target);
+    r = dinov3("pca " + m + tmp.file("cat.png") + " --long-side 256 --overwrite -o " + tmp.file("cat.pca.png") +
+               " --components-out " + target);
+    EXPECT_EQ(r.exit_code, 1) << target;
+    EXPECT_NE(r.out.find("never written over"), std::string::npos) << r.out;
+    EXPECT_EQ(test::read_file(target), kept);
+  }
+}
+
+TEST(DenseCli, SavedComponentsWithInfiniteRangesAreRefused) {
+  // An infinite end of a colour range gave NaN colours, then lround(NaN).
+  test::TempDir tmp;
+  PatchPca pca;
+  pca.mean.assign(8, 0.0f);
+  pca.components.assign(3 * 8, 0.0f);
+  for (size_t k = 0; k < 3; ++k) {
+    pca.components[k * 8 + k] = 1.0f;
+    pca.low[k] = -1.0f;
+    pca.high[k] = 1.0f;
+    pca.explained_variance_ratio[k] = 0.3;
+  }
+  ASSERT_TRUE(save_patch_pca(tmp.file("ok.safetensors"), pca, {}, false).ok());
+  EXPECT_TRUE(load_patch_pca(tmp.file("ok.safetensors")).ok());
+  pca.high[1] = INFINITY;
+  ASSERT_TRUE(save_patch_pca(tmp.file("inf.safetensors"), pca, {}, false).ok());
+  const Result<PatchPca> bad = load_patch_pca(tmp.file("inf.safetensors"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'range' or 'explained_variance_ratio' holds a non-finite value"),
+            std::string::npos) << bad.status().message();
 }
 
 DINOV3_SUITE_LABELS(InputSize, "unit");

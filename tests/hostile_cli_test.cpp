@@ -1,6 +1,7 @@
 // The dinov3 command on hostile files and when memory runs out: one line on stderr and exit code 1,
 // never an abort. Each reproducer is built here; the binary runs in a child process.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -132,6 +133,62 @@ TEST(HostileCli, WrongSettingsAreOneErrorBeforeAnyImage) {
     EXPECT_NE(r.out.find("--max-pixels: Value " + value + " not in range 1 to"), std::string::npos) << r.out;
     EXPECT_TRUE(fs::is_empty(tmp.path()));
   }
+}
+
+TEST(HostileCli, InputsReportsAndForeignFoldersAreNeverWrittenOver) {
+  test::TempDir tmp;
+  const std::string cli = test::cli_path();
+  fs::copy_file(test::fixture("images/chelsea.png"), tmp.file("cat.png"));
+  const std::string cat = tmp.file("cat.png"), kept = test::read_file(cat);
+  // calibrate: a plan named as its own report was replaced by the report, silently.
+  expect_one_line_error(test::run_command(cli + " calibrate --model " + kTiny + " -i " + cat +
+                                          " --rounding nearest --plan " + tmp.file("rep/calibrate.json") +
+                                          " --output-dir " + tmp.file("rep")),
+                        tmp.file("rep/calibrate.json") + " is this command's report; it is never written over");
+  EXPECT_FALSE(fs::exists(tmp.file("rep/calibrate.json")));
+  // infer --save / preprocess --save onto an input image or the model's weights, even with --overwrite.
+  expect_one_line_error(test::run_command(cli + " infer --model " + kTiny + " -i " + cat + " --save " + cat +
+                                          " --overwrite --output-dir " + tmp.file("out")),
+                        cat + " is an input; it is never written over");
+  expect_one_line_error(test::run_command(cli + " preprocess --model " + kTiny + " -i " + cat + " --save " + kTiny +
+                                          "/model.safetensors --overwrite"),
+                        "model.safetensors is an input; it is never written over");
+  // embed -o onto an input image.
+  expect_one_line_error(test::run_command(cli + " embed --model " + kTiny + " " + cat + " -q --overwrite -o " + cat),
+                        cat + " is an input; it is never written over");
+  EXPECT_EQ(test::read_file(cat), kept);
+  // embed --overwrite deleted any folder called OUT.partial, whatever it held.
+  fs::create_directories(tmp.file("e.npy.partial/sub"));
+  test::write_file(tmp.file("e.npy.partial/important.txt"), "precious");
+  expect_one_line_error(test::run_command(cli + " embed --model " + kTiny + " " + cat + " -q --overwrite -o " +
+                                          tmp.file("e.npy")),
+                        "which is not an interrupted run's state: the folder is left as it is");
+  EXPECT_EQ(test::read_file(tmp.file("e.npy.partial/important.txt")), "precious");
+}
+
+TEST(HostileCli, FifosAndDevicesWhereStateOrListsAreReadNeverHang) {
+  test::TempDir tmp;
+  const std::string cli = test::cli_path();
+  const std::string cat = test::fixture("images/chelsea.png");
+  // A resume whose state file is a FIFO blocked; one that is /dev/zero read until memory ran out.
+  fs::create_directories(tmp.file("r.npy.partial"));
+  for (const char* f : {"shape.txt", "done.txt", "rows.f32"}) test::write_file(tmp.file(std::string("r.npy.partial/") + f), "");
+  ASSERT_EQ(::mkfifo(tmp.file("r.npy.partial/inputs.txt").c_str(), 0600), 0);
+  expect_one_line_error(test::run_command(cli + " embed --model " + kTiny + " " + cat + " -q --resume -o " +
+                                          tmp.file("r.npy")),
+                        "inputs.txt, which is not an interrupted run's state");
+  // A hub cache whose ref is a FIFO blocked `info` and `pull`.
+  fs::create_directories(tmp.file("hub/models--own--name/refs"));
+  ASSERT_EQ(::mkfifo(tmp.file("hub/models--own--name/refs/main").c_str(), 0600), 0);
+  const test::CommandResult hub = test::run_command("HF_HUB_CACHE=" + tmp.file("hub") + " HF_HUB_OFFLINE=1 " + cli +
+                                                    " info --model own/name");
+  EXPECT_EQ(hub.exit_code, 1) << hub.out;
+  // An @list that is /dev/zero read gigabytes into one line.
+  expect_one_line_error(test::run_command(cli + " embed --model " + kTiny + " @/dev/zero -q -o " + tmp.file("z.npy")),
+                        "/dev/zero: line 1 is longer than 65536 bytes: not a list of paths");
+  // bench --size took a negative size as "the model's".
+  const test::CommandResult bench = test::run_command(cli + " bench --model " + kTiny + " --size -32");
+  EXPECT_EQ(bench.exit_code, 2) << bench.out;
 }
 
 TEST(HostileCli, ExceptionsBecomeOneLineErrors) {

@@ -158,6 +158,18 @@ void add_decode_options(CLI::App& cmd, bool* exif_transpose, int64_t* max_pixels
       ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
 }
 
+Status check_not_written_over(const std::string& output, const std::vector<std::string>& kept, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(output, ec);
+  for (const std::string& k : kept) {
+    std::error_code a, b;
+    const bool same = fs::equivalent(output, k, a) || (!ec && fs::weakly_canonical(k, b) == out && !b);
+    if (same) return make_error(ErrorCode::kInvalidArgument, output + " is " + what + "; it is never written over");
+  }
+  return {};
+}
+
 void add_input_options(CLI::App& cmd, InputOptions* opts) {
   cmd.add_option("--image,-i", opts->images, "image file(s), run as one batch (JPEG, PNG, WebP, BMP)");
   cmd.add_option("--input-tensor", opts->input_tensor, "preprocessed input [B,3,H,W]: FILE.safetensors[:NAME]");
@@ -195,16 +207,26 @@ Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::ve
   return load_image_batch(opts.images, config, opts.size, dec);
 }
 
-Result<Tensor> load_input_tensor(const std::string& spec) {
-  std::string path = spec, name = "input";
-  // FILE:NAME, but a path that itself contains ':' is taken whole when it names an existing file.
+// FILE[:NAME] as (file, tensor name; "input" by default). A path that itself contains ':' is taken whole
+// when it names an existing file.
+std::pair<std::string, std::string> split_tensor_spec(const std::string& spec) {
   if (const auto colon = spec.rfind(':'); colon != std::string::npos && colon + 1 < spec.size()) {
     std::error_code ec;
-    if (!fs::exists(spec, ec)) {
-      path = spec.substr(0, colon);
-      name = spec.substr(colon + 1);
-    }
+    if (!fs::exists(spec, ec)) return {spec.substr(0, colon), spec.substr(colon + 1)};
   }
+  return {spec, "input"};
+}
+
+std::vector<std::string> input_files(const InputOptions& opts, const Model& model) {
+  std::vector<std::string> files = opts.images;
+  if (!opts.input_tensor.empty()) files.push_back(split_tensor_spec(opts.input_tensor).first);
+  files.push_back(model.weights_info().path);
+  files.push_back(model.directory() + "/config.json");
+  return files;
+}
+
+Result<Tensor> load_input_tensor(const std::string& spec) {
+  const auto [path, name] = split_tensor_spec(spec);
   DINOV3_ASSIGN_OR_RETURN(TensorArchive archive, open_safetensors(path));
   const RawTensor* raw = archive.find(name);
   if (raw == nullptr) {

@@ -140,7 +140,7 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_option("--iterations,-n", opts->iterations, "timed runs per batch size")->capture_default_str();
   cmd->add_option("--warmup", opts->warmup, "untimed runs first")->capture_default_str();
   cmd->add_option("--batch-sizes", opts->batch_sizes, "batch sizes for throughput")->delimiter(',')->capture_default_str();
-  cmd->add_option("--size", opts->size, "square input size (default: the model's)");
+  cmd->add_option("--size", opts->size, "square input size (default: the model's)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--output-dir", opts->output_dir, "where bench.json and bench.log go")->capture_default_str();
   cmd->add_flag("--profile", opts->profile,
                 "time every backend op of the batch-1 runs: ms per forward, share and GFLOP/s per op and shape");

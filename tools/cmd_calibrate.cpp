@@ -36,6 +36,8 @@ Result<int> run_calibrate(CalibrateOptions o) {
   DINOV3_ASSIGN_OR_RETURN(Tensor input, load_inputs(o.input, *loaded.model, &labels));
   const std::string plan_path = o.plan.empty() ? o.output_dir + "/int8_plan.json" : o.plan;
   for (const std::string& p : int8_plan_files(plan_path)) {
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(p, input_files(o.input, *loaded.model), "an input"));
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(p, Report::files(o.output_dir, "calibrate"), "this command's report"));
     if (!o.overwrite && file_exists(p)) {
       return make_error(ErrorCode::kInvalidArgument, p + " exists; pass --overwrite or another --plan");
     }

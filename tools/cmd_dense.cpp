@@ -59,11 +59,7 @@ Status check_outputs(const std::vector<std::string>& outputs, const std::vector<
                                                          " (give -o a folder of its own per name, or rename one)");
     }
     seen[key] = i;
-    for (const auto& in : inputs) {
-      if (fs::equivalent(outputs[i], in, ec)) {
-        return make_error(ErrorCode::kInvalidArgument, outputs[i] + " is an input image; it is never written over");
-      }
-    }
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(outputs[i], inputs, "an input image"));
     if (!overwrite && fs::exists(outputs[i], ec)) {
       return make_error(ErrorCode::kInvalidArgument, outputs[i] + ": already exists (pass --overwrite to replace it)");
     }
@@ -101,8 +97,14 @@ Result<std::vector<std::string>> pca_outputs(const PcaOptions& o) {
     for (const auto& in : o.images) outputs.push_back(picture_path(in, out, "pca"));
   }
   DINOV3_RETURN_IF_ERROR(check_outputs(outputs, o.images, o.dense.overwrite));
-  if (!o.components_out.empty() && !o.dense.overwrite && fs::exists(o.components_out, ec)) {
-    return make_error(ErrorCode::kInvalidArgument, o.components_out + ": already exists (pass --overwrite to replace it)");
+  if (!o.components_out.empty()) {
+    std::vector<std::string> inputs = o.images;
+    if (!o.components_in.empty()) inputs.push_back(o.components_in);
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(o.components_out, inputs, "an input"));
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(o.components_out, outputs, "a picture this command writes"));
+    if (!o.dense.overwrite && fs::exists(o.components_out, ec)) {
+      return make_error(ErrorCode::kInvalidArgument, o.components_out + ": already exists (pass --overwrite to replace it)");
+    }
   }
   return outputs;
 }

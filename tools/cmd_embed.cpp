@@ -68,6 +68,14 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
   Model& model = *loaded.model;
   const ModelConfig& c = model.config();
+  // An input is never written over (--overwrite or not). Only an existing file can be one, so a new
+  // output costs no look at the inputs.
+  for (const std::string& file : {o.out, embed_index_path(o.out)}) {
+    if (!file_exists(file)) continue;
+    std::vector<std::string> kept = paths;
+    kept.push_back(model.weights_info().path);
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(file, kept, "an input"));
+  }
   DINOV3_ASSIGN_OR_RETURN(const ModelConfig preprocess_model, with_preprocess_overrides(c, o.preprocess));
   DINOV3_ASSIGN_OR_RETURN(PreprocessConfig pc, preprocess_config_for_size(preprocess_model, o.size));
   DINOV3_RETURN_IF_ERROR(intermediate_block_indices(c, o.layers).status());  // before the output is started

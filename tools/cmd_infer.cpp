@@ -31,6 +31,10 @@ Result<int> run_infer(InferOptions o) {
   describe_model_source(loaded);
   Model& model = *loaded.model;
   if (o.input.images.empty() && o.input.input_tensor.empty()) o.input.images = {bundled_sample_images().front()};
+  if (!o.save.empty()) {  // before any work
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(o.save, input_files(o.input, model), "an input"));
+    DINOV3_RETURN_IF_ERROR(check_not_written_over(o.save, Report::files(o.output_dir, "infer"), "this command's report"));
+  }
   std::vector<std::string> labels;
   DINOV3_ASSIGN_OR_RETURN(Tensor input, load_inputs(o.input, model, &labels));
 

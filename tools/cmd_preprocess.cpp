@@ -18,6 +18,7 @@ struct PreprocessOptions {
 Result<int> run_preprocess(const PreprocessOptions& o) {
   if (o.input.images.empty()) return make_error(ErrorCode::kInvalidArgument, "give --image");
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, "reference"));
+  DINOV3_RETURN_IF_ERROR(check_not_written_over(o.save, input_files(o.input, *loaded.model), "an input"));
   std::vector<std::string> labels;
   DINOV3_ASSIGN_OR_RETURN(Tensor input, load_inputs(o.input, *loaded.model, &labels));
   std::printf("input:  %s from %zu image(s)\n", shape_to_string(input.shape).c_str(), labels.size());

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -39,11 +41,35 @@ Status write_all(int fd, const void* data, size_t size, const std::string& what)
 
 // A state file's contents; an error naming it when it cannot be read (a resume needs every one).
 Result<std::string> read_state_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorCode::kFormatError, path + ": missing from the interrupted run's state (--overwrite starts over)");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  if (!file_exists(path))
+    return make_error(ErrorCode::kFormatError, path + ": missing from the interrupted run's state (--overwrite starts over)");
+  // Regular files only (a FIFO would block, /dev/zero never end); a state file is as large as it is.
+  Result<std::string> text = read_text_file(path, std::numeric_limits<size_t>::max());
+  if (!text.ok()) return make_error(ErrorCode::kFormatError, text.status().message() + " (--overwrite starts over)");
+  return text;
+}
+
+// The files a run keeps in its state folder (write_bytes_atomic's temporary files start with their names).
+constexpr std::array<std::string_view, 4> kStateFiles = {"inputs.txt", "shape.txt", "done.txt", "rows.f32"};
+
+// A state folder holds only a run's state files, each a regular file: anything else (a user's folder that
+// happens to be called OUT.partial, a FIFO in place of rows.f32) is neither resumed nor deleted.
+Status check_state_folder(const std::string& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const bool ours = std::any_of(kStateFiles.begin(), kStateFiles.end(), [&](std::string_view f) {
+      return name == f || (name.size() > f.size() && name.compare(0, f.size(), f) == 0 && name[f.size()] == '.');
+    });
+    std::error_code type_ec;
+    if (!ours || !it->is_regular_file(type_ec)) {
+      return make_error(ErrorCode::kInvalidArgument, dir + ": holds " + name + ", which is not an interrupted run's " +
+                                                         "state: the folder is left as it is (move it, or choose " +
+                                                         "another output)");
+    }
+  }
+  if (ec) return make_error(ErrorCode::kIoError, dir + ": cannot list: " + ec.message());
+  return {};
 }
 
 Status damaged(const std::string& dir, const std::string& what) {
@@ -117,6 +143,7 @@ Status EmbedStore::check_output(const std::string& out, bool resume, bool overwr
   const bool have_partial = fs::exists(dir, ec);
   if (have_partial && !fs::is_directory(dir, ec))
     return make_error(ErrorCode::kInvalidArgument, dir + ": exists and is not an interrupted run's state folder");
+  if (have_partial && (resume || overwrite)) DINOV3_RETURN_IF_ERROR(check_state_folder(dir));
   if (have_partial && !resume && !overwrite) {
     return make_error(ErrorCode::kInvalidArgument, dir + ": an interrupted run exists (pass --resume to continue it, "
                                                          "or --overwrite to start over)");

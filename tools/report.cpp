@@ -22,6 +22,10 @@ void Report::backend_notes(const Backend& backend) {
   for (const std::string& note : backend.notes()) line("note:     " + note);
 }
 
+std::vector<std::string> Report::files(const std::string& output_dir, const std::string& command) {
+  return {output_dir + "/" + command + ".json", output_dir + "/" + command + ".log"};
+}
+
 Status Report::write(const std::string& output_dir) {
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
@@ -29,8 +33,9 @@ Status Report::write(const std::string& output_dir) {
   const std::string json_text = json_.dump(2) + "\n";
   std::string log;
   for (const auto& l : lines_) log += l + "\n";
-  for (const auto& [name, text] : {std::pair{command_ + ".json", json_text}, std::pair{command_ + ".log", log}}) {
-    DINOV3_RETURN_IF_ERROR(write_bytes_atomic(output_dir + "/" + name, /*overwrite=*/true, text));
+  const std::vector<std::string> paths = files(output_dir, command_);
+  for (const auto& [path, text] : {std::pair{paths[0], json_text}, std::pair{paths[1], log}}) {
+    DINOV3_RETURN_IF_ERROR(write_bytes_atomic(path, /*overwrite=*/true, text));
   }
   std::printf("report:   %s/%s.json, %s.log\n", output_dir.c_str(), command_.c_str(), command_.c_str());
   return {};

@@ -21,6 +21,8 @@ class Report {
   void backend_notes(const Backend& backend);
   // Writes <dir>/<command>.json and <dir>/<command>.log (replacing a previous run's report).
   Status write(const std::string& output_dir);
+  // The two files write() puts in `output_dir` for `command`.
+  static std::vector<std::string> files(const std::string& output_dir, const std::string& command);
 
  private:
   std::string command_;

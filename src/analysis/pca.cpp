@@ -325,6 +325,11 @@ Result<PatchPca> load_patch_pca(const std::string& path) {
   for (float v : pca.components) {
     if (!std::isfinite(v)) return make_error(ErrorCode::kFormatError, path + ": 'components' holds a non-finite value");
   }
+  // The colour scale maps [low, high] to [0, 255]: both finite (an infinite end gave NaN colours).
+  for (size_t k = 0; k < kPcaComponents; ++k) {
+    if (!std::isfinite(pca.low[k]) || !std::isfinite(pca.high[k]) || !std::isfinite(pca.explained_variance_ratio[k]))
+      return make_error(ErrorCode::kFormatError, path + ": 'range' or 'explained_variance_ratio' holds a non-finite value");
+  }
   return pca;
 }
 

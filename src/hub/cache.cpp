@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <fstream>
 
 #include "dinov3/hub.h"
+#include "io/file_util.h"
 
 namespace dinov3 {
 
@@ -62,9 +62,10 @@ bool is_commit_sha(const std::string& s) {
 
 std::string cached_commit(const fs::path& repo_dir, const std::string& revision) {
   if (is_commit_sha(revision)) return revision;
-  std::ifstream ref(repo_dir / "refs" / revision);
-  std::string commit;
-  if (!ref || !std::getline(ref, commit)) return {};
+  // A regular file of a commit id: a FIFO or /dev/zero there is no ref (read_text_file refuses them).
+  Result<std::string> text = read_text_file((repo_dir / "refs" / revision).string(), 4096);
+  if (!text.ok()) return {};
+  std::string commit = text->substr(0, text->find('\n'));
   while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
   return is_commit_sha(commit) ? commit : std::string();
 }

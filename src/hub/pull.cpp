@@ -80,9 +80,10 @@ std::string read_token() {
       path = fs::path(user) / ".cache" / "huggingface" / "token";
     }
   }
-  std::ifstream in(path);
-  std::string token;
-  if (!in || !std::getline(in, token)) return {};
+  // A regular file of one line: a FIFO or a device there is no token (read_text_file refuses them).
+  Result<std::string> text = path.empty() ? Result<std::string>(std::string()) : read_text_file(path.string(), 65536);
+  if (!text.ok()) return {};
+  std::string token = text->substr(0, text->find('\n'));
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   return token;
 }

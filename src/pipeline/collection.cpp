@@ -23,13 +23,26 @@ Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& s
   for (const auto& spec : specs) {
     DINOV3_RETURN_IF_ERROR(check_path(spec));
     if (!spec.empty() && spec[0] == '@') {
+      // Any readable file, a pipe too (@<(find ...)); a line longer than any path ends the read, so
+      // /dev/zero or a binary file is an error, not a read without end.
+      constexpr std::streamsize kMaxLine = 1 << 16;
+      const std::string list = escape_line(spec.substr(1));
       std::ifstream in(spec.substr(1));
-      if (!in) return make_error(ErrorCode::kNotFound, escape_line(spec.substr(1)) + ": cannot read the input list");
-      for (std::string line; std::getline(in, line);) {
+      if (!in) return make_error(ErrorCode::kNotFound, list + ": cannot read the input list");
+      std::vector<char> buf(static_cast<size_t>(kMaxLine) + 1);
+      for (int64_t n = 1;; ++n) {
+        in.getline(buf.data(), kMaxLine + 1);
+        if (in.fail() && !in.eof() && !in.bad()) {
+          return make_error(ErrorCode::kInvalidArgument, list + ": line " + std::to_string(n) + " is longer than " +
+                                                             std::to_string(kMaxLine) + " bytes: not a list of paths");
+        }
+        if (in.gcount() == 0 && in.eof()) break;
+        std::string line(buf.data());
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (!line.empty()) out.push_back(line);
+        if (in.eof() || in.bad()) break;
       }
-      if (in.bad()) return make_error(ErrorCode::kIoError, escape_line(spec.substr(1)) + ": cannot read the input list");
+      if (in.bad()) return make_error(ErrorCode::kIoError, list + ": cannot read the input list");
       continue;
     }
     std::error_code ec;

@@ -252,3 +252,13 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(collection, tmp_path
     with pytest.raises(ValueError, match="is not a run's work folder"):
         dd.embed([str(collection)], TINY, out, overwrite=True)
     assert (work / "mine.txt").read_text() == "keep me" and not out.exists()
+
+
+def test_resume_never_blocks_on_a_fifo_in_the_work_folder(collection, tmp_path):
+    # A FIFO as run.json blocked the resume before any cluster started.
+    out = tmp_path / "out.npy"
+    work = Path(dd.work_dir_for(out))
+    work.mkdir()
+    os.mkfifo(work / "run.json")
+    with pytest.raises(ValueError, match="not a resumable run .*not a regular file"):
+        dd.embed([str(collection)], TINY, out, resume=True)

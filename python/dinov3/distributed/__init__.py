@@ -35,6 +35,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -360,6 +361,8 @@ def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes]
             raise ValueError(f"{work_dir}: exists and is not an interrupted run's work folder")
         if resume:
             try:
+                if not stat.S_ISREG(os.stat(run_file).st_mode):  # a FIFO would block the open
+                    raise ValueError(f"{run_file} is not a regular file")
                 with open(run_file, encoding="utf-8") as f:
                     before = json.load(f)
             except (OSError, ValueError) as e:
@@ -456,8 +459,10 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
                 os.unlink(os.path.join(work_dir, name))
         for i, part in enumerate(parts):
             shard = _shard_path(work_dir, i)
-            if os.path.exists(shard):
+            if os.path.lexists(shard):
                 try:
+                    if not os.path.isfile(shard):  # a FIFO or a device there would block or never end
+                        raise ValueError(f"{shard}: not a regular file")
                     _read_shard(shard, i, part)
                     done[i] = True
                 except (OSError, ValueError, KeyError):
