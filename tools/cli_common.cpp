@@ -159,12 +159,15 @@ void add_decode_options(CLI::App& cmd, bool* exif_transpose, int64_t* max_pixels
 }
 
 Status check_not_written_over(const std::string& output, const std::vector<std::string>& kept, const std::string& what) {
-  namespace fs = std::filesystem;
   std::error_code ec;
-  const fs::path out = fs::weakly_canonical(output, ec);
+  // An existing output is compared by identity (one stat per kept file; links and hard links included), a
+  // new one by the path it will have.
+  const bool exists = fs::exists(output, ec);
+  const fs::path out = exists ? fs::path() : fs::weakly_canonical(output, ec);
   for (const std::string& k : kept) {
-    std::error_code a, b;
-    const bool same = fs::equivalent(output, k, a) || (!ec && fs::weakly_canonical(k, b) == out && !b);
+    std::error_code k_ec;
+    const bool same = exists ? fs::equivalent(output, k, k_ec)
+                             : ec ? output == k : fs::weakly_canonical(k, k_ec) == out && !k_ec;
     if (same) return make_error(ErrorCode::kInvalidArgument, output + " is " + what + "; it is never written over");
   }
   return {};

@@ -70,10 +70,13 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
   const ModelConfig& c = model.config();
   // An input is never written over (--overwrite or not). Only an existing file can be one, so a new
   // output costs no look at the inputs.
+  std::vector<std::string> kept;
   for (const std::string& file : {o.out, embed_index_path(o.out)}) {
     if (!file_exists(file)) continue;
-    std::vector<std::string> kept = paths;
-    kept.push_back(model.weights_info().path);
+    if (kept.empty()) {
+      kept = paths;
+      kept.push_back(model.weights_info().path);
+    }
     DINOV3_RETURN_IF_ERROR(check_not_written_over(file, kept, "an input"));
   }
   DINOV3_ASSIGN_OR_RETURN(const ModelConfig preprocess_model, with_preprocess_overrides(c, o.preprocess));

@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <fstream>
-#include <sstream>
+#include <limits>
+#include <string_view>
 
 #include "cli_common.h"
 #include "dinov3/files.h"
@@ -50,7 +50,12 @@ Result<std::string> read_state_file(const std::string& path) {
 }
 
 // The files a run keeps in its state folder (write_bytes_atomic's temporary files start with their names).
-constexpr std::array<std::string_view, 4> kStateFiles = {"inputs.txt", "shape.txt", "done.txt", "rows.f32"};
+constexpr std::string_view kInputsFile = "inputs.txt", kShapeFile = "shape.txt", kDoneFile = "done.txt",
+                           kRowsFile = "rows.f32";
+constexpr std::array<std::string_view, 4> kStateFiles = {kInputsFile, kShapeFile, kDoneFile, kRowsFile};
+
+// `dir`/`name`.
+std::string in_dir(const std::string& dir, std::string_view name) { return dir + "/" + std::string(name); }
 
 // A state folder holds only a run's state files, each a regular file: anything else (a user's folder that
 // happens to be called OUT.partial, a FIFO in place of rows.f32) is neither resumed nor deleted.
@@ -163,10 +168,10 @@ Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, con
   std::error_code ec;
   const bool have_partial = fs::exists(s->dir_, ec);
   if (have_partial && !resume) fs::remove_all(s->dir_, ec);  // --overwrite (check_output refused otherwise)
-  const std::string rows_path = s->dir_ + "/rows.f32", done_path = s->dir_ + "/done.txt";
+  const std::string rows_path = in_dir(s->dir_, kRowsFile), done_path = in_dir(s->dir_, kDoneFile);
   if (resume && have_partial) {
-    DINOV3_ASSIGN_OR_RETURN(const std::string inputs_txt, read_state_file(s->dir_ + "/inputs.txt"));
-    DINOV3_ASSIGN_OR_RETURN(const std::string shape_txt, read_state_file(s->dir_ + "/shape.txt"));
+    DINOV3_ASSIGN_OR_RETURN(const std::string inputs_txt, read_state_file(in_dir(s->dir_, kInputsFile)));
+    DINOV3_ASSIGN_OR_RETURN(const std::string shape_txt, read_state_file(in_dir(s->dir_, kShapeFile)));
     DINOV3_ASSIGN_OR_RETURN(const std::string done_txt, read_state_file(done_path));
     const uintmax_t rows_bytes = fs::file_size(rows_path, ec);
     if (ec) return damaged(s->dir_, "rows.f32 cannot be read: " + ec.message());
@@ -181,8 +186,8 @@ Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, con
     fs::create_directories(s->dir_, ec);
     if (ec) return make_error(ErrorCode::kIoError, s->dir_ + ": cannot create: " + ec.message());
     const std::string input_list = path_lines(inputs), shape_text = shape_to_string(row_shape);
-    for (const auto& [name, text] : {std::pair{"inputs.txt", &input_list}, std::pair{"shape.txt", &shape_text}})
-      DINOV3_RETURN_IF_ERROR(write_bytes_atomic(s->dir_ + "/" + name, /*overwrite=*/true, *text));
+    for (const auto& [name, text] : {std::pair{kInputsFile, &input_list}, std::pair{kShapeFile, &shape_text}})
+      DINOV3_RETURN_IF_ERROR(write_bytes_atomic(in_dir(s->dir_, name), /*overwrite=*/true, *text));
   }
   s->rows_fd_ = ::open(rows_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   s->done_fd_ = ::open(done_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -192,15 +197,15 @@ Result<std::unique_ptr<EmbedStore>> EmbedStore::open(const std::string& out, con
 
 Status EmbedStore::append(const float* data, size_t n_rows, const std::vector<DoneEntry>& entries) {
   if (n_rows > 0) {
-    DINOV3_RETURN_IF_ERROR(write_all(rows_fd_, data, n_rows * static_cast<size_t>(row_numel_) * sizeof(float), dir_ + "/rows.f32"));
-    if (::fdatasync(rows_fd_) != 0) return io_error(dir_ + "/rows.f32");
+    DINOV3_RETURN_IF_ERROR(write_all(rows_fd_, data, n_rows * static_cast<size_t>(row_numel_) * sizeof(float), in_dir(dir_, kRowsFile)));
+    if (::fdatasync(rows_fd_) != 0) return io_error(in_dir(dir_, kRowsFile));
   }
   std::string lines;
   for (const auto& e : entries) {
     lines += (e.ok ? "ok\t" + escape_line(e.path) : "skip\t" + escape_line(e.path) + "\t" + escape_line(e.reason)) + "\n";
   }
-  DINOV3_RETURN_IF_ERROR(write_all(done_fd_, lines.data(), lines.size(), dir_ + "/done.txt"));
-  if (::fdatasync(done_fd_) != 0) return io_error(dir_ + "/done.txt");
+  DINOV3_RETURN_IF_ERROR(write_all(done_fd_, lines.data(), lines.size(), in_dir(dir_, kDoneFile)));
+  if (::fdatasync(done_fd_) != 0) return io_error(in_dir(dir_, kDoneFile));
   rows_ += n_rows;
   done_.insert(done_.end(), entries.begin(), entries.end());
   return {};
@@ -209,7 +214,7 @@ Status EmbedStore::append(const float* data, size_t n_rows, const std::vector<Do
 Status EmbedStore::publish(const std::string& format) {
   Shape shape = row_shape_;
   shape.insert(shape.begin(), static_cast<int64_t>(rows_));
-  const std::string rows_path = dir_ + "/rows.f32";
+  const std::string rows_path = in_dir(dir_, kRowsFile);
   const size_t rows_bytes = rows_ * static_cast<size_t>(row_numel_) * sizeof(float);
   std::vector<std::string> paths;
   for (const auto& e : done_)

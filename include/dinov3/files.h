@@ -34,7 +34,8 @@ Status write_files_together(const std::vector<FileToWrite>& files, bool overwrit
 
 bool file_exists(const std::string& path);
 
-// A small text file (a config, an index) read whole; larger than `limit` bytes is an error.
+// A regular file read whole, its bytes as they are (a config, an index, an image); larger than `limit`
+// bytes is an error, and so is a FIFO, a device or a directory (io/file_util.h, open_regular_file).
 Result<std::string> read_text_file(const std::string& path, size_t limit = 16u << 20);
 
 }  // namespace dinov3

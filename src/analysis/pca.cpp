@@ -8,6 +8,7 @@
 #include "analysis/pixel_patches.h"
 #include "dinov3/analysis.h"
 #include "dinov3/tensor_file.h"
+#include "util/finite.h"
 #include "util/float_env.h"
 
 namespace dinov3 {
@@ -319,12 +320,10 @@ Result<PatchPca> load_patch_pca(const std::string& path) {
     pca.low[k] = range.data[2 * k];
     pca.high[k] = range.data[2 * k + 1];
   }
-  for (float v : pca.mean) {
-    if (!std::isfinite(v)) return make_error(ErrorCode::kFormatError, path + ": 'mean' holds a non-finite value");
-  }
-  for (float v : pca.components) {
-    if (!std::isfinite(v)) return make_error(ErrorCode::kFormatError, path + ": 'components' holds a non-finite value");
-  }
+  if (first_non_finite(pca.mean.data(), static_cast<int64_t>(pca.mean.size())) >= 0)
+    return make_error(ErrorCode::kFormatError, path + ": 'mean' holds a non-finite value");
+  if (first_non_finite(pca.components.data(), static_cast<int64_t>(pca.components.size())) >= 0)
+    return make_error(ErrorCode::kFormatError, path + ": 'components' holds a non-finite value");
   // The colour scale maps [low, high] to [0, 255]: both finite (an infinite end gave NaN colours).
   for (size_t k = 0; k < kPcaComponents; ++k) {
     if (!std::isfinite(pca.low[k]) || !std::isfinite(pca.high[k]) || !std::isfinite(pca.explained_variance_ratio[k]))

@@ -1,10 +1,6 @@
 // Format detection and the public decode entry points.
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <string>
 #include <vector>
@@ -53,28 +49,6 @@ bool starts_with(const uint8_t* data, size_t size, const char* magic, size_t mag
   return size >= magic_size && std::memcmp(data, magic, magic_size) == 0;
 }
 
-Result<std::vector<uint8_t>> read_whole_file(const std::string& path) {
-  // A regular file only: a FIFO would block and /dev/zero never end.
-  DINOV3_ASSIGN_OR_RETURN(const int fd, open_regular_file(path));
-  FILE* f = ::fdopen(fd, "rb");
-  if (!f) {
-    const int err = errno;
-    ::close(fd);
-    return make_error(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(err));
-  }
-  std::vector<uint8_t> bytes;
-  struct stat info {};
-  if (fstat(fileno(f), &info) == 0 && info.st_size > 0) bytes.reserve(static_cast<size_t>(info.st_size));
-  uint8_t chunk[1 << 16];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0) bytes.insert(bytes.end(), chunk, chunk + n);
-  const bool failed = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (failed) return make_error(ErrorCode::kIoError, path + ": read failed: " + std::strerror(err));
-  return bytes;
-}
-
 // Picks the decoder from the leading bytes: a file's name may lie about its format, its magic does not.
 Result<image_detail::DecodedImage> decode_by_magic(const uint8_t* data, size_t size, const DecodeOptions& options) {
   using namespace image_detail;
@@ -105,11 +79,14 @@ Result<ImageRGB8> decode_image_memory(const uint8_t* data, size_t size, const De
 }
 
 Result<ImageRGB8> decode_image_file(const std::string& path, const DecodeOptions& options) {
-  // read_whole_file's errors name the path.
+  // The file whole, regular files only (a FIFO would block, /dev/zero never end); its errors name the path.
   const std::string reading = "reading " + path;
-  Result<std::vector<uint8_t>> bytes = guard_api_call(reading.c_str(), [&] { return read_whole_file(path); });
+  Result<std::string> bytes = guard_api_call(reading.c_str(), [&] {
+    return read_text_file(path, std::numeric_limits<size_t>::max());
+  });
   if (!bytes.ok()) return bytes.status();
-  Result<ImageRGB8> image = decode_image_memory(bytes->data(), bytes->size(), options);
+  Result<ImageRGB8> image =
+      decode_image_memory(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size(), options);
   if (!image.ok()) return image.status().with_context(path);
   return image;
 }

@@ -7,8 +7,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 namespace dinov3 {
@@ -25,7 +23,7 @@ Status check_path(const std::string& path) {
   return make_error(ErrorCode::kInvalidArgument, "\"" + shown + "\": a path cannot hold a NUL byte");
 }
 
-Result<int> open_regular_file(const std::string& path) {
+Result<RegularFile> open_regular_file(const std::string& path) {
   DINOV3_RETURN_IF_ERROR(check_path(path));
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer before the check below.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -51,7 +49,7 @@ Result<int> open_regular_file(const std::string& path) {
     ::close(fd);
     return make_error(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(err));
   }
-  return fd;
+  return RegularFile{fd, static_cast<uint64_t>(st.st_size)};
 }
 
 namespace {
@@ -198,13 +196,14 @@ Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_v
 }
 
 Result<std::string> read_text_file(const std::string& path, size_t limit) {
-  DINOV3_ASSIGN_OR_RETURN(const int fd, open_regular_file(path));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) > limit) {
+  DINOV3_ASSIGN_OR_RETURN(const RegularFile file, open_regular_file(path));
+  const int fd = file.fd;
+  if (file.size > limit) {
     ::close(fd);
-    return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(st.st_size) + " bytes is too large");
+    return make_error(ErrorCode::kFormatError, path + ": " + std::to_string(file.size) + " bytes is too large");
   }
   std::string text;
+  text.reserve(static_cast<size_t>(file.size));
   char chunk[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, chunk, sizeof(chunk));

@@ -1,6 +1,7 @@
 // The file helpers are public (include/dinov3/files.h); library code includes them by this name too.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "dinov3/files.h"
@@ -13,7 +14,11 @@ Status check_path(const std::string& path);
 
 // Opens `path` for reading when it is a regular file; a directory, FIFO, socket or device (/dev/zero) is an
 // error, found without blocking on the open or reading anything. Returns the descriptor (O_CLOEXEC,
-// blocking reads); the caller closes it.
-Result<int> open_regular_file(const std::string& path);
+// blocking reads), which the caller closes, and the file's size when it was opened.
+struct RegularFile {
+  int fd = -1;
+  uint64_t size = 0;
+};
+Result<RegularFile> open_regular_file(const std::string& path);
 
 }  // namespace dinov3

@@ -12,16 +12,11 @@
 namespace dinov3 {
 
 Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
-  DINOV3_ASSIGN_OR_RETURN(const int fd, open_regular_file(path));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return make_error(ErrorCode::kIoError, path + ": cannot stat: " + std::strerror(err));
-  }
+  DINOV3_ASSIGN_OR_RETURN(const RegularFile opened, open_regular_file(path));
+  const int fd = opened.fd;
   std::shared_ptr<MappedFile> file(new MappedFile());
   file->path_ = path;
-  file->size_ = static_cast<size_t>(st.st_size);
+  file->size_ = static_cast<size_t>(opened.size);
   if (file->size_ > 0) {
     void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {

@@ -1,10 +1,10 @@
 #include "model/checkpoint.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <set>
+
+#include "util/finite.h"
 
 namespace dinov3 {
 namespace {
@@ -12,25 +12,6 @@ namespace {
 bool is_floating(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64; }
 
 Status format_error(const std::string& what) { return make_error(ErrorCode::kFormatError, what); }
-
-// The index of the first NaN or infinity in x[0, n), or -1: blocks are tested without branches (the
-// exponent bits all ones), so the common all-finite case runs at memory speed.
-int64_t first_non_finite(const float* x, int64_t n) {
-  constexpr int64_t kBlock = 4096;
-  for (int64_t begin = 0; begin < n; begin += kBlock) {
-    const int64_t end = std::min(n, begin + kBlock);
-    uint32_t any = 0;
-    for (int64_t i = begin; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i, sizeof(bits));
-      any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    if (any == 0) continue;
-    for (int64_t i = begin; i < end; ++i)
-      if (!std::isfinite(x[i])) return i;
-  }
-  return -1;
-}
 
 }  // namespace
 

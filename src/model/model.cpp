@@ -8,6 +8,7 @@
 #include "dinov3/tensor_file.h"
 #include "model/checkpoint.h"
 #include "util/api_guard.h"
+#include "util/finite.h"
 
 namespace dinov3 {
 
@@ -142,7 +143,8 @@ Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, st
   WeightLoader loader(ckpt.archive, cfg, *model->backend_);
   Sha256 sha;
   const bool check_digest = plan != nullptr && !plan->model_digest.empty();
-  if (digest || check_digest) loader.digest_linear_layers(&sha);
+  digest = digest || check_digest;
+  if (digest) loader.digest_linear_layers(&sha);
   using R = TensorRole;
   DINOV3_ASSIGN_OR_RETURN(weights->patch, loader.linear(R::kPatchWeight, R::kPatchBias));
   DINOV3_ASSIGN_OR_RETURN(weights->prefix, loader.prefix_tokens());
@@ -168,7 +170,7 @@ Result<std::unique_ptr<Model>> Model::load_unguarded(const std::string& path, st
   DINOV3_ASSIGN_OR_RETURN(weights->norm_w, loader.vector(R::kNormWeight));
   DINOV3_ASSIGN_OR_RETURN(weights->norm_b, loader.vector(R::kNormBias));
   model->weights_ = std::move(weights);
-  if (digest || check_digest) {
+  if (digest) {
     model->linear_digest_ = sha.hex();
     if (!sha.ok()) return make_error(ErrorCode::kInternal, "SHA-256 of the linear layers failed (libcrypto)");
   }
@@ -247,15 +249,12 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
                       "input " + shape_to_string(input.shape) + " is too large (" + std::to_string(B * T) + " tokens)");
   }
   // A NaN or infinity reaches every output through attention: an error here, not NaN features.
-  const float* x = input.ptr();
-  for (int64_t i = 0, n = input.numel(); i < n; ++i) {
-    if (!std::isfinite(x[i])) {
-      const int64_t per_image = C * H * W, at = i % per_image;
-      return make_error(ErrorCode::kInvalidArgument,
-                        "input holds " + std::string(std::isnan(x[i]) ? "NaN" : "an infinity") + " (image " +
-                            std::to_string(i / per_image) + ", channel " + std::to_string(at / (H * W)) + ", row " +
-                            std::to_string(at % (H * W) / W) + ", column " + std::to_string(at % W) + ")");
-    }
+  if (const int64_t i = first_non_finite(input.ptr(), input.numel()); i >= 0) {
+    const int64_t per_image = C * H * W, at = i % per_image;
+    return make_error(ErrorCode::kInvalidArgument,
+                      "input holds " + std::string(std::isnan(input.ptr()[i]) ? "NaN" : "an infinity") + " (image " +
+                          std::to_string(i / per_image) + ", channel " + std::to_string(at / (H * W)) + ", row " +
+                          std::to_string(at % (H * W) / W) + ", column " + std::to_string(at % W) + ")");
   }
   return {};
 }
