@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cli.h"
 #include "test_labels.h"
 #include "test_util.h"
@@ -164,6 +166,51 @@ TEST(HostileCli, InputsReportsAndForeignFoldersAreNeverWrittenOver) {
                                           tmp.file("e.npy")),
                         "which is not an interrupted run's state: the folder is left as it is");
   EXPECT_EQ(test::read_file(tmp.file("e.npy.partial/important.txt")), "precious");
+}
+
+TEST(HostileCli, AReportReplacesOnlyItsOwnCommandsPreviousReport) {
+  // infer, bench, accuracy and calibrate replaced whatever <command>.json / .log the output folder held.
+  test::TempDir tmp;
+  const std::string cli = test::cli_path();
+  const std::string infer = cli + " infer --model " + kTiny + " --output-dir " + tmp.path();
+  test::write_file(tmp.file("infer.json"), "{\"command\": \"bench\"}\n");
+  test::write_file(tmp.file("infer.log"), "my notes\n");
+  expect_one_line_error(test::run_command(infer), tmp.file("infer.json") + " exists and is not a report of dinov3 infer");
+  test::write_file(tmp.file("infer.json"), "not json");
+  expect_one_line_error(test::run_command(infer), tmp.file("infer.json") + " exists and is not a report of dinov3 infer");
+  fs::remove(tmp.file("infer.json"));
+  expect_one_line_error(test::run_command(infer),
+                        tmp.file("infer.log") + " exists without the infer.json report it belongs to");
+  EXPECT_EQ(test::read_file(tmp.file("infer.log")), "my notes\n");
+  // Refused before any work: no model is loaded, so nothing is printed before the error.
+  test::write_file(tmp.file("bench.json"), "[1, 2]");
+  expect_one_line_error(test::run_command(cli + " bench -n 1 --model " + kTiny + " --output-dir " + tmp.path()),
+                        tmp.file("bench.json") + " exists and is not a report of dinov3 bench");
+  EXPECT_EQ(test::read_file(tmp.file("bench.json")), "[1, 2]");
+  // The command's own previous report is replaced, run after run.
+  fs::remove(tmp.file("infer.log"));
+  for (int run = 0; run < 2; ++run) {
+    const test::CommandResult r = test::run_command(infer + " --runs 1");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(test::read_file(tmp.file("infer.json")))["command"], "infer");
+  }
+  // Timing flags are bounded (warm-up plus runs once overflowed int).
+  const test::CommandResult many = test::run_command(infer + " --warmup 2147483647 --runs 1");
+  EXPECT_EQ(many.exit_code, 2) << many.out;
+  EXPECT_NE(many.out.find("--warmup: Value 2147483647 not in range 0 to 1000000"), std::string::npos) << many.out;
+}
+
+TEST(HostileCli, AnOutputEndingInASlashIsAFolder) {
+  // pca with one image and -o newdir/ computed everything, then failed with "already exists".
+  test::TempDir tmp;
+  const std::string cli = test::cli_path(), cat = test::fixture("images/chelsea.png");
+  const test::CommandResult pca = test::run_command(cli + " pca --model " + kTiny + " " + cat + " -o " + tmp.file("p") + "/");
+  ASSERT_EQ(pca.exit_code, 0) << pca.out;
+  EXPECT_TRUE(fs::is_regular_file(tmp.file("p/chelsea.pca.png"))) << pca.out;
+  const test::CommandResult sim = test::run_command(cli + " similarity --model " + kTiny + " " + cat +
+                                                    " --point 200,150 -o " + tmp.file("s") + "/");
+  ASSERT_EQ(sim.exit_code, 0) << sim.out;
+  EXPECT_TRUE(fs::is_regular_file(tmp.file("s/chelsea.similarity.png"))) << sim.out;
 }
 
 TEST(HostileCli, FifosAndDevicesWhereStateOrListsAreReadNeverHang) {

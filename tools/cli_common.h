@@ -28,6 +28,10 @@ struct ModelOptions {
 
 void add_model_options(CLI::App& cmd, ModelOptions* opts, bool with_backend = true);
 
+// The most forwards a timing flag (--runs, --iterations, --warmup) may ask for: a million forwards of the
+// smallest model is hours; the bound keeps warm-up plus timed runs far from int overflow.
+inline constexpr int kMaxRuns = 1000000;
+
 struct LoadedModel {
   std::unique_ptr<Model> model;
   bool random_weights = false;  // the bundled test checkpoint: its numbers mean nothing

@@ -40,6 +40,7 @@ OutputVerdict judge(const Tensor& got, const Tensor& want, const AccuracyOptions
 std::string verdict(bool ok) { return ok ? "PASS" : "FAIL"; }
 
 Result<int> run_accuracy(AccuracyOptions o) {
+  DINOV3_RETURN_IF_ERROR(Report::check_replaceable(o.output_dir, "accuracy"));  // before any work
   DINOV3_ASSIGN_OR_RETURN(LoadedModel test_model, load_model(o.model, o.model.backend));
   describe_model_source(test_model);
   ModelOptions base_opts = o.model;
@@ -55,7 +56,6 @@ Result<int> run_accuracy(AccuracyOptions o) {
   Model& model = *test_model.model;
   Report r("accuracy");
   auto& j = r.json();
-  j["command"] = "accuracy";
   j["model"] = model_json(test_model);
   j["context"] = run_context(model);
   j["baseline"] = {{"backend", o.baseline}, {"precision", "fp32"}, {"device", base_model.model->backend().device()}};

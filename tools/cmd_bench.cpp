@@ -73,9 +73,9 @@ nlohmann::ordered_json stats_json(const LatencyStats& s) {
 }
 
 Result<int> run_bench(const BenchOptions& o) {
-  if (o.iterations < 1 || o.warmup < 0) return make_error(ErrorCode::kInvalidArgument, "need --iterations >= 1, --warmup >= 0");
   for (int b : o.batch_sizes)
     if (b < 1 || b > 4096) return make_error(ErrorCode::kInvalidArgument, "batch size " + std::to_string(b) + " is out of range");
+  DINOV3_RETURN_IF_ERROR(Report::check_replaceable(o.output_dir, "bench"));  // before any work
   const std::shared_ptr<OpProfile> profile = o.profile ? std::make_shared<OpProfile>() : nullptr;
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend, profile));
   describe_model_source(loaded);
@@ -90,7 +90,6 @@ Result<int> run_bench(const BenchOptions& o) {
 
   Report r("bench");
   auto& j = r.json();
-  j["command"] = "bench";
   j["model"] = model_json(loaded);
   j["context"] = run_context(model);
   j["size"] = size;
@@ -137,8 +136,8 @@ Command add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Latency statistics and throughput per batch size");
   auto opts = std::make_shared<BenchOptions>();
   add_model_options(*cmd, &opts->model);
-  cmd->add_option("--iterations,-n", opts->iterations, "timed runs per batch size")->capture_default_str();
-  cmd->add_option("--warmup", opts->warmup, "untimed runs first")->capture_default_str();
+  cmd->add_option("--iterations,-n", opts->iterations, "timed runs per batch size")->capture_default_str()->check(CLI::Range(1, kMaxRuns));
+  cmd->add_option("--warmup", opts->warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, kMaxRuns));
   cmd->add_option("--batch-sizes", opts->batch_sizes, "batch sizes for throughput")->delimiter(',')->capture_default_str();
   cmd->add_option("--size", opts->size, "square input size (default: the model's)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--output-dir", opts->output_dir, "where bench.json and bench.log go")->capture_default_str();

@@ -29,6 +29,7 @@ struct CalibrateOptions {
 Result<int> run_calibrate(CalibrateOptions o) {
   // The model is resolved and its inputs preprocessed on the reference backend; calibration loads it again
   // at each precision.
+  DINOV3_RETURN_IF_ERROR(Report::check_replaceable(o.output_dir, "calibrate"));  // before any work
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, "reference"));
   describe_model_source(loaded);
   if (o.input.images.empty() && o.input.input_tensor.empty()) o.input.images = bundled_sample_images();
@@ -66,7 +67,6 @@ Result<int> run_calibrate(CalibrateOptions o) {
 
   Report r("calibrate");
   auto& j = r.json();
-  j["command"] = "calibrate";
   j["model"] = {{"dir", dir}, {"architecture", config.architecture}, {"layout", layout_name(config.layout)}};
   j["backend"] = o.backend;
   j["inputs"] = labels;

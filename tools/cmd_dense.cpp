@@ -46,6 +46,12 @@ std::string picture_path(const std::string& input, const std::string& folder, co
   return (dir / (in.stem().string() + "." + suffix + ".png")).string();
 }
 
+// -o names a folder when it is one, or when it ends in '/' (a folder still to be made).
+bool names_folder(const std::string& out) {
+  std::error_code ec;
+  return (!out.empty() && out.back() == '/') || fs::is_directory(out, ec);
+}
+
 // Refuses, before any work is done, an output that exists (without --overwrite) or that is an input.
 Status check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs, bool overwrite) {
   std::map<std::string, size_t> seen;
@@ -65,6 +71,16 @@ Status check_outputs(const std::vector<std::string>& outputs, const std::vector<
     }
   }
   return {};
+}
+
+// A PNG at `out`, its folder made first when missing.
+Status write_picture(const std::string& out, const ImageRGB8& picture, bool overwrite) {
+  if (const fs::path parent = fs::path(out).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec) return make_error(ErrorCode::kIoError, parent.string() + ": cannot create the folder: " + ec.message());
+  }
+  return write_png_file(out, picture, overwrite);
 }
 
 std::string input_size_text(const DenseFeatures& f) {
@@ -88,7 +104,7 @@ Result<std::vector<std::string>> pca_outputs(const PcaOptions& o) {
   std::error_code ec;
   if (out.empty()) {
     for (const auto& in : o.images) outputs.push_back(picture_path(in, "", "pca"));
-  } else if (o.images.size() == 1 && !fs::is_directory(out, ec)) {
+  } else if (o.images.size() == 1 && !names_folder(out)) {
     outputs.push_back(out);
   } else {
     if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
@@ -143,12 +159,7 @@ Result<int> run_pca(const PcaOptions& o) {
   std::printf("model:  %s (%s)\n%s", model.config().architecture.c_str(), model.directory().c_str(), line);
   for (size_t i = 0; i < features.size(); ++i) {
     const std::string& out = outputs[i];
-    if (const fs::path parent = fs::path(out).parent_path(); !parent.empty()) {
-      std::error_code ec;
-      fs::create_directories(parent, ec);
-      if (ec) return make_error(ErrorCode::kIoError, parent.string() + ": cannot create the folder: " + ec.message());
-    }
-    DINOV3_RETURN_IF_ERROR(write_png_file(out, pictures.pictures[i], o.dense.overwrite));
+    DINOV3_RETURN_IF_ERROR(write_picture(out, pictures.pictures[i], o.dense.overwrite));
     std::string fg;
     if (o.foreground) {
       size_t n = 0;
@@ -191,7 +202,9 @@ Result<int> run_similarity(const SimilarityOptions& o) {
   DINOV3_ASSIGN_OR_RETURN(const auto point, parse_point(o.point));
   if (!(o.alpha >= 0.0 && o.alpha <= 1.0)) return make_error(ErrorCode::kInvalidArgument, "--alpha must be in [0, 1]");
   const std::string& target_path = o.to.empty() ? o.image : o.to;
-  const std::string out = o.dense.out.empty() ? picture_path(target_path, "", "similarity") : o.dense.out;
+  const std::string out = o.dense.out.empty() || names_folder(o.dense.out)
+                              ? picture_path(target_path, o.dense.out, "similarity")
+                              : o.dense.out;
   std::vector<std::string> inputs = {o.image};
   if (!o.to.empty()) inputs.push_back(o.to);
   DINOV3_RETURN_IF_ERROR(check_outputs({out}, inputs, o.dense.overwrite));
@@ -210,7 +223,7 @@ Result<int> run_similarity(const SimilarityOptions& o) {
   const int64_t D = source.dim();
   DINOV3_ASSIGN_OR_RETURN(const std::vector<float> sim, patch_similarity(source.patches.ptr() + patch * D, D, target));
   DINOV3_ASSIGN_OR_RETURN(const ImageRGB8 picture, render_similarity(target, sim, o.alpha));
-  DINOV3_RETURN_IF_ERROR(write_png_file(out, picture, o.dense.overwrite));
+  DINOV3_RETURN_IF_ERROR(write_picture(out, picture, o.dense.overwrite));
 
   const auto [lo, hi] = std::minmax_element(sim.begin(), sim.end());
   std::printf("model:  %s (%s)\n", model.config().architecture.c_str(), model.directory().c_str());
@@ -247,7 +260,8 @@ Command add_similarity_command(CLI::App& app) {
   cmd->add_option("image", opts->image, "the image the point is in")->required();
   cmd->add_option("--point", opts->point, "X,Y: pixel coordinates in the image (0,0 is the top-left pixel)")->required();
   cmd->add_option("--to", opts->to, "compare with the patches of this image instead of the same one");
-  cmd->add_option("-o,--output", opts->dense.out, "output PNG (default: <stem>.similarity.png beside the compared image)");
+  cmd->add_option("-o,--output", opts->dense.out,
+                  "output PNG, or a folder for <stem>.similarity.png (default: beside the compared image)");
   cmd->add_option("--alpha", opts->alpha, "weight of the colour map over the image")->capture_default_str();
   return {cmd, [opts]() { return run_similarity(*opts); }};
 }

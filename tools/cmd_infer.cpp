@@ -26,7 +26,7 @@ struct InferOptions {
 
 Result<int> run_infer(InferOptions o) {
   DINOV3_ASSIGN_OR_RETURN(PoolMode pool, parse_pool(o.pool));
-  if (o.warmup < 0 || o.runs < 1) return make_error(ErrorCode::kInvalidArgument, "need --warmup >= 0 and --runs >= 1");
+  DINOV3_RETURN_IF_ERROR(Report::check_replaceable(o.output_dir, "infer"));  // before any work
   DINOV3_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(o.model, o.model.backend));
   describe_model_source(loaded);
   Model& model = *loaded.model;
@@ -71,7 +71,6 @@ Result<int> run_infer(InferOptions o) {
   r.line("pooled[0][:5]: " + format_values(first.data(), first.size()));
 
   auto& j = r.json();
-  j["command"] = "infer";
   j["model"] = model_json(loaded);
   j["context"] = run_context(model);
   j["input"] = {{"shape", input.shape}, {"sources", labels}};
@@ -107,8 +106,8 @@ Command add_infer_command(CLI::App& app) {
   cmd->add_option("--pool", opts->pool, "pooled output: avg, token or default (the config's)")->capture_default_str();
   cmd->add_option("--layers", opts->layers, "also output these blocks (negative counts from the end)")->delimiter(',');
   cmd->add_flag("--norm-layers", opts->norm_layers, "apply the final norm to the --layers outputs");
-  cmd->add_option("--warmup", opts->warmup, "untimed runs first")->capture_default_str();
-  cmd->add_option("--runs", opts->runs, "timed runs (the median is reported)")->capture_default_str();
+  cmd->add_option("--warmup", opts->warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, kMaxRuns));
+  cmd->add_option("--runs", opts->runs, "timed runs (the median is reported)")->capture_default_str()->check(CLI::Range(1, kMaxRuns));
   cmd->add_option("--output-dir", opts->output_dir, "where infer.json and infer.log go")->capture_default_str();
   return {cmd, [opts]() { return run_infer(*opts); }};
 }

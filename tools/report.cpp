@@ -26,7 +26,32 @@ std::vector<std::string> Report::files(const std::string& output_dir, const std:
   return {output_dir + "/" + command + ".json", output_dir + "/" + command + ".log"};
 }
 
+Status Report::check_replaceable(const std::string& output_dir, const std::string& command) {
+  const std::vector<std::string> paths = files(output_dir, command);
+  const auto refuse = [&](const std::string& path, const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, path + " " + why + ", so it is not replaced; move it or choose another --output-dir");
+  };
+  std::error_code ec;
+  bool json_is_report = false;
+  if (std::filesystem::symlink_status(paths[0], ec).type() != std::filesystem::file_type::not_found) {
+    Result<std::string> text = read_text_file(paths[0]);
+    if (!text.ok()) return refuse(paths[0], "exists and cannot be read as a report (" + text.status().message() + ")");
+    const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    const auto it = j.is_object() ? j.find("command") : j.end();
+    if (it == j.end() || *it != command) return refuse(paths[0], "exists and is not a report of dinov3 " + command);
+    json_is_report = true;
+  }
+  if (std::filesystem::symlink_status(paths[1], ec).type() != std::filesystem::file_type::not_found) {
+    if (!json_is_report) return refuse(paths[1], "exists without the " + command + ".json report it belongs to");
+    if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(paths[1], ec))) {
+      return refuse(paths[1], "exists and is not a regular file");
+    }
+  }
+  return {};
+}
+
 Status Report::write(const std::string& output_dir) {
+  DINOV3_RETURN_IF_ERROR(check_replaceable(output_dir, command_));
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
   if (ec) return make_error(ErrorCode::kIoError, output_dir + ": cannot create the output folder: " + ec.message());
