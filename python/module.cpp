@@ -1,7 +1,7 @@
 // dinov3._dinov3: the compiled half of the Python package, on the public C++ API only
 // (include/dinov3/). The pure-Python dinov3/__init__.py wraps it with the user-facing classes.
 //
-// Every call that decodes or computes releases the GIL. Library errors become Python exceptions carrying
+// Every call that decodes or computes releases the GIL (ReleasedGil). Library errors become Python exceptions carrying
 // the library's message: kNotFound -> FileNotFoundError, kIoError -> OSError, kInvalidArgument /
 // kFormatError / kUnsupported -> ValueError, kOutOfMemory -> MemoryError, anything else -> RuntimeError.
 #include <pybind11/numpy.h>
@@ -40,6 +40,21 @@ namespace py = pybind11;
 
 namespace dinov3::python {
 namespace {
+
+// Releases the GIL for its scope, as py::gil_scoped_release, but its destructor may unwind. At interpreter
+// exit a daemon thread that takes the GIL back is ended by pthread_exit, whose forced unwind has to pass
+// through here on its way out (pybind11's dispatcher rethrows it); in a noexcept destructor it was
+// std::terminate, and Python aborted at exit while a daemon thread was inside the engine.
+class ReleasedGil {
+ public:
+  ReleasedGil() : state_(PyEval_SaveThread()) {}
+  ~ReleasedGil() noexcept(false) { PyEval_RestoreThread(state_); }
+  ReleasedGil(const ReleasedGil&) = delete;
+  ReleasedGil& operator=(const ReleasedGil&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
 
 PyObject* exception_type(ErrorCode code) {
   switch (code) {
@@ -160,7 +175,7 @@ class PyPca {
   }
   py::array_t<float> project(const PyDense& f) const {
     Result<Tensor> scores = [&] {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       return project_patches(pca_, f.get().patches);
     }();
     Tensor t = unwrap(std::move(scores));
@@ -169,14 +184,14 @@ class PyPca {
   void save(const std::string& path, bool overwrite) const {
     Status status;
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       status = save_patch_pca(path, pca_, {}, overwrite);
     }
     check(status);
   }
   static PyPca load(const std::string& path) {
     Result<PatchPca> pca = [&] {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       return load_patch_pca(path);
     }();
     return PyPca(unwrap(std::move(pca)));
@@ -294,14 +309,14 @@ class EmbedIterator {
   py::tuple next() {
     std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       lock.lock();
     }
     if (rows_ == 0 || taken_ == rows_) {
       Status status;
       Batch batch;
       {
-        py::gil_scoped_release release;
+        ReleasedGil release;
         status = run_batch(&batch);
       }
       check(status);
@@ -324,7 +339,7 @@ class EmbedIterator {
   py::list skipped() {
     std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       lock.lock();
     }
     py::list out;
@@ -424,7 +439,7 @@ class PyModel {
     auto state = std::make_shared<ModelState>();
     Status status;
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       status = [&]() -> Status {
         if (!int8_plan.empty()) {
           DINOV3_ASSIGN_OR_RETURN(Int8Plan plan, read_int8_plan(int8_plan));
@@ -472,7 +487,7 @@ class PyModel {
     Tensor out({static_cast<int64_t>(sources.size()), 3, pc.height, pc.width});
     Status status;
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       for (size_t i = 0; i < sources.size() && status.ok(); ++i) {
         float* dst = out.ptr() + static_cast<int64_t>(i) * per_image;
         if (const auto* path = std::get_if<std::string>(&sources[i])) {
@@ -498,7 +513,7 @@ class PyModel {
     Shape shape(x.shape(), x.shape() + x.ndim());
     Result<ForwardOutput> result = make_error(ErrorCode::kInternal, "no forward ran");
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       Tensor input(std::move(shape), std::vector<float>(x.data(), x.data() + x.size()));
       result = state_->model->forward(input, fo);
     }
@@ -527,7 +542,7 @@ class PyModel {
     const InputSize s = input_size(size, long_side);
     Result<DenseFeatures> f = make_error(ErrorCode::kInternal, "no features computed");
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       if (const auto* path = std::get_if<std::string>(&source)) {
         f = compute_dense_features(*state_->model, *path, s);
       } else {
@@ -550,7 +565,7 @@ class PyModel {
     options.reuse = reuse ? &reuse->get() : nullptr;
     Result<PcaPictures> result = make_error(ErrorCode::kInternal, "no PCA computed");
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       result = pca_pictures(features, options);
     }
     PcaPictures pictures = unwrap(std::move(result));
@@ -577,7 +592,7 @@ class PyModel {
     Result<std::vector<float>> sim = make_error(ErrorCode::kInternal, "no similarity computed");
     Result<ImageRGB8> picture = make_error(ErrorCode::kInternal, "no picture drawn");
     {
-      py::gil_scoped_release release;
+      ReleasedGil release;
       sim = patch_similarity(from.patches.ptr() + p * from.dim(), from.dim(), to);
       if (sim.ok()) picture = render_similarity(to, *sim, alpha);
     }
@@ -606,7 +621,7 @@ PYBIND11_MODULE(_dinov3, m) {
       "expand_inputs",
       [](const std::vector<std::string>& specs) {
         dinov3::Result<std::vector<std::string>> paths = [&] {
-          py::gil_scoped_release release;
+          dinov3::python::ReleasedGil release;
           return dinov3::expand_inputs(specs);
         }();
         py::list out;
@@ -639,7 +654,7 @@ PYBIND11_MODULE(_dinov3, m) {
         Result<Int8Plan> plan = make_error(ErrorCode::kInternal, "no calibration ran");
         Status written;
         {
-          py::gil_scoped_release release;
+          dinov3::python::ReleasedGil release;
           Tensor input(std::move(shape), std::vector<float>(pixels.data(), pixels.data() + pixels.size()));
           CalibrationOptions o;
           o.threads = threads;

@@ -1,12 +1,15 @@
 """One model shared by four Python threads gives the same results as one thread; the GIL is released."""
 # ctest labels: unit
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 
-from conftest import load_model
+from conftest import IMAGES, MODELS, load_model
 
 
 def test_four_threads_on_one_model(tiny):
@@ -59,3 +62,28 @@ def test_forward_releases_the_gil():
     t.join()
     # A Python thread holding the GIL through the forward would leave the counter still.
     assert elapsed > 0.02 and during > 1000, (elapsed, during)
+
+
+def test_python_exits_cleanly_while_daemon_threads_are_inside_the_engine():
+    # At exit, a daemon thread that takes the GIL back is ended by pthread_exit; its unwinding through the
+    # GIL guard's destructor aborted the interpreter (exit code 134, "terminate called").
+    script = f"""
+import sys, threading, time
+import numpy as np
+import dinov3
+model = dinov3.Model({str(MODELS / "tiny")!r}, threads=1)
+image = {str(IMAGES / "chelsea.png")!r}
+x = np.zeros((1, 3, 64, 64), np.float32)
+def loop(call):
+    while True:
+        call()
+for call in (lambda: model.preprocess(image), lambda: model.forward(x), lambda: list(model.embed([image]))):
+    threading.Thread(target=loop, args=(call,), daemon=True).start()
+time.sleep(0.5)
+print("main thread done", flush=True)
+"""
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        assert r.stdout == "main thread done\n" and "terminate" not in r.stderr, (r.stdout, r.stderr)
