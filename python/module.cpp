@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -417,25 +418,41 @@ void publish_npy(const std::string& out, const std::vector<int64_t>& shape, cons
   check(status);
 }
 
+// The engine options as Model() takes them, checked: threads, a known backend and precision.
+LoadOptions load_options(const std::string& backend, const std::string& precision, int threads) {
+  if (threads < 0) raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
+  // An unknown backend is a wrong argument here (the registry says kNotFound, as for a missing name).
+  const std::vector<std::string> backends = backend_names();
+  if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
+    std::string known;
+    for (const auto& b : backends) known += (known.empty() ? "" : ", ") + b;
+    raise(make_error(ErrorCode::kInvalidArgument, "unknown backend '" + backend + "' (available: " + known + ")"));
+  }
+  LoadOptions lo;
+  lo.backend = backend;
+  lo.backend_options.threads = threads;
+  if (!precision_from_name(precision, &lo.backend_options.precision)) {
+    raise(make_error(ErrorCode::kInvalidArgument, "unknown precision '" + precision + "' (fp32, bf16, int8)"));
+  }
+  return lo;
+}
+
+// load_options, then the backend made with them on this machine (its thread bound, precisions it lacks).
+void check_engine_options(const std::string& backend, const std::string& precision, int threads) {
+  const LoadOptions lo = load_options(backend, precision, threads);
+  Result<std::unique_ptr<Backend>> made = [&] {
+    ReleasedGil release;
+    return create_backend(lo.backend, lo.backend_options);
+  }();
+  check(made.status());
+}
+
 class PyModel {
  public:
   PyModel(const std::string& spec, const std::string& backend, const std::string& precision, int threads,
           const std::string& int8_plan, bool profile) {
-    if (threads < 0) raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
-    // An unknown backend is a wrong argument here (the registry says kNotFound, as for a missing name).
-    const std::vector<std::string> backends = backend_names();
-    if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
-      std::string known;
-      for (const auto& b : backends) known += (known.empty() ? "" : ", ") + b;
-      raise(make_error(ErrorCode::kInvalidArgument, "unknown backend '" + backend + "' (available: " + known + ")"));
-    }
-    LoadOptions lo;
-    lo.backend = backend;
-    lo.backend_options.threads = threads;
+    LoadOptions lo = load_options(backend, precision, threads);
     if (profile) lo.op_profile = profile_ = std::make_shared<OpProfile>();
-    if (!precision_from_name(precision, &lo.backend_options.precision)) {
-      raise(make_error(ErrorCode::kInvalidArgument, "unknown precision '" + precision + "' (fp32, bf16, int8)"));
-    }
     auto state = std::make_shared<ModelState>();
     Status status;
     {
@@ -636,18 +653,50 @@ PYBIND11_MODULE(_dinov3, m) {
       "check_embed_output",
       [](const std::string& out, bool allow_existing) { dinov3::python::check(dinov3::check_embed_output(out, allow_existing)); },
       py::arg("out"), py::arg("allow_existing"), "Raises ValueError for an output embed may not write.");
+  m.def("check_engine_options", &dinov3::python::check_engine_options, py::arg("backend"), py::arg("precision"),
+        py::arg("threads"), "Raises ValueError for engine options Model() would refuse on this machine.");
+  m.def(
+      "check_not_written_over",
+      [](const std::string& output, const std::vector<std::string>& kept, const std::string& what) {
+        dinov3::python::check(dinov3::check_not_written_over(output, kept, what));
+      },
+      py::arg("output"), py::arg("kept"), py::arg("what"), "Raises ValueError when output is one of kept.");
+  m.def(
+      "model_files",
+      [](const std::string& spec) {
+        // The files of the model `spec` names, as it resolves on this machine.
+        dinov3::Result<dinov3::ModelLocation> loc = dinov3::resolve_model(spec);
+        dinov3::python::check(loc.status());
+        py::list out;
+        for (const std::string& f : dinov3::model_files(loc->dir)) out.append(py::bytes(f));
+        return out;
+      },
+      py::arg("spec"), "The files the model spec resolves to on this machine (bytes); raises where it does not.");
   m.def(
       "calibrate_int8",
       [](const std::string& spec, const py::array_t<float, py::array::c_style>& pixels, double budget, int threads,
-         const std::string& plan_path, bool overwrite, const std::string& rounding) {
+         const std::string& plan_path, bool overwrite, const std::string& rounding,
+         const std::vector<std::string>& image_files) {
         using namespace dinov3;
         if (threads < 0) python::raise(make_error(ErrorCode::kInvalidArgument, "threads must be >= 0 (0: one per core)"));
         if (rounding != "gptq" && rounding != "nearest") {
           python::raise(make_error(ErrorCode::kInvalidArgument, "rounding must be 'gptq' or 'nearest', not '" + rounding + "'"));
         }
+        // Every check on the plan's files before any work: never over an input, never over a folder or a FIFO.
+        const Result<ModelLocation> location = resolve_model(spec);
+        python::check(location.status());
+        std::vector<std::string> inputs = image_files;
+        for (std::string& f : model_files(location->dir)) inputs.push_back(std::move(f));
         for (const std::string& p : int8_plan_files(plan_path)) {
+          python::check(check_not_written_over(p, inputs, "an input"));
           if (!overwrite && file_exists(p)) {
             python::raise(make_error(ErrorCode::kInvalidArgument, p + " exists; pass overwrite=True or another path"));
+          }
+          python::check(check_output_file(p, /*overwrite=*/true));
+          std::error_code ec;
+          const std::filesystem::path folder = std::filesystem::path(p).parent_path();
+          if (!folder.empty() && !std::filesystem::is_directory(folder, ec)) {
+            python::raise(make_error(ErrorCode::kNotFound, p + ": the folder " + folder.string() + " does not exist"));
           }
         }
         Shape shape(pixels.shape(), pixels.shape() + pixels.ndim());
@@ -660,8 +709,7 @@ PYBIND11_MODULE(_dinov3, m) {
           o.threads = threads;
           o.budget = budget;
           o.gptq = rounding == "gptq";
-          Result<ModelLocation> loc = resolve_model(spec);
-          plan = loc.ok() ? calibrate_int8(loc->dir, input, o) : Result<Int8Plan>(loc.status());
+          plan = calibrate_int8(location->dir, input, o);
           if (plan.ok()) {
             written = write_int8_plan(*plan, plan_path, overwrite);
             name_int8_plan_weights(*plan, plan_path);
@@ -671,7 +719,7 @@ PYBIND11_MODULE(_dinov3, m) {
         return int8_plan_to_json(python::unwrap(std::move(plan)));
       },
       py::arg("model"), py::arg("pixels"), py::arg("budget"), py::arg("threads"), py::arg("plan"), py::arg("overwrite"),
-      py::arg("rounding"),
+      py::arg("rounding"), py::arg("image_files"),
       "Measures each linear layer's int8 error on the pixels, writes the plan file (and its rounded weights), "
       "returns its JSON text.");
   m.def("publish_npy", &dinov3::python::publish_npy, py::arg("out"), py::arg("shape"), py::arg("chunks"), py::arg("paths"),

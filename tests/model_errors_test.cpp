@@ -324,6 +324,15 @@ TEST(ModelErrors, PathsMustNameRegularFilesWithoutNul) {
   expect_error(write_bytes_atomic(m.dir.file("out") + std::string(1, '\0') + "x", false, "data"),
                ErrorCode::kInvalidArgument, "cannot hold a NUL byte");
   EXPECT_FALSE(fs::exists(m.dir.file("out")));
+  // Overwriting renamed a plain file over a FIFO (or, as root, over /dev/null); only regular files are replaced.
+  expect_error(write_bytes_atomic(m.weights(), true, "data"), ErrorCode::kInvalidArgument,
+               "model.safetensors: exists and is not a regular file; only a regular file is replaced");
+  EXPECT_TRUE(fs::is_fifo(m.weights()));
+  expect_error(write_bytes_atomic(m.dir.path(), true, "data"), ErrorCode::kInvalidArgument, "is not a regular file (a folder)");
+  EXPECT_TRUE(fs::is_directory(m.dir.path()));
+  ASSERT_TRUE(write_bytes_atomic(m.dir.file("plain"), true, "one").ok());
+  ASSERT_TRUE(write_bytes_atomic(m.dir.file("plain"), true, "two").ok());  // a regular file is replaced
+  EXPECT_EQ(test::read_file(m.dir.file("plain")), "two");
 }
 
 TEST(ModelErrors, ThreadCountIsBounded) {

@@ -158,21 +158,6 @@ void add_decode_options(CLI::App& cmd, bool* exif_transpose, int64_t* max_pixels
       ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
 }
 
-Status check_not_written_over(const std::string& output, const std::vector<std::string>& kept, const std::string& what) {
-  std::error_code ec;
-  // An existing output is compared by identity (one stat per kept file; links and hard links included), a
-  // new one by the path it will have.
-  const bool exists = fs::exists(output, ec);
-  const fs::path out = exists ? fs::path() : fs::weakly_canonical(output, ec);
-  for (const std::string& k : kept) {
-    std::error_code k_ec;
-    const bool same = exists ? fs::equivalent(output, k, k_ec)
-                             : ec ? output == k : fs::weakly_canonical(k, k_ec) == out && !k_ec;
-    if (same) return make_error(ErrorCode::kInvalidArgument, output + " is " + what + "; it is never written over");
-  }
-  return {};
-}
-
 void add_input_options(CLI::App& cmd, InputOptions* opts) {
   cmd.add_option("--image,-i", opts->images, "image file(s), run as one batch (JPEG, PNG, WebP, BMP)");
   cmd.add_option("--input-tensor", opts->input_tensor, "preprocessed input [B,3,H,W]: FILE.safetensors[:NAME]");
@@ -223,8 +208,7 @@ std::pair<std::string, std::string> split_tensor_spec(const std::string& spec) {
 std::vector<std::string> input_files(const InputOptions& opts, const Model& model) {
   std::vector<std::string> files = opts.images;
   if (!opts.input_tensor.empty()) files.push_back(split_tensor_spec(opts.input_tensor).first);
-  files.push_back(model.weights_info().path);
-  files.push_back(model.directory() + "/config.json");
+  for (std::string& f : model_files(model.directory())) files.push_back(std::move(f));
   return files;
 }
 

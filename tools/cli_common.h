@@ -81,13 +81,10 @@ struct InputOptions {
 void add_input_options(CLI::App& cmd, InputOptions* opts);
 // The bundled sample photographs (for commands that run on something when given nothing).
 std::vector<std::string> bundled_sample_images();
-// The files a command reads for `opts` and `model`: its images or its input tensor's file, the model's
-// weights and its folder's config.json.
+// The files a command reads for `opts` and `model`: its images or its input tensor's file and the model's
+// files (model_files, dinov3/hub.h).
 std::vector<std::string> input_files(const InputOptions& opts, const Model& model);
-// An error when `output` is one of `kept` (the same file: by identity when both exist, else by the path
-// it would have), which `what` names ("an input"): inputs, the model's files and a command's other
-// outputs are never written over, --overwrite or not.
-Status check_not_written_over(const std::string& output, const std::vector<std::string>& kept, const std::string& what);
+// (check_not_written_over, dinov3/files.h, keeps outputs off them.)
 
 // [B, C, H, W] from the images or the tensor; `labels` gets one name per batch row.
 Result<Tensor> load_inputs(const InputOptions& opts, const Model& model, std::vector<std::string>* labels);

@@ -42,6 +42,7 @@ Result<int> run_calibrate(CalibrateOptions o) {
     if (!o.overwrite && file_exists(p)) {
       return make_error(ErrorCode::kInvalidArgument, p + " exists; pass --overwrite or another --plan");
     }
+    DINOV3_RETURN_IF_ERROR(check_output_file(p, /*overwrite=*/true));  // a folder or a FIFO there
   }
   const std::filesystem::path plan_dir = std::filesystem::path(plan_path).parent_path();
   std::error_code ec;

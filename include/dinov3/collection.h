@@ -44,7 +44,8 @@ std::string npy_header(const Shape& shape);
 std::string embed_index_path(const std::string& out);
 
 // Refuses an output before any work is done: a folder (or a name ending in '/'), and, unless
-// `allow_existing`, an existing output or index (the message says --overwrite replaces them).
+// `allow_existing`, an existing output or index (the message says --overwrite replaces them); an output
+// or index that exists and is not a regular file (check_output_file).
 Status check_embed_output(const std::string& out, bool allow_existing);
 
 // Publishes a float32 .npy of shape `shape` (rows first) and its index (path_lines(paths), one path per

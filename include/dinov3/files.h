@@ -25,7 +25,8 @@ Status write_bytes_atomic(const std::string& path, bool overwrite, std::string_v
 // temporary file beside it and flushed; then all are moved into place, or none are: a failure while
 // writing (a full disk) leaves every destination as it was, and one while moving puts back the files
 // already moved. (A crash between two moves can still leave the first one done.) With overwrite == false
-// an existing destination is an error and nothing is written.
+// an existing destination is an error and nothing is written. With overwrite == true only a regular file
+// (or a link to one) is replaced: a folder, FIFO, device or socket at a destination is an error.
 struct FileToWrite {
   std::string path;
   std::function<Status(const WriteFn&)> produce;
@@ -33,6 +34,16 @@ struct FileToWrite {
 Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite);
 
 bool file_exists(const std::string& path);
+
+// An error unless `path` may be written as an output: no NUL byte in it, and absent or, with `overwrite`,
+// a regular file (or a link to one); never a folder, FIFO, device or socket. Making its folder is the
+// caller's part. write_files_together checks every destination; commands call it before any work.
+Status check_output_file(const std::string& path, bool overwrite);
+
+// An error when `output` is one of `kept` (the same file: by identity when both exist, else by the path
+// it would have), which `what` names ("an input"): inputs, a model's files and a command's other outputs
+// are never written over, overwrite or not.
+Status check_not_written_over(const std::string& output, const std::vector<std::string>& kept, const std::string& what);
 
 // A regular file read whole, its bytes as they are (a config, an index, an image); larger than `limit`
 // bytes is an error, and so is a FIFO, a device or a directory (io/file_util.h, open_regular_file).

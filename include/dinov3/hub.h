@@ -30,6 +30,11 @@ struct ModelLocation {
 // one *.pth file. The error lists where it looked and how to get the weights (`dinov3 pull <id>`).
 Result<ModelLocation> resolve_model(const std::string& spec);
 
+// The files a model at `location` (ModelLocation::dir, or Model::directory()) is read from: a checkpoint
+// file itself; for a folder its config.json (even when absent: writing one would change the model) and
+// every regular file in it (weights, shards, their index). Outputs are never written over them.
+std::vector<std::string> model_files(const std::string& location);
+
 // What pull_repo reports while it works; the library itself never prints.
 struct PullEvent {
   enum class Kind {

@@ -341,6 +341,8 @@ def calibrate_int8(model: str, images: Any, plan: str, budget: float = 0.008, th
         pixels = np.ascontiguousarray(images, dtype=np.float32)
     else:
         pixels = Model(model, backend="reference").preprocess(images)
+    listed = images if isinstance(images, (list, tuple)) else [images]
+    image_files = [os.fsencode(i) for i in listed if isinstance(i, (str, bytes, os.PathLike))]
     text = _dinov3.calibrate_int8(os.fspath(model), pixels, float(budget), 0 if threads is None else int(threads),
-                                  os.fspath(plan), bool(overwrite), str(rounding))
+                                  os.fspath(plan), bool(overwrite), str(rounding), image_files)
     return json.loads(text)

@@ -69,4 +69,15 @@ Result<ModelLocation> resolve_model(const std::string& spec) {
                         "the folder holding config.json and model.safetensors");
 }
 
+std::vector<std::string> model_files(const std::string& location) {
+  std::error_code ec;
+  if (!fs::is_directory(location, ec)) return {location};
+  std::vector<std::string> files = {(fs::path(location) / "config.json").string()};
+  for (fs::directory_iterator it(location, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec) && it->path().filename() != "config.json") files.push_back(it->path().string());
+  }
+  return files;
+}
+
 }  // namespace dinov3

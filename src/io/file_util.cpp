@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 namespace dinov3 {
@@ -173,12 +174,39 @@ Status commit_files(std::vector<StagedFile>& files, bool overwrite) {
 
 }  // namespace
 
-Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite) {
-  for (const FileToWrite& f : files) DINOV3_RETURN_IF_ERROR(check_path(f.path));
-  if (!overwrite) {
-    for (const FileToWrite& f : files)
-      if (file_exists(f.path)) return already_exists(f.path);
+Status check_output_file(const std::string& path, bool overwrite) {
+  DINOV3_RETURN_IF_ERROR(check_path(path));
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  // Only a regular file is replaced: renaming over a FIFO, a device (/dev/null) or a socket would put a
+  // plain file where the system or another program expects that node.
+  if (!S_ISREG(st.st_mode)) {
+    return make_error(ErrorCode::kInvalidArgument, path + ": exists and is not a regular file" +
+                                                       (S_ISDIR(st.st_mode) ? " (a folder)" : "") +
+                                                       "; only a regular file is replaced");
   }
+  if (!overwrite) return already_exists(path);
+  return {};
+}
+
+Status check_not_written_over(const std::string& output, const std::vector<std::string>& kept, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // An existing output is compared by identity (one stat per kept file; links and hard links included), a
+  // new one by the path it will have.
+  const bool exists = fs::exists(output, ec);
+  const fs::path out = exists ? fs::path() : fs::weakly_canonical(output, ec);
+  for (const std::string& k : kept) {
+    std::error_code k_ec;
+    const bool same = exists ? fs::equivalent(output, k, k_ec)
+                             : ec ? output == k : fs::weakly_canonical(k, k_ec) == out && !k_ec;
+    if (same) return make_error(ErrorCode::kInvalidArgument, output + " is " + what + "; it is never written over");
+  }
+  return {};
+}
+
+Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite) {
+  for (const FileToWrite& f : files) DINOV3_RETURN_IF_ERROR(check_output_file(f.path, overwrite));
   std::vector<StagedFile> staged;
   for (const FileToWrite& f : files) {
     DINOV3_ASSIGN_OR_RETURN(StagedFile s, StagedFile::write(f.path, f.produce));

@@ -175,6 +175,7 @@ Status check_embed_output(const std::string& out, bool allow_existing) {
     for (const std::string& path : {out, embed_index_path(out)})
       if (file_exists(path)) return make_error(ErrorCode::kInvalidArgument, escape_line(path) + ": already exists (pass --overwrite to replace it)");
   }
+  for (const std::string& path : {out, embed_index_path(out)}) DINOV3_RETURN_IF_ERROR(check_output_file(path, true));
   return {};
 }
 

@@ -207,7 +207,9 @@ def test_failing_partitions_are_retried_then_reported_and_nothing_published(coll
         dd.embed([str(collection)], str(broken), out, client=client, partition_size=100, retries=1)
     assert len(failed.value.failures) == 3
     assert "after 1 retries" in str(failed.value) and "config.json" in str(failed.value)
-    assert not out.exists() and os.path.isdir(dd.work_dir_for(out))
+    # No partition finished: nothing to resume, so no work folder stands in the way of the corrected rerun.
+    assert "no partition finished" in str(failed.value)
+    assert not out.exists() and not os.path.exists(dd.work_dir_for(out))
 
 
 def test_an_int8_plan_reaches_the_workers(collection, reference, client, tmp_path):
@@ -240,6 +242,27 @@ def test_bad_arguments(collection, tmp_path):
         dd.embed([str(collection)], TINY, tmp_path / "out.npy", partition_size=0)
     with pytest.raises(FileNotFoundError):
         dd.embed(["@" + str(tmp_path / "no_list.txt")], TINY, tmp_path / "out.npy")
+    # Engine options, the model and the client are checked before a work folder exists.
+    for kwargs, error, message in [({"precision": "fp64"}, ValueError, "unknown precision 'fp64'"),
+                                   ({"backend": "gpu"}, ValueError, "unknown backend 'gpu'"),
+                                   ({"threads": 10**6}, ValueError, "thread"),
+                                   ({"local_workers": 0}, ValueError, "local_workers"),
+                                   ({"client": "tcp://127.0.0.1:1"}, ValueError, "dask.distributed.Client")]:
+        with pytest.raises(error, match=message):
+            dd.embed([str(collection)], TINY, tmp_path / "out.npy", **kwargs)
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        dd.embed([str(collection)], str(tmp_path / "no_model"), tmp_path / "out.npy")
+    assert not os.path.exists(dd.work_dir_for(tmp_path / "out.npy"))
+
+
+def test_an_input_is_never_written_over(tmp_path):
+    # dd.embed(..., "mine.npy", overwrite=True) with mine.npy among the inputs replaced it.
+    mine = tmp_path / "mine.npy"
+    np.save(mine, np.arange(5))
+    before = mine.read_bytes()
+    with pytest.raises(ValueError, match="mine.npy is an input; it is never written over"):
+        dd.embed([str(IMAGES / "chelsea.png"), str(mine)], TINY, mine, overwrite=True)
+    assert mine.read_bytes() == before
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_a_run(collection, tmp_path):
@@ -252,6 +275,11 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(collection, tmp_path
     with pytest.raises(ValueError, match="is not a run's work folder"):
         dd.embed([str(collection)], TINY, out, overwrite=True)
     assert (work / "mine.txt").read_text() == "keep me" and not out.exists()
+    # A file a run writes beside the user's does not make the folder a run's.
+    (work / "inputs.txt").write_text("")
+    with pytest.raises(ValueError, match="is not a run's work folder .*'mine.txt'"):
+        dd.embed([str(collection)], TINY, out, overwrite=True)
+    assert (work / "mine.txt").read_text() == "keep me"
 
 
 def test_resume_never_blocks_on_a_fifo_in_the_work_folder(collection, tmp_path):

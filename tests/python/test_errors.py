@@ -2,6 +2,7 @@
 # ctest labels: hostile
 
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -90,6 +91,28 @@ def test_paths_must_name_regular_files_without_nul(tiny, tmp_path):
             tiny.preprocess(path)
     with pytest.raises(ValueError, match="is a directory"):
         tiny.preprocess(str(tmp_path))
+
+
+def test_outputs_never_replace_inputs_or_special_files(tiny, tmp_path):
+    # calibrate_int8(..., overwrite=True) wrote its plan over an input image or the model's weights, and
+    # overwrite=True renamed a plain file over a FIFO (as root, over /dev/null).
+    image = tmp_path / "cat.png"
+    image.write_bytes((IMAGES / "chelsea.png").read_bytes())
+    before = image.read_bytes()
+    for plan in (image, MODELS / "tiny" / "config.json"):
+        with pytest.raises(ValueError, match="is an input; it is never written over"):
+            dinov3.calibrate_int8(str(MODELS / "tiny"), [str(image)], plan, overwrite=True, rounding="nearest")
+    assert image.read_bytes() == before
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # found before calibrating, not after
+        dinov3.calibrate_int8(str(MODELS / "tiny"), [str(image)], tmp_path / "no" / "plan.json", rounding="nearest")
+    with pytest.raises(ValueError, match="is not a regular file"):
+        dinov3.calibrate_int8(str(MODELS / "tiny"), [str(image)], tmp_path, overwrite=True, rounding="nearest")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    pca = tiny.pca(str(image)).pca
+    with pytest.raises(ValueError, match="exists and is not a regular file"):
+        pca.save(fifo, overwrite=True)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
 def test_preprocess_array_too_large_is_an_error_not_a_crash(tiny):

@@ -34,6 +34,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -189,6 +190,8 @@ def _read_shard(path: str, index: int, inputs: Sequence[bytes]) -> _Shard:
     row_shape = tuple(int(d) for d in meta["row_shape"])
     if rows.dtype != np.float32 or rows.shape != (n_ok,) + row_shape or len(paths) != n_ok or len(skipped) != n_skip:
         raise ValueError(f"{path}: damaged (rows, paths and counts disagree)")
+    if not np.isfinite(rows).all():
+        raise ValueError(f"{path}: damaged (rows hold NaN or infinity, which no forward gives)")
     ok, sk = iter(paths), iter(skipped)
     next_ok, next_sk = next(ok, None), next(sk, None)
     for p in inputs:  # the rows and skips interleave back into the inputs, in order
@@ -352,6 +355,14 @@ def _describe_run(job: Dict[str, Any], partition_size: int, paths: Sequence[byte
             "partition_size": partition_size, "inputs": len(paths), "inputs_sha256": _digest(paths)}
 
 
+_STATE_FILE = re.compile(r"(run\.json(\.tmp)?|inputs\.txt|part-\d{6}\.npz(\.tmp-[0-9a-f]{32})?)")
+
+
+def _is_state_file(work_dir: str, name: str) -> bool:
+    """A regular file of the names a run writes in its work folder (run.json, inputs.txt, shards)."""
+    return bool(_STATE_FILE.fullmatch(name)) and stat.S_ISREG(os.lstat(os.path.join(work_dir, name)).st_mode)
+
+
 def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes], resume: bool,
                       overwrite: bool) -> bool:
     """Creates the work folder, or checks an interrupted run's for a resume. True when resuming."""
@@ -367,6 +378,9 @@ def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes]
                     before = json.load(f)
             except (OSError, ValueError) as e:
                 raise ValueError(f"{work_dir}: not a resumable run ({e}); overwrite=True starts over") from e
+            if not isinstance(before, dict):
+                raise ValueError(f"{work_dir}: not a resumable run ({run_file} is not a run description); "
+                                 "overwrite=True starts over")
             for key in ("job", "partition_size", "inputs", "inputs_sha256"):
                 if before.get(key) != run.get(key):
                     raise ValueError(f"{work_dir}: the interrupted run had another {key.replace('_', ' ')} "
@@ -377,10 +391,10 @@ def _prepare_work_dir(work_dir: str, run: Dict[str, Any], paths: Sequence[bytes]
                              "overwrite=True / --overwrite starts over)")
         # overwrite=True replaces the output and a run's own work folder, never a folder of something else
         # that happens to have the work folder's name.
-        ours = {"run.json", "run.json.tmp", "inputs.txt"}
-        if not any(os.path.exists(os.path.join(work_dir, n)) for n in ours) and os.listdir(work_dir):
-            raise ValueError(f"{work_dir}: exists and is not a run's work folder (no run.json); it is left as it "
-                             "is: move it or choose another output")
+        foreign = [n for n in os.listdir(work_dir) if not _is_state_file(work_dir, n)]
+        if foreign:
+            raise ValueError(f"{work_dir}: exists and is not a run's work folder (it holds {foreign[0]!r}, which no "
+                             "run writes); it is left as it is: move it or choose another output")
         shutil.rmtree(work_dir)
     os.makedirs(work_dir)
     with open(os.path.join(work_dir, "inputs.txt"), "wb") as f:
@@ -415,7 +429,7 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
     partitions failed after their retries (nothing is published; the shards stay for a resume).
     """
     start = time.perf_counter()
-    output = os.fspath(output)
+    output = os.fsdecode(os.fspath(output))
     if not 1 <= int(batch_size) <= 4096:
         raise ValueError("batch_size must be in [1, 4096]")
     if int(partition_size) < 1:
@@ -430,6 +444,18 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
         raise ValueError("int8_plan needs precision \"int8\"")
     if pool not in (None, "avg", "token", "default"):
         raise ValueError(f"unknown pool {pool!r} (avg, token or default)")
+    if local_workers is not None and int(local_workers) < 1:
+        raise ValueError("local_workers must be at least 1")
+    if client is not None and not callable(getattr(client, "submit", None)):
+        raise ValueError(f"client must be a dask.distributed.Client, not {type(client).__name__} "
+                         "(for a scheduler address: Client(address))")
+    # The engine options as far as this machine can tell, before any work folder exists: the backend and
+    # precision names, and with a local cluster the model and plan themselves.
+    _dinov3.check_engine_options(backend, precision, 1 if threads is None else int(threads))
+    if client is None:
+        _dinov3.model_files(os.fspath(model))  # raises where the model is not found
+        if int8_plan is not None and not os.path.isfile(int8_plan):
+            raise FileNotFoundError(f"{os.fspath(int8_plan)}: no such int8 plan file")
     work_dir = work_dir_for(output)
     resuming_possible = resume and os.path.isdir(work_dir)
     _dinov3.check_embed_output(os.fsencode(output), bool(overwrite or resuming_possible))  # before any work
@@ -440,6 +466,16 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
     paths: List[bytes] = _dinov3.expand_inputs([os.fsencode(i) for i in inputs])
     if not paths:
         raise ValueError("the inputs hold no image files")
+    kept: Optional[List[bytes]] = None
+    for out in (os.fsencode(output), _dinov3.embed_index_path(os.fsencode(output))):
+        if os.path.exists(out):  # an input is never written over, overwrite or not
+            if kept is None:
+                kept = list(paths)
+                try:
+                    kept += _dinov3.model_files(os.fspath(model))
+                except (OSError, ValueError):  # a model only the workers see
+                    pass
+            _dinov3.check_not_written_over(out, kept, "an input")
 
     job = {"model": os.fspath(model), "backend": backend, "precision": precision,
            "int8_plan": None if int8_plan is None else os.path.abspath(os.fspath(int8_plan)),
@@ -460,6 +496,9 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
         for i, part in enumerate(parts):
             shard = _shard_path(work_dir, i)
             if os.path.lexists(shard):
+                if os.path.isdir(shard) and not os.path.islink(shard):
+                    raise ValueError(f"{shard}: a folder where the run keeps a shard; it is left as it is: move it "
+                                     "or pass overwrite=True to start over")
                 try:
                     if not os.path.isfile(shard):  # a FIFO or a device there would block or never end
                         raise ValueError(f"{shard}: not a regular file")
@@ -473,8 +512,6 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
     if client is None:
         n_workers, engine = local_cluster_size()
         if local_workers is not None:
-            if int(local_workers) < 1:
-                raise ValueError("local_workers must be at least 1")
             n_workers, engine = int(local_workers), max(1, _cores() // int(local_workers))
         own_cluster = local_cluster(n_workers)
         client = _dask_distributed.Client(own_cluster)
@@ -534,9 +571,13 @@ def _run(client: Any, job: Dict[str, Any], parts: List[List[bytes]], paths: List
         failures.sort()
         first = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
         lines = "\n".join(f"  partition {i} (inputs {first[i]}-{first[i] + len(parts[i]) - 1}): {m}" for i, m in failures)
+        if not done:  # nothing to resume: the work folder goes, so a corrected rerun starts afresh
+            shutil.rmtree(work_dir, ignore_errors=True)
+            kept = "no partition finished, and the work folder is removed"
+        else:
+            kept = f"the finished shards are kept in {work_dir} (--resume continues)"
         raise EmbedFailed(f"{len(failures)} of {len(parts)} partitions failed after {retries} retries; nothing was "
-                          f"published; the finished shards are kept in {work_dir} (--resume continues):\n{lines}",
-                          failures, work_dir)
+                          f"published; {kept}:\n{lines}", failures, work_dir)
 
     # Every shard checked against its partition's inputs before anything is written.
     shards = [_read_shard(_shard_path(work_dir, i), i, parts[i]) for i in range(len(parts))]
