@@ -108,6 +108,18 @@ TEST_P(BackendChecks, ForeignBuffersAndWeightsAreRefused) {
   expect_refused(be->upload(*x, SIZE_MAX - 1, host.data(), 4), "range overflows");
 }
 
+TEST_P(BackendChecks, AnAllocationTooLargeToExistIsOutOfMemory) {
+  // (2^62 + 1) floats: the cpu backend's byte count wrapped to 4 and the buffer claimed 2^62 + 1 floats, so
+  // an upload wrote past it; the reference backend's std::vector threw std::length_error, uncaught.
+  auto be = make(GetParam());
+  ASSERT_TRUE(be);
+  for (const size_t n : {(size_t{1} << 62) + 1, SIZE_MAX}) {
+    Result<std::unique_ptr<DeviceBuffer>> b = be->allocate(n);
+    ASSERT_FALSE(b.ok()) << n;
+    EXPECT_EQ(b.status().code(), ErrorCode::kOutOfMemory) << b.status().message();
+  }
+}
+
 TEST_P(BackendChecks, EmbedChecksThePatchWeight) {
   // The reference backend used to index a patch weight of any shape.
   auto be = make(GetParam());

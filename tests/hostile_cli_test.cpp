@@ -129,7 +129,7 @@ TEST(HostileCli, WrongSettingsAreOneErrorBeforeAnyImage) {
     expect_one_line_error(test::run_command(embed + " " + flags), "dinov3 embed: error: " + fragment);
     EXPECT_TRUE(fs::is_empty(tmp.path())) << flags;  // no output, no partial state
   }
-  for (const std::string& value : {"0", "-5"}) {
+  for (const std::string value : {"0", "-5"}) {
     const test::CommandResult r = test::run_command(embed + " --max-pixels " + value);
     EXPECT_EQ(r.exit_code, 2) << r.out;  // a command-line error
     EXPECT_NE(r.out.find("--max-pixels: Value " + value + " not in range 1 to"), std::string::npos) << r.out;
@@ -198,6 +198,19 @@ TEST(HostileCli, AReportReplacesOnlyItsOwnCommandsPreviousReport) {
   const test::CommandResult many = test::run_command(infer + " --warmup 2147483647 --runs 1");
   EXPECT_EQ(many.exit_code, 2) << many.out;
   EXPECT_NE(many.out.find("--warmup: Value 2147483647 not in range 0 to 1000000"), std::string::npos) << many.out;
+}
+
+TEST(HostileCli, FileNamesThatAreNotUtf8StillGiveAReport) {
+  // infer on "caf\xe9.png" did all the work, then failed with an internal error from the JSON writer.
+  test::TempDir tmp;
+  const std::string image = tmp.file("caf\xe9.png");
+  fs::copy_file(test::fixture("images/chelsea.png"), image);
+  const test::CommandResult r = test::run_command(test::cli_path() + " infer --model " + kTiny + " -i '" + image +
+                                                  "' --runs 1 --output-dir " + tmp.file("out"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json report = nlohmann::json::parse(test::read_file(tmp.file("out/infer.json")));
+  EXPECT_EQ(report["input"]["sources"][0], tmp.file("caf\xef\xbf\xbd.png"));  // U+FFFD in the JSON
+  EXPECT_NE(test::read_file(tmp.file("out/infer.log")).find(image), std::string::npos);  // the log keeps the bytes
 }
 
 TEST(HostileCli, AnOutputEndingInASlashIsAFolder) {

@@ -171,6 +171,17 @@ TEST(SafetensorsRoundTrip, SaveRefusesToOverwriteUnlessAsked) {
   EXPECT_EQ(open_safetensors(path)->load_f32("x")->data, other.data);
 }
 
+TEST(SafetensorsRoundTrip, TextThatIsNotUtf8IsAnErrorNotAnAbort) {
+  // JSON cannot carry these bytes: nlohmann threw, and the uncaught exception ended the program.
+  test::TempDir tmp;
+  Tensor t({1}, {1});
+  expect_error(save_safetensors(tmp.file("a.safetensors"), {{"x", &t}}, {{"k", "caf\xe9"}}, false),
+               ErrorCode::kInvalidArgument, "holds text that is not UTF-8");
+  expect_error(save_safetensors(tmp.file("a.safetensors"), {{"\xff\xfe", &t}}, {}, false), ErrorCode::kInvalidArgument,
+               "holds text that is not UTF-8");
+  EXPECT_FALSE(fs::exists(tmp.file("a.safetensors")));
+}
+
 DINOV3_SUITE_LABELS(SafetensorsDtypes, "unit");
 
 TEST(SafetensorsDtypes, HalfAndBfloat16AreConverted) {

@@ -55,7 +55,9 @@ Status Report::write(const std::string& output_dir) {
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
   if (ec) return make_error(ErrorCode::kIoError, output_dir + ": cannot create the output folder: " + ec.message());
-  const std::string json_text = json_.dump(2) + "\n";
+  // Paths in a report need not be UTF-8 (file names on Linux are bytes): those bytes become U+FFFD here,
+  // and the log keeps them as they are.
+  const std::string json_text = json_.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   std::string log;
   for (const auto& l : lines_) log += l + "\n";
   const std::vector<std::string> paths = files(output_dir, command_);

@@ -41,4 +41,13 @@ Result<nlohmann::json> parse_json(std::string_view text, int max_depth) {
   }
 }
 
+Result<std::string> dump_json(const nlohmann::ordered_json& j, const std::string& what, int indent) {
+  try {
+    return j.dump(indent);
+  } catch (const nlohmann::json::type_error& e) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      what + " holds text that is not UTF-8, which JSON cannot carry (" + e.what() + ")");
+  }
+}
+
 }  // namespace dinov3::io

@@ -21,4 +21,10 @@ int json_nesting_depth(std::string_view text, int limit);
 // "JSON nested deeper than <max_depth> levels"; the caller adds which file it was.
 Result<nlohmann::json> parse_json(std::string_view text, int max_depth = kMaxJsonDepth);
 
+// A document as text, or kInvalidArgument "<what> holds text that is not UTF-8 ..." when one of its
+// strings (a path, a tensor name, metadata) is not: JSON cannot carry those bytes, and a file naming another
+// file must not name it wrongly. (nlohmann throws there; a report, which only describes, dumps with
+// error_handler_t::replace instead.)
+Result<std::string> dump_json(const nlohmann::ordered_json& j, const std::string& what, int indent = -1);
+
 }  // namespace dinov3::io

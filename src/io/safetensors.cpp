@@ -264,7 +264,7 @@ Status write_safetensors(const WriteFn& write, const std::vector<TensorBytes>& t
       offset += bytes;
       sizes.push_back(static_cast<size_t>(bytes));
     }
-    std::string text = header.dump();
+    DINOV3_ASSIGN_OR_RETURN(std::string text, io::dump_json(header, "the safetensors header (tensor names, metadata)"));
     text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
     std::string blob(8, '\0');
     const uint64_t n = text.size();

@@ -310,7 +310,9 @@ Status check_int8_plan(const Int8Plan& plan, const ModelConfig& config) {
   return {};
 }
 
-std::string int8_plan_to_json(const Int8Plan& plan) {
+namespace {
+
+nlohmann::ordered_json plan_json(const Int8Plan& plan) {
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
   for (const Int8PlanLayer& l : plan.layers) {
     layers.push_back({{"name", l.name}, {"precision", precision_name(l.precision)}, {"contribution", l.contribution}});
@@ -333,7 +335,14 @@ std::string int8_plan_to_json(const Int8Plan& plan) {
         {"measured_cosine", plan.measured_cosine}}},
       {"layers", layers}};
   if (!plan.weights_file.empty()) j["weights"] = plan.weights_file;
-  return j.dump(2) + "\n";
+  return j;
+}
+
+}  // namespace
+
+std::string int8_plan_to_json(const Int8Plan& plan) {
+  // A description: bytes that are not UTF-8 become U+FFFD (write_int8_plan refuses such a plan instead).
+  return plan_json(plan).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 Result<Int8Plan> parse_int8_plan(const std::string& text) {
@@ -474,9 +483,10 @@ Status write_int8_plan(const Int8Plan& plan, const std::string& path, bool overw
   }
   Int8Plan named = plan;
   name_int8_plan_weights(named, path);
-  if (tensors.empty()) return write_bytes_atomic(path, overwrite, int8_plan_to_json(named));
+  DINOV3_ASSIGN_OR_RETURN(std::string json, io::dump_json(plan_json(named), path + ": the int8 plan", 2));
+  json += "\n";
+  if (tensors.empty()) return write_bytes_atomic(path, overwrite, json);
   const std::string weights_path = int8_plan_weights_path(path);
-  const std::string json = int8_plan_to_json(named);
   return write_files_together(
       {{path, [&json](const WriteFn& write) { return write(json.data(), json.size()); }},
        {weights_path,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -18,6 +19,7 @@ using AlignedPtr = std::unique_ptr<float[], AlignedDelete>;
 
 // Zero-initialised; throws std::bad_alloc like new.
 inline AlignedPtr allocate_aligned(std::size_t n) {
+  if (n > SIZE_MAX / sizeof(float)) throw std::bad_alloc();  // n * 4 would wrap to a small block
   const std::size_t bytes = (n == 0 ? 1 : n) * sizeof(float);
   float* p = static_cast<float*>(::operator new[](bytes, std::align_val_t(kCacheLine)));
   std::memset(p, 0, bytes);

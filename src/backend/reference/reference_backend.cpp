@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <limits>
 #include <new>
 #include <string>
@@ -86,11 +87,15 @@ class ReferenceBackend final : public Backend {
   std::string device() const override { return cpu_brand_string() + " (scalar reference loops)"; }
 
   Result<std::unique_ptr<DeviceBuffer>> allocate(size_t n) override {
+    const auto out_of_memory = [n] {
+      return make_error(ErrorCode::kOutOfMemory, "reference backend: cannot allocate " + std::to_string(n) + " floats");
+    };
     try {
       return std::unique_ptr<DeviceBuffer>(new HostBuffer(*this, n));
     } catch (const std::bad_alloc&) {
-      return make_error(ErrorCode::kOutOfMemory, "reference backend: cannot allocate " + std::to_string(n) +
-                                                     " floats");
+      return out_of_memory();
+    } catch (const std::length_error&) {  // more floats than a std::vector holds
+      return out_of_memory();
     }
   }
 
