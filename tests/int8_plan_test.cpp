@@ -3,6 +3,8 @@
 // calibration measures what it reports and keeps its budget.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -233,6 +235,18 @@ TEST(Int8Plan, RoundedWeightsTravelInAFileBesideThePlan) {
   Status refused = check_int8_plan(wrong, m->config());
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.message().find("patch_embed.proj's rounded weights"), std::string::npos) << refused.message();
+  // A plan built in memory is held to the file's rules: a NaN scale gave all-NaN features with an OK status.
+  for (const auto& [edit, fragment] : std::vector<std::pair<std::function<void(Int8PlanLayer&)>, std::string>>{
+           {[](Int8PlanLayer& l) { l.scale[0] = std::nanf(""); }, ".scale holds nan (scales are finite, >= 0)"},
+           {[](Int8PlanLayer& l) { l.scale[0] = INFINITY; }, ".scale holds inf"},
+           {[](Int8PlanLayer& l) { l.q[0] = -128; }, ".q holds -128 (the grid is -127..127)"},
+       }) {
+    Int8Plan bad = *back;
+    edit(bad.layers[0]);
+    const Status st = check_int8_plan(bad, m->config());
+    EXPECT_EQ(st.code(), ErrorCode::kInvalidArgument) << fragment;
+    EXPECT_NE(st.message().find(fragment), std::string::npos) << st.message();
+  }
 
   // Neither file is replaced unasked, even when only the weights file is in the way.
   std::remove(path.c_str());

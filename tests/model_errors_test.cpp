@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "dinov3/backend.h"
+#include "dinov3/collection.h"
 #include "dinov3/files.h"
 #include "dinov3/image.h"
 #include "dinov3/model.h"
@@ -335,6 +337,14 @@ TEST(ModelErrors, PathsMustNameRegularFilesWithoutNul) {
   expect_error(write_bytes_atomic(m.dir.file("out") + std::string(1, '\0') + "x", false, "data"),
                ErrorCode::kInvalidArgument, "cannot hold a NUL byte");
   EXPECT_FALSE(fs::exists(m.dir.file("out")));
+  // An @list line holding a NUL was cut there, silently: "a.png\0evil.png" listed a.png.
+  test::write_file(m.dir.file("list.txt"), std::string("a.png\0evil.png\nb.png\n", 20));
+  expect_error(expand_inputs({"@" + m.dir.file("list.txt")}).status(), ErrorCode::kInvalidArgument,
+               "list.txt: line 1 holds a NUL byte");
+  test::write_file(m.dir.file("list.txt"), "a.png\r\n\nb c.png");  // CRLF, a blank line, no final newline
+  const Result<std::vector<std::string>> listed = expand_inputs({"@" + m.dir.file("list.txt")});
+  ASSERT_TRUE(listed.ok()) << listed.status().message();
+  EXPECT_EQ(*listed, (std::vector<std::string>{"a.png", "b c.png"}));
   // Overwriting renamed a plain file over a FIFO (or, as root, over /dev/null); only regular files are replaced.
   expect_error(write_bytes_atomic(m.weights(), true, "data"), ErrorCode::kInvalidArgument,
                "model.safetensors: exists and is not a regular file; only a regular file is replaced");
@@ -344,6 +354,25 @@ TEST(ModelErrors, PathsMustNameRegularFilesWithoutNul) {
   ASSERT_TRUE(write_bytes_atomic(m.dir.file("plain"), true, "one").ok());
   ASSERT_TRUE(write_bytes_atomic(m.dir.file("plain"), true, "two").ok());  // a regular file is replaced
   EXPECT_EQ(test::read_file(m.dir.file("plain")), "two");
+}
+
+TEST(ModelErrors, EmptyCallablesAndNullPointersAreErrors) {
+  // Each of these ended the program: std::bad_function_call escaped, or a null pointer was read.
+  register_backend("registered-without-factory", BackendFactory{});
+  expect_error(create_backend("registered-without-factory").status(), ErrorCode::kInvalidArgument,
+               "registered without a factory");
+  test::TempDir tmp;
+  expect_error(write_file_atomic(tmp.file("x"), true, nullptr), ErrorCode::kInvalidArgument, "an empty producer");
+  expect_error(publish_npy_with_index(tmp.file("e.npy"), {1, 2}, ProduceFn{}, {"a"}, true), ErrorCode::kInvalidArgument,
+               "an empty producer");
+  const ProduceFn rows = [](const WriteFn& w) { return w("", 0); };
+  expect_error(publish_npy_with_index(tmp.file("e.npy"), {1, -2}, rows, {"a"}, true), ErrorCode::kInvalidArgument,
+               "is not an array numpy reads");
+  expect_error(publish_npy_with_index(tmp.file("e.npy"), Shape(40, 1), rows, {"a"}, true), ErrorCode::kInvalidArgument,
+               "is not an array numpy reads");
+  EXPECT_TRUE(fs::is_empty(tmp.path()));
+  expect_error(decode_image_memory(nullptr, 100, DecodeOptions{}).status(), ErrorCode::kInvalidArgument,
+               "no bytes at a null pointer");
 }
 
 TEST(ModelErrors, ThreadCountIsBounded) {

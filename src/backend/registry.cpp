@@ -74,6 +74,7 @@ Result<std::unique_ptr<Backend>> create_backend(const std::string& name, const B
     }
     factory = it->second;
   }
+  if (!factory) return make_error(ErrorCode::kInvalidArgument, "backend '" + name + "' was registered without a factory");
   if (options.threads < 0) {
     return make_error(ErrorCode::kInvalidArgument, "threads must be >= 0, got " + std::to_string(options.threads));
   }

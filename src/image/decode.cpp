@@ -70,6 +70,7 @@ Result<image_detail::DecodedImage> decode_by_magic(const uint8_t* data, size_t s
 
 Result<ImageRGB8> decode_image_memory(const uint8_t* data, size_t size, const DecodeOptions& options) {
   return guard_api_call("decode", [&]() -> Result<ImageRGB8> {
+    if (data == nullptr && size > 0) return make_error(ErrorCode::kInvalidArgument, "decode: no bytes at a null pointer");
     DINOV3_ASSIGN_OR_RETURN(image_detail::DecodedImage decoded, decode_by_magic(data, size, options));
     if (options.exif_transpose) {
       DINOV3_RETURN_IF_ERROR(image_detail::apply_exif_orientation(decoded.exif_orientation, &decoded.image));

@@ -206,7 +206,10 @@ Status check_not_written_over(const std::string& output, const std::vector<std::
 }
 
 Status write_files_together(const std::vector<FileToWrite>& files, bool overwrite) {
-  for (const FileToWrite& f : files) DINOV3_RETURN_IF_ERROR(check_output_file(f.path, overwrite));
+  for (const FileToWrite& f : files) {
+    DINOV3_RETURN_IF_ERROR(check_output_file(f.path, overwrite));
+    if (!f.produce) return make_error(ErrorCode::kInvalidArgument, f.path + ": nothing to write it with (an empty producer)");
+  }
   std::vector<StagedFile> staged;
   for (const FileToWrite& f : files) {
     DINOV3_ASSIGN_OR_RETURN(StagedFile s, StagedFile::write(f.path, f.produce));

@@ -37,7 +37,13 @@ Result<std::vector<std::string>> expand_inputs(const std::vector<std::string>& s
                                                              std::to_string(kMaxLine) + " bytes: not a list of paths");
         }
         if (in.gcount() == 0 && in.eof()) break;
-        std::string line(buf.data());
+        // gcount counts the newline getline took, but not at the end of the file.
+        const auto length = static_cast<size_t>(in.gcount()) - (in.eof() ? 0 : 1);
+        std::string line(buf.data(), length);
+        if (line.find('\0') != std::string::npos) {  // the path would end at it and name another file
+          return make_error(ErrorCode::kInvalidArgument,
+                            list + ": line " + std::to_string(n) + " holds a NUL byte: not a list of paths");
+        }
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (!line.empty()) out.push_back(line);
         if (in.eof() || in.bad()) break;
@@ -185,6 +191,10 @@ Status publish_npy_with_index(const std::string& out, const Shape& shape, const 
     return make_error(ErrorCode::kInvalidArgument, "publish: " + std::to_string(paths.size()) + " paths for " +
                                                        (shape.empty() ? std::string("no") : std::to_string(shape[0])) + " rows");
   }
+  if (shape.size() > 32 || shape_numel(shape) < 0) {  // numpy reads at most 32 dimensions
+    return make_error(ErrorCode::kInvalidArgument, "publish: shape " + shape_to_string(shape) + " is not an array numpy reads");
+  }
+  if (!write_rows) return make_error(ErrorCode::kInvalidArgument, "publish: no rows to write (an empty producer)");
   const uint64_t bytes = static_cast<uint64_t>(shape_numel(shape)) * sizeof(float);
   const ProduceFn produce_npy = [&](const WriteFn& w) -> Status {
     const std::string header = npy_header(shape);

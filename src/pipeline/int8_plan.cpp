@@ -274,6 +274,19 @@ Result<Int8Plan> calibrate_int8(const std::string& path, const Tensor& images, c
   return plan;
 }
 
+namespace {
+
+// What is wrong with a layer's rounded weights as values (empty: nothing): the grid is -127..127 and
+// scales are finite and >= 0, whether the plan came from a file or was built in memory.
+std::string rounded_values_problem(const Int8PlanLayer& l) {
+  if (std::find(l.q.begin(), l.q.end(), int8_t{-128}) != l.q.end()) return l.name + ".q holds -128 (the grid is -127..127)";
+  for (const float v : l.scale)
+    if (!std::isfinite(v) || v < 0.0f) return l.name + ".scale holds " + std::to_string(v) + " (scales are finite, >= 0)";
+  return {};
+}
+
+}  // namespace
+
 Status check_int8_plan(const Int8Plan& plan, const ModelConfig& config) {
   const std::vector<LinearLayer> layers = linear_layers(config);
   if (plan.layers.size() != layers.size()) {
@@ -300,6 +313,9 @@ Status check_int8_plan(const Int8Plan& plan, const ModelConfig& config) {
                               std::to_string(m.out) + ", " + std::to_string(m.in) + "] with " +
                               std::to_string(m.out) + " scales; the plan has " + std::to_string(l.q.size()) +
                               " values and " + std::to_string(l.scale.size()) + " scales");
+      }
+      if (const std::string why = rounded_values_problem(l); !why.empty()) {
+        return make_error(ErrorCode::kInvalidArgument, "int8 plan: " + why);
       }
     }
     if (i > 0 && layers[i - 1].tied_to_next && plan.layers[i - 1].precision != l.precision) {
@@ -452,9 +468,7 @@ Status read_plan_weights(const std::string& plan_path, Int8Plan& plan) {
     std::memcpy(l.q.data(), q->data, l.q.size());
     l.scale.resize(static_cast<size_t>(scale->numel()));
     std::memcpy(l.scale.data(), scale->data, l.scale.size() * sizeof(float));
-    if (std::find(l.q.begin(), l.q.end(), int8_t{-128}) != l.q.end()) return bad(l.name + ".q holds -128 (the grid is -127..127)");
-    for (const float v : l.scale)
-      if (!std::isfinite(v) || v < 0.0f) return bad(l.name + ".scale holds " + std::to_string(v) + " (scales are finite, >= 0)");
+    if (const std::string why = rounded_values_problem(l); !why.empty()) return bad(why);
   }
   return {};
 }
