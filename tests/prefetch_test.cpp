@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 
 #include "dinov3/pipeline.h"
@@ -60,6 +61,31 @@ TEST(ImagePrefetcher, StartsAtFirstAndStopsEarly) {
   }  // destroyed with items still pending: the workers stop and join
   ImagePrefetcher none({}, 0, 4, 2, small_config());
   EXPECT_TRUE(none.paths().empty());
+}
+
+TEST(ImagePrefetcher, IndicesNoWorkerDecodesAreItemsNotHangs) {
+  // Each of these waited forever: skipping past the window, an index past the end, one taken twice, and a
+  // window of SIZE_MAX ("no limit"), where consume + window wrapped.
+  std::vector<std::string> paths;
+  for (int i = 0; i < 40; ++i) paths.push_back(test::fixture(i % 2 ? "images/rocket.jpg" : "images/chelsea.png"));
+  for (const size_t window : {size_t{4}, SIZE_MAX}) {
+    ImagePrefetcher prefetch(paths, 0, window, 2, small_config());
+    ASSERT_TRUE(prefetch.take(0).ok);
+    const ImagePrefetcher::Item again = prefetch.take(0);
+    EXPECT_FALSE(again.ok);
+    EXPECT_NE(again.reason.find("image 0: already taken"), std::string::npos) << again.reason;
+    const ImagePrefetcher::Item skipped_to = prefetch.take(10);  // past the window of 4
+    ASSERT_TRUE(skipped_to.ok) << skipped_to.reason;
+    EXPECT_EQ(skipped_to.chw.data, preprocess_image_file(paths[10], small_config())->data);
+    EXPECT_FALSE(prefetch.take(5).ok);  // skipped: gone
+    for (size_t i = 11; i < paths.size(); ++i) ASSERT_TRUE(prefetch.take(i).ok) << i;
+    const ImagePrefetcher::Item past = prefetch.take(paths.size());
+    EXPECT_FALSE(past.ok);
+    EXPECT_NE(past.reason.find("past the last of the 40 paths"), std::string::npos) << past.reason;
+  }
+  ImagePrefetcher late(paths, 50, 4, 1, small_config());  // first past the end
+  EXPECT_FALSE(late.take(0).ok);
+  EXPECT_FALSE(late.take(50).ok);
 }
 
 DINOV3_SUITE_LABELS(L2NormalizeRows, "unit");

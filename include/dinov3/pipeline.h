@@ -88,7 +88,9 @@ class ImagePrefetcher {
   ImagePrefetcher& operator=(const ImagePrefetcher&) = delete;
 
   const std::vector<std::string>& paths() const;
-  // The item for paths()[index], waiting for it if needed. Indices are taken in increasing order.
+  // The item for paths()[index], waiting for it if needed. Indices are taken in increasing order, each
+  // once; skipping ahead drops the paths in between. An index past the end, already taken or before
+  // `first` gives an item with ok == false and the reason.
   Item take(size_t index);
 
  private:

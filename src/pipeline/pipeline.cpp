@@ -104,9 +104,23 @@ const std::vector<std::string>& ImagePrefetcher::paths() const { return state_->
 ImagePrefetcher::Item ImagePrefetcher::take(size_t index) {
   State& s = *state_;
   std::unique_lock<std::mutex> lock(s.mu);
+  // An index no worker will ever decode would be waited for forever: it is an item with the reason.
+  if (index >= s.paths.size() || index < s.consume) {
+    Item none;
+    none.reason = "image " + std::to_string(index) + ": " +
+                  (index >= s.paths.size() ? "past the last of the " + std::to_string(s.paths.size()) + " paths"
+                                           : "already taken, or before the first (each index is taken once, in "
+                                             "increasing order)");
+    return none;
+  }
+  if (index > s.consume) {  // skipping ahead: the paths in between are dropped, undecoded where not yet begun
+    s.consume = index;
+    s.next = std::max(s.next, index);
+    s.cv.notify_all();
+  }
   s.cv.wait(lock, [&] { return s.ready.count(index) > 0; });
   Item item = std::move(s.ready[index]);
-  s.ready.erase(index);
+  s.ready.erase(s.ready.begin(), s.ready.upper_bound(index));  // and any skipped one decoded meanwhile
   s.consume = index + 1;
   s.cv.notify_all();
   return item;
@@ -117,7 +131,8 @@ void ImagePrefetcher::State::run() {
     size_t index;
     {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return stop || (next < paths.size() && next < consume + window); });
+      // next >= consume always, so the difference cannot wrap (consume + window could, for a huge window).
+      cv.wait(lock, [&] { return stop || (next < paths.size() && next - consume < window); });
       if (stop) return;
       index = next++;
     }
