@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -356,6 +357,32 @@ TEST(ModelErrors, PathsMustNameRegularFilesWithoutNul) {
   EXPECT_EQ(test::read_file(m.dir.file("plain")), "two");
 }
 
+TEST(ModelErrors, FilesWrittenTogetherAreAllMovedOrNone) {
+  // The second file cannot be moved into place after the first was (a folder appears at its name while the
+  // files are written): the first is put back as it was.
+  test::TempDir tmp;
+  const std::string a = tmp.file("a.npy"), b = tmp.file("a.index.txt");
+  test::write_file(a, "old a");
+  const Status st = write_files_together(
+      {{a, [](const WriteFn& w) { return w("new a", 5); }},
+       {b,
+        [&](const WriteFn& w) {
+          fs::create_directory(b);
+          return w("new b", 5);
+        }}},
+      /*overwrite=*/true);
+  expect_error(st, ErrorCode::kIoError, "a.index.txt: cannot move into place");
+  EXPECT_EQ(test::read_file(a), "old a");
+  EXPECT_TRUE(fs::is_directory(b));
+  fs::remove(b);
+  ASSERT_TRUE(write_files_together({{a, [](const WriteFn& w) { return w("new a", 5); }},
+                                    {b, [](const WriteFn& w) { return w("new b", 5); }}},
+                                   true)
+                  .ok());
+  EXPECT_EQ(test::read_file(a), "new a");
+  EXPECT_EQ(test::read_file(b), "new b");
+}
+
 TEST(ModelErrors, EmptyCallablesAndNullPointersAreErrors) {
   // Each of these ended the program: std::bad_function_call escaped, or a null pointer was read.
   register_backend("registered-without-factory", BackendFactory{});
@@ -450,6 +477,16 @@ TEST(ForwardErrors, NonFiniteInputIsAnErrorNamingWhere) {
                "input holds an infinity (image 0, channel 0, row 0, column 3)");
   y.ptr()[3] = 1e3f;  // large but finite is an input like any other
   EXPECT_TRUE((*model)->forward(y).ok());
+  // Finite values that overflow float32 on the way gave NaN features with an OK status, on every backend.
+  for (const char* backend : {"cpu", "reference"}) {
+    lo.backend = backend;
+    Result<std::unique_ptr<Model>> m = Model::load(test::fixture(kTiny), lo);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    Tensor z({2, 3, 32, 32});
+    std::fill(z.data.begin() + 3 * 32 * 32, z.data.end(), 3e38f);  // image 1
+    expect_error((*m)->forward(z).status(), ErrorCode::kInvalidArgument,
+                 "forward: image 1 gives NaN or infinity: its input values (largest |x| 3e+38) overflow float32");
+  }
 }
 
 DINOV3_SUITE_LABELS(ForwardIntermediates, "unit");

@@ -312,6 +312,23 @@ Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const Forwar
   if (pool == PoolMode::kToken) {
     for (int64_t b = 0; b < B; ++b) std::copy_n(out.features.ptr() + b * T * D, D, out.pooled.ptr() + b * D);
   }
+  // Finite inputs can still overflow float32 on the way (values near 1e38 square to infinity in the
+  // LayerNorm): an error naming the image, never NaN features with an OK status.
+  std::vector<const Tensor*> outputs = {&out.features, &out.pooled};
+  for (const Intermediate& im : out.intermediates) outputs.push_back(&im.tokens);
+  for (const Tensor* t : outputs) {
+    if (const int64_t i = first_non_finite(t->ptr(), t->numel()); i >= 0) {
+      const int64_t b = i / (t->numel() / B);
+      const float* x = input.ptr() + b * image_values;
+      float largest = 0.0f;
+      for (int64_t k = 0; k < image_values; ++k) largest = std::max(largest, std::fabs(x[k]));
+      char what[160];
+      std::snprintf(what, sizeof(what), "forward: image %lld gives NaN or infinity: its input values (largest |x| %g)",
+                    static_cast<long long>(b), static_cast<double>(largest));
+      return make_error(ErrorCode::kInvalidArgument, std::string(what) + " overflow float32 arithmetic; preprocessed "
+                                                                         "pixels are a few units at most");
+    }
+  }
   return out;
 }
 
