@@ -271,9 +271,13 @@ ImageSource image_source(const py::handle& item, size_t index) {
     }
     raise(make_error(ErrorCode::kInvalidArgument, where + "expected a HxWx3 RGB array, got shape [" + shape + "]"));
   }
-  if (array.shape(0) > std::numeric_limits<int>::max() || array.shape(1) > std::numeric_limits<int>::max()) {
+  // The pixel bound image files have (DecodeOptions::max_pixels), before the copies below are made.
+  const int64_t max_pixels = DecodeOptions{}.max_pixels;
+  if (array.shape(0) > std::numeric_limits<int>::max() || array.shape(1) > std::numeric_limits<int>::max() ||
+      array.shape(0) > max_pixels / array.shape(1)) {
     raise(make_error(ErrorCode::kInvalidArgument, where + "too large: " + std::to_string(array.shape(0)) + " x " +
-                                                      std::to_string(array.shape(1)) + " pixels"));
+                                                      std::to_string(array.shape(1)) + " pixels (at most " +
+                                                      std::to_string(max_pixels) + ", as for image files)"));
   }
   // A contiguous copy when the array is not one; that copy can fail (ensure() clears numpy's error).
   auto pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(array);

@@ -8,12 +8,14 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "dinov3/backend.h"
 #include "dinov3/collection.h"
 #include "dinov3/files.h"
 #include "dinov3/image.h"
 #include "dinov3/model.h"
+#include "dinov3/pipeline.h"
 #include "dinov3/tensor_file.h"
 #include "test_labels.h"
 #include "test_util.h"
@@ -305,6 +307,32 @@ TEST(ModelErrors, NormalizationMustGiveFiniteValues) {
   ImageRGB8 image{pc.width, pc.height, std::vector<uint8_t>(size_t(pc.width) * pc.height * 3, 7)};
   std::vector<float> out(3 * size_t(pc.width) * pc.height);
   expect_error(to_normalized_chw(image, pc, out.data()), ErrorCode::kInvalidArgument, "channel 1");
+}
+
+TEST(ModelErrors, PreprocessingNoImageCanGoThroughIsRefusedUpFront) {
+  // check_preprocess_config passed each of these, and then every image failed with a misleading message
+  // ("aspect ratio too extreme", "rescale factor nan"); a patch size of 0 divided by zero.
+  const auto refused = [](const std::function<void(PreprocessConfig&)>& edit, const std::string& fragment) {
+    PreprocessConfig pc;
+    edit(pc);
+    expect_error(check_preprocess_config(pc), ErrorCode::kInvalidArgument, fragment);
+  };
+  refused([](PreprocessConfig& p) { p.crop_pct = 1000; }, "crop_pct 1000 resizes a 256x256 input to nothing");
+  refused([](PreprocessConfig& p) { p.rescale_factor = std::nan(""); }, "rescale factor nan gives values that are not finite");
+  refused([](PreprocessConfig& p) { p.rescale_factor = 1e39; }, "gives values that are not finite");
+  refused([](PreprocessConfig& p) { p.crop_mode = static_cast<CropMode>(9); }, "crop mode 9 is none of center, squash");
+  expect_error(preprocess_geometry(-5, -5, PreprocessConfig{}).status(), ErrorCode::kInvalidArgument,
+               "a -5x-5 image has no pixels to resize");
+  ModelConfig c;
+  c.patch_size = 0;
+  expect_error(preprocess_config_for(c).status(), ErrorCode::kInvalidArgument, "patch size 0 is not positive");
+  EXPECT_EQ(forward_flops(c, 32, 32), 0.0);
+  c.patch_size = 16;
+  c.data.height = (int64_t{1} << 32) + 256;  // was cut to 256 by the cast to int
+  expect_error(preprocess_config_for(c).status(), ErrorCode::kInvalidArgument, "is not in [1, 8192]");
+  EXPECT_EQ(round_to_patch(2147483647.0, 16), 2147483632);  // wrapped to -2147483648
+  EXPECT_EQ(round_to_patch(1e12, 16), 2147483632);          // was 0
+  EXPECT_EQ(round_to_patch(500, 16), 496);
 }
 
 TEST(ModelErrors, RopePeriodsMustBePositiveAndFinite) {

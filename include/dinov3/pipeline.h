@@ -31,7 +31,8 @@ struct InputSize {
 };
 
 // The one rounding rule: the nearest multiple of the patch size p, halves rounded up, at least one patch:
-// max(p, p * floor(x / p + 1/2)). With p = 16: 500 -> 496, 700 -> 704, 8 -> 16, 7 -> 16.
+// max(p, p * floor(x / p + 1/2)). With p = 16: 500 -> 496, 700 -> 704, 8 -> 16, 7 -> 16. At most the
+// largest multiple of p an int holds; 0 for a patch size below 1.
 int round_to_patch(double x, int patch_size);
 
 // Largest side (pixels) an InputSize may ask for: an 8192 x 8192 input already holds 262,149 tokens.

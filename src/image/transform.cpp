@@ -43,6 +43,8 @@ std::array<uint8_t, 3> fill_color(const PreprocessConfig& config) {
   return fill;
 }
 
+Status normalize_table(const PreprocessConfig& config, float (&table)[3][256]);  // below
+
 // The geometry's part of check_preprocess_config.
 Status check_crop(const PreprocessConfig& config) {
   if (config.height <= 0 || config.width <= 0) {
@@ -50,6 +52,18 @@ Status check_crop(const PreprocessConfig& config) {
   }
   if (!(config.crop_pct > 0.0) || !std::isfinite(config.crop_pct)) {
     return make_error(ErrorCode::kInvalidArgument, "preprocess: crop_pct must be a positive number");
+  }
+  if (config.crop_mode != CropMode::kCenter && config.crop_mode != CropMode::kSquash &&
+      config.crop_mode != CropMode::kBorder) {
+    return make_error(ErrorCode::kInvalidArgument, "preprocess: crop mode " +
+                                                       std::to_string(static_cast<int>(config.crop_mode)) +
+                                                       " is none of center, squash and border");
+  }
+  if (std::floor(config.height / config.crop_pct) < 1 || std::floor(config.width / config.crop_pct) < 1) {
+    char what[160];
+    std::snprintf(what, sizeof(what), "preprocess: crop_pct %g resizes a %dx%d input to nothing", config.crop_pct,
+                  config.width, config.height);
+    return make_error(ErrorCode::kInvalidArgument, what);
   }
   const double resize_pixels = std::floor(config.height / config.crop_pct) * std::floor(config.width / config.crop_pct);
   if (const int64_t limit = DecodeOptions{}.max_pixels; resize_pixels > static_cast<double>(limit)) {
@@ -64,14 +78,19 @@ Status check_crop(const PreprocessConfig& config) {
 }  // namespace
 
 Status check_preprocess_config(const PreprocessConfig& config) {
+  const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(check_crop(config));
-  if (config.normalize) DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
-  return {};
+  float table[3][256];
+  return normalize_table(config, table);
 }
 
 Result<PreprocessGeometry> preprocess_geometry(int width, int height, const PreprocessConfig& config) {
   const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(check_crop(config));
+  if (width < 1 || height < 1) {
+    return make_error(ErrorCode::kInvalidArgument, "preprocess: a " + std::to_string(width) + "x" +
+                                                       std::to_string(height) + " image has no pixels to resize");
+  }
   const double scale_h = std::floor(config.height / config.crop_pct);
   const double scale_w = std::floor(config.width / config.crop_pct);
   PreprocessGeometry g;
@@ -180,18 +199,12 @@ Status check_normalization(const std::array<float, 3>& mean, const std::array<fl
   return {};
 }
 
-Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out) {
-  const ScopedDefaultFloatEnv float_env;
-  if (image.width != config.width || image.height != config.height ||
-      image.pixels.size() != size_t(image.width) * size_t(image.height) * 3) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "normalize: image is " + std::to_string(image.width) + "x" + std::to_string(image.height) +
-                          ", expected " + std::to_string(config.width) + "x" + std::to_string(config.height));
-  }
-  // ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
-  // possible results per channel gives exactly those values.
+namespace {
+
+// ToTensor divides by 255 in float32, Normalize subtracts and divides in float32: a table of the 256
+// possible results per channel gives exactly those values. An error when one is not finite.
+Status normalize_table(const PreprocessConfig& config, float (&table)[3][256]) {
   if (config.normalize) DINOV3_RETURN_IF_ERROR(check_normalization(config.mean, config.std));
-  float table[3][256];
   const bool to_tensor = config.rescale_factor == 1.0 / 255.0;
   for (int c = 0; c < 3; ++c) {
     for (int v = 0; v < 256; ++v) {
@@ -204,6 +217,21 @@ Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config,
       }
     }
   }
+  return {};
+}
+
+}  // namespace
+
+Status to_normalized_chw(const ImageRGB8& image, const PreprocessConfig& config, float* out) {
+  const ScopedDefaultFloatEnv float_env;
+  if (image.width != config.width || image.height != config.height ||
+      image.pixels.size() != size_t(image.width) * size_t(image.height) * 3) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "normalize: image is " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                          ", expected " + std::to_string(config.width) + "x" + std::to_string(config.height));
+  }
+  float table[3][256];
+  DINOV3_RETURN_IF_ERROR(normalize_table(config, table));
   const size_t plane = size_t(image.width) * size_t(image.height);
   const uint8_t* px = image.pixels.data();
   for (size_t i = 0; i < plane; ++i) {

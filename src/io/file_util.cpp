@@ -19,8 +19,11 @@ bool file_exists(const std::string& path) {
 
 Status check_path(const std::string& path) {
   if (path.find('\0') == std::string::npos) return {};
+  // Shown up to 200 bytes: encoded image bytes given where a path goes would otherwise fill the message.
+  constexpr size_t kShown = 200;
   std::string shown;
-  for (const char c : path) c == '\0' ? shown += "\\0" : shown += c;
+  for (size_t i = 0; i < path.size() && i < kShown; ++i) path[i] == '\0' ? shown += "\\0" : shown += path[i];
+  if (path.size() > kShown) shown += "... (" + std::to_string(path.size()) + " bytes)";
   return make_error(ErrorCode::kInvalidArgument, "\"" + shown + "\": a path cannot hold a NUL byte");
 }
 

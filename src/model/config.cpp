@@ -260,6 +260,7 @@ namespace dinov3 {
 
 double forward_flops(const ModelConfig& c, int64_t height, int64_t width) {
   const ScopedDefaultFloatEnv float_env;
+  if (c.patch_size < 1) return 0.0;  // not a model (parse_model_config refuses it)
   const double P = static_cast<double>((height / c.patch_size) * (width / c.patch_size));
   const double T = static_cast<double>(c.tokens_for(height, width)), D = static_cast<double>(c.embed_dim);
   const double hidden = static_cast<double>(c.mlp_hidden);

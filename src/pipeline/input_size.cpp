@@ -2,6 +2,7 @@
 // (--size | --long-side, image size) to H x W, and the preprocessing built from it.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "dinov3/pipeline.h"
 #include "util/float_env.h"
@@ -10,8 +11,11 @@ namespace dinov3 {
 
 int round_to_patch(double x, int patch_size) {
   const ScopedDefaultFloatEnv float_env;
-  const double multiples = std::floor(x / patch_size + 0.5);
-  return static_cast<int>(std::max(1.0, multiples)) * patch_size;
+  if (patch_size < 1) return 0;
+  // Clamped so the product stays an int: sizes past that are refused by check_input_size anyway.
+  const double most = std::floor(static_cast<double>(std::numeric_limits<int>::max()) / patch_size);
+  const double multiples = std::clamp(std::floor(x / patch_size + 0.5), 1.0, most);
+  return static_cast<int>(std::isnan(multiples) ? 1.0 : multiples) * patch_size;
 }
 
 Status check_image_covers_a_patch(int image_width, int image_height, int patch_size) {

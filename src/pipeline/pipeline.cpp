@@ -16,6 +16,14 @@ Result<PreprocessConfig> preprocess_config_for(const ModelConfig& config, int si
   const ScopedDefaultFloatEnv float_env;
   const DataConfig& d = config.data;
   PreprocessConfig p;
+  if (config.patch_size < 1) {  // parse_model_config refuses it; a ModelConfig built in code may hold it
+    return make_error(ErrorCode::kInvalidArgument, "patch size " + std::to_string(config.patch_size) + " is not positive");
+  }
+  if (d.height < 1 || d.width < 1 || d.height > kMaxInputSide || d.width > kMaxInputSide) {
+    return make_error(ErrorCode::kInvalidArgument, "input size " + std::to_string(d.height) + "x" +
+                                                       std::to_string(d.width) + " is not in [1, " +
+                                                       std::to_string(kMaxInputSide) + "]");
+  }
   if (!parse_interpolation(d.interpolation, &p.interpolation)) {
     return make_error(ErrorCode::kUnsupported, "interpolation '" + d.interpolation +
                                                    "' is not supported (bicubic or bilinear)");

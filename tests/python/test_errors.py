@@ -3,6 +3,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,10 +120,26 @@ def test_outputs_never_replace_inputs_or_special_files(tiny, tmp_path):
 def test_preprocess_array_too_large_is_an_error_not_a_crash(tiny):
     # A broadcast array needs a contiguous copy; when that copy cannot be made the process segfaulted.
     pixel = np.zeros((1, 1, 3), np.uint8)
-    with pytest.raises(MemoryError, match="cannot make a contiguous copy"):
-        tiny.preprocess(np.broadcast_to(pixel, (1_000_000, 1_000_000, 3)))
-    with pytest.raises(ValueError, match="too large"):
-        tiny.preprocess(np.broadcast_to(pixel, (2**31, 1, 3)))
+    # Arrays have the pixel bound image files have, checked before any copy (2^31 rows wrapped an int).
+    for shape in ((1_000_000, 1_000_000, 3), (2**31, 1, 3), (13_400, 13_400, 3)):
+        with pytest.raises(ValueError, match="too large: .* pixels \\(at most 178956970, as for image files\\)"):
+            tiny.preprocess(np.broadcast_to(pixel, shape))
+    # Within the bound, a copy the address space cannot hold is a MemoryError (a child process with its
+    # address space capped 300 MB above what it uses; the copy needs 507 MB).
+    script = f"""
+import resource, numpy as np, dinov3
+model = dinov3.Model({str(MODELS / "tiny")!r}, threads=1)
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (300 << 20), resource.RLIM_INFINITY))
+try:
+    model.preprocess(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (13_000, 13_000, 3)))
+except MemoryError as e:
+    print("MemoryError:", e)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0 and "MemoryError: image 0: cannot make a contiguous copy" in r.stdout, (r.stdout, r.stderr)
 
 
 def test_embed_takes_a_single_path_as_one_file(tiny):
