@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dinov3/analysis.h"
+#include "dinov3/files.h"
 #include "dinov3/image.h"
 #include "dinov3/model.h"
 #include "dinov3/pipeline.h"
@@ -620,11 +621,33 @@ TEST(DenseCli, SavedComponentsWithInfiniteRangesAreRefused) {
   }
   ASSERT_TRUE(save_patch_pca(tmp.file("ok.safetensors"), pca, {}, false).ok());
   EXPECT_TRUE(load_patch_pca(tmp.file("ok.safetensors")).ok());
+  // Shapes whose element count overflows int64 wrapped past the checks, then read through a null pointer.
+  Tensor huge;
+  huge.shape = {int64_t{1} << 62, 8};
+  EXPECT_EQ(fit_patch_pca({&huge}).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(project_patches(pca, huge).status().code(), ErrorCode::kInvalidArgument);
+  // Such a PCA is not written (the writer made files its reader refused), and a file holding one is refused.
   pca.high[1] = INFINITY;
-  ASSERT_TRUE(save_patch_pca(tmp.file("inf.safetensors"), pca, {}, false).ok());
+  const Status unsaved = save_patch_pca(tmp.file("inf.safetensors"), pca, {}, false);
+  EXPECT_EQ(unsaved.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(unsaved.message().find("PCA: component 1's colour range or explained variance is not finite"),
+            std::string::npos) << unsaved.message();
+  EXPECT_FALSE(file_exists(tmp.file("inf.safetensors")));
+  Result<TensorArchive> ok = open_safetensors(tmp.file("ok.safetensors"));
+  ASSERT_TRUE(ok.ok());
+  const Tensor mean = *ok->load_f32("mean"), components = *ok->load_f32("components");
+  const Tensor ratio = *ok->load_f32("explained_variance_ratio");
+  Tensor range = *ok->load_f32("range");
+  range.data[3] = INFINITY;  // component 1's high end
+  ASSERT_TRUE(save_safetensors(tmp.file("inf.safetensors"),
+                               {{"mean", &mean}, {"components", &components}, {"explained_variance_ratio", &ratio},
+                                {"range", &range}},
+                               ok->metadata(), false)
+                  .ok());
   const Result<PatchPca> bad = load_patch_pca(tmp.file("inf.safetensors"));
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("'range' or 'explained_variance_ratio' holds a non-finite value"),
+  EXPECT_NE(bad.status().message().find("inf.safetensors: PCA: component 1's colour range or explained variance is "
+                                        "not finite"),
             std::string::npos) << bad.status().message();
 }
 

@@ -185,6 +185,16 @@ TEST(SafetensorsRoundTrip, TextThatIsNotUtf8IsAnErrorNotAnAbort) {
   expect_error(save_safetensors(tmp.file("a.safetensors"), {{"\xff\xfe", &t}}, {}, false), ErrorCode::kInvalidArgument,
                "holds text that is not UTF-8");
   EXPECT_FALSE(fs::exists(tmp.file("a.safetensors")));
+  // Files the reader refuses are not written: the header's own key as a tensor name, an unknown dtype.
+  expect_error(save_safetensors(tmp.file("a.safetensors"), {{"__metadata__", &t}}, {}, false),
+               ErrorCode::kInvalidArgument, "cannot be named '__metadata__'");
+  const float one = 1.0f;
+  expect_error(write_file_atomic(tmp.file("a.safetensors"), false,
+                                 [&](const WriteFn& w) {
+                                   return write_safetensors(w, {{"x", static_cast<DType>(99), {1}, &one}}, {});
+                                 }),
+               ErrorCode::kInvalidArgument, "tensor 'x' has an unknown dtype (99)");
+  EXPECT_FALSE(fs::exists(tmp.file("a.safetensors")));
 }
 
 DINOV3_SUITE_LABELS(SafetensorsDtypes, "unit");

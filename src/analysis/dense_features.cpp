@@ -42,9 +42,10 @@ Status check_dense_features(const DenseFeatures& f) {
       f.image.pixels.size() != size_t(f.image.width) * size_t(f.image.height) * 3) {
     return make_error(ErrorCode::kInvalidArgument, f.source + ": dense features without their decoded image");
   }
+  // Products through shape_numel, which says -1 where one would overflow (a wrapped product passed).
   if (f.patch_size <= 0 || f.grid_h <= 0 || f.grid_w <= 0 || f.patches.shape.size() != 2 ||
-      f.patches.shape[0] != f.grid_h * f.grid_w || f.patches.shape[1] <= 0 ||
-      f.patches.numel() != f.patches.shape[0] * f.patches.shape[1]) {
+      f.patches.shape[0] != shape_numel({f.grid_h, f.grid_w}) || f.patches.shape[1] <= 0 ||
+      f.patches.numel() != shape_numel(f.patches.shape)) {
     return make_error(ErrorCode::kInvalidArgument, f.source + ": patch features " + shape_to_string(f.patches.shape) +
                                                        " do not match a " + std::to_string(f.grid_h) + "x" +
                                                        std::to_string(f.grid_w) + " grid");

@@ -26,7 +26,7 @@ Status check_patch_sets(const std::vector<const Tensor*>& patches, const std::ve
   *dim = 0;
   for (size_t i = 0; i < patches.size(); ++i) {
     const Tensor& t = *patches[i];
-    if (t.shape.size() != 2 || t.shape[1] <= 0 || t.numel() != t.shape[0] * t.shape[1]) {
+    if (t.shape.size() != 2 || t.shape[1] <= 0 || t.numel() != shape_numel(t.shape)) {  // -1 on overflow
       return make_error(ErrorCode::kInvalidArgument, "PCA: patch features must be [P, D], got " + shape_to_string(t.shape));
     }
     if (i == 0) *dim = t.shape[1];
@@ -69,6 +69,17 @@ Status check_pca(const PatchPca& pca) {
   const int64_t D = pca.dim();
   if (D <= 0 || pca.components.size() != static_cast<size_t>(kPcaComponents * D)) {
     return make_error(ErrorCode::kInvalidArgument, "PCA: the mean and the components do not match");
+  }
+  // A PCA that load_patch_pca would refuse is refused everywhere: saved, applied or drawn.
+  for (size_t k = 0; k < kPcaComponents; ++k) {
+    if (!std::isfinite(pca.low[k]) || !std::isfinite(pca.high[k]) || !std::isfinite(pca.explained_variance_ratio[k])) {
+      return make_error(ErrorCode::kInvalidArgument, "PCA: component " + std::to_string(k) +
+                                                         "'s colour range or explained variance is not finite");
+    }
+  }
+  if (first_non_finite(pca.mean.data(), static_cast<int64_t>(pca.mean.size())) >= 0 ||
+      first_non_finite(pca.components.data(), static_cast<int64_t>(pca.components.size())) >= 0) {
+    return make_error(ErrorCode::kInvalidArgument, "PCA: the mean or the components hold NaN or infinity");
   }
   return {};
 }
@@ -145,7 +156,7 @@ Result<PatchPca> fit_patch_pca(const std::vector<const Tensor*>& patches,
 Result<Tensor> project_patches(const PatchPca& pca, const Tensor& patches) {
   const ScopedDefaultFloatEnv float_env;
   DINOV3_RETURN_IF_ERROR(check_pca(pca));
-  if (patches.shape.size() != 2 || patches.shape[1] != pca.dim() || patches.numel() != patches.shape[0] * pca.dim()) {
+  if (patches.shape.size() != 2 || patches.shape[1] != pca.dim() || patches.numel() != shape_numel(patches.shape)) {
     return make_error(ErrorCode::kInvalidArgument, "PCA: patch features " + shape_to_string(patches.shape) +
                                                        " do not have the PCA's width " + std::to_string(pca.dim()));
   }
@@ -320,15 +331,8 @@ Result<PatchPca> load_patch_pca(const std::string& path) {
     pca.low[k] = range.data[2 * k];
     pca.high[k] = range.data[2 * k + 1];
   }
-  if (first_non_finite(pca.mean.data(), static_cast<int64_t>(pca.mean.size())) >= 0)
-    return make_error(ErrorCode::kFormatError, path + ": 'mean' holds a non-finite value");
-  if (first_non_finite(pca.components.data(), static_cast<int64_t>(pca.components.size())) >= 0)
-    return make_error(ErrorCode::kFormatError, path + ": 'components' holds a non-finite value");
   // The colour scale maps [low, high] to [0, 255]: both finite (an infinite end gave NaN colours).
-  for (size_t k = 0; k < kPcaComponents; ++k) {
-    if (!std::isfinite(pca.low[k]) || !std::isfinite(pca.high[k]) || !std::isfinite(pca.explained_variance_ratio[k]))
-      return make_error(ErrorCode::kFormatError, path + ": 'range' or 'explained_variance_ratio' holds a non-finite value");
-  }
+  if (const Status st = check_pca(pca); !st.ok()) return make_error(ErrorCode::kFormatError, path + ": " + st.message());
   return pca;
 }
 

@@ -259,6 +259,12 @@ Status write_safetensors(const WriteFn& write, const std::vector<TensorBytes>& t
         return make_error(ErrorCode::kInvalidArgument, "tensor '" + t.name + "' has a shape that does not match its data");
       }
       if (header.contains(t.name)) return make_error(ErrorCode::kInvalidArgument, "duplicate tensor name '" + t.name + "'");
+      // What open_safetensors would refuse is not written: the header's own key, a dtype it does not know.
+      if (t.name == "__metadata__") return make_error(ErrorCode::kInvalidArgument, "a tensor cannot be named '__metadata__'");
+      if (dtype_size(t.dtype) == 0) {
+        return make_error(ErrorCode::kInvalidArgument, "tensor '" + t.name + "' has an unknown dtype (" +
+                                                           std::to_string(static_cast<int>(t.dtype)) + ")");
+      }
       const uint64_t bytes = static_cast<uint64_t>(numel) * dtype_size(t.dtype);
       header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
       offset += bytes;
