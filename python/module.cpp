@@ -363,7 +363,9 @@ class EmbedIterator {
   Status run_batch(Batch* batch) {
     const PreprocessConfig& pc = state_->preprocess;
     const int64_t per_image = 3 * static_cast<int64_t>(pc.height) * pc.width;
-    Tensor input({batch_size_, 3, pc.height, pc.width});
+    // Sized to the images left, not to batch_size: embed([one], batch_size=4096) took 3 GB.
+    const int64_t rows = std::min<int64_t>(batch_size_, static_cast<int64_t>(total_ - next_));
+    Tensor input({std::max<int64_t>(rows, 1), 3, pc.height, pc.width});
     int64_t n = 0;
     for (; next_ < total_ && n < batch_size_; ++next_) {
       ImagePrefetcher::Item item = prefetch_.take(next_);

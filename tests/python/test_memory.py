@@ -2,8 +2,12 @@
 # ctest labels: unit
 
 import os
+import subprocess
+import sys
 
 import numpy as np
+
+from conftest import IMAGES, MODELS
 
 
 def rss_bytes():
@@ -22,3 +26,20 @@ def test_rss_flat_over_1000_forwards(tiny):
     per_call = out.features.nbytes + out.pooled.nbytes + sum(b.nbytes for b in out.blocks) + x.nbytes
     # Keeping one call's outputs or input alive per forward would add 1000 * per_call (~67 MB).
     assert growth < 100 * per_call, f"RSS grew {growth} bytes over 1000 forwards ({per_call} bytes per call)"
+
+
+def test_embed_memory_follows_the_images_not_the_batch_size(tmp_path):
+    # embed([one image], batch_size=4096) allocated the whole [4096, 3, 256, 256] batch (3.2 GB peak).
+    script = f"""
+import resource, dinov3
+model = dinov3.Model({str(MODELS / "tiny")!r}, threads=1)
+rows = list(model.embed([{str(IMAGES / "chelsea.png")!r}], batch_size=4096))
+print(len(rows), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    count, peak_kib = map(int, r.stdout.split())
+    assert count == 1
+    # One 256x256 batch row is 0.75 MB; 4096 of them are 3 GB. Python, numpy and the engine take ~100 MB.
+    assert peak_kib < 600 * 1024, f"peak RSS {peak_kib} KiB"
