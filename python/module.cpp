@@ -239,7 +239,7 @@ py::dict config_dict(const Model& model, const PreprocessConfig& pc) {
   d["rescale_factor"] = pc.rescale_factor;
   d["normalize"] = pc.normalize;
   d["preprocess_source"] = c.data.source;
-  d["path"] = model.directory();
+  d["path"] = py::bytes(model.directory());  // a file name need not be UTF-8; Python decodes it (os.fsdecode)
   d["weights_format"] = model.weights_info().format;
   d["weights_dtype"] = model.weights_info().dtype;
   d["parameters"] = model.weights_info().parameters;

@@ -111,7 +111,7 @@ class DenseFeatures:
     def patch_at(self, x: int, y: int) -> Tuple[int, int]:
         """(row, column) of the patch under image pixel (x, y) (its centre carried through the
         preprocessing). ValueError when the pixel is outside the image or cropped away."""
-        return tuple(self._core.patch_at(int(x), int(y)))
+        return tuple(self._core.patch_at(_int("x", x), _int("y", y)))
 
     def __repr__(self) -> str:
         return f"dinov3.DenseFeatures({self.source!r}, grid={self.grid}, dim={self.patches.shape[-1]})"
@@ -140,12 +140,12 @@ class PatchPca:
     def save(self, path: Any, overwrite: bool = False) -> None:
         """Writes the PCA as safetensors (as `dinov3 pca --components-out` does); an existing file is an
         error unless overwrite=True."""
-        self._core.save(os.fspath(path), bool(overwrite))
+        self._core.save(os.fsencode(path), bool(overwrite))
 
     @staticmethod
     def load(path: Any) -> "PatchPca":
         """Reads a PCA saved by save() or `dinov3 pca --components-out`."""
-        return PatchPca(_dinov3.PatchPca.load(os.fspath(path)))
+        return PatchPca(_dinov3.PatchPca.load(os.fsencode(path)))
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,19 @@ class SimilarityResult:
     similarity: np.ndarray
     picture: np.ndarray
     patch: Tuple[int, int]
+
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # the engine's int
+
+
+def _int(name: str, value: Any, low: int = _INT_MIN, high: int = _INT_MAX) -> int:
+    """An integer argument as the engine takes it: a ValueError naming it for a bool, a fraction, a string
+    or a value out of [low, high] (pybind11 would raise a TypeError listing signatures, or convert)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], not {value}")
+    return int(value)
 
 
 def _as_image(item: Any) -> Any:
@@ -211,9 +224,11 @@ class Model:
 
     def __init__(self, model: str = DEFAULT_MODEL, backend: str = "cpu", precision: str = "fp32",
                  threads: Optional[int] = None, int8_plan: Optional[str] = None, profile: bool = False) -> None:
-        self._core = _dinov3.Model(os.fspath(model), backend, precision, 0 if threads is None else int(threads),
-                                   "" if int8_plan is None else os.fspath(int8_plan), bool(profile))
+        # Paths go to the engine as bytes (os.fsencode): any file name passes, UTF-8 or not.
+        self._core = _dinov3.Model(os.fsencode(model), backend, precision, 0 if threads is None else _int("threads", threads),
+                                   b"" if int8_plan is None else os.fsencode(int8_plan), bool(profile))
         self._config: Dict[str, Any] = self._core.config()
+        self._config["path"] = os.fsdecode(self._config["path"])
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -259,7 +274,7 @@ class Model:
         layers: blocks whose output tokens to return as `blocks` (negative counts from the end).
         Raises ValueError for a wrong shape or option.
         """
-        out = self._core.forward(_as_input(x), pool, None if layers is None else [int(i) for i in layers])
+        out = self._core.forward(_as_input(x), pool, None if layers is None else [_int("layers", i) for i in layers])
         return ForwardResult(out["features"], out["pooled"], list(out["blocks"]))
 
     def embed(self, paths: Iterable[Any], batch_size: int = 8, normalize: bool = False, features: bool = False,
@@ -273,8 +288,9 @@ class Model:
         """
         if isinstance(paths, (str, bytes, os.PathLike)):
             paths = [paths]
-        return EmbedIterator(self._core.embed([os.fsencode(p) for p in paths], int(batch_size), bool(normalize),
-                                              bool(features), pool, int(workers), bool(exif_transpose)))
+        return EmbedIterator(self._core.embed([os.fsencode(p) for p in paths], _int("batch_size", batch_size),
+                                              bool(normalize), bool(features), pool, _int("workers", workers),
+                                              bool(exif_transpose)))
 
     def dense_features(self, image: Any, size: Optional[int] = None,
                        long_side: Optional[int] = None) -> DenseFeatures:
@@ -285,7 +301,8 @@ class Model:
         round(long_side * shorter / longer) rounded the same way. Neither: the model's own preprocessing.
         The layout's interpolation, mean and std apply either way.
         """
-        return DenseFeatures(self._core.dense(_as_image(image), size, long_side))
+        return DenseFeatures(self._core.dense(_as_image(image), None if size is None else _int("size", size),
+                                              None if long_side is None else _int("long_side", long_side)))
 
     def _dense(self, image: Any, size: Optional[int], long_side: Optional[int]) -> DenseFeatures:
         return image if isinstance(image, DenseFeatures) else self.dense_features(image, size, long_side)
@@ -312,7 +329,7 @@ class Model:
         same image when None), with the viridis overlay picture (as `dinov3 similarity`)."""
         source = self._dense(image, size, long_side)
         target = source if to is None else self._dense(to, size, long_side)
-        x, y = (int(v) for v in point)
+        x, y = (_int("point", v) for v in point)
         sim, picture = self._core.similarity(source._core, x, y, target._core, float(alpha))
         return SimilarityResult(sim, picture, source.patch_at(x, y))
 
@@ -343,6 +360,6 @@ def calibrate_int8(model: str, images: Any, plan: str, budget: float = 0.008, th
         pixels = Model(model, backend="reference").preprocess(images)
     listed = images if isinstance(images, (list, tuple)) else [images]
     image_files = [os.fsencode(i) for i in listed if isinstance(i, (str, bytes, os.PathLike))]
-    text = _dinov3.calibrate_int8(os.fspath(model), pixels, float(budget), 0 if threads is None else int(threads),
-                                  os.fspath(plan), bool(overwrite), str(rounding), image_files)
+    text = _dinov3.calibrate_int8(os.fsencode(model), pixels, float(budget), 0 if threads is None else _int("threads", threads),
+                                  os.fsencode(plan), bool(overwrite), str(rounding), image_files)
     return json.loads(text)

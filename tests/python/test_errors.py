@@ -2,9 +2,11 @@
 # ctest labels: hostile
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +162,31 @@ def test_documented():
     for obj in (dinov3, dinov3.Model, dinov3.Model.forward, dinov3.Model.preprocess, dinov3.Model.embed,
                 dinov3.Model.config, dinov3.ForwardResult, dinov3.EmbedResult, dinov3.EmbedIterator):
         assert obj.__doc__ and len(obj.__doc__) > 40, obj
+
+
+def test_file_names_need_not_be_utf8(tmp_path):
+    # A model folder named with a byte that is not UTF-8 (a surrogate escape in Python) could not be loaded
+    # (pybind11 could not encode the str) or described (config's path failed to decode).
+    folder = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"mod\xe9le"))
+    shutil.copytree(MODELS / "tiny", folder)
+    for spec in (folder, os.fsencode(folder), Path(folder)):
+        model = dinov3.Model(spec)
+        assert model.config["path"] == folder
+    pca = model.pca(str(IMAGES / "chelsea.png")).pca
+    saved = os.path.join(folder, os.fsdecode(b"pca\xe9.safetensors"))
+    pca.save(saved)
+    np.testing.assert_array_equal(dinov3.PatchPca.load(saved).components, pca.components)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m: dinov3.Model(str(MODELS / "tiny"), threads=2**31), r"threads must be in \[-2147483648, 2147483647\]"),
+    (lambda m: m.embed(["x.png"], batch_size=2**40), "batch_size must be in"),
+    (lambda m: m.forward(np.zeros((1, 3, 32, 32), np.float32), layers=[1.5]), "layers must be an integer, not 1.5"),
+    (lambda m: m.forward(np.zeros((1, 3, 32, 32), np.float32), layers="01"), "layers must be an integer, not '0'"),
+    (lambda m: m.dense_features(str(IMAGES / "chelsea.png"), size=True), "size must be an integer, not True"),
+    (lambda m: m.dense_features(str(IMAGES / "chelsea.png"), size=2**31), "size must be in"),
+])
+def test_integer_arguments_are_checked(tiny, call, match):
+    # pybind11 raised a TypeError listing signatures for these, or silently converted 1.5, "01" and True.
+    with pytest.raises(ValueError, match=match):
+        call(tiny)
