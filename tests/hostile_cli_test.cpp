@@ -148,6 +148,12 @@ TEST(HostileCli, InputsReportsAndForeignFoldersAreNeverWrittenOver) {
                                           " --output-dir " + tmp.file("rep")),
                         tmp.file("rep/calibrate.json") + " is this command's report; it is never written over");
   EXPECT_FALSE(fs::exists(tmp.file("rep/calibrate.json")));
+  // A plan path that is a folder failed only after calibrating ("cannot move into place").
+  fs::create_directories(tmp.file("plan_dir"));
+  expect_one_line_error(test::run_command(cli + " calibrate --model " + kTiny + " -i " + cat +
+                                          " --rounding nearest --overwrite --plan " + tmp.file("plan_dir") +
+                                          " --output-dir " + tmp.file("rep")),
+                        tmp.file("plan_dir") + ": exists and is not a regular file (a folder)");
   // infer --save / preprocess --save onto an input image or the model's weights, even with --overwrite.
   expect_one_line_error(test::run_command(cli + " infer --model " + kTiny + " -i " + cat + " --save " + cat +
                                           " --overwrite --output-dir " + tmp.file("out")),
