@@ -438,6 +438,11 @@ TEST(ModelErrors, EmptyCallablesAndNullPointersAreErrors) {
   EXPECT_TRUE(fs::is_empty(tmp.path()));
   expect_error(decode_image_memory(nullptr, 100, DecodeOptions{}).status(), ErrorCode::kInvalidArgument,
                "no bytes at a null pointer");
+  RawTensor raw;  // built in code without strides: contiguous() read past them
+  raw.shape = {4, 4};
+  EXPECT_FALSE(raw.contiguous());
+  raw.strides = {4, 1};
+  EXPECT_TRUE(raw.contiguous());
 }
 
 TEST(ModelErrors, ThreadCountIsBounded) {

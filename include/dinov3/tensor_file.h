@@ -54,7 +54,7 @@ struct RawTensor {
   size_t nbytes = 0;             // bytes spanned from `data` (validated against the file)
 
   int64_t numel() const { return shape_numel(shape); }
-  bool contiguous() const;
+  bool contiguous() const;  // row-major; false when strides and shape differ in length
 };
 
 // A weights file (or a set of shards) opened for reading. The tensors stay valid while the archive lives.

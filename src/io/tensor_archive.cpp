@@ -85,6 +85,7 @@ Tensor convert_to_f32(const RawTensor& raw) {
 }  // namespace
 
 bool RawTensor::contiguous() const {
+  if (strides.size() != shape.size()) return false;  // a RawTensor built without its strides says nothing
   int64_t expected = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     if (shape[i] != 1 && strides[i] != expected) return false;
