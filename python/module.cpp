@@ -1,9 +1,10 @@
 // dinov3._dinov3: the compiled half of the Python package, on the public C++ API only
 // (include/dinov3/). The pure-Python dinov3/__init__.py wraps it with the user-facing classes.
 //
-// Every call that decodes or computes releases the GIL (ReleasedGil). Library errors become Python exceptions carrying
-// the library's message: kNotFound -> FileNotFoundError, kIoError -> OSError, kInvalidArgument /
-// kFormatError / kUnsupported -> ValueError, kOutOfMemory -> MemoryError, anything else -> RuntimeError.
+// Every call that decodes or computes releases the GIL (ReleasedGil). Library errors become Python
+// exceptions carrying the library's message: kNotFound -> FileNotFoundError, kIoError -> OSError,
+// kInvalidArgument / kFormatError / kUnsupported -> ValueError, kOutOfMemory -> MemoryError, anything else
+// -> RuntimeError.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -453,7 +453,7 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
     # precision names, and with a local cluster the model and plan themselves.
     _dinov3.check_engine_options(backend, precision, 1 if threads is None else int(threads))
     if client is None:
-        _dinov3.model_files(os.fspath(model))  # raises where the model is not found
+        _dinov3.model_files(os.fsencode(model))  # raises where the model is not found
         if int8_plan is not None and not os.path.isfile(int8_plan):
             raise FileNotFoundError(f"{os.fspath(int8_plan)}: no such int8 plan file")
     work_dir = work_dir_for(output)
@@ -472,7 +472,7 @@ def embed(inputs: Sequence[Any], model: str, output: Any, client: Any = None, ba
             if kept is None:
                 kept = list(paths)
                 try:
-                    kept += _dinov3.model_files(os.fspath(model))
+                    kept += _dinov3.model_files(os.fsencode(model))
                 except (OSError, ValueError):  # a model only the workers see
                     pass
             _dinov3.check_not_written_over(out, kept, "an input")
