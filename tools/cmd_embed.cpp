@@ -13,6 +13,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "dinov3/collection.h"
+#include "dinov3/hub.h"
 #include "dinov3/pipeline.h"
 #include "embed_store.h"
 
@@ -75,7 +76,7 @@ Result<int> run_embed(const EmbedOptions& o, std::string* kept_state) {
     if (!file_exists(file)) continue;
     if (kept.empty()) {
       kept = paths;
-      kept.push_back(model.weights_info().path);
+      for (std::string& f : model_files(model.directory())) kept.push_back(std::move(f));
     }
     DINOV3_RETURN_IF_ERROR(check_not_written_over(file, kept, "an input"));
   }

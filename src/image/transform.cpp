@@ -59,13 +59,15 @@ Status check_crop(const PreprocessConfig& config) {
                                                        std::to_string(static_cast<int>(config.crop_mode)) +
                                                        " is none of center, squash and border");
   }
-  if (std::floor(config.height / config.crop_pct) < 1 || std::floor(config.width / config.crop_pct) < 1) {
+  const double scale_h = std::floor(config.height / config.crop_pct);
+  const double scale_w = std::floor(config.width / config.crop_pct);
+  if (scale_h < 1 || scale_w < 1) {
     char what[160];
     std::snprintf(what, sizeof(what), "preprocess: crop_pct %g resizes a %dx%d input to nothing", config.crop_pct,
                   config.width, config.height);
     return make_error(ErrorCode::kInvalidArgument, what);
   }
-  const double resize_pixels = std::floor(config.height / config.crop_pct) * std::floor(config.width / config.crop_pct);
+  const double resize_pixels = scale_h * scale_w;
   if (const int64_t limit = DecodeOptions{}.max_pixels; resize_pixels > static_cast<double>(limit)) {
     char what[160];
     std::snprintf(what, sizeof(what), "preprocess: crop_pct %g resizes to more than %lld pixels for a %dx%d input",
