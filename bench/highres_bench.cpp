@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -64,7 +65,11 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-double median(std::vector<double> v) { return summarize_latencies(std::move(v)).p50; }
+// NaN where a value is not finite (summarize_latencies refuses it), so the table shows it rather than a number.
+double median(std::vector<double> v) {
+  const Result<LatencyStats> s = summarize_latencies(std::move(v));
+  return s.ok() ? s->p50 : std::numeric_limits<double>::quiet_NaN();
+}
 
 double cpu_seconds() {
   timespec t{};
@@ -97,7 +102,9 @@ Sample measure(const Options& o, const std::string& precision, int size) {
     if (i >= o.warmup) ms.push_back(t);
   }
   s.cpu_ms = (cpu_seconds() - cpu0) * 1e3 / o.runs;
-  const LatencyStats stats = summarize_latencies(ms);
+  const Result<LatencyStats> latencies = summarize_latencies(ms);
+  if (!latencies.ok()) return fail(latencies.status().message());
+  const LatencyStats& stats = *latencies;
   s.ms_p50 = stats.p50;
   s.ms_min = stats.min;
   s.ms_max = stats.max;

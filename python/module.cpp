@@ -694,6 +694,7 @@ PYBIND11_MODULE(_dinov3, m) {
         python::check(location.status());
         std::vector<std::string> inputs = image_files;
         for (std::string& f : model_files(location->dir)) inputs.push_back(std::move(f));
+        python::check(check_int8_plan_path(plan_path, /*with_weights=*/rounding == "gptq"));
         for (const std::string& p : int8_plan_files(plan_path)) {
           python::check(check_not_written_over(p, inputs, "an input"));
           if (!overwrite && file_exists(p)) {

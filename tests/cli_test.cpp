@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -65,7 +66,9 @@ class NoisyBackend final : public ForwardingBackend {
 DINOV3_SUITE_LABELS(Stats, "unit");
 
 TEST(Stats, KnownDurations) {
-  const LatencyStats s = summarize_latencies({10, 1, 9, 2, 8, 3, 7, 4, 6, 5});
+  const Result<LatencyStats> stats = summarize_latencies({10, 1, 9, 2, 8, 3, 7, 4, 6, 5});
+  ASSERT_TRUE(stats.ok());
+  const LatencyStats& s = *stats;
   EXPECT_EQ(s.count, 10u);
   EXPECT_DOUBLE_EQ(s.mean, 5.5);
   EXPECT_NEAR(s.stddev, 3.0276503540974917, 1e-12);  // sample standard deviation
@@ -74,9 +77,23 @@ TEST(Stats, KnownDurations) {
   EXPECT_DOUBLE_EQ(s.p50, 5.5);
   EXPECT_NEAR(s.p90, 9.1, 1e-12);  // numpy.percentile(range(1, 11), 90)
   EXPECT_NEAR(s.p99, 9.91, 1e-12);
-  const LatencyStats one = summarize_latencies({4.0});
-  EXPECT_DOUBLE_EQ(one.p99, 4.0);
-  EXPECT_DOUBLE_EQ(one.stddev, 0.0);
+  const Result<LatencyStats> one = summarize_latencies({4.0});
+  ASSERT_TRUE(one.ok());
+  EXPECT_DOUBLE_EQ(one->p99, 4.0);
+  EXPECT_DOUBLE_EQ(one->stddev, 0.0);
+  const Result<LatencyStats> none = summarize_latencies({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->count, 0u);
+}
+
+TEST(Stats, RefusesSamplesThatAreNotFinite) {
+  for (const double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                           -std::numeric_limits<double>::infinity()}) {
+    const Result<LatencyStats> s = summarize_latencies({3.0, bad, 1.0});
+    ASSERT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(s.status().message().find("sample 1"), std::string::npos) << s.status().message();
+  }
 }
 
 DINOV3_SUITE_LABELS(Metrics, "unit");

@@ -6,6 +6,7 @@
 // the pixel -> patch mapping of a center crop is written out from timm's resize rule for the fixture's
 // sizes; pictures are decoded with the project's PNG decoder.
 #include <gtest/gtest.h>
+#include <limits>
 
 #include <algorithm>
 #include <cmath>
@@ -529,6 +530,35 @@ TEST(Viridis, EndsAndMiddleAreMatplotlibs) {
 // ---- bad input --------------------------------------------------------------------------------------
 
 DINOV3_SUITE_LABELS(DenseCli, "unit");
+
+DINOV3_TEST_LABELS(DenseCli, SimilarityRefusesValuesThatAreNotFinite, "hostile");
+TEST(DenseCli, SimilarityRefusesValuesThatAreNotFinite) {
+  Result<std::unique_ptr<Model>> model = Model::load(kTiny);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  Result<DenseFeatures> f = compute_dense_features(**model, kChelsea, {});
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  const int64_t dim = f->dim();
+  ASSERT_GT(dim, 3);
+  EXPECT_FALSE(patch_similarity(nullptr, dim, *f).ok());
+  std::vector<float> query(f->patches.ptr(), f->patches.ptr() + dim);
+  Result<std::vector<float>> sim = patch_similarity(query.data(), dim, *f);
+  ASSERT_TRUE(sim.ok()) << sim.status().message();
+  EXPECT_NEAR((*sim)[0], 1.0f, 1e-6f);  // the query is patch 0's own features
+  ASSERT_TRUE(render_similarity(*f, *sim, 0.5).ok());
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> q = query;
+    q[3] = bad;
+    const Result<std::vector<float>> r = patch_similarity(q.data(), dim, *f);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("value 3"), std::string::npos) << r.status().message();
+    std::vector<float> map = *sim;
+    map[1] = bad;
+    const Result<ImageRGB8> picture = render_similarity(*f, map, 0.5);
+    ASSERT_FALSE(picture.ok()) << bad;
+    EXPECT_NE(picture.status().message().find("value 1"), std::string::npos) << picture.status().message();
+  }
+}
 
 DINOV3_TEST_LABELS(DenseCli, BadInputIsAClearError, "hostile");
 DINOV3_TEST_LABELS(DenseCli, SavedComponentsWithInfiniteRangesAreRefused, "hostile");

@@ -3,8 +3,11 @@
 // relative L2 1e-5 and cosine 0.99999 per image (fixtures/README.md).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <utility>
 
 #include "dinov3/backend.h"
 #include "dinov3/model.h"
@@ -138,9 +141,10 @@ TEST(RopeTest, MatchesTimmTable) {
     ASSERT_TRUE(expected.ok()) << expected.status().message();
     Result<Tensor> want = expected->load_f32("stage.rope");
     ASSERT_TRUE(want.ok());
-    const Tensor got = compute_rope_table(c.gh, c.gw, c.head_dim, 100.0);
-    ASSERT_EQ(got.shape, want->shape) << c.file;
-    const test::Compare cmp = test::compare(got, *want);
+    const Result<Tensor> got = compute_rope_table(c.gh, c.gw, c.head_dim, 100.0);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    ASSERT_EQ(got->shape, want->shape) << c.file;
+    const test::Compare cmp = test::compare(*got, *want);
     EXPECT_LE(cmp.max_abs, 1e-6) << c.file;
   }
 }
@@ -167,6 +171,50 @@ float from_bf16(uint16_t h) {
 
 // F16/BF16 checkpoints load as the float32 checkpoint of the same rounded values: identical outputs.
 DINOV3_SUITE_LABELS(ReducedPrecisionCheckpoint, "unit");  // bf16 weights against their float32 rounding
+
+// Direct callers with values no checkpoint would pass get errors, not exceptions or NaN tables.
+TEST(RopeTest, RefusesBadArguments) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const int64_t head_dim : {int64_t{-4}, int64_t{0}, int64_t{2}, int64_t{6}}) {
+    const Result<std::vector<double>> p = rope_periods_from_temperature(head_dim, 100.0);
+    ASSERT_FALSE(p.ok()) << head_dim;
+    EXPECT_EQ(p.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(p.status().message().find("multiple of 4"), std::string::npos) << p.status().message();
+  }
+  for (const double t : {0.0, -100.0, nan, inf}) {
+    const Result<std::vector<double>> p = rope_periods_from_temperature(32, t);
+    ASSERT_FALSE(p.ok()) << t;
+    EXPECT_NE(p.status().message().find("temperature"), std::string::npos) << p.status().message();
+    EXPECT_FALSE(compute_rope_table(4, 4, 32, t).ok()) << t;
+  }
+  const std::vector<double> good = {1.0, 10.0};
+  for (const auto& [gh, gw] : {std::pair<int64_t, int64_t>{0, 4}, {4, -1}, {-(int64_t{1} << 40), 4},
+                                {kMaxRopeGridSide + 1, 1}, {4, int64_t{1} << 62}}) {
+    const Result<Tensor> t = compute_rope_table(gh, gw, good);
+    ASSERT_FALSE(t.ok()) << gh << " x " << gw;
+    EXPECT_EQ(t.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(t.status().message().find("patch grid"), std::string::npos) << t.status().message();
+  }
+  // Both sides at the bound: more values than a table may hold.
+  const Result<Tensor> huge = compute_rope_table(kMaxRopeGridSide, kMaxRopeGridSide, good);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), ErrorCode::kOutOfMemory);
+  EXPECT_FALSE(compute_rope_table(4, 4, std::vector<double>{}).ok());
+  for (const double bad : {0.0, -1.0, nan, inf}) {
+    const Result<Tensor> t = compute_rope_table(4, 4, std::vector<double>{1.0, bad});
+    ASSERT_FALSE(t.ok()) << bad;
+    EXPECT_NE(t.status().message().find("period 1"), std::string::npos) << t.status().message();
+  }
+  // An extreme but positive temperature: periods that round to 0 in float32, refused by the table.
+  const Result<std::vector<double>> tiny = rope_periods_from_temperature(32, 1e-300);
+  ASSERT_TRUE(tiny.ok());
+  EXPECT_FALSE(compute_rope_table(2, 2, *tiny).ok());
+  // The smallest valid arguments give a finite table of the stated shape.
+  const Result<Tensor> one = compute_rope_table(1, 1, 4, 100.0);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(one->shape, (Shape{1, 8}));
+  for (float v : one->data) EXPECT_TRUE(std::isfinite(v));
+}
 
 TEST(ReducedPrecisionCheckpoint, Bf16LoadsAsItsRoundedFloat32) {
   const std::string src = test::fixture("models/tiny");

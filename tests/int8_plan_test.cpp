@@ -162,6 +162,20 @@ TEST(Int8Plan, FileRoundTripAndNoSilentOverwrite) {
   EXPECT_TRUE(read_int8_plan(path).ok());
 }
 
+DINOV3_TEST_LABELS(Int8Plan, APlanNamingAWeightsFileJsonCannotHoldIsRefusedFirst, "hostile");
+TEST(Int8Plan, APlanNamingAWeightsFileJsonCannotHoldIsRefusedFirst) {
+  EXPECT_TRUE(check_int8_plan_path("out/plan.json", true).ok());
+  EXPECT_TRUE(check_int8_plan_path("out/caf\xc3\xa9.json", true).ok());  // UTF-8
+  const Status bad = check_int8_plan_path("out/caf\xe9.json", true);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("not UTF-8"), std::string::npos) << bad.message();
+  // Only the file's own name goes into the JSON: the folder's bytes do not matter, and without rounded
+  // weights the plan names no file at all.
+  EXPECT_TRUE(check_int8_plan_path("caf\xe9/plan.json", true).ok());
+  EXPECT_TRUE(check_int8_plan_path("out/caf\xe9.json", false).ok());
+}
+
 TEST(Int8Plan, BadFilesGiveClearErrors) {
   const std::string layer = R"({"name": "patch_embed.proj", "precision": "int8"})";
   const std::vector<std::pair<std::string, std::string>> cases = {

@@ -144,7 +144,9 @@ TEST(MetaLayoutTest, LoadsThePthFileItselfAndReadsTheArchitectureFromShapes) {
   EXPECT_EQ(c.data.interpolation, "bilinear");
   EXPECT_EQ(c.data.height, 256);
   // The periods are the stored bf16-rounded values, not timm's float32 ones.
-  const std::vector<double> timm = rope_periods_from_temperature(32, 100.0);
+  const Result<std::vector<double>> timm_periods = rope_periods_from_temperature(32, 100.0);
+  ASSERT_TRUE(timm_periods.ok()) << timm_periods.status().message();
+  const std::vector<double>& timm = *timm_periods;
   ASSERT_EQ(c.rope_periods.size(), timm.size());
   bool any_differs = false;
   for (size_t k = 0; k < timm.size(); ++k) {

@@ -105,7 +105,7 @@ Result<int> run_bench(const BenchOptions& o) {
 
   DINOV3_ASSIGN_OR_RETURN(std::vector<double> ms1, time_batch(model, 1, size, o.warmup, o.iterations, profile.get()));
   const std::vector<OpStat> ops = profile ? profile->stats() : std::vector<OpStat>{};
-  const LatencyStats lat = summarize_latencies(ms1);
+  DINOV3_ASSIGN_OR_RETURN(const LatencyStats lat, summarize_latencies(ms1));
   j["latency_ms"] = stats_json(lat);
   char buf[256];
   std::snprintf(buf, sizeof(buf), "batch 1 latency over %d runs: mean %.2f, stddev %.2f, min %.2f, max %.2f, p50 %.2f, p90 %.2f, p99 %.2f ms",
@@ -119,7 +119,7 @@ Result<int> run_bench(const BenchOptions& o) {
     if (b != 1) {
       DINOV3_ASSIGN_OR_RETURN(ms, time_batch(model, b, size, o.warmup, o.iterations));
     }
-    const LatencyStats s = summarize_latencies(ms);
+    DINOV3_ASSIGN_OR_RETURN(const LatencyStats s, summarize_latencies(ms));
     const double ips = 1000.0 * b / s.mean;
     std::snprintf(buf, sizeof(buf), "%5d   %8.2f   %15.2f   %14.2f   %7.1f", b, ips, s.mean, s.p50, ips * gflop);
     r.line(buf);

@@ -36,6 +36,7 @@ Result<int> run_calibrate(CalibrateOptions o) {
   std::vector<std::string> labels;
   DINOV3_ASSIGN_OR_RETURN(Tensor input, load_inputs(o.input, *loaded.model, &labels));
   const std::string plan_path = o.plan.empty() ? o.output_dir + "/int8_plan.json" : o.plan;
+  DINOV3_RETURN_IF_ERROR(check_int8_plan_path(plan_path, /*with_weights=*/o.rounding == "gptq"));
   for (const std::string& p : int8_plan_files(plan_path)) {
     DINOV3_RETURN_IF_ERROR(check_not_written_over(p, input_files(o.input, *loaded.model), "an input"));
     DINOV3_RETURN_IF_ERROR(check_not_written_over(p, Report::files(o.output_dir, "calibrate"), "this command's report"));

@@ -50,7 +50,7 @@ Result<int> run_infer(InferOptions o) {
     const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= o.warmup) ms.push_back(t);
   }
-  const LatencyStats lat = summarize_latencies(ms);
+  DINOV3_ASSIGN_OR_RETURN(const LatencyStats lat, summarize_latencies(ms));
   const ModelConfig& c = model.config();
   const int64_t H = input.shape[2], W = input.shape[3];
   const size_t n_first = std::min<size_t>(5, out.pooled.data.size());

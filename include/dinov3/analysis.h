@@ -116,7 +116,7 @@ Result<PatchPca> load_patch_pca(const std::string& path);
 // ---- similarity -----------------------------------------------------------------------------------------
 
 // Cosine similarity of `query` (dim values) to every patch of `target`, in double: [grid_h * grid_w]
-// (0 where either vector is zero).
+// (0 where either vector is zero). An error for a null query or one with a NaN or infinite value.
 Result<std::vector<float>> patch_similarity(const float* query, int64_t dim, const DenseFeatures& target);
 
 // The 256-entry viridis colormap (matplotlib's, CC0), entry i = round(255 * the published RGB).
@@ -124,7 +124,8 @@ std::array<uint8_t, 3> viridis_color(int index);
 
 // A similarity map over `target` at its own size: t = (s - min) / (max - min) over the map's values (0 when
 // they are all equal), colour = viridis_color(round(255 * t)), and each pixel = round((1 - alpha) * image +
-// alpha * colour) per channel. Pixels the preprocessing cropped away keep the image's own colour.
+// alpha * colour) per channel. Pixels the preprocessing cropped away keep the image's own colour. An error for a
+// map holding a NaN or infinite value.
 Result<ImageRGB8> render_similarity(const DenseFeatures& target, const std::vector<float>& similarity, double alpha);
 
 }  // namespace dinov3

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "dinov3/status.h"
+
 namespace dinov3 {
 
 struct LatencyStats {
@@ -12,8 +14,8 @@ struct LatencyStats {
 };
 
 // stddev is the sample standard deviation (n - 1); percentiles interpolate linearly between the
-// closest ranks, as numpy.percentile does by default.
-LatencyStats summarize_latencies(std::vector<double> samples);
+// closest ranks, as numpy.percentile does by default. An error for a sample that is NaN or infinite.
+Result<LatencyStats> summarize_latencies(std::vector<double> samples);
 
 struct Agreement {
   double rel_error = 0;     // ||a - b|| / ||b||, b the baseline

@@ -88,12 +88,16 @@ std::string architecture_name_for(const ModelConfig& config);
 // Multiply-adds x 2 of one image's forward at height x width (linears, patch embed, attention matmuls).
 double forward_flops(const ModelConfig& config, int64_t height, int64_t width);
 
-// timm's RoPE periods: float32(temperature ** (2k / (hd/2))) for k < hd/4.
-std::vector<double> rope_periods_from_temperature(int64_t head_dim, double temperature);
+// timm's RoPE periods: float32(temperature ** (2k / (hd/2))) for k < hd/4. An error for a head_dim that is not
+// a positive multiple of 4 or a temperature that is not a positive finite number (an extreme one may still give
+// periods that round to 0 or infinity in float32: compute_rope_table and check_checkpoint refuse those).
+Result<std::vector<double>> rope_periods_from_temperature(int64_t head_dim, double temperature);
 // The RoPE table for a gh x gw patch grid: [gh*gw, 2*head_dim], sin (first head_dim values) then cos,
-// from head_dim / 4 periods.
-Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vector<double>& periods);
-Tensor compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature);
+// from head_dim / 4 periods. An error for a grid side below 1 or above kMaxRopeGridSide, no periods, or a
+// period that is not a positive finite number.
+inline constexpr int64_t kMaxRopeGridSide = 1 << 16;
+Result<Tensor> compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vector<double>& periods);
+Result<Tensor> compute_rope_table(int64_t grid_h, int64_t grid_w, int64_t head_dim, double temperature);
 
 // One linear layer of the model, as the backend prepares it.
 struct LinearLayer {

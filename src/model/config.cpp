@@ -198,7 +198,7 @@ Result<ModelConfig> parse_config(const std::string& json_text) {
   if (cfg.head_dim() % 4 != 0) {
     return config_error("head_dim " + std::to_string(cfg.head_dim()) + " must be a multiple of 4 for 2-D RoPE");
   }
-  cfg.rope_periods = rope_periods_from_temperature(cfg.head_dim(), cfg.rope_temperature);
+  DINOV3_ASSIGN_OR_RETURN(cfg.rope_periods, rope_periods_from_temperature(cfg.head_dim(), cfg.rope_temperature));
   if (cfg.data.channels != cfg.in_chans)
     return config_error("pretrained_cfg.input_size has " + std::to_string(cfg.data.channels) +
                         " channels, the model takes " + std::to_string(cfg.in_chans));

@@ -205,8 +205,9 @@ Status Model::prepare_activations(int64_t batch, int64_t height, int64_t width) 
   a->hidden = a->wide.get();
   DINOV3_RETURN_IF_ERROR(alloc(&a->rope, gh * gw * 2 * hd));
   DINOV3_RETURN_IF_ERROR(alloc(&a->pooled, batch * D));
-  const Tensor rope = cfg.rope_periods.empty() ? compute_rope_table(gh, gw, hd, cfg.rope_temperature)
-                                               : compute_rope_table(gh, gw, cfg.rope_periods);
+  DINOV3_ASSIGN_OR_RETURN(const Tensor rope, cfg.rope_periods.empty()
+                                                 ? compute_rope_table(gh, gw, hd, cfg.rope_temperature)
+                                                 : compute_rope_table(gh, gw, cfg.rope_periods));
   DINOV3_RETURN_IF_ERROR(backend_->upload(*a->rope, 0, rope.ptr(), rope.data.size()));
   a->batch = batch;
   a->height = height;

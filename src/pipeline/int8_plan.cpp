@@ -435,6 +435,15 @@ std::vector<std::string> int8_plan_files(const std::string& plan_path) {
   return {plan_path, int8_plan_weights_path(plan_path)};
 }
 
+Status check_int8_plan_path(const std::string& plan_path, bool with_weights) {
+  if (!with_weights) return {};
+  const std::string path = int8_plan_weights_path(plan_path);
+  // The same rule write_int8_plan applies to the whole JSON.
+  return io::dump_json(nlohmann::ordered_json(path.substr(path.find_last_of('/') + 1)),
+                       plan_path + ": the int8 plan (which names its weights file)")
+      .status();
+}
+
 void name_int8_plan_weights(Int8Plan& plan, const std::string& plan_path) {
   const bool rounded =
       std::any_of(plan.layers.begin(), plan.layers.end(), [](const Int8PlanLayer& l) { return !l.q.empty(); });

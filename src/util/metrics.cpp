@@ -3,11 +3,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 namespace dinov3 {
 
-LatencyStats summarize_latencies(std::vector<double> samples) {
+Result<LatencyStats> summarize_latencies(std::vector<double> samples) {
   const ScopedDefaultFloatEnv float_env;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    // A NaN would also break the sort's ordering below.
+    if (!std::isfinite(samples[i])) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "latencies: sample " + std::to_string(i) + " is not finite (NaN or infinite)");
+    }
+  }
   LatencyStats s;
   s.count = samples.size();
   if (samples.empty()) return s;

@@ -111,6 +111,15 @@ def test_outputs_never_replace_inputs_or_special_files(tiny, tmp_path):
         dinov3.calibrate_int8(str(MODELS / "tiny"), [str(image)], tmp_path / "no" / "plan.json", rounding="nearest")
     with pytest.raises(ValueError, match="is not a regular file"):
         dinov3.calibrate_int8(str(MODELS / "tiny"), [str(image)], tmp_path, overwrite=True, rounding="nearest")
+    # A plan whose JSON would name a weights file that is not UTF-8: refused before calibrating (it was refused
+    # only when written, after all the work), nothing written. Pixels the calibration would refuse show which
+    # came first. (With rounding="nearest" the plan names no weights file, so any name works.)
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.json")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        dinov3.calibrate_int8(str(MODELS / "tiny"), np.zeros((1, 3, 8, 8), np.float32), odd, rounding="gptq")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        dinov3.calibrate_int8(str(MODELS / "tiny"), [str(image)], odd, rounding="gptq")
+    assert not os.path.exists(odd) and not os.path.exists(odd[:-5] + b".weights.safetensors")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     pca = tiny.pca(str(image)).pca
