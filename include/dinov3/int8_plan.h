@@ -80,9 +80,10 @@ std::string int8_plan_weights_path(const std::string& plan_path);
 // Every file write_int8_plan may write for `plan_path` (the plan, its weights): what a caller checks before
 // calibrating for a destination it must not overwrite.
 std::vector<std::string> int8_plan_files(const std::string& plan_path);
-// Whether a plan with rounded weights (with_weights) can be written to `plan_path`: its JSON names the weights
-// file, and JSON holds only UTF-8 text, so a file name that is not is an error (kInvalidArgument). What a
-// caller checks before calibrating, as write_int8_plan would refuse it after.
+// Whether a plan that may carry rounded weights (with_weights: GPTQ rounding; calibrate_int8 still rounds to
+// nearest, and writes no weights, on one image or when no layer goes int8) can be written to `plan_path`: its
+// JSON names the weights file, and JSON holds only UTF-8 text, so a file name that is not is an error
+// (kInvalidArgument). What a caller checks before calibrating, as write_int8_plan would refuse it after.
 Status check_int8_plan_path(const std::string& plan_path, bool with_weights);
 // Sets plan.weights_file as write_int8_plan names it for `plan_path`: that file's name when a layer has
 // rounded weights, else empty.

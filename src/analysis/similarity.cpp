@@ -4,6 +4,7 @@
 
 #include "analysis/pixel_patches.h"
 #include "dinov3/analysis.h"
+#include "util/finite.h"
 #include "util/float_env.h"
 
 namespace dinov3 {
@@ -62,11 +63,9 @@ Result<std::vector<float>> patch_similarity(const float* query, int64_t dim, con
                                                        std::to_string(target.dim()));
   }
   if (query == nullptr) return make_error(ErrorCode::kInvalidArgument, "similarity: no query values (null)");
-  for (int64_t d = 0; d < dim; ++d) {
-    if (!std::isfinite(query[d])) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "similarity: the query's value " + std::to_string(d) + " is not finite (NaN or infinite)");
-    }
+  if (const int64_t d = first_non_finite(query, dim); d >= 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "similarity: the query's value " + std::to_string(d) + " is not finite (NaN or infinite)");
   }
   double qq = 0.0;
   for (int64_t d = 0; d < dim; ++d) qq += static_cast<double>(query[d]) * query[d];
@@ -93,11 +92,9 @@ Result<ImageRGB8> render_similarity(const DenseFeatures& target, const std::vect
   if (!(alpha >= 0.0 && alpha <= 1.0)) {
     return make_error(ErrorCode::kInvalidArgument, "similarity: alpha must be in [0, 1]");
   }
-  for (size_t p = 0; p < similarity.size(); ++p) {
-    if (!std::isfinite(similarity[p])) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "similarity: the map's value " + std::to_string(p) + " is not finite (NaN or infinite)");
-    }
+  if (const int64_t p = first_non_finite(similarity.data(), static_cast<int64_t>(similarity.size())); p >= 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "similarity: the map's value " + std::to_string(p) + " is not finite (NaN or infinite)");
   }
   const auto [lo_it, hi_it] = std::minmax_element(similarity.begin(), similarity.end());
   const double lo = *lo_it, hi = *hi_it;

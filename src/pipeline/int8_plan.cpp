@@ -435,11 +435,20 @@ std::vector<std::string> int8_plan_files(const std::string& plan_path) {
   return {plan_path, int8_plan_weights_path(plan_path)};
 }
 
+namespace {
+
+// The name the plan's JSON gives its weights file: int8_plan_weights_path's file name.
+std::string weights_file_name(const std::string& plan_path) {
+  const std::string path = int8_plan_weights_path(plan_path);
+  return path.substr(path.find_last_of('/') + 1);
+}
+
+}  // namespace
+
 Status check_int8_plan_path(const std::string& plan_path, bool with_weights) {
   if (!with_weights) return {};
-  const std::string path = int8_plan_weights_path(plan_path);
   // The same rule write_int8_plan applies to the whole JSON.
-  return io::dump_json(nlohmann::ordered_json(path.substr(path.find_last_of('/') + 1)),
+  return io::dump_json(nlohmann::ordered_json(weights_file_name(plan_path)),
                        plan_path + ": the int8 plan (which names its weights file)")
       .status();
 }
@@ -447,8 +456,7 @@ Status check_int8_plan_path(const std::string& plan_path, bool with_weights) {
 void name_int8_plan_weights(Int8Plan& plan, const std::string& plan_path) {
   const bool rounded =
       std::any_of(plan.layers.begin(), plan.layers.end(), [](const Int8PlanLayer& l) { return !l.q.empty(); });
-  const std::string path = int8_plan_weights_path(plan_path);
-  plan.weights_file = rounded ? path.substr(path.find_last_of('/') + 1) : std::string();
+  plan.weights_file = rounded ? weights_file_name(plan_path) : std::string();
 }
 
 namespace {
