@@ -313,6 +313,7 @@ class EmbedIterator {
 
   // (path, pooled [D], features [T, D] or None) for the next readable image; StopIteration at the end.
   py::tuple next() {
+    check_own_process();
     std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
     {
       ReleasedGil release;
@@ -343,6 +344,7 @@ class EmbedIterator {
 
   // [(path as bytes, reason)]
   py::list skipped() {
+    check_own_process();
     std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
     {
       ReleasedGil release;
@@ -359,6 +361,17 @@ class EmbedIterator {
     std::vector<float> pooled;  // [n, D]
     Tensor features;            // [n, T, D] when asked for
   };
+
+  // In a process forked from the one that made it, the iterator has no decoding threads, and its lock may
+  // have been held by a thread the fork did not copy: RuntimeError before touching either (the prefetcher's
+  // own check: ImagePrefetcher::in_own_process).
+  void check_own_process() const {
+    if (prefetch_.in_own_process()) return;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "dinov3: this embed iterator was started in another process; a process forked from it has none "
+                    "of its decoding threads, so it cannot go on here: call Model.embed again in this process");
+    throw py::error_already_set();
+  }
 
   // Takes images until a batch is full or the inputs end, and runs it (no Python objects touched).
   Status run_batch(Batch* batch) {

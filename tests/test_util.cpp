@@ -110,6 +110,21 @@ bool built_with_address_sanitizer() {
 #endif
 }
 
+namespace {
+
+// Forks; the child runs `child` and _exits with its result (no atexit work, no destructors of statics);
+// returns that code, or 128 + the signal that ended the child.
+int fork_and_wait(const std::function<int()>& child) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) ::_exit(child());
+  int status_code = 0;
+  ::waitpid(pid, &status_code, 0);
+  return WIFEXITED(status_code) ? WEXITSTATUS(status_code) : 128 + WTERMSIG(status_code);
+}
+
+}  // namespace
+
 int run_with_memory_headroom(size_t headroom, const std::function<int()>& body) {
   // VmSize is the address space mapped now, the quantity RLIMIT_AS bounds.
   std::ifstream status("/proc/self/status");
@@ -117,16 +132,18 @@ int run_with_memory_headroom(size_t headroom, const std::function<int()>& body) 
   for (std::string line; std::getline(status, line);)
     if (line.rfind("VmSize:", 0) == 0) mapped_kib = std::stoull(line.substr(7));
   if (mapped_kib == 0) throw std::runtime_error("cannot read VmSize from /proc/self/status");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
+  return fork_and_wait([&] {
     const rlimit limit{mapped_kib * 1024 + headroom, mapped_kib * 1024 + headroom};
-    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(125);
-    ::_exit(body());
-  }
-  int status_code = 0;
-  ::waitpid(pid, &status_code, 0);
-  return WIFEXITED(status_code) ? WEXITSTATUS(status_code) : 128 + WTERMSIG(status_code);
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) return 125;
+    return body();
+  });
+}
+
+int run_in_forked_child(unsigned timeout_s, const std::function<int()>& body) {
+  return fork_and_wait([&] {
+    ::alarm(timeout_s);  // a hang ends the child with SIGALRM (128 + 14)
+    return body();
+  });
 }
 
 CommandResult run_command(const std::string& command) {

@@ -54,6 +54,10 @@ bool built_with_address_sanitizer();
 // process maps now, and returns the child's exit code (body's result), or 128 + the signal that killed it.
 int run_with_memory_headroom(size_t headroom, const std::function<int()>& body);
 
+// Runs `body` in a forked child, which SIGALRM ends after timeout_s seconds, and returns the child's exit
+// code (body's result), or 128 + the signal that ended it (142: it hung). The child leaves with _exit.
+int run_in_forked_child(unsigned timeout_s, const std::function<int()>& body);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout and stderr together

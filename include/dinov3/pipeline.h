@@ -72,6 +72,10 @@ void l2_normalize_rows(float* data, size_t rows, size_t width);
 // hands them out in input order: the decode-ahead stage of `dinov3 embed` and of Python's Model.embed.
 // An unreadable file is an item with ok == false and the reason, never an error of the whole run.
 // One consumer thread calls take(); the workers stop and are joined when the prefetcher is destroyed.
+// A prefetcher belongs to the process that made it: a process forked from that one has none of its worker
+// threads, so there take() gives every index an item with ok == false that says so (instead of waiting
+// forever), and destroying it leaves its memory alone (its lock may have been held by a thread that the
+// fork did not copy) instead of joining threads that do not exist.
 class ImagePrefetcher {
  public:
   struct Item {
@@ -89,6 +93,8 @@ class ImagePrefetcher {
   ImagePrefetcher& operator=(const ImagePrefetcher&) = delete;
 
   const std::vector<std::string>& paths() const;
+  // Whether this is the process that made the prefetcher (false in a process forked from it).
+  bool in_own_process() const;
   // The item for paths()[index], waiting for it if needed. Indices are taken in increasing order, each
   // once; skipping ahead drops the paths in between. An index past the end, already taken or before
   // `first` gives an item with ok == false and the reason.

@@ -17,6 +17,12 @@ engine serialises them; each uses every backend thread), while decoding and prep
 parallel; the GIL is released while decoding and computing. An iterator returned by embed() belongs to
 the thread that iterates it (concurrent next() calls are serialised, not interleaved usefully).
 
+Processes: a Model loaded before os.fork() (multiprocessing's "fork" start method) gives the same values in
+the child, where its forward passes run on the forking thread alone (fork copies no other thread). An embed
+iterator started before the fork raises RuntimeError in the child; call embed() again there. Fork from a
+thread that is not inside the engine (or use "spawn" / "forkserver"): a lock held by another thread at the
+fork stays held in the child.
+
 Errors: the engine's message, as FileNotFoundError (a file or name that does not exist), OSError (the
 system refused a read), ValueError (a wrong argument, a malformed file, something unsupported),
 MemoryError (an allocation refused) or RuntimeError (anything else).

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "util/api_guard.h"
+#include "util/fork_epoch.h"
 
 namespace dinov3 {
 
@@ -89,6 +90,7 @@ struct ImagePrefetcher::State {
   std::map<size_t, Item> ready;
   bool stop = false;
   std::vector<std::thread> threads;
+  const uint64_t epoch = fork_epoch();  // the process whose threads these are (util/fork_epoch.h)
 };
 
 ImagePrefetcher::ImagePrefetcher(std::vector<std::string> paths, size_t first, size_t window, int workers,
@@ -99,6 +101,10 @@ ImagePrefetcher::ImagePrefetcher(std::vector<std::string> paths, size_t first, s
 }
 
 ImagePrefetcher::~ImagePrefetcher() {
+  if (!in_own_process()) {  // forked: no workers to stop or join, and the lock may be held forever
+    (void)state_.release();
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     state_->stop = true;
@@ -109,8 +115,17 @@ ImagePrefetcher::~ImagePrefetcher() {
 
 const std::vector<std::string>& ImagePrefetcher::paths() const { return state_->paths; }
 
+bool ImagePrefetcher::in_own_process() const { return fork_epoch() == state_->epoch; }
+
 ImagePrefetcher::Item ImagePrefetcher::take(size_t index) {
   State& s = *state_;
+  if (!in_own_process()) {  // checked before the lock, which a thread the fork did not copy may hold
+    Item none;
+    none.reason = "image " + std::to_string(index) +
+                  ": not decoded: the image prefetcher was started in another process, and a process forked "
+                  "from it has none of its decoding threads (start a new one in this process)";
+    return none;
+  }
   std::unique_lock<std::mutex> lock(s.mu);
   // An index no worker will ever decode would be waited for forever: it is an item with the reason.
   if (index >= s.paths.size() || index < s.consume) {

@@ -87,3 +87,46 @@ print("main thread done", flush=True)
                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
         assert r.stdout == "main thread done\n" and "terminate" not in r.stderr, (r.stdout, r.stderr)
+
+
+def test_a_forked_child_runs_the_model_and_refuses_the_parents_embed_iterator():
+    # fork() copies only the calling thread. In the child, the model's forward runs its tasks on the caller
+    # and gives the parent's values; an embed iterator started in the parent, whose decoding threads are not
+    # there, raises instead of waiting forever; a new one works; and freeing both returns (the backend's
+    # thread pool used to wait for its workers there). The parent carries on as before.
+    script = f"""
+import os, signal, sys, time
+import numpy as np
+import dinov3
+model = dinov3.Model({str(MODELS / "tiny")!r}, threads=2)
+x = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
+want = model.forward(x)
+images = [{str(IMAGES / "chelsea.png")!r}, {str(IMAGES / "rocket.jpg")!r}] * 2
+it = model.embed(images, batch_size=1)
+first = next(it).path
+time.sleep(0.3)  # the backend's workers and the decoders go to sleep
+pid = os.fork()
+if pid == 0:
+    signal.alarm(60)
+    got = model.forward(x)
+    same = np.array_equal(got.features, want.features) and np.array_equal(got.pooled, want.pooled)
+    try:
+        next(it)
+        refused = "no error"
+    except RuntimeError as e:
+        refused = str(e)
+    fresh = [r.path for r in model.embed(images[:2])] == images[:2]
+    print("child", same, fresh, refused, flush=True)
+    del it, model
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+rest = [r.path for r in it]
+print("parent", status, [first] + rest == images, flush=True)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2, (r.stdout, r.stderr)
+    assert lines[0].startswith("child True True dinov3: this embed iterator was started in another process"), lines
+    assert lines[1] == "parent 0 True", lines  # 0: the child exited normally (SIGALRM: 14)

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "util/float_env.h"
+#include "util/fork_epoch.h"
 
 namespace dinov3::cpu {
 namespace {
@@ -68,17 +69,22 @@ bool spin_until(Ready&& ready) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : ranges_(static_cast<size_t>(std::max(threads, 1))) {
+ThreadPool::ThreadPool(int threads) : ranges_(static_cast<size_t>(std::max(threads, 1))), epoch_(fork_epoch()) {
   for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker_main(t); });
 }
 
 ThreadPool::~ThreadPool() {
+  if (fork_epoch() != epoch_) {  // a forked child: no workers here, and the lock may be copied held
+    for (std::thread& w : workers_) w.detach();
+    (void)sleep_.release();
+    return;
+  }
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(sleep_->mutex);
     stop_.store(true, std::memory_order_relaxed);
     job_.store(static_cast<uint64_t>(++generation_) << 32, std::memory_order_release);
   }
-  job_ready_.notify_all();
+  sleep_->job_ready.notify_all();
   for (std::thread& w : workers_) w.join();
 }
 
@@ -110,8 +116,8 @@ void ThreadPool::claim_tasks(uint64_t job, int thread) {
     const int range = (thread + i) % n;
     while (claim_one(generation, range, thread)) {
       if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks_of(job)) {
-        std::lock_guard<std::mutex> lock(mutex_);  // orders the wake-up after the caller's check
-        job_done_.notify_one();
+        std::lock_guard<std::mutex> lock(sleep_->mutex);  // orders the wake-up after the caller's check
+        sleep_->job_done.notify_one();
       }
     }
   }
@@ -130,22 +136,24 @@ void ThreadPool::run_job(int64_t first, int64_t tasks, void* ctx, Invoke invoke)
   }
   const uint64_t job = (static_cast<uint64_t>(generation) << 32) | static_cast<uint64_t>(tasks);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(sleep_->mutex);
     job_.store(job, std::memory_order_release);  // publishes the range words and the fields above with it
   }
-  job_ready_.notify_all();
+  sleep_->job_ready.notify_all();
   claim_tasks(job, 0);
   auto finished = [&] { return done_.load(std::memory_order_acquire) == tasks; };
   if (!spin_until(finished)) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    job_done_.wait(lock, finished);
+    std::unique_lock<std::mutex> lock(sleep_->mutex);
+    sleep_->job_done.wait(lock, finished);
   }
 }
 
 void ThreadPool::dispatch(int64_t tasks, void* ctx, Invoke invoke) {
   if (tasks <= 0) return;
   const ScopedKernelCsr kernel_csr_scope;
-  if (workers_.empty() || tasks == 1) {
+  // In a child forked after the workers started, none of them exists: the caller runs every task, without
+  // touching the lock or the condition variables (their copied state may name threads that are gone).
+  if (workers_.empty() || tasks == 1 || fork_epoch() != epoch_) {
     for (int64_t t = 0; t < tasks; ++t) invoke(ctx, t, 0);
     return;
   }
@@ -162,8 +170,8 @@ void ThreadPool::worker_main(int thread) {
   for (;;) {
     auto new_job = [&] { return generation_of(job_.load(std::memory_order_acquire)) != seen; };
     if (!spin_until(new_job)) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      job_ready_.wait(lock, new_job);
+      std::unique_lock<std::mutex> lock(sleep_->mutex);
+      sleep_->job_ready.wait(lock, new_job);
     }
     // stop_ is read after the job word, whose store it precedes: a worker that reads the destructor's word
     // sees the stop. (Read before it, a stop published between the two reads left the worker taking the

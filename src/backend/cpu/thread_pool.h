@@ -11,12 +11,14 @@
 // scheduler time slice per op (the caller takes its range too). Idle workers spin briefly, so back-to-back
 // ops do not pay a wake-up, then sleep on a condition variable (not std::atomic::wait: libstdc++ 12's can
 // miss a notify and leave a worker asleep forever). Every task runs with subnormals flushed to zero (see
-// thread_pool.cpp).
+// thread_pool.cpp). In a process forked from the one that made the pool, the workers do not exist: run()
+// calls every task on the caller there, and destroying the pool does not wait for them.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -78,9 +80,17 @@ class ThreadPool {
   int64_t first_ = 0;
   uint32_t generation_ = 0;  // the caller's count of published jobs
   std::atomic<bool> stop_{false};
-  std::mutex mutex_;                   // guards sleeping on the condition variables below
-  std::condition_variable job_ready_;  // job_ got a new generation
-  std::condition_variable job_done_;   // done_ reached the task count
+  // fork_epoch() when the workers started (util/fork_epoch.h): in a forked child (another value) the pool
+  // runs every task on the caller and its destructor joins nothing.
+  const uint64_t epoch_;
+  // Where threads sleep. Held apart so that a forked child's destructor can leave it alone: destroying a
+  // condition variable waits for its waiters, which there are workers that do not exist.
+  struct Sleep {
+    std::mutex mutex;                   // guards sleeping on the condition variables below
+    std::condition_variable job_ready;  // job_ got a new generation
+    std::condition_variable job_done;   // done_ reached the task count
+  };
+  std::unique_ptr<Sleep> sleep_ = std::make_unique<Sleep>();
 };
 
 }  // namespace dinov3::cpu
