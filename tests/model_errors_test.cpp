@@ -482,6 +482,42 @@ TEST(ModelErrors, UnknownBackend) {
   expect_error(st, ErrorCode::kNotFound, "unknown backend 'abacus'");
 }
 
+// Enum fields a C++ caller can set to a cast of any number: each is an error naming the value and the
+// choices (they went on as another choice, or named the wrong thing).
+TEST(ModelErrors, EnumValuesOutOfRange) {
+  for (const char* backend : {"cpu", "reference"}) {
+    LoadOptions lo;
+    lo.backend = backend;
+    lo.backend_options.precision = static_cast<Precision>(7);
+    expect_error(Model::load(test::fixture(kTiny), lo).status(), ErrorCode::kInvalidArgument,
+                 "precision 7 is none of fp32, bf16 and int8");
+  }
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.precision = Precision::kInt8;
+  lo.backend_options.int8_linear_precision = [](int64_t) { return static_cast<Precision>(5); };
+  expect_error(Model::load(test::fixture(kTiny), lo).status(), ErrorCode::kInvalidArgument,
+               "linear layer 0 was given precision 5");
+  Result<std::unique_ptr<Model>> model = Model::load(test::fixture(kTiny));
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  ForwardOptions fo;
+  fo.pool = static_cast<PoolMode>(9);
+  expect_error((*model)->forward(Tensor({1, 3, 64, 64}), fo).status(), ErrorCode::kInvalidArgument,
+               "pool mode 9 is none of default, avg and token");
+  const std::string photo = test::fixture("images/chelsea.png");
+  PreprocessConfig pc;
+  pc.height = pc.width = 64;
+  pc.interpolation = static_cast<Interpolation>(5);
+  expect_error(preprocess_image_file(photo, pc).status(), ErrorCode::kInvalidArgument,
+               "interpolation 5 is none of bicubic and bilinear");
+  Result<ImageRGB8> image = decode_image_file(photo);
+  ASSERT_TRUE(image.ok()) << image.status().message();
+  expect_error(resize_rgb8(*image, 32, 32, static_cast<Interpolation>(5)).status(), ErrorCode::kInvalidArgument,
+               "interpolation 5 is none of bicubic and bilinear");
+  expect_error(resize_rgb8(*image, 32, 32, Interpolation::kBicubic, static_cast<ResampleKernel>(6)).status(),
+               ErrorCode::kInvalidArgument, "resampling kernel 6 is none of auto, scalar and avx2");
+}
+
 DINOV3_SUITE_LABELS(ForwardErrors, "hostile");
 
 TEST(ForwardErrors, BadInputShapes) {

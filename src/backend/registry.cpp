@@ -78,6 +78,10 @@ Result<std::unique_ptr<Backend>> create_backend(const std::string& name, const B
   if (options.threads < 0) {
     return make_error(ErrorCode::kInvalidArgument, "threads must be >= 0, got " + std::to_string(options.threads));
   }
+  if (Precision p; !precision_from_name(precision_name(options.precision), &p)) {  // a cast of another number
+    return make_error(ErrorCode::kInvalidArgument, "precision " + std::to_string(static_cast<int>(options.precision)) +
+                                                       " is none of fp32, bf16 and int8");
+  }
   return factory(options);
 }
 

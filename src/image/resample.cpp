@@ -127,6 +127,11 @@ struct Kernels {
 };
 
 Result<Kernels> select_kernels(ResampleKernel kernel) {
+  if (kernel != ResampleKernel::kAuto && kernel != ResampleKernel::kScalar && kernel != ResampleKernel::kAvx2) {
+    return make_error(ErrorCode::kInvalidArgument, "resize: resampling kernel " +
+                                                       std::to_string(static_cast<int>(kernel)) +
+                                                       " is none of auto, scalar and avx2");
+  }
   if (kernel == ResampleKernel::kAuto) {
     kernel = resample_kernel_available(ResampleKernel::kAvx2) ? ResampleKernel::kAvx2 : ResampleKernel::kScalar;
   }
@@ -158,6 +163,12 @@ void run_horizontal(HorizontalPassFn pass, const ImageRGB8& in, int first_row, i
 
 Result<ImageRGB8> resize_window(const ImageRGB8& in, int out_w, int out_h, const OutputWindow& window,
                                 Interpolation interpolation, ResampleKernel kernel) {
+  // Both resize_rgb8 and the eval transform come here: any other value would pick bilinear's filter.
+  if (interpolation != Interpolation::kBicubic && interpolation != Interpolation::kBilinear) {
+    return make_error(ErrorCode::kInvalidArgument, "resize: interpolation " +
+                                                       std::to_string(static_cast<int>(interpolation)) +
+                                                       " is none of bicubic and bilinear");
+  }
   DINOV3_ASSIGN_OR_RETURN(const Kernels kernels, select_kernels(kernel));
   const size_t in_stride = size_t(in.width) * 3;
   ImageRGB8 out;

@@ -291,6 +291,10 @@ Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const Forwar
   DINOV3_ASSIGN_OR_RETURN(pass.blocks, intermediate_block_indices(cfg, options.intermediate_blocks));
   pass.norm_blocks = options.norm_intermediates;
   pass.keep_embed = options.keep_embed;
+  if (PoolMode m; !pool_mode_from_name(pool_mode_name(options.pool), &m)) {  // a cast of another number
+    return make_error(ErrorCode::kInvalidArgument, "forward: pool mode " + std::to_string(static_cast<int>(options.pool)) +
+                                                       " is none of default, avg and token");
+  }
   const PoolMode pool = options.pool == PoolMode::kDefault ? cfg.global_pool : options.pool;
   pass.mean_pool = pool != PoolMode::kToken;
 

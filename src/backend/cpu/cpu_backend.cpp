@@ -223,8 +223,10 @@ class CpuBackend final : public Backend {
         Precision p = precision_;
         if (p == Precision::kInt8 && int8_linear_precision_) p = int8_linear_precision_(linears_prepared_);
         if (p != Precision::kInt8 && p != Precision::kBF16) {
-          return make_error(ErrorCode::kInvalidArgument, "cpu backend: an int8 backend's layer runs int8 or bf16, not " +
-                                                             std::string(precision_name(p)));
+          return make_error(ErrorCode::kInvalidArgument,
+                            "cpu backend: an int8 backend's layer runs int8 or bf16; linear layer " +
+                                std::to_string(linears_prepared_) + " was given precision " +
+                                std::to_string(static_cast<int>(p)) + " (" + precision_name(p) + ")");
         }
         Int8LinearValues values;
         if (p == Precision::kInt8 && int8_linear_values_) values = int8_linear_values_(linears_prepared_);
