@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -58,6 +59,23 @@ class ReleasedGil {
   PyThreadState* state_;
 };
 
+// The models' stop check (Model::set_stop_check), so that Ctrl-C stops a long call (a big batch, a
+// high-resolution dense map) between transformer blocks instead of after it. It runs on the thread that
+// called into the engine, with the GIL released; at most every 50 ms per thread it takes the GIL and runs
+// the interpreter's signal handlers (which act only on the main thread, as Python's own do). A handler that
+// raises leaves its exception set and stops the forward; raise() then re-raises that exception. Taking the
+// GIL can wait for another Python thread's switch interval (5 ms), hence the spacing: a 30 ms forward never
+// checks, a long one pays at most ~10% while another thread holds the GIL, ~0 otherwise.
+bool python_stop_check() {
+  using Clock = std::chrono::steady_clock;
+  thread_local Clock::time_point next_check = Clock::now() + std::chrono::milliseconds(50);
+  const Clock::time_point now = Clock::now();
+  if (now < next_check) return false;
+  next_check = now + std::chrono::milliseconds(50);
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
 PyObject* exception_type(ErrorCode code) {
   switch (code) {
     case ErrorCode::kNotFound: return PyExc_FileNotFoundError;
@@ -70,8 +88,10 @@ PyObject* exception_type(ErrorCode code) {
   }
 }
 
-// Raises the Python exception for a failed Status (the GIL must be held).
+// Raises the Python exception for a failed Status (the GIL must be held). A forward stopped by
+// python_stop_check raises what the signal handler raised (KeyboardInterrupt for Ctrl-C).
 [[noreturn]] void raise(const Status& status) {
+  if (status.code() == ErrorCode::kCancelled && PyErr_Occurred() != nullptr) throw py::error_already_set();
   // Messages quote paths, whose bytes need not be UTF-8: those become \xNN rather than a decoding error.
   const std::string& m = status.message();
   PyObject* text = PyUnicode_DecodeUTF8(m.data(), static_cast<Py_ssize_t>(m.size()), "backslashreplace");
@@ -484,6 +504,7 @@ class PyModel {
         }
         DINOV3_ASSIGN_OR_RETURN(ModelLocation loc, resolve_model(spec));
         DINOV3_ASSIGN_OR_RETURN(state->model, Model::load(loc.dir, lo));
+        state->model->set_stop_check(python_stop_check);
         DINOV3_ASSIGN_OR_RETURN(state->preprocess, preprocess_config_for(state->model->config()));
         return {};
       }();

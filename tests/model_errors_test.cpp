@@ -568,6 +568,39 @@ TEST(ForwardErrors, NonFiniteInputIsAnErrorNamingWhere) {
   }
 }
 
+DINOV3_SUITE_LABELS(ForwardStopCheck, "unit");
+
+TEST(ForwardStopCheck, StopsBeforeTheBlockItSaysAndTheModelStaysUsable) {
+  for (const char* backend : {"cpu", "reference"}) {
+    LoadOptions lo;
+    lo.backend = backend;
+    Result<std::unique_ptr<Model>> model = Model::load(test::fixture(kTiny), lo);
+    ASSERT_TRUE(model.ok()) << model.status().message();
+    Model& m = **model;
+    Tensor x({2, 3, 64, 64});
+    x.data = test::random_normal(x.data.size(), 11);
+    Result<ForwardOutput> want = m.forward(x);
+    ASSERT_TRUE(want.ok()) << want.status().message();
+    const int64_t depth = m.config().depth;
+    ASSERT_GE(depth, 2);
+    int calls = 0;
+    m.set_stop_check([&] { return ++calls == depth; });  // stop before the last block
+    const Status stopped = m.forward(x).status();
+    expect_error(stopped, ErrorCode::kCancelled,
+                 "stopped by the caller's stop check before block " + std::to_string(depth - 1) + " of " +
+                     std::to_string(depth));
+    EXPECT_EQ(calls, depth);
+    calls = 100;  // never `depth` again: every block runs, one check before each
+    Result<ForwardOutput> got = m.forward(x);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    EXPECT_EQ(calls, 100 + m.config().depth);
+    EXPECT_EQ(got->features.data, want->features.data) << backend;
+    EXPECT_EQ(got->pooled.data, want->pooled.data) << backend;
+    m.set_stop_check(nullptr);
+    EXPECT_TRUE(m.forward(x).ok());
+  }
+}
+
 DINOV3_SUITE_LABELS(ForwardIntermediates, "unit");
 
 TEST(ForwardIntermediates, NegativeIndicesAndNormMatchFeatures) {

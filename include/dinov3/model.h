@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -185,6 +186,12 @@ class Model {
   // input: [B, C, H, W] normalised pixels, H and W multiples of the patch size. Calls are serialised.
   Result<ForwardOutput> forward(const Tensor& input, const ForwardOptions& options = {});
 
+  // A check every forward pass runs on its caller's thread before each transformer block: when it returns
+  // true the pass stops there and the call returns kCancelled; the model stays usable. Python's binding sets
+  // one that runs the interpreter's signal handlers, so Ctrl-C stops a long call. Empty (the default): none.
+  // Waits for a forward in progress.
+  void set_stop_check(std::function<bool()> check);
+
  private:
   // Defined in src/model/model.cpp: the weights as the backend prepared them, the activation plan for the
   // last input shape, and what one forward pass returns.
@@ -210,6 +217,7 @@ class Model {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Weights> weights_;
   std::unique_ptr<Activations> acts_;
+  std::function<bool()> stop_check_;
   std::mutex mutex_;
 };
 

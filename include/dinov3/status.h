@@ -18,6 +18,7 @@ enum class ErrorCode {
   kUnsupported,      // well-formed, but not something this engine runs
   kOutOfMemory,      // an allocation failed or would exceed a limit
   kInternal,         // a bug: an invariant of the engine itself broke
+  kCancelled,        // the caller's own check asked the work to stop (Model::set_stop_check)
 };
 
 const char* error_code_name(ErrorCode code);

@@ -17,6 +17,9 @@ engine serialises them; each uses every backend thread), while decoding and prep
 parallel; the GIL is released while decoding and computing. An iterator returned by embed() belongs to
 the thread that iterates it (concurrent next() calls are serialised, not interleaved usefully).
 
+Ctrl-C: a long call (a large batch, a high-resolution dense map) stops between transformer blocks with
+KeyboardInterrupt, and the model stays usable.
+
 Processes: a Model loaded before os.fork() (multiprocessing's "fork" start method) gives the same values in
 the child, where its forward passes run on the forking thread alone (fork copies no other thread). An embed
 iterator started before the fork raises RuntimeError in the child; call embed() again there. Fork from a

@@ -281,6 +281,11 @@ Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& 
   return guard_api_call("forward", [&] { return forward_unguarded(input, options); });
 }
 
+void Model::set_stop_check(std::function<bool()> check) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stop_check_ = std::move(check);
+}
+
 Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const ForwardOptions& options) {
   const ModelConfig& cfg = config_;
   DINOV3_RETURN_IF_ERROR(check_input(cfg, input));
@@ -358,6 +363,10 @@ Status Model::run_pass(const float* images, int64_t n, int64_t H, int64_t W, int
   // intermediate output needs a.h first.
   bool h_ready = false;  // a.h already holds the LayerNorm the next step reads
   for (int64_t i = 0; i < cfg.depth; ++i) {
+    if (stop_check_ && stop_check_()) {
+      return make_error(ErrorCode::kCancelled, "forward: stopped by the caller's stop check before block " +
+                                                   std::to_string(i) + " of " + std::to_string(cfg.depth));
+    }
     const Weights::Block& b = w.blocks[static_cast<size_t>(i)];
     // x = x + gamma_1 * proj(attn(norm1(x)))
     if (!h_ready) {

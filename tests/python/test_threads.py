@@ -130,3 +130,41 @@ print("parent", status, [first] + rest == images, flush=True)
     assert len(lines) == 2, (r.stdout, r.stderr)
     assert lines[0].startswith("child True True dinov3: this embed iterator was started in another process"), lines
     assert lines[1] == "parent 0 True", lines  # 0: the child exited normally (SIGALRM: 14)
+
+
+def test_ctrl_c_stops_a_long_forward_between_blocks_and_the_model_stays_usable():
+    # SIGINT a tenth of the way into a forward that takes about a second: KeyboardInterrupt well before the
+    # forward would have finished (it came only after it, before the models' stop check), and the model
+    # gives the same values afterwards. In a child interpreter, so a KeyboardInterrupt that escapes cannot
+    # stop the test session.
+    script = f"""
+import os, signal, threading, time
+import numpy as np
+import dinov3
+model = dinov3.Model({str(MODELS / "vits16")!r}, threads=2)
+x = np.random.default_rng(5).standard_normal((16, 3, 256, 256)).astype(np.float32)
+want = model.forward(x[:1])
+full = float("inf")
+for _ in range(2):  # the faster of two: the first also plans the buffers for this batch
+    t0 = time.perf_counter(); model.forward(x); full = min(full, time.perf_counter() - t0)
+timer = threading.Timer(0.1 * full, lambda: os.kill(os.getpid(), signal.SIGINT))
+timer.start()
+t0 = time.perf_counter()
+try:
+    model.forward(x)
+    outcome = "finished"
+except KeyboardInterrupt:
+    outcome = "interrupted"
+stopped = time.perf_counter() - t0
+timer.join()
+got = model.forward(x[:1])
+same = np.array_equal(got.features, want.features) and np.array_equal(got.pooled, want.pooled)
+print(outcome, stopped / full, same, flush=True)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    outcome, fraction, same = r.stdout.split()
+    assert outcome == "interrupted", r.stdout
+    assert float(fraction) < 0.6, r.stdout  # stopped between blocks, not after the whole batch
+    assert same == "True", r.stdout
