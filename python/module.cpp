@@ -394,29 +394,37 @@ class EmbedIterator {
   }
 
   // Takes images until a batch is full or the inputs end, and runs it (no Python objects touched).
+  // A batch whose forward failed (Ctrl-C, an allocation) stays staged, and the next call runs it again:
+  // its images were already taken from the prefetcher, and would otherwise be lost to a caller who goes on.
   Status run_batch(Batch* batch) {
-    const PreprocessConfig& pc = state_->preprocess;
-    const int64_t per_image = 3 * static_cast<int64_t>(pc.height) * pc.width;
-    // Sized to the images left, not to batch_size: embed([one], batch_size=4096) took 3 GB.
-    const int64_t rows = std::min<int64_t>(batch_size_, static_cast<int64_t>(total_ - next_));
-    Tensor input({std::max<int64_t>(rows, 1), 3, pc.height, pc.width});
-    int64_t n = 0;
-    for (; next_ < total_ && n < batch_size_; ++next_) {
-      ImagePrefetcher::Item item = prefetch_.take(next_);
-      if (!item.ok) {
-        skipped_.emplace_back(prefetch_.paths()[next_], item.reason);
-        continue;
+    if (staged_paths_.empty()) {
+      const PreprocessConfig& pc = state_->preprocess;
+      const int64_t per_image = 3 * static_cast<int64_t>(pc.height) * pc.width;
+      // Sized to the images left, not to batch_size: embed([one], batch_size=4096) took 3 GB.
+      const int64_t rows = std::min<int64_t>(batch_size_, static_cast<int64_t>(total_ - next_));
+      Tensor input({std::max<int64_t>(rows, 1), 3, pc.height, pc.width});
+      int64_t n = 0;
+      for (; next_ < total_ && n < batch_size_; ++next_) {
+        ImagePrefetcher::Item item = prefetch_.take(next_);
+        if (!item.ok) {
+          skipped_.emplace_back(prefetch_.paths()[next_], item.reason);
+          continue;
+        }
+        std::copy(item.chw.data.begin(), item.chw.data.end(), input.data.begin() + n * per_image);
+        staged_paths_.push_back(prefetch_.paths()[next_]);
+        ++n;
       }
-      std::copy(item.chw.data.begin(), item.chw.data.end(), input.data.begin() + n * per_image);
-      batch->paths.push_back(prefetch_.paths()[next_]);
-      ++n;
+      if (n == 0) return {};
+      input.shape[0] = n;
+      input.data.resize(static_cast<size_t>(n * per_image));
+      staged_input_ = std::move(input);
     }
-    if (n == 0) return {};
-    input.shape[0] = n;
-    input.data.resize(static_cast<size_t>(n * per_image));
     ForwardOptions fo;
     fo.pool = pool_;
-    DINOV3_ASSIGN_OR_RETURN(ForwardOutput out, state_->model->forward(input, fo));
+    DINOV3_ASSIGN_OR_RETURN(ForwardOutput out, state_->model->forward(staged_input_, fo));
+    batch->paths = std::move(staged_paths_);
+    staged_paths_.clear();
+    staged_input_ = Tensor();
     const auto D = static_cast<size_t>(state_->model->config().embed_dim);
     if (normalize_) {
       l2_normalize_rows(out.pooled.ptr(), out.pooled.data.size() / D, D);
@@ -435,6 +443,9 @@ class EmbedIterator {
   ImagePrefetcher prefetch_;
   std::mutex mu_;  // one next() at a time
   size_t next_ = 0;  // the next input index to take
+  // Images taken for a batch whose forward has not succeeded yet (run_batch).
+  std::vector<std::string> staged_paths_;
+  Tensor staged_input_;
   std::vector<std::pair<std::string, std::string>> skipped_;
   // The batch being handed out.
   std::vector<std::string> paths_;

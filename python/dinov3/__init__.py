@@ -77,7 +77,8 @@ class EmbedIterator:
     """Yields an EmbedResult per readable image, in input order; images are decoded ahead on worker threads.
 
     Unreadable files are not errors: they are listed, with the reason, in `skipped` (complete once the
-    iterator is exhausted). A failure of the model itself raises.
+    iterator is exhausted). A failure of the model itself raises (Ctrl-C: KeyboardInterrupt); the batch it was
+    computing is run again by the next call, so going on loses no image.
     """
 
     def __init__(self, core: Any) -> None:

@@ -168,3 +168,38 @@ print(outcome, stopped / full, same, flush=True)
     assert outcome == "interrupted", r.stdout
     assert float(fraction) < 0.6, r.stdout  # stopped between blocks, not after the whole batch
     assert same == "True", r.stdout
+
+
+def test_an_embed_batch_stopped_by_ctrl_c_runs_again_on_the_next_call():
+    # Its images were already taken from the decoders when the forward stopped: going on after the
+    # KeyboardInterrupt gives every image, in order, with the values of an uninterrupted run.
+    script = f"""
+import os, signal, threading, time
+import numpy as np
+import dinov3
+model = dinov3.Model({str(MODELS / "vits16")!r}, threads=2)
+photos = [{str(IMAGES / "chelsea.png")!r}, {str(IMAGES / "rocket.jpg")!r}, {str(IMAGES / "camera.png")!r}]
+paths = (photos * 12)[:32]
+want = list(model.embed(paths, batch_size=32))
+it = model.embed(paths, batch_size=32)
+time.sleep(3.0)  # every image decoded ahead: the next call's time is the forward's
+t0 = time.perf_counter()
+first = next(iter(model.embed(paths, batch_size=32)))
+full = time.perf_counter() - t0
+timer = threading.Timer(0.15 * full, lambda: os.kill(os.getpid(), signal.SIGINT))
+timer.start()
+try:
+    got = [next(it)]
+    outcome = "finished"
+except KeyboardInterrupt:
+    got = []
+    outcome = "interrupted"
+timer.join()
+got += list(it)
+same = [r.path for r in got] == paths and all(np.array_equal(a.pooled, b.pooled) for a, b in zip(got, want))
+print(outcome, same, len(got), flush=True)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout.split() == ["interrupted", "True", "32"], r.stdout
