@@ -48,10 +48,17 @@ namespace {
 // exit a daemon thread that takes the GIL back is ended by pthread_exit, whose forced unwind has to pass
 // through here on its way out (pybind11's dispatcher rethrows it); in a noexcept destructor it was
 // std::terminate, and Python aborted at exit while a daemon thread was inside the engine.
+// Set on a thread while python_stop_check takes the GIL back: at interpreter exit that ends a daemon thread
+// by pthread_exit from inside the engine, and the unwind on its way out must not take the GIL again here (a
+// second pthread_exit during the first one's unwind is std::terminate).
+thread_local bool t_taking_gil_in_stop_check = false;
+
 class ReleasedGil {
  public:
   ReleasedGil() : state_(PyEval_SaveThread()) {}
-  ~ReleasedGil() noexcept(false) { PyEval_RestoreThread(state_); }
+  ~ReleasedGil() noexcept(false) {
+    if (!t_taking_gil_in_stop_check) PyEval_RestoreThread(state_);
+  }
   ReleasedGil(const ReleasedGil&) = delete;
   ReleasedGil& operator=(const ReleasedGil&) = delete;
 
@@ -72,8 +79,16 @@ bool python_stop_check() {
   const Clock::time_point now = Clock::now();
   if (now < next_check) return false;
   next_check = now + std::chrono::milliseconds(50);
-  py::gil_scoped_acquire gil;
-  return PyErr_CheckSignals() != 0;
+  // Once the interpreter is shutting down, a thread here leaves it alone (as it did before there was a
+  // check: it takes the GIL back when its call returns). Waiting for the GIL then, or touching pybind11's
+  // state, crashed about one exit in 25 with a daemon thread inside a forward.
+  if (_Py_IsFinalizing()) return false;
+  t_taking_gil_in_stop_check = true;  // until the GIL is ours (see ReleasedGil)
+  const PyGILState_STATE gil = PyGILState_Ensure();
+  t_taking_gil_in_stop_check = false;
+  const bool stop = PyErr_CheckSignals() != 0;
+  PyGILState_Release(gil);
+  return stop;
 }
 
 PyObject* exception_type(ErrorCode code) {

@@ -66,18 +66,23 @@ def test_forward_releases_the_gil():
 
 def test_python_exits_cleanly_while_daemon_threads_are_inside_the_engine():
     # At exit, a daemon thread that takes the GIL back is ended by pthread_exit; its unwinding through the
-    # GIL guard's destructor aborted the interpreter (exit code 134, "terminate called").
+    # GIL guard's destructor aborted the interpreter (exit code 134, "terminate called"). The long forward
+    # keeps a thread inside the engine's stop check (Ctrl-C) now and then: taking the GIL there during the
+    # shutdown aborted (a second pthread_exit in the first one's unwind) or crashed (~1 exit in 25).
     script = f"""
 import sys, threading, time
 import numpy as np
 import dinov3
 model = dinov3.Model({str(MODELS / "tiny")!r}, threads=1)
+large = dinov3.Model({str(MODELS / "vits16")!r}, threads=1)
 image = {str(IMAGES / "chelsea.png")!r}
 x = np.zeros((1, 3, 64, 64), np.float32)
+batch = np.zeros((4, 3, 256, 256), np.float32)
 def loop(call):
     while True:
         call()
-for call in (lambda: model.preprocess(image), lambda: model.forward(x), lambda: list(model.embed([image]))):
+for call in (lambda: model.preprocess(image), lambda: model.forward(x), lambda: list(model.embed([image])),
+             lambda: large.forward(batch)):
     threading.Thread(target=loop, args=(call,), daemon=True).start()
 time.sleep(0.5)
 print("main thread done", flush=True)
