@@ -82,7 +82,11 @@ bool python_stop_check() {
   // Once the interpreter is shutting down, a thread here leaves it alone (as it did before there was a
   // check: it takes the GIL back when its call returns). Waiting for the GIL then, or touching pybind11's
   // state, crashed about one exit in 25 with a daemon thread inside a forward.
+#if PY_VERSION_HEX >= 0x030D0000
+  if (Py_IsFinalizing()) return false;  // public from 3.13, which dropped the underscore form
+#else
   if (_Py_IsFinalizing()) return false;
+#endif
   t_taking_gil_in_stop_check = true;  // until the GIL is ours (see ReleasedGil)
   const PyGILState_STATE gil = PyGILState_Ensure();
   t_taking_gil_in_stop_check = false;
