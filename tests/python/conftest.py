@@ -4,6 +4,8 @@ import functools
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,14 @@ def assert_close_per_image(got, want):
         cos = float(g @ w / (np.linalg.norm(g) * np.linalg.norm(w)))
         assert rel <= REL_L2, f"image {i}: relative L2 error {rel:.3g}"
         assert cos >= COSINE, f"image {i}: cosine {cos:.7f}"
+
+
+def run_python(script, timeout):
+    """Runs `script` in a child interpreter that imports the same dinov3 as the tests; CompletedProcess with
+    text stdout and stderr. For what must not happen in the test process itself: an exit, a fork, a signal,
+    a lowered memory limit."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,15 +4,13 @@
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dinov3
-from conftest import IMAGES, MODELS
+from conftest import IMAGES, MODELS, run_python
 
 
 def test_missing_model_is_file_not_found(tmp_path):
@@ -148,8 +146,7 @@ try:
 except MemoryError as e:
     print("MemoryError:", e)
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    r = run_python(script, timeout=120)
     assert r.returncode == 0 and "MemoryError: image 0: cannot make a contiguous copy" in r.stdout, (r.stdout, r.stderr)
 
 

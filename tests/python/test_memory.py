@@ -2,12 +2,10 @@
 # ctest labels: unit
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 
-from conftest import IMAGES, MODELS
+from conftest import IMAGES, MODELS, run_python
 
 
 def rss_bytes():
@@ -37,8 +35,7 @@ rows = list(model.embed([{str(IMAGES / "chelsea.png")!r}], batch_size=4096))
 with open("/proc/self/status") as f:  # this process's peak (ru_maxrss would count the parent's at the fork)
     print(len(rows), next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    r = run_python(script, timeout=120)
     assert r.returncode == 0, r.stderr
     count, peak_kib = map(int, r.stdout.split())
     assert count == 1

@@ -1,15 +1,13 @@
-"""One model shared by four Python threads gives the same results as one thread; the GIL is released."""
+"""One model shared by four Python threads gives the same results as one thread; the GIL is released; daemon
+threads at exit, a fork, and Ctrl-C in a long call each end cleanly."""
 # ctest labels: unit
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 
-from conftest import IMAGES, MODELS, load_model
+from conftest import IMAGES, MODELS, load_model, run_python
 
 
 def test_four_threads_on_one_model(tiny):
@@ -88,8 +86,7 @@ time.sleep(0.5)
 print("main thread done", flush=True)
 """
     for _ in range(3):
-        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        r = run_python(script, timeout=120)
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
         assert r.stdout == "main thread done\n" and "terminate" not in r.stderr, (r.stdout, r.stderr)
 
@@ -128,8 +125,7 @@ _, status = os.waitpid(pid, 0)
 rest = [r.path for r in it]
 print("parent", status, [first] + rest == images, flush=True)
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    r = run_python(script, timeout=180)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     lines = r.stdout.splitlines()
     assert len(lines) == 2, (r.stdout, r.stderr)
@@ -166,8 +162,7 @@ got = model.forward(x[:1])
 same = np.array_equal(got.features, want.features) and np.array_equal(got.pooled, want.pooled)
 print(outcome, stopped / full, same, flush=True)
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    r = run_python(script, timeout=300)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     outcome, fraction, same = r.stdout.split()
     assert outcome == "interrupted", r.stdout
@@ -204,7 +199,6 @@ got += list(it)
 same = [r.path for r in got] == paths and all(np.array_equal(a.pooled, b.pooled) for a, b in zip(got, want))
 print(outcome, same, len(got), flush=True)
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    r = run_python(script, timeout=300)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.split() == ["interrupted", "True", "32"], r.stdout
