@@ -44,15 +44,15 @@ namespace py = pybind11;
 namespace dinov3::python {
 namespace {
 
-// Releases the GIL for its scope, as py::gil_scoped_release, but its destructor may unwind. At interpreter
-// exit a daemon thread that takes the GIL back is ended by pthread_exit, whose forced unwind has to pass
-// through here on its way out (pybind11's dispatcher rethrows it); in a noexcept destructor it was
-// std::terminate, and Python aborted at exit while a daemon thread was inside the engine.
 // Set on a thread while python_stop_check takes the GIL back: at interpreter exit that ends a daemon thread
 // by pthread_exit from inside the engine, and the unwind on its way out must not take the GIL again here (a
 // second pthread_exit during the first one's unwind is std::terminate).
 thread_local bool t_taking_gil_in_stop_check = false;
 
+// Releases the GIL for its scope, as py::gil_scoped_release, but its destructor may unwind. At interpreter
+// exit a daemon thread that takes the GIL back is ended by pthread_exit, whose forced unwind has to pass
+// through here on its way out (pybind11's dispatcher rethrows it); in a noexcept destructor it was
+// std::terminate, and Python aborted at exit while a daemon thread was inside the engine.
 class ReleasedGil {
  public:
   ReleasedGil() : state_(PyEval_SaveThread()) {}
