@@ -534,7 +534,7 @@ class PyModel {
         }
         DINOV3_ASSIGN_OR_RETURN(ModelLocation loc, resolve_model(spec));
         DINOV3_ASSIGN_OR_RETURN(state->model, Model::load(loc.dir, lo));
-        state->model->set_stop_check(python_stop_check);
+        DINOV3_RETURN_IF_ERROR(state->model->set_stop_check(python_stop_check));
         DINOV3_ASSIGN_OR_RETURN(state->preprocess, preprocess_config_for(state->model->config()));
         return {};
       }();

@@ -108,6 +108,49 @@ TEST(ForkedModel, ForwardGivesTheParentsBitsAndTheModelIsFreed) {
   EXPECT_EQ(again->features.data, parent->features.data);
 }
 
+TEST(ForkedModel, AModelInUseByAnotherThreadAtTheForkIsAnErrorThereNotAWait) {
+  // The other thread holds the model's lock when the process forks; in the child nothing ever lets it go.
+  LoadOptions lo;
+  lo.backend = "cpu";
+  lo.backend_options.threads = 2;
+  Result<std::unique_ptr<Model>> loaded = Model::load(test::fixture("models/tiny"), lo);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  Model& model = **loaded;
+  const ModelConfig& config = model.config();
+  Tensor input({1, 3, config.data.height, config.data.width});
+  input.data = test::random_normal(input.data.size(), 3);
+  std::atomic<bool> inside{false}, go_on{false};
+  ASSERT_TRUE(model
+                  .set_stop_check([&] {  // holds the forward (and so the lock) until the test lets it go
+                    inside = true;
+                    while (!go_on) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                    return false;
+                  })
+                  .ok());
+  Status busy_status;
+  std::thread busy([&] { busy_status = model.forward(input).status(); });
+  while (!inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const int code = test::run_in_forked_child(kChildSeconds, [&] {
+    const Status s = model.forward(input).status();
+    if (s.ok()) return 1;
+    if (s.code() != ErrorCode::kUnsupported) return 2;
+    if (s.message().find("another thread was inside this model when this process was forked") == std::string::npos) {
+      return 3;
+    }
+    if (model.set_stop_check(nullptr).ok()) return 4;
+    return 0;
+  });
+  go_on = true;
+  busy.join();
+  EXPECT_EQ(code, 0) << "1: it ran; 2: another error code; 3: another message; 4: set_stop_check; 142: the child hung";
+  EXPECT_TRUE(busy_status.ok()) << busy_status.message();
+  // In this process the lock is taken and let go as usual, by other threads too.
+  ASSERT_TRUE(model.set_stop_check(nullptr).ok());
+  std::thread other([&] { busy_status = model.forward(input).status(); });
+  other.join();
+  EXPECT_TRUE(busy_status.ok()) << busy_status.message();
+}
+
 DINOV3_SUITE_LABELS(ForkedImagePrefetcher, "unit");
 
 TEST(ForkedImagePrefetcher, ItemsSayWhyAndItIsDestroyed) {

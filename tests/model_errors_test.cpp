@@ -584,7 +584,7 @@ TEST(ForwardStopCheck, StopsBeforeTheBlockItSaysAndTheModelStaysUsable) {
     const int64_t depth = m.config().depth;
     ASSERT_GE(depth, 2);
     int calls = 0;
-    m.set_stop_check([&] { return ++calls == depth; });  // stop before the last block
+    ASSERT_TRUE(m.set_stop_check([&] { return ++calls == depth; }).ok());  // stop before the last block
     const Status stopped = m.forward(x).status();
     expect_error(stopped, ErrorCode::kCancelled,
                  "stopped by the caller's stop check before block " + std::to_string(depth - 1) + " of " +
@@ -596,7 +596,7 @@ TEST(ForwardStopCheck, StopsBeforeTheBlockItSaysAndTheModelStaysUsable) {
     EXPECT_EQ(calls, 100 + m.config().depth);
     EXPECT_EQ(got->features.data, want->features.data) << backend;
     EXPECT_EQ(got->pooled.data, want->pooled.data) << backend;
-    m.set_stop_check(nullptr);
+    ASSERT_TRUE(m.set_stop_check(nullptr).ok());
     EXPECT_TRUE(m.forward(x).ok());
   }
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -190,7 +191,10 @@ class Model {
   // true the pass stops there and the call returns kCancelled; the model stays usable. Python's binding sets
   // one that runs the interpreter's signal handlers, so Ctrl-C stops a long call. Empty (the default): none.
   // Waits for a forward in progress.
-  void set_stop_check(std::function<bool()> check);
+  Status set_stop_check(std::function<bool()> check);
+  // Both calls above take the model's lock. In a process forked while another thread was inside one of
+  // them, that thread is not there and the lock is never let go: they are errors there (kUnsupported)
+  // instead of waiting forever.
 
  private:
   // Defined in src/model/model.cpp: the weights as the backend prepared them, the activation plan for the
@@ -219,6 +223,8 @@ class Model {
   std::unique_ptr<Activations> acts_;
   std::function<bool()> stop_check_;
   std::mutex mutex_;
+  std::atomic<uint64_t> holder_epoch_{0};  // fork_epoch() of the thread that last took mutex_
+  Result<std::unique_lock<std::mutex>> lock_for_call(const char* what);
 };
 
 }  // namespace dinov3

@@ -22,9 +22,9 @@ KeyboardInterrupt, and the model stays usable.
 
 Processes: a Model loaded before os.fork() (multiprocessing's "fork" start method) gives the same values in
 the child, where its forward passes run on the forking thread alone (fork copies no other thread). An embed
-iterator started before the fork raises RuntimeError in the child; call embed() again there. Fork from a
-thread that is not inside the engine (or use "spawn" / "forkserver"): a lock held by another thread at the
-fork stays held in the child.
+iterator started before the fork raises RuntimeError in the child; call embed() again there. A model that
+another thread was running at the moment of the fork stays locked in the child, whose calls on it raise
+ValueError saying so: load it again there, or fork while no thread uses it (or use "spawn" / "forkserver").
 
 Errors: the engine's message, as FileNotFoundError (a file or name that does not exist), OSError (the
 system refused a read), ValueError (a wrong argument, a malformed file, something unsupported),

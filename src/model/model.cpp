@@ -1,5 +1,7 @@
 // The DINOv3 ViT forward, written once against the Backend interface (SPEC.md section 1).
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdio>
 
@@ -8,6 +10,7 @@
 #include "dinov3/tensor_file.h"
 #include "model/checkpoint.h"
 #include "util/api_guard.h"
+#include "util/fork_epoch.h"
 #include "util/finite.h"
 
 namespace dinov3 {
@@ -276,14 +279,37 @@ Result<std::vector<int>> intermediate_block_indices(const ModelConfig& config, c
   return indices;
 }
 
+Result<std::unique_lock<std::mutex>> Model::lock_for_call(const char* what) {
+  std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    // Held by a thread of this process: wait for it. Held with another process's epoch: this process was
+    // forked while that thread ran a call, and it never lets go here. The holder stores its epoch just after
+    // taking the lock, so a stale value is looked at again for a moment before it counts.
+    const uint64_t here = fork_epoch();
+    for (int i = 0; i < 100 && holder_epoch_.load(std::memory_order_acquire) != here; ++i) {
+      std::this_thread::sleep_for(std::chrono::microseconds(10));
+    }
+    if (holder_epoch_.load(std::memory_order_acquire) != here && !lock.try_lock()) {
+      return make_error(ErrorCode::kUnsupported,
+                        std::string(what) + ": another thread was inside this model when this process was forked, "
+                                            "and fork copies no other thread, so the model stays locked here: load "
+                                            "it again in this process (or fork while no thread uses it)");
+    }
+    if (!lock.owns_lock()) lock.lock();
+  }
+  holder_epoch_.store(fork_epoch(), std::memory_order_release);
+  return lock;
+}
+
 Result<ForwardOutput> Model::forward(const Tensor& input, const ForwardOptions& options) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  DINOV3_ASSIGN_OR_RETURN(std::unique_lock<std::mutex> lock, lock_for_call("forward"));
   return guard_api_call("forward", [&] { return forward_unguarded(input, options); });
 }
 
-void Model::set_stop_check(std::function<bool()> check) {
-  std::lock_guard<std::mutex> lock(mutex_);
+Status Model::set_stop_check(std::function<bool()> check) {
+  DINOV3_ASSIGN_OR_RETURN(std::unique_lock<std::mutex> lock, lock_for_call("set_stop_check"));
   stop_check_ = std::move(check);
+  return {};
 }
 
 Result<ForwardOutput> Model::forward_unguarded(const Tensor& input, const ForwardOptions& options) {
