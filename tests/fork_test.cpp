@@ -82,16 +82,27 @@ TEST(ForkedThreadPool, RunsEveryTaskOnTheCallerAndIsDestroyed) {
 
 DINOV3_SUITE_LABELS(ForkedModel, "unit");
 
-TEST(ForkedModel, ForwardGivesTheParentsBitsAndTheModelIsFreed) {
+// The tiny fixture on the cpu backend with two threads (a pool with a worker); null after a failure.
+std::unique_ptr<Model> two_thread_model() {
   LoadOptions lo;
   lo.backend = "cpu";
   lo.backend_options.threads = 2;
   Result<std::unique_ptr<Model>> loaded = Model::load(test::fixture("models/tiny"), lo);
-  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
-  std::unique_ptr<Model> model = std::move(loaded).value();
-  const ModelConfig& config = model->config();
-  Tensor input({2, 3, config.data.height, config.data.width});
-  input.data = test::random_normal(input.data.size(), 7);
+  EXPECT_TRUE(loaded.ok()) << loaded.status().message();
+  return loaded.ok() ? std::move(loaded).value() : nullptr;
+}
+
+// A random input of `images` images of the model's size.
+Tensor random_input(const Model& model, int64_t images, uint32_t seed) {
+  Tensor input({images, 3, model.config().data.height, model.config().data.width});
+  input.data = test::random_normal(input.data.size(), seed);
+  return input;
+}
+
+TEST(ForkedModel, ForwardGivesTheParentsBitsAndTheModelIsFreed) {
+  std::unique_ptr<Model> model = two_thread_model();
+  ASSERT_NE(model, nullptr);
+  const Tensor input = random_input(*model, 2, 7);
   Result<ForwardOutput> parent = model->forward(input);
   ASSERT_TRUE(parent.ok()) << parent.status().message();
   let_workers_sleep();
@@ -110,15 +121,10 @@ TEST(ForkedModel, ForwardGivesTheParentsBitsAndTheModelIsFreed) {
 
 TEST(ForkedModel, AModelInUseByAnotherThreadAtTheForkIsAnErrorThereNotAWait) {
   // The other thread holds the model's lock when the process forks; in the child nothing ever lets it go.
-  LoadOptions lo;
-  lo.backend = "cpu";
-  lo.backend_options.threads = 2;
-  Result<std::unique_ptr<Model>> loaded = Model::load(test::fixture("models/tiny"), lo);
-  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
-  Model& model = **loaded;
-  const ModelConfig& config = model.config();
-  Tensor input({1, 3, config.data.height, config.data.width});
-  input.data = test::random_normal(input.data.size(), 3);
+  std::unique_ptr<Model> loaded = two_thread_model();
+  ASSERT_NE(loaded, nullptr);
+  Model& model = *loaded;
+  const Tensor input = random_input(model, 1, 3);
   std::atomic<bool> inside{false}, go_on{false};
   ASSERT_TRUE(model
                   .set_stop_check([&] {  // holds the forward (and so the lock) until the test lets it go
