@@ -1,9 +1,8 @@
 #include "model/checkpoint.h"
 
-#include <cmath>
-#include <cstdio>
 #include <set>
 
+#include "model/rope.h"
 #include "util/finite.h"
 
 namespace dinov3 {
@@ -31,17 +30,11 @@ Result<int64_t> mlp_width_from_tensors(const TensorArchive& archive, const Model
 }
 
 Status check_checkpoint(const TensorArchive& archive, const ModelConfig& config) {
-  // RoPE's angles divide by the periods: one that is 0 (a config's temperature of 1e-300 gives periods
-  // that round to 0 in float32), infinite or NaN would make every output NaN.
-  for (size_t k = 0; k < config.rope_periods.size(); ++k) {
-    const double p = config.rope_periods[k];
-    if (!(std::isfinite(p) && p > 0.0)) {
-      char value[32];
-      std::snprintf(value, sizeof(value), "%g", p);
-      return format_error("RoPE period " + std::to_string(k) + " is " + value +
-                          ": the periods (from the configuration's RoPE temperature or theta, or a Meta checkpoint's "
-                          "periods tensor) must be positive finite numbers");
-    }
+  // A config's temperature of 1e-300 gives periods that round to 0 in float32.
+  if (const int64_t k = first_bad_rope_period(config.rope_periods); k >= 0) {
+    return format_error("RoPE " + describe_rope_period(config.rope_periods, k) +
+                        ": the periods (from the configuration's RoPE temperature or theta, or a Meta checkpoint's "
+                        "periods tensor) must be positive finite numbers");
   }
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
   std::set<std::string> names;

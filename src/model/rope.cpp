@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <new>
 
+#include "model/rope.h"
+
 #include "dinov3/model.h"
 #include "util/float_env.h"
 
@@ -18,6 +20,17 @@ std::string number(double v) {
 }
 
 }  // namespace
+
+int64_t first_bad_rope_period(const std::vector<double>& periods) {
+  for (size_t k = 0; k < periods.size(); ++k) {
+    if (!(std::isfinite(periods[k]) && periods[k] > 0.0)) return static_cast<int64_t>(k);
+  }
+  return -1;
+}
+
+std::string describe_rope_period(const std::vector<double>& periods, int64_t k) {
+  return "period " + std::to_string(k) + " is " + number(periods[static_cast<size_t>(k)]);
+}
 
 Result<std::vector<double>> rope_periods_from_temperature(int64_t head_dim, double temperature) {
   const ScopedDefaultFloatEnv float_env;
@@ -46,11 +59,9 @@ Result<Tensor> compute_rope_table(int64_t grid_h, int64_t grid_w, const std::vec
                                                        std::to_string(kMaxRopeGridSide) + "])");
   }
   if (periods.empty()) return make_error(ErrorCode::kInvalidArgument, "RoPE: no periods");
-  for (size_t k = 0; k < periods.size(); ++k) {
-    if (!(std::isfinite(periods[k]) && periods[k] > 0.0)) {
-      return make_error(ErrorCode::kInvalidArgument, "RoPE: period " + std::to_string(k) + " is " +
-                                                         number(periods[k]) + ", not a positive finite number");
-    }
+  if (const int64_t k = first_bad_rope_period(periods); k >= 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "RoPE: " + describe_rope_period(periods, k) + ", not a positive finite number");
   }
   const int64_t quarter = static_cast<int64_t>(periods.size()), half = 2 * quarter, head_dim = 4 * quarter;
   const double floats = static_cast<double>(grid_h) * static_cast<double>(grid_w) * 2.0 * static_cast<double>(head_dim);
