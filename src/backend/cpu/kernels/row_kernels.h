@@ -1,11 +1,12 @@
 // Row-wise kernels (LayerNorm, online-softmax step), generic over an Ops type.
 #pragma once
 
-#include <math.h>  // exp2f, sqrtf, fmaxf: plain C functions, never ISA-specific inline copies
+#include <math.h>  // exp2f, sqrtf: plain C functions, never ISA-specific inline copies
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "backend/cpu/simd/bf16_store.h"
 #include "backend/cpu/simd/vec_math.h"
@@ -103,6 +104,11 @@ void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t dim, const 
   }
 }
 
+// fmaxf(a, b) (a NaN argument is ignored), exact on every ISA, inline: g++ 12 calls libm's fmaxf for it
+// (NaN rules that vmaxss does not follow), one call per softmax row, whose vzeroupper and clobbered vector
+// registers cost the row its constants.
+inline float max_ignoring_nan(float a, float b) { return a != a ? b : (b > a ? b : a); }
+
 // The second pass of softmax_block: every row's weights 2^(s - new max), their sums, and the rescale factors.
 // kBf16: the weights go to p_bf16 in bf16 (s unchanged), from exp2_for_bf16; else over s in float32.
 template <class O, bool kBf16>
@@ -125,7 +131,7 @@ void softmax_weights(float* s, int64_t lds, int rows, int cols, float* row_max, 
       }
     };
     const float old_max = row_max[r];
-    const float new_max = fmaxf(old_max, rescale[r]);
+    const float new_max = max_ignoring_nan(old_max, rescale[r]);
     const float alpha = old_max == kNegInf ? 0.0f : exp2f(old_max - new_max);
     const V vmax = O::set1(new_max);
     V sum0 = O::zero(), sum1 = O::zero(), sum2 = O::zero(), sum3 = O::zero();
@@ -191,53 +197,93 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
 // ahead are requested by hand (measured: the op's share of a bf16 forward 3.4% -> 1.7%).
 inline constexpr int64_t kRopePrefetchRows = 4;
 
-template <class O>
-void rope_rows(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table,
-               int64_t head_dim, float scale, float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
+// One row's rotation for rope_rows: the half-width vector pairs (d, half + d), each rotated by its sines and
+// cosines and scaled. kWhole (half a multiple of the vector width, as every DINOv3 head): whole vectors only,
+// settled at compile time, so the loop has no masks, lane counts or branches left in it.
+template <class O, bool kSrcBf16, bool kDstBf16, bool kWhole>
+inline void rope_row(const float* x, const uint16_t* xb, const float* sn, int64_t head_dim, typename O::V vs,
+                     float* y, uint16_t* yb) {
   using V = typename O::V;
   constexpr int W = O::kLanes;
   const int64_t half = head_dim / 2;
+  const float* cs = sn + head_dim;
+  auto get = [&](int64_t d, int n) {
+    if constexpr (kSrcBf16) return O::load_bf16_first(xb + d, kWhole ? W : n);
+    if constexpr (kWhole) return O::load(x + d);
+    return O::load_first(x + d, n);
+  };
+  auto table = [&](const float* t, int n) { return kWhole ? O::load(t) : O::load_first(t, n); };
+  auto put = [&](int64_t d, V v, int n) {
+    if constexpr (kDstBf16) {
+      O::store_bf16_first(yb + d, v, kWhole ? W : n);
+    } else if constexpr (kWhole) {
+      O::store(y + d, v);
+    } else {
+      O::store_first(y + d, v, n);
+    }
+  };
+  for (int64_t d = 0; d < half; d += W) {
+    const int n = static_cast<int>(half - d);
+    const V a = get(d, n), b = get(half + d, n);
+    const V lo = O::fnmadd(b, table(sn + d, n), O::mul(a, table(cs + d, n)));
+    const V hi = O::fmadd(a, table(sn + half + d, n), O::mul(b, table(cs + half + d, n)));
+    put(d, O::mul(lo, vs), n);
+    put(half + d, O::mul(hi, vs), n);
+  }
+}
+
+template <class O, bool kSrcBf16, bool kDstBf16, bool kWhole>
+void rope_rows_as(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table,
+                  int64_t head_dim, float scale, float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
+  using V = typename O::V;
+  constexpr int W = O::kLanes;
   const V vs = O::set1(scale);
   for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src_bf16 == nullptr ? src + r * ld : nullptr;
-    const uint16_t* xb = src_bf16 != nullptr ? src_bf16 + r * ld : nullptr;
+    const float* x = kSrcBf16 ? nullptr : src + r * ld;
+    const uint16_t* xb = kSrcBf16 ? src_bf16 + r * ld : nullptr;
     if (r + kRopePrefetchRows < rows) {
-      if (xb != nullptr) {
+      if constexpr (kSrcBf16) {
         for (int64_t d = 0; d < head_dim; d += 32) __builtin_prefetch(xb + kRopePrefetchRows * ld + d, 0, 3);
       } else {
         for (int64_t d = 0; d < head_dim; d += 16) __builtin_prefetch(x + kRopePrefetchRows * ld + d, 0, 3);
       }
     }
-    auto get = [&](int64_t d, int n) {
-      return xb != nullptr ? O::load_bf16_first(xb + d, n) : O::load_first(x + d, n);
-    };
-    float* y = dst_bf16 == nullptr ? dst + r * head_dim : nullptr;
-    uint16_t* yb = dst_bf16 != nullptr ? dst_bf16 + r * ld_bf16 : nullptr;
-    auto put = [&](int64_t d, V v, int n) {
-      if (yb != nullptr) {
-        O::store_bf16_first(yb + d, v, n);
-      } else {
-        O::store_first(y + d, v, n);
-      }
-    };
+    float* y = kDstBf16 ? nullptr : dst + r * head_dim;
+    uint16_t* yb = kDstBf16 ? dst_bf16 + r * ld_bf16 : nullptr;
     if (table == nullptr) {
       for (int64_t d = 0; d < head_dim; d += W) {
         const int n = static_cast<int>(head_dim - d);
-        put(d, O::mul(get(d, n), vs), n);
+        const V v = O::mul(kSrcBf16 ? O::load_bf16_first(xb + d, n) : O::load_first(x + d, n), vs);
+        if constexpr (kDstBf16) {
+          O::store_bf16_first(yb + d, v, n);
+        } else {
+          O::store_first(y + d, v, n);
+        }
       }
       continue;
     }
-    const float* sn = table + r * 2 * head_dim;
-    const float* cs = sn + head_dim;
-    for (int64_t d = 0; d < half; d += W) {
-      const int n = static_cast<int>(half - d);
-      const V a = get(d, n), b = get(half + d, n);
-      const V lo = O::fnmadd(b, O::load_first(sn + d, n), O::mul(a, O::load_first(cs + d, n)));
-      const V hi = O::fmadd(a, O::load_first(sn + half + d, n), O::mul(b, O::load_first(cs + half + d, n)));
-      put(d, O::mul(lo, vs), n);
-      put(half + d, O::mul(hi, vs), n);
-    }
+    rope_row<O, kSrcBf16, kDstBf16, kWhole>(x, xb, table + r * 2 * head_dim, head_dim, vs, y, yb);
   }
+}
+
+// The element types and whether the halves are whole vectors are settled once per call (measured: a loop
+// testing them per row and per vector, with masked loads of the table, ran ~30 cycles a row; see README).
+template <class O>
+void rope_rows(const float* src, const uint16_t* src_bf16, int64_t ld, int64_t rows, const float* table,
+               int64_t head_dim, float scale, float* dst, uint16_t* dst_bf16, int64_t ld_bf16) {
+  const bool whole = (head_dim / 2) % O::kLanes == 0;
+  auto run = [&](auto src_bf16_tag, auto dst_bf16_tag, auto whole_tag) {
+    rope_rows_as<O, decltype(src_bf16_tag)::value, decltype(dst_bf16_tag)::value, decltype(whole_tag)::value>(
+        src, src_bf16, ld, rows, table, head_dim, scale, dst, dst_bf16, ld_bf16);
+  };
+  using Y = std::true_type;
+  using N = std::false_type;
+  if (src_bf16 != nullptr) {
+    if (dst_bf16 != nullptr) return whole ? run(Y{}, Y{}, Y{}) : run(Y{}, Y{}, N{});
+    return whole ? run(Y{}, N{}, Y{}) : run(Y{}, N{}, N{});
+  }
+  if (dst_bf16 != nullptr) return whole ? run(N{}, Y{}, Y{}) : run(N{}, Y{}, N{});
+  return whole ? run(N{}, N{}, Y{}) : run(N{}, N{}, N{});
 }
 
 }  // namespace
