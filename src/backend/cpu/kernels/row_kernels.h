@@ -197,6 +197,25 @@ void softmax_block(float* s, int64_t lds, int rows, int cols, float* row_max, fl
 // ahead are requested by hand (measured: the op's share of a bf16 forward 3.4% -> 1.7%).
 inline constexpr int64_t kRopePrefetchRows = 4;
 
+// RoPE's loads and stores of values [d, d + n) of a row: in bf16 (kBf16, at xb / yb) or float32 (at x / y);
+// kWhole: a whole vector, known at compile time (no mask), else the first n lanes (n may exceed the width).
+template <class O, bool kBf16, bool kWhole>
+inline typename O::V rope_load(const float* x, const uint16_t* xb, int64_t d, int n) {
+  if constexpr (kBf16) return O::load_bf16_first(xb + d, kWhole ? O::kLanes : n);
+  if constexpr (kWhole) return O::load(x + d);
+  return O::load_first(x + d, n);
+}
+template <class O, bool kBf16, bool kWhole>
+inline void rope_store(float* y, uint16_t* yb, int64_t d, typename O::V v, int n) {
+  if constexpr (kBf16) {
+    O::store_bf16_first(yb + d, v, kWhole ? O::kLanes : n);
+  } else if constexpr (kWhole) {
+    O::store(y + d, v);
+  } else {
+    O::store_first(y + d, v, n);
+  }
+}
+
 // One row's rotation for rope_rows: the half-width vector pairs (d, half + d), each rotated by its sines and
 // cosines and scaled. kWhole (half a multiple of the vector width, as every DINOv3 head): whole vectors only,
 // settled at compile time, so the loop has no masks, lane counts or branches left in it.
@@ -207,26 +226,14 @@ inline void rope_row(const float* x, const uint16_t* xb, const float* sn, int64_
   constexpr int W = O::kLanes;
   const int64_t half = head_dim / 2;
   const float* cs = sn + head_dim;
-  auto get = [&](int64_t d, int n) {
-    if constexpr (kSrcBf16) return O::load_bf16_first(xb + d, kWhole ? W : n);
-    if constexpr (kWhole) return O::load(x + d);
-    return O::load_first(x + d, n);
-  };
-  auto table = [&](const float* t, int n) { return kWhole ? O::load(t) : O::load_first(t, n); };
-  auto put = [&](int64_t d, V v, int n) {
-    if constexpr (kDstBf16) {
-      O::store_bf16_first(yb + d, v, kWhole ? W : n);
-    } else if constexpr (kWhole) {
-      O::store(y + d, v);
-    } else {
-      O::store_first(y + d, v, n);
-    }
-  };
+  auto get = [&](int64_t d, int n) { return rope_load<O, kSrcBf16, kWhole>(x, xb, d, n); };
+  auto table = [&](const float* t, int64_t d, int n) { return rope_load<O, false, kWhole>(t, nullptr, d, n); };
+  auto put = [&](int64_t d, V v, int n) { rope_store<O, kDstBf16, kWhole>(y, yb, d, v, n); };
   for (int64_t d = 0; d < half; d += W) {
     const int n = static_cast<int>(half - d);
     const V a = get(d, n), b = get(half + d, n);
-    const V lo = O::fnmadd(b, table(sn + d, n), O::mul(a, table(cs + d, n)));
-    const V hi = O::fmadd(a, table(sn + half + d, n), O::mul(b, table(cs + half + d, n)));
+    const V lo = O::fnmadd(b, table(sn, d, n), O::mul(a, table(cs, d, n)));
+    const V hi = O::fmadd(a, table(sn, half + d, n), O::mul(b, table(cs, half + d, n)));
     put(d, O::mul(lo, vs), n);
     put(half + d, O::mul(hi, vs), n);
   }
@@ -253,12 +260,7 @@ void rope_rows_as(const float* src, const uint16_t* src_bf16, int64_t ld, int64_
     if (table == nullptr) {
       for (int64_t d = 0; d < head_dim; d += W) {
         const int n = static_cast<int>(head_dim - d);
-        const V v = O::mul(kSrcBf16 ? O::load_bf16_first(xb + d, n) : O::load_first(x + d, n), vs);
-        if constexpr (kDstBf16) {
-          O::store_bf16_first(yb + d, v, n);
-        } else {
-          O::store_first(y + d, v, n);
-        }
+        rope_store<O, kDstBf16, false>(y, yb, d, O::mul(rope_load<O, kSrcBf16, false>(x, xb, d, n), vs), n);
       }
       continue;
     }
