@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -286,6 +287,33 @@ TEST(Bench, ReportHoldsEveryField) {
   EXPECT_TRUE(j["context"]["date"].is_string());
   EXPECT_EQ(j["size"], 64);
   EXPECT_EQ(dinov3({"bench", "--model", kTiny, "--size", "60", "--output-dir", out.path()}), 1);
+}
+
+// The commit a report names is the one built, not the one cmake was first configured at: the stamp is
+// written at every build (cmake/git_commit.cmake). Compared with the source tree's git state when it has one.
+std::string command_output(const std::string& command) {
+  std::string out;
+  if (FILE* p = popen(command.c_str(), "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    if (pclose(p) != 0) return "";
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+TEST(Bench, ReportNamesTheCommitBuilt) {
+  const std::string git = std::string("git -C '") + DINOV3_SOURCE_DIR + "' ";
+  const std::string head = command_output(git + "rev-parse --short HEAD 2>/dev/null");
+  if (head.empty()) GTEST_SKIP() << "the sources are not a git checkout";
+  const bool dirty = !command_output(git + "status --porcelain --untracked-files=no 2>/dev/null").empty();
+  test::TempDir out;
+  ASSERT_EQ(dinov3({"bench", "--model", kTiny, "--iterations", "1", "--warmup", "0", "--batch-sizes", "1",
+                    "--threads", "1", "--output-dir", out.path()}),
+            0);
+  const json j = read_json(out.file("bench.json"));
+  EXPECT_EQ(j["context"]["build"]["commit"], head + (dirty ? "-dirty" : ""))
+      << "rebuild after committing: the binary was built from another state of the sources";
 }
 
 TEST(Bench, ProfileAccountsForTheForward) {
