@@ -955,29 +955,57 @@ TEST(LowpBackend, ResidualLayerNormFusedEqualsTheTwoOps) {
   }
 }
 
-// The patch embedding is a bf16 GEMM over im2col rows: rounding the image rounds every operand.
+// The patch embedding is a bf16 GEMM over im2col rows: rounding the image rounds every operand. A bf16 patch
+// layer gathers its rows straight into bf16 (a bf16 copy of the im2col matrix), so the same layer without
+// copies (DINOV3_CPU_NO_BF16_COPIES: the float32 matrix, then the GEMM's own conversion) gives the same bits.
+// Patch rows of whole and partial vectors, an odd K (7 x 7 x 3 = 147, padded to whole pairs), one channel;
+// every kernel set this machine runs (AVX-512 with or without the bf16 instructions, AVX2, portable).
 TEST(LowpBackend, Bf16EmbedMatchesReferenceOnRoundedOperands) {
-  const int64_t batch = 2, channels = 3, height = 48, width = 80, patch = 16, dim = 64, prefix = 5;
-  const int64_t tokens = prefix + (height / patch) * (width / patch);
-  const int64_t in = channels * patch * patch;
-  const auto image = test::random_normal(static_cast<size_t>(batch * channels * height * width), 51);
-  const auto w = test::random_uniform(static_cast<size_t>(dim * in), 52, -0.05f, 0.05f);
-  const auto bias = test::random_uniform(static_cast<size_t>(dim), 53, -0.5f, 0.5f);
-  const auto prefix_tokens = test::random_normal(static_cast<size_t>(prefix * dim), 54);
-  auto run = [&](Backend& be, const std::vector<float>& img, const std::vector<float>& weight) {
-    auto lin = be.prepare_linear(weight.data(), bias.data(), dim, in);
-    auto pre = be.prepare_vector(prefix_tokens.data(), prefix * dim);
-    EXPECT_TRUE(lin.ok() && pre.ok());
-    auto x = upload(be, img);
-    auto y = be.allocate(static_cast<size_t>(batch * tokens * dim));
-    EXPECT_TRUE(y.ok());
-    EXPECT_TRUE(be.embed(*x, batch, channels, height, width, patch, **lin, **pre, prefix, dim, **y).ok());
-    return download(be, **y);
+  struct Case {
+    int64_t channels, patch;
   };
-  auto cpu = cpu_backend(Precision::kBF16);
-  auto ref = reference();
-  ASSERT_NE(cpu, nullptr);
-  EXPECT_LE(test::rel_l2(run(*cpu, image, w), run(*ref, bf16_rounded(image), bf16_rounded(w))), kArithmeticTol);
+  for (const Case c : {Case{3, 16}, Case{3, 7}, Case{1, 14}}) {
+    const int64_t batch = 2, height = 3 * c.patch, width = 5 * c.patch, dim = 64, prefix = 5;
+    const int64_t tokens = prefix + (height / c.patch) * (width / c.patch);
+    const int64_t in = c.channels * c.patch * c.patch;
+    const auto image = test::random_normal(static_cast<size_t>(batch * c.channels * height * width), 51);
+    const auto w = test::random_uniform(static_cast<size_t>(dim * in), 52, -0.05f, 0.05f);
+    const auto bias = test::random_uniform(static_cast<size_t>(dim), 53, -0.5f, 0.5f);
+    const auto prefix_tokens = test::random_normal(static_cast<size_t>(prefix * dim), 54);
+    auto run = [&](Backend& be, const std::vector<float>& img, const std::vector<float>& weight) {
+      auto lin = be.prepare_linear(weight.data(), bias.data(), dim, in);
+      auto pre = be.prepare_vector(prefix_tokens.data(), prefix * dim);
+      EXPECT_TRUE(lin.ok() && pre.ok());
+      auto x = upload(be, img);
+      auto y = be.allocate(static_cast<size_t>(batch * tokens * dim));
+      EXPECT_TRUE(y.ok());
+      EXPECT_TRUE(be.embed(*x, batch, c.channels, height, width, c.patch, **lin, **pre, prefix, dim, **y).ok());
+      return download(be, **y);
+    };
+    auto ref = reference();
+    const auto want = run(*ref, bf16_rounded(image), bf16_rounded(w));
+    for (const char* isa : {"", "avx512", "avx2", "scalar"}) {
+      if (std::string(isa) == "avx2" && !(cpu_features().avx2 && cpu_features().fma)) continue;
+      if (std::string(isa) == "avx512" && !cpu_features().avx512f) continue;
+      if (*isa != '\0') ::setenv("DINOV3_CPU_ISA", isa, 1);
+      if (std::string(isa) == "avx512") ::setenv("DINOV3_CPU_NO_BF16", "1", 1);  // AVX-512F's emulated tile
+      auto cpu = cpu_backend(Precision::kBF16);
+      ::setenv("DINOV3_CPU_NO_BF16_COPIES", "1", 1);
+      auto without_copies = cpu_backend(Precision::kBF16);
+      ::unsetenv("DINOV3_CPU_NO_BF16_COPIES");
+      ::unsetenv("DINOV3_CPU_NO_BF16");
+      ::unsetenv("DINOV3_CPU_ISA");
+      ASSERT_NE(cpu, nullptr);
+      ASSERT_NE(without_copies, nullptr);
+      const auto got = run(*cpu, image, w);
+      const std::string what = std::string(cpu->device()) + ", patch " + std::to_string(c.patch) + " x " +
+                               std::to_string(c.channels) + " channel(s)";
+      EXPECT_LE(test::rel_l2(got, want), kArithmeticTol) << what;
+      const auto again = run(*without_copies, image, w);
+      ASSERT_EQ(got.size(), again.size());
+      EXPECT_EQ(std::memcmp(got.data(), again.data(), got.size() * sizeof(float)), 0) << what;
+    }
+  }
 }
 
 // bf16 attention against the float32 reference. Per output row O = sum_j p_j v_j (p normalised), three

@@ -270,33 +270,54 @@ class CpuBackend final : public Backend {
     const int64_t gh = height / patch, gw = width / patch, patches = gh * gw;
     const int64_t per_image = prefix_count + patches;
     const int64_t cols = patch_linear.info().in;
-    if (patches_capacity_ < static_cast<size_t>(patches * cols)) {
-      try {
-        patches_ = cpu::allocate_aligned(static_cast<size_t>(patches * cols));
-      } catch (const std::bad_alloc&) {
-        return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate the patch matrix");
+    // A bf16 patch layer reads bf16 rows: the patches go straight into them (the staging rows its GEMM would
+    // convert the float32 im2col matrix into, by the same conversion, so the same values), one pass over the
+    // image instead of a float32 copy of it and a conversion pass. A bf16 copy like the others (Bf16Copy), so
+    // DINOV3_CPU_NO_BF16_COPIES=1 takes the float32 path, and the tests that compare both hold its bits.
+    const bool bf16_patches = keeps_bf16_copy(&patch_linear);
+    const int64_t k_pad = bf16_patches ? lowp_linear_of(patch_linear).k_pad : cols;
+    float* a = nullptr;
+    uint16_t* a_bf16 = nullptr;
+    if (bf16_patches) {
+      DINOV3_RETURN_IF_ERROR(staging_.reserve(patches, k_pad * 2));
+      a_bf16 = reinterpret_cast<uint16_t*>(staging_.rows_data());
+    } else {
+      if (patches_capacity_ < static_cast<size_t>(patches * cols)) {
+        try {
+          patches_ = cpu::allocate_aligned(static_cast<size_t>(patches * cols));
+        } catch (const std::bad_alloc&) {
+          return make_error(ErrorCode::kOutOfMemory, "cpu backend: cannot allocate the patch matrix");
+        }
+        patches_capacity_ = static_cast<size_t>(patches * cols);
       }
-      patches_capacity_ = static_cast<size_t>(patches * cols);
+      a = patches_.get();
     }
-    float* a = patches_.get();
     float* token_rows = output_of(tokens);
     for (int64_t b = 0; b < batch; ++b) {
       const float* img = data_of(image) + b * channels * height * width;
       // im2col: row i*gw + j holds patch (i, j) in the conv weight's (c, ky, kx) order.
       pool_.run(gh, [&](int64_t i, int) {
         for (int64_t j = 0; j < gw; ++j) {
-          float* row = a + (i * gw + j) * cols;
-          for (int64_t c = 0; c < channels; ++c)
-            for (int64_t ky = 0; ky < patch; ++ky) {
-              const float* src = img + (c * height + i * patch + ky) * width + j * patch;
-              std::memcpy(row + (c * patch + ky) * patch, src, static_cast<size_t>(patch) * sizeof(float));
+          for (int64_t c = 0; c < channels; ++c) {
+            const float* src = img + (c * height + i * patch) * width + j * patch;  // the patch's row ky = 0
+            if (a_bf16 != nullptr) {
+              lowp_.to_bf16_rows(src, width, patch, patch, patch, a_bf16 + (i * gw + j) * k_pad + c * patch * patch);
+            } else {
+              for (int64_t ky = 0; ky < patch; ++ky) {
+                std::memcpy(a + (i * gw + j) * cols + (c * patch + ky) * patch, src + ky * width,
+                            static_cast<size_t>(patch) * sizeof(float));
+              }
             }
+          }
+          if (a_bf16 != nullptr) std::fill(a_bf16 + (i * gw + j) * k_pad + cols, a_bf16 + (i * gw + j + 1) * k_pad, 0);
         }
       });
       float* seq = token_rows + b * per_image * dim;
       std::memcpy(seq, vector_of(prefix).v.get(), static_cast<size_t>(prefix_count * dim) * sizeof(float));
+      cpu::lowp::Bf16Copies copies;
+      copies.in = a_bf16;
       DINOV3_RETURN_IF_ERROR(run_linear(a, cols, patches, patch_linear, cpu::TileEpilogue::kStore, nullptr,
-                                        seq + prefix_count * dim, dim));
+                                        seq + prefix_count * dim, dim, copies));
     }
     return {};
   }
