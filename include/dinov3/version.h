@@ -2,5 +2,6 @@
 
 namespace dinov3 {
 const char* version_string();  // "0.1.0"
-const char* build_commit();    // short git hash the library was built from ("-dirty" with uncommitted changes), or "unknown"
+// Short git hash the library was built from ("-dirty" when tracked files had uncommitted changes), or "unknown".
+const char* build_commit();
 }  // namespace dinov3
