@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -291,28 +290,21 @@ TEST(Bench, ReportHoldsEveryField) {
 
 // The commit a report names is the one built, not the one cmake was first configured at: the stamp is
 // written at every build (cmake/git_commit.cmake). Compared with the source tree's git state when it has one.
-std::string command_output(const std::string& command) {
-  std::string out;
-  if (FILE* p = popen(command.c_str(), "r")) {
-    char buf[256];
-    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    if (pclose(p) != 0) return "";
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
 TEST(Bench, ReportNamesTheCommitBuilt) {
-  const std::string git = std::string("git -C '") + DINOV3_SOURCE_DIR + "' ";
-  const std::string head = command_output(git + "rev-parse --short HEAD 2>/dev/null");
-  if (head.empty()) GTEST_SKIP() << "the sources are not a git checkout";
-  const bool dirty = !command_output(git + "status --porcelain --untracked-files=no 2>/dev/null").empty();
+  // stdout only, as cmake/git_commit.cmake reads it (run_command merges stderr into what it returns)
+  auto git = [](const std::string& args) {
+    return test::run_command(std::string("(git -C '") + DINOV3_SOURCE_DIR + "' " + args + " 2>/dev/null)");
+  };
+  const test::CommandResult head = git("rev-parse --short HEAD");
+  const test::CommandResult status = git("status --porcelain --untracked-files=no");
+  if (head.exit_code != 0 || status.exit_code != 0) GTEST_SKIP() << "the sources are not a git checkout";
+  const std::string commit = head.out.substr(0, head.out.find_last_not_of("\r\n") + 1);
   test::TempDir out;
   ASSERT_EQ(dinov3({"bench", "--model", kTiny, "--iterations", "1", "--warmup", "0", "--batch-sizes", "1",
                     "--threads", "1", "--output-dir", out.path()}),
             0);
   const json j = read_json(out.file("bench.json"));
-  EXPECT_EQ(j["context"]["build"]["commit"], head + (dirty ? "-dirty" : ""))
+  EXPECT_EQ(j["context"]["build"]["commit"], commit + (status.out.empty() ? "" : "-dirty"))
       << "rebuild after committing: the binary was built from another state of the sources";
 }
 
