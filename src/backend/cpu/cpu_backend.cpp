@@ -298,18 +298,21 @@ class CpuBackend final : public Backend {
       // im2col: row i*gw + j holds patch (i, j) in the conv weight's (c, ky, kx) order.
       pool_.run(gh, [&](int64_t i, int) {
         for (int64_t j = 0; j < gw; ++j) {
-          for (int64_t c = 0; c < channels; ++c) {
-            const float* src = img + (c * height + i * patch) * width + j * patch;  // the patch's row ky = 0
-            if (a_bf16 != nullptr) {
-              lowp_.to_bf16_rows(src, width, patch, patch, patch, a_bf16 + (i * gw + j) * k_pad + c * patch * patch);
-            } else {
+          const float* patch_src = img + i * patch * width + j * patch;  // channel 0, row ky = 0
+          if (a_bf16 != nullptr) {
+            uint16_t* row = a_bf16 + (i * gw + j) * k_pad;
+            for (int64_t c = 0; c < channels; ++c) {
+              lowp_.to_bf16_rows(patch_src + c * height * width, width, patch, patch, patch, row + c * patch * patch);
+            }
+            std::fill(row + cols, row + k_pad, 0);
+          } else {
+            float* row = a + (i * gw + j) * cols;
+            for (int64_t c = 0; c < channels; ++c)
               for (int64_t ky = 0; ky < patch; ++ky) {
-                std::memcpy(a + (i * gw + j) * cols + (c * patch + ky) * patch, src + ky * width,
+                std::memcpy(row + (c * patch + ky) * patch, patch_src + (c * height + ky) * width,
                             static_cast<size_t>(patch) * sizeof(float));
               }
-            }
           }
-          if (a_bf16 != nullptr) std::fill(a_bf16 + (i * gw + j) * k_pad + cols, a_bf16 + (i * gw + j + 1) * k_pad, 0);
         }
       });
       float* seq = token_rows + b * per_image * dim;
