@@ -31,6 +31,7 @@ void gemm_tile_rows(const GemmTile& t) {
   // A zero depth stores the zeros apart, so the K loop below runs at least once: with a loop that may run
   // no times GCC 12 keeps a zeroed stack copy of the accumulators for that path, 28 vector stores a call.
   if (depth <= 0) return store_accumulators<O, MR, NV, false>(t, acc);
+  prefetch_c_for_store(t);
   int64_t k = 0;
   do {
     for (int line = 0; line < NR * static_cast<int>(sizeof(float)); line += 64) __builtin_prefetch(next + line, 0, 2);

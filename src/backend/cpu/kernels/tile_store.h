@@ -36,6 +36,28 @@ inline void with_epilogue(TileEpilogue e, Fn&& fn) {
   }
 }
 
+// Whether the store of tile t reads C (the residual under kScaleAdd, the running output under
+// kAttentionRows after its first key block).
+inline bool store_reads_c(const GemmTile& t) {
+  return t.c != nullptr && (t.epilogue == TileEpilogue::kScaleAdd ||
+                            (t.epilogue == TileEpilogue::kAttentionRows && t.row_scale != nullptr));
+}
+
+// Called by a micro-kernel before its K loop: requests the C rows its store will read, so they arrive while
+// the loop runs. Those rows were last written one or more ops earlier (the residual stream, 1.5 KB a row at
+// ViT-S, before qkv, attention and fc1 ran) and come from L2 or L3; read by the store itself, each of a
+// tile's lines stalled it (a bf16 forward's `perf`, one thread: the residual store 0.9% of the micro-tile's
+// samples, 0.3% with this, src/backend/cpu/README.md). Always inlined: as a call of its own, GCC 12 finds the
+// function free of side effects (prefetches only) and drops the call.
+[[gnu::always_inline]] inline void prefetch_c_for_store(const GemmTile& t) {
+  if (!store_reads_c(t)) return;
+  const int64_t bytes = static_cast<int64_t>(t.cols) * static_cast<int64_t>(sizeof(float));
+  for (int r = 0; r < t.rows; ++r) {
+    const char* row = reinterpret_cast<const char*>(t.c + r * t.ldc);
+    for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(row + at, 0, 3);
+  }
+}
+
 // Epilogue E of vector v of tile row r, after the bias; c: where the vector goes in C (read by kScaleAdd and
 // kAttentionRows), n: its lanes inside the tile (may be > W).
 template <class O, TileEpilogue E>

@@ -29,6 +29,7 @@ void gemm_bf16_rows(const LowpTile& t) {
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   // No K: the zeros stored apart, so the loop runs at least once (gemm_tile.h's reason).
   if (t.k_groups <= 0) return store_accumulators<OpsAvx512, MR, NV, false>(t.out, acc);
+  prefetch_c_for_store(t.out);
   const uint8_t* b = t.b;
   int64_t kp = 0;
   do {

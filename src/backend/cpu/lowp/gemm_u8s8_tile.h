@@ -60,6 +60,7 @@ void gemm_u8s8_rows(const LowpTile& t) {
   __v16si acc[MR][2];  // the intrinsic's own element type: with __m512i GCC 12 keeps a stack copy live in the loop
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = (__v16si)_mm512_setzero_si512();
+  prefetch_c_for_store(t.out);
   const uint8_t* b = t.b;
   int64_t kq = 0;
   do {

@@ -88,6 +88,7 @@ void gemm_avx2_rows(const LowpTile& t) {
   alignas(32) int32_t lo[MR][kSplitGroups], hi[MR][kSplitGroups];
   const bool whole = t.k_groups <= kSplitGroups;  // one split for both halves
   if (whole) split_rows<MR>(t, 0, t.k_groups, lo, hi, Dot::split);
+  prefetch_c_for_store(t.out);
   for (int h = 0; h * kHalf < t.out.cols; ++h) {
     typename Dot::Acc acc[MR][2];
 #pragma GCC unroll 8

@@ -61,6 +61,7 @@ void gemm_bf16_emulated_rows(const LowpTile& t) {
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   // No K: the zeros stored apart, so the loop runs at least once (gemm_tile.h's reason).
   if (t.k_groups <= 0) return store_accumulators<OpsAvx512, MR, 2, false>(t.out, acc);
+  prefetch_c_for_store(t.out);
   const uint8_t* b = t.b;
   int64_t kp = 0;
   do {
