@@ -533,6 +533,13 @@ TEST(ForwardErrors, BadInputShapes) {
   expect_error(m.forward(Tensor({0, 3, 64, 64})).status(), ErrorCode::kInvalidArgument, "empty");
   Tensor lying({1, 3, 1 << 20, 1 << 20}, std::vector<float>(16));  // shape claims 3 TB, data is tiny
   expect_error(m.forward(lying).status(), ErrorCode::kInvalidArgument, "values");
+  // Shapes with no valid element count construct (with no values) and are refused by name.
+  EXPECT_EQ(Tensor(Shape{-1}).numel(), 0);
+  for (const Shape& bad : {Shape{1, 3, -64, 64}, Shape{-2, 3, 64, 64}, Shape{1, 3, int64_t{1} << 40, int64_t{1} << 40}}) {
+    const Tensor t(bad);
+    EXPECT_EQ(t.numel(), 0) << shape_to_string(bad);
+    expect_error(m.forward(t).status(), ErrorCode::kInvalidArgument, "input shape " + shape_to_string(bad) + " is invalid");
+  }
   ForwardOptions fo;
   fo.intermediate_blocks = {5};
   expect_error(m.forward(Tensor({1, 3, 32, 32}), fo).status(), ErrorCode::kInvalidArgument, "out of range");

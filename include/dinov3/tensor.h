@@ -1,6 +1,7 @@
 // Host tensors: a float32 buffer with a row-major shape.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,7 +19,10 @@ struct Tensor {
   std::vector<float> data;  // row-major, shape_numel(shape) values
 
   Tensor() = default;
-  explicit Tensor(Shape s) : shape(std::move(s)), data(static_cast<size_t>(shape_numel(shape)), 0.0f) {}
+  // Zeros. A shape with no valid element count (a negative dimension, or a product past int64) gets no values,
+  // which every entry point reports as an error naming the shape (the shape and the values disagree).
+  explicit Tensor(Shape s)
+      : shape(std::move(s)), data(static_cast<size_t>(std::max<int64_t>(shape_numel(shape), 0)), 0.0f) {}
   Tensor(Shape s, std::vector<float> d) : shape(std::move(s)), data(std::move(d)) {}
 
   int64_t numel() const { return static_cast<int64_t>(data.size()); }

@@ -230,6 +230,10 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
                       "input must be [B, C, H, W], got " + shape_to_string(input.shape));
   }
   const int64_t B = input.shape[0], C = input.shape[1], H = input.shape[2], W = input.shape[3];
+  if (shape_numel(input.shape) < 0) {
+    return make_error(ErrorCode::kInvalidArgument, "input shape " + shape_to_string(input.shape) +
+                                                       " is invalid: a negative dimension, or more values than int64 counts");
+  }
   if (shape_numel(input.shape) != input.numel()) {
     return make_error(ErrorCode::kInvalidArgument, "input data holds " + std::to_string(input.numel()) +
                                                        " values, shape " + shape_to_string(input.shape) + " needs " +
