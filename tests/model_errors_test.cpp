@@ -535,10 +535,12 @@ TEST(ForwardErrors, BadInputShapes) {
   expect_error(m.forward(lying).status(), ErrorCode::kInvalidArgument, "values");
   // Shapes with no valid element count construct (with no values) and are refused by name.
   EXPECT_EQ(Tensor(Shape{-1}).numel(), 0);
-  for (const Shape& bad : {Shape{1, 3, -64, 64}, Shape{-2, 3, 64, 64}, Shape{1, 3, int64_t{1} << 40, int64_t{1} << 40}}) {
+  const int64_t huge = int64_t{1} << 40;
+  for (const Shape& bad : {Shape{1, 3, -64, 64}, Shape{-2, 3, 64, 64}, Shape{1, 3, huge, huge}}) {
     const Tensor t(bad);
     EXPECT_EQ(t.numel(), 0) << shape_to_string(bad);
-    expect_error(m.forward(t).status(), ErrorCode::kInvalidArgument, "input shape " + shape_to_string(bad) + " is invalid");
+    expect_error(m.forward(t).status(), ErrorCode::kInvalidArgument,
+                 "input shape " + shape_to_string(bad) + " is invalid");
   }
   ForwardOptions fo;
   fo.intermediate_blocks = {5};

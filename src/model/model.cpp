@@ -232,7 +232,7 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
   const int64_t B = input.shape[0], C = input.shape[1], H = input.shape[2], W = input.shape[3];
   if (shape_numel(input.shape) < 0) {
     return make_error(ErrorCode::kInvalidArgument, "input shape " + shape_to_string(input.shape) +
-                                                       " is invalid: a negative dimension, or more values than int64 counts");
+                                                       " is invalid: a negative dimension, or too many values");
   }
   if (shape_numel(input.shape) != input.numel()) {
     return make_error(ErrorCode::kInvalidArgument, "input data holds " + std::to_string(input.numel()) +
