@@ -19,8 +19,8 @@ struct Tensor {
   std::vector<float> data;  // row-major, shape_numel(shape) values
 
   Tensor() = default;
-  // Zeros. A shape with no valid element count (a negative dimension, or a product past int64) gets no values,
-  // which every entry point reports as an error naming the shape (the shape and the values disagree).
+  // Zeros. A shape with no valid element count (a negative dimension, or a product past int64) gets no values:
+  // the shape and the values disagree, which the entry points that take a Tensor refuse with an error.
   explicit Tensor(Shape s)
       : shape(std::move(s)), data(static_cast<size_t>(std::max<int64_t>(shape_numel(shape), 0)), 0.0f) {}
   Tensor(Shape s, std::vector<float> d) : shape(std::move(s)), data(std::move(d)) {}

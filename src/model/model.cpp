@@ -230,14 +230,15 @@ Status check_input(const ModelConfig& cfg, const Tensor& input) {
                       "input must be [B, C, H, W], got " + shape_to_string(input.shape));
   }
   const int64_t B = input.shape[0], C = input.shape[1], H = input.shape[2], W = input.shape[3];
-  if (shape_numel(input.shape) < 0) {
+  const int64_t numel = shape_numel(input.shape);
+  if (numel < 0) {
     return make_error(ErrorCode::kInvalidArgument, "input shape " + shape_to_string(input.shape) +
                                                        " is invalid: a negative dimension, or too many values");
   }
-  if (shape_numel(input.shape) != input.numel()) {
+  if (numel != input.numel()) {
     return make_error(ErrorCode::kInvalidArgument, "input data holds " + std::to_string(input.numel()) +
                                                        " values, shape " + shape_to_string(input.shape) + " needs " +
-                                                       std::to_string(shape_numel(input.shape)));
+                                                       std::to_string(numel));
   }
   if (B <= 0 || H <= 0 || W <= 0) {
     return make_error(ErrorCode::kInvalidArgument, "input " + shape_to_string(input.shape) + " has an empty dimension");
