@@ -22,9 +22,9 @@ constexpr bool epilogue_in_registers(TileEpilogue e) {
   return e != TileEpilogue::kGelu && e != TileEpilogue::kSwiglu;
 }
 
-// Calls fn(std::integral_constant<TileEpilogue, E>) for E = e.
+// Calls fn(std::integral_constant<TileEpilogue, E>) for E = e and returns what it returns.
 template <class Fn>
-inline void with_epilogue(TileEpilogue e, Fn&& fn) {
+inline decltype(auto) with_epilogue(TileEpilogue e, Fn&& fn) {
   using E = TileEpilogue;
   switch (e) {
     case E::kStore: return fn(std::integral_constant<E, E::kStore>{});
@@ -34,13 +34,29 @@ inline void with_epilogue(TileEpilogue e, Fn&& fn) {
     case E::kSwiglu: return fn(std::integral_constant<E, E::kSwiglu>{});
     case E::kAttentionRows: return fn(std::integral_constant<E, E::kAttentionRows>{});
   }
+  __builtin_unreachable();  // every enumerator has its case
 }
 
-// Whether the store of tile t reads C (the residual under kScaleAdd, the running output under
-// kAttentionRows after its first key block).
+// Whether epilogue E reads the C values it replaces: the residual under kScaleAdd, the running output under
+// kAttentionRows once row_scale is set (after the first key block). The one statement of it: the epilogue's
+// arithmetic (epilogue_vector) and the prefetch before the K loop (store_reads_c) both ask here.
+template <TileEpilogue E>
+constexpr bool reads_c(const GemmTile& t) {
+  if constexpr (E == TileEpilogue::kScaleAdd) return true;
+  if constexpr (E == TileEpilogue::kAttentionRows) return t.row_scale != nullptr;
+  return false;
+}
+
+// Whether the store of tile t reads C. Plain comparisons, not with_epilogue's switch: this runs inline before
+// every micro-kernel's K loop, where a jump table made g++ 12 spill the float32 tiles' accumulators.
 inline bool store_reads_c(const GemmTile& t) {
-  return t.c != nullptr && (t.epilogue == TileEpilogue::kScaleAdd ||
-                            (t.epilogue == TileEpilogue::kAttentionRows && t.row_scale != nullptr));
+  using E = TileEpilogue;
+  if (t.c == nullptr) return false;
+  if (t.epilogue == E::kScaleAdd) return reads_c<E::kScaleAdd>(t);
+  if (t.epilogue == E::kAttentionRows) return reads_c<E::kAttentionRows>(t);
+  static_assert(!reads_c<E::kStore>(GemmTile{}) && !reads_c<E::kGelu>(GemmTile{}) &&
+                !reads_c<E::kGeluLowp>(GemmTile{}) && !reads_c<E::kSwiglu>(GemmTile{}));
+  return false;
 }
 
 // Called by a micro-kernel before its K loop: requests the C rows its store will read, so they arrive while
@@ -58,8 +74,8 @@ inline bool store_reads_c(const GemmTile& t) {
   }
 }
 
-// Epilogue E of vector v of tile row r, after the bias; c: where the vector goes in C (read by kScaleAdd and
-// kAttentionRows), n: its lanes inside the tile (may be > W).
+// Epilogue E of vector v of tile row r, after the bias; c: where the vector goes in C (read where reads_c<E>
+// says), n: its lanes inside the tile (may be > W).
 template <class O, TileEpilogue E>
 inline typename O::V epilogue_vector(const GemmTile& t, typename O::V y, const float* c, int r, int v, int n) {
   constexpr int W = O::kLanes;
@@ -68,11 +84,12 @@ inline typename O::V epilogue_vector(const GemmTile& t, typename O::V y, const f
   } else if constexpr (E == TileEpilogue::kGeluLowp) {
     y = gelu_lowp_f32<O>(y);
   } else if constexpr (E == TileEpilogue::kScaleAdd) {
+    static_assert(reads_c<E>(GemmTile{}));
     y = O::fmadd(O::load_first(t.scale + v * W, n), y, O::load_first(c, n));
   } else if constexpr (E == TileEpilogue::kSwiglu) {
     y = O::mul(silu_f32<O>(O::load_first(t.aux + r * t.ld_aux + v * W, n)), y);
   } else if constexpr (E == TileEpilogue::kAttentionRows) {
-    if (t.row_scale != nullptr) y = O::fmadd(O::load_first(c, n), O::set1(t.row_scale[r]), y);
+    if (reads_c<E>(t)) y = O::fmadd(O::load_first(c, n), O::set1(t.row_scale[r]), y);
     if (t.row_post != nullptr) y = O::mul(y, O::set1(t.row_post[r]));
   }
   return y;
